@@ -1,0 +1,304 @@
+// Backends run kernels: the GPU backend encodes dispatches into command buffers; the meta backend only counts.
+import type { Kernel } from './kernel.js';
+import { BufferPool, STORAGE_USAGE, type PoolStats } from './pool.js';
+import { PipelineCache } from './pipelines.js';
+
+/** A pooled allocation. `buffer` is a GPUBuffer on the GPU backend and a placeholder on the meta device. */
+export interface Storage {
+  readonly id: number;
+  readonly bytes: number;
+  readonly buffer: GPUBuffer | MetaBuffer;
+  /** Tensors that reference this storage; it returns to the pool at zero. */
+  refs: number;
+}
+
+/** What a dispatch binds: a storage and a byte range of it. */
+export interface Binding {
+  storage: Storage;
+  offset: number;
+  size: number;
+}
+
+/** Counters every backend keeps; the meta device's are the whole point of it. */
+export interface RunStats {
+  dispatches: number;
+  flops: number;
+  bytes: number;
+  submits: number;
+  /** FLOPs and dispatches per kernel name. */
+  byKernel: Map<string, { dispatches: number; flops: number; bytes: number }>;
+}
+
+/** The operations tensors need from a device. */
+export interface Backend {
+  readonly kind: 'gpu' | 'meta';
+  alloc(bytes: number): Storage;
+  release(s: Storage): void;
+  run(k: Kernel, bindings: Binding[]): void;
+  /** Upload bytes into a storage at a byte offset. Pending work is submitted first so ordering holds. */
+  write(s: Storage, offset: number, data: ArrayBufferView): void;
+  /** Read a byte range back; resolves once the GPU has finished everything encoded before it. */
+  read(s: Storage, offset: number, bytes: number): Promise<ArrayBuffer>;
+  /** Fill a byte range with zeros. */
+  clear(s: Storage, offset: number, bytes: number): void;
+  copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void;
+  /** Submit encoded work without waiting. */
+  flush(): void;
+  /** Wait for all submitted work and surface any deferred error (compile, validation, out of memory). */
+  sync(): Promise<void>;
+  pool(): PoolStats;
+  resetPeak(): void;
+  readonly stats: RunStats;
+  resetStats(): void;
+}
+
+/** The meta device's stand-in for a buffer: only its size. */
+export interface MetaBuffer {
+  readonly metaBytes: number;
+}
+
+let nextId = 1;
+
+function emptyStats(): RunStats {
+  return { dispatches: 0, flops: 0, bytes: 0, submits: 0, byKernel: new Map() };
+}
+
+function count(stats: RunStats, k: Kernel): void {
+  stats.dispatches++;
+  stats.flops += k.flops;
+  stats.bytes += k.bytes;
+  let e = stats.byKernel.get(k.name);
+  if (!e) stats.byKernel.set(k.name, (e = { dispatches: 0, flops: 0, bytes: 0 }));
+  e.dispatches++;
+  e.flops += k.flops;
+  e.bytes += k.bytes;
+}
+
+/** Shapes and bytes only: runs the same op code, allocates nothing real, reports peak bytes and FLOPs. */
+export class MetaBackend implements Backend {
+  readonly kind = 'meta' as const;
+  readonly stats = emptyStats();
+  private readonly bufs = new BufferPool<MetaBuffer>({ create: (b) => ({ metaBytes: b }), destroy: () => {} }, 0);
+
+  alloc(bytes: number): Storage {
+    const buffer = this.bufs.acquire(bytes);
+    return { id: nextId++, bytes: buffer.metaBytes, buffer, refs: 0 };
+  }
+  release(s: Storage): void {
+    this.bufs.release(s.buffer as MetaBuffer);
+  }
+  run(k: Kernel): void {
+    count(this.stats, k);
+  }
+  write(): void {}
+  read(): Promise<ArrayBuffer> {
+    return Promise.reject(new Error('the meta device holds no data: read a tensor on a GPU backend'));
+  }
+  clear(): void {}
+  copy(): void {}
+  flush(): void {}
+  async sync(): Promise<void> {}
+  pool(): PoolStats {
+    return this.bufs.stats();
+  }
+  resetPeak(): void {
+    this.bufs.resetPeak();
+  }
+  resetStats(): void {
+    Object.assign(this.stats, emptyStats());
+  }
+}
+
+/** Options for per-dispatch GPU timing with timestamp queries. */
+export interface ProfileSample {
+  name: string;
+  ns: number;
+}
+
+/** Runs kernels on a GPUDevice, batching dispatches into one compute pass until something forces a submit. */
+export class GpuBackend implements Backend {
+  readonly kind = 'gpu' as const;
+  readonly stats = emptyStats();
+  readonly pipelines: PipelineCache;
+  private readonly bufs: BufferPool<GPUBuffer>;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private encoded = 0;
+  private readonly errors: Error[] = [];
+  /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
+  maxDispatchesPerSubmit = 512;
+  private profiling: { set: GPUQuerySet; names: string[]; capacity: number } | null = null;
+  private profileOut: Promise<ProfileSample[]>[] = [];
+
+  constructor(readonly device: GPUDevice) {
+    this.pipelines = new PipelineCache(device);
+    this.bufs = new BufferPool<GPUBuffer>({
+      create: (bytes) => {
+        device.pushErrorScope('out-of-memory');
+        const b = device.createBuffer({ size: bytes, usage: STORAGE_USAGE });
+        void device.popErrorScope().then((e) => {
+          if (e) this.errors.push(new GpuOutOfMemoryError(bytes, this.bufs.stats().liveBytes));
+        });
+        return b;
+      },
+      destroy: (b) => b.destroy(),
+    });
+    device.addEventListener?.('uncapturederror', (ev) => {
+      this.errors.push(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
+    });
+  }
+
+  alloc(bytes: number): Storage {
+    const buffer = this.bufs.acquire(bytes);
+    return { id: nextId++, bytes: buffer.size, buffer, refs: 0 };
+  }
+
+  release(s: Storage): void {
+    this.bufs.release(s.buffer as GPUBuffer);
+  }
+
+  private enc(): GPUCommandEncoder {
+    return (this.encoder ??= this.device.createCommandEncoder());
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  run(k: Kernel, bindings: Binding[]): void {
+    count(this.stats, k);
+    const [x, y, z] = k.workgroups;
+    if (x === 0 || y === 0 || z === 0) return;
+    const pipeline = this.pipelines.get(k.name, k.source());
+    const bindGroup = this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } })),
+    });
+    if (this.profiling) {
+      this.endPass();
+      const p = this.profiling;
+      if (p.names.length >= p.capacity) this.collectProfile();
+      const i = this.profiling.names.length;
+      this.profiling.names.push(k.name);
+      this.pass = this.enc().beginComputePass({ timestampWrites: { querySet: this.profiling.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
+    } else this.pass ??= this.enc().beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(x, y, z);
+    if (this.profiling) this.endPass();
+    if (++this.encoded >= this.maxDispatchesPerSubmit) this.flush();
+  }
+
+  write(s: Storage, offset: number, data: ArrayBufferView): void {
+    this.flush();
+    this.device.queue.writeBuffer(s.buffer as GPUBuffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  clear(s: Storage, offset: number, bytes: number): void {
+    this.endPass();
+    this.enc().clearBuffer(s.buffer as GPUBuffer, offset, bytes);
+  }
+
+  copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
+    this.endPass();
+    this.enc().copyBufferToBuffer(src.buffer as GPUBuffer, srcOffset, dst.buffer as GPUBuffer, dstOffset, bytes);
+  }
+
+  async read(s: Storage, offset: number, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.endPass();
+    this.enc().copyBufferToBuffer(s.buffer as GPUBuffer, offset, staging, 0, size);
+    this.flush();
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+      return staging.getMappedRange().slice(0, bytes);
+    } finally {
+      staging.destroy();
+    }
+  }
+
+  flush(): void {
+    this.endPass();
+    if (!this.encoder) return;
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.encoded = 0;
+    this.stats.submits++;
+  }
+
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.pipelines.check();
+    if (this.errors.length) throw this.errors.shift()!;
+  }
+
+  pool(): PoolStats {
+    return this.bufs.stats();
+  }
+  resetPeak(): void {
+    this.bufs.resetPeak();
+  }
+  resetStats(): void {
+    Object.assign(this.stats, emptyStats());
+  }
+
+  /** Whether per-dispatch timing is possible on this device. */
+  get canProfile(): boolean {
+    return this.device.features.has('timestamp-query');
+  }
+
+  /** Time every dispatch (one pass each) until `stopProfile`; costs some speed, so only for benchmarks. */
+  startProfile(capacity = 1024): void {
+    if (!this.canProfile) throw new Error('this adapter has no timestamp-query feature');
+    this.endPass();
+    this.profiling = { set: this.device.createQuerySet({ type: 'timestamp', count: 2 * capacity }), names: [], capacity };
+  }
+
+  private collectProfile(): void {
+    const p = this.profiling!;
+    const n = p.names.length;
+    const resolve = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const staging = this.device.createBuffer({ size: 16 * n, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    this.endPass();
+    this.enc().resolveQuerySet(p.set, 0, 2 * n, resolve, 0);
+    this.enc().copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
+    this.flush();
+    const names = p.names;
+    const set = p.set;
+    this.profileOut.push(
+      staging.mapAsync(GPUMapMode.READ).then(() => {
+        const t = new BigInt64Array(staging.getMappedRange());
+        const out = names.map((name, i) => ({ name, ns: Number(t[2 * i + 1]! - t[2 * i]!) }));
+        staging.destroy();
+        resolve.destroy();
+        return out;
+      }),
+    );
+    this.profiling = { set: this.device.createQuerySet({ type: 'timestamp', count: 2 * p.capacity }), names: [], capacity: p.capacity };
+    void set;
+  }
+
+  /** Stop timing and return the GPU time of each dispatch since `startProfile`. */
+  async stopProfile(): Promise<ProfileSample[]> {
+    if (!this.profiling) return [];
+    if (this.profiling.names.length) this.collectProfile();
+    this.profiling = null;
+    const parts = await Promise.all(this.profileOut);
+    this.profileOut = [];
+    return parts.flat();
+  }
+}
+
+/** The GPU refused an allocation: names the size asked for and what was already live. */
+export class GpuOutOfMemoryError extends Error {
+  constructor(readonly requested: number, readonly live: number) {
+    super(
+      `GPU out of memory allocating ${(requested / 2 ** 20).toFixed(1)} MiB with ${(live / 2 ** 20).toFixed(1)} MiB in use. ` +
+        'Lower the resolution or batch size, enable gradient checkpointing, or close other GPU-heavy tabs.',
+    );
+    this.name = 'GpuOutOfMemoryError';
+  }
+}

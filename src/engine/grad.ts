@@ -1,0 +1,104 @@
+// Reverse-mode differentiation over the tape, and gradient checkpointing (recompute a segment in backward).
+import { noGrad, outputIndex, record, takeTape, withTape, type TapeNode } from './autograd.js';
+import { addInto, map } from './ops/elementwise.js';
+import { backwardRules } from './ops/rules.js';
+import { Tensor, keep, scope } from './tensor.js';
+
+declare module './autograd.js' {
+  interface OpSaved {
+    checkpoint: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] };
+  }
+}
+
+/**
+ * Backpropagate from `root` (seeded with `seed`, or ones for a scalar loss) through the active tape.
+ * Leaves that require grad accumulate into `.grad` (added to what is there: that is how micro-batch
+ * gradients sum). Every node's saved tensors are released as soon as its backward has run, and the
+ * tape is empty afterwards.
+ */
+export function backward(root: Tensor, seed?: Tensor): void {
+  backwardOn(takeTape(), root, seed);
+}
+
+function backwardOn(tape: TapeNode[], root: Tensor, seed?: Tensor): void {
+  const grads = new Map<TapeNode, (Tensor | null)[]>();
+  noGrad(() => {
+    const g0 = seed ? seed.retain() : keep(map('ones', [root], '1.0'));
+    if (!deliver(root, g0, grads)) g0.dispose();
+    for (let i = tape.length - 1; i >= 0; i--) {
+      const node = tape[i]!;
+      const gOut = grads.get(node);
+      grads.delete(node);
+      if (gOut) runRule(node, gOut, grads);
+      for (const t of node.held) t.dispose();
+      node.held.length = 0;
+      node.consumed = true;
+    }
+  });
+  for (const gs of grads.values()) for (const g of gs) g?.dispose();
+}
+
+function runRule(node: TapeNode, gOut: (Tensor | null)[], grads: Map<TapeNode, (Tensor | null)[]>): void {
+  const needs = node.inputs.map((t) => t !== null);
+  const rule = backwardRules[node.kind] as (s: unknown, g: readonly (Tensor | null)[], n: readonly boolean[]) => readonly (Tensor | null)[];
+  const gIn = scope(() => rule(node.saved, gOut, needs).map((g) => g && keep(gOut.includes(g) ? g.retain() : g)));
+  for (const g of gOut) g?.dispose();
+  node.inputs.forEach((t, k) => {
+    const g = gIn[k];
+    if (!g) return;
+    if (!t || !deliver(t, g, grads)) g.dispose();
+  });
+}
+
+/** Route a gradient to the node that made `t` or into the leaf's `.grad`; false if it went nowhere. */
+function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>): boolean {
+  const node = t.node as TapeNode | null;
+  if (node && !node.consumed) {
+    let slot = grads.get(node);
+    if (!slot) grads.set(node, (slot = new Array<Tensor | null>(node.nOutputs).fill(null)));
+    const i = outputIndex.get(t) ?? 0;
+    const prev = slot[i];
+    if (prev) {
+      addInto(prev, g);
+      g.dispose();
+    } else slot[i] = g;
+    return true;
+  }
+  if (t.requiresGrad) {
+    if (t.grad) {
+      addInto(t.grad, g);
+      g.dispose();
+    } else {
+      t.grad = keep(g.reshape(t.shape));
+      g.dispose();
+    }
+    return true;
+  }
+  return false;
+}
+
+/**
+ * Run `fn(...inputs)` without keeping its activations; backward runs it again on a fresh tape and
+ * differentiates that. Parameters used inside `fn` receive the same gradients as without
+ * checkpointing. `fn` must be deterministic (seeded dropout replays the same mask).
+ */
+export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+  const out = noGrad(() => scope(() => fn(...inputs)));
+  // Recorded even when no input needs a gradient: parameters inside `fn` may.
+  record('checkpoint', inputs, [out], { fn, inputs }, inputs, true);
+  return out;
+}
+
+export function checkpointBackward(saved: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] }, gOut: readonly (Tensor | null)[], needs: readonly boolean[]): (Tensor | null)[] {
+  const leaves = saved.inputs.map((x, i) => new Tensor(x.backend, x.storage, x.shape, x.dtype, x.offset, needs[i]));
+  const { result, tape } = withTape(() => scope(() => saved.fn(...leaves)));
+  backwardOn(tape, result, gOut[0]!);
+  result.dispose();
+  const out = leaves.map((l) => {
+    const g = l.grad;
+    l.grad = null;
+    l.dispose();
+    return g;
+  });
+  return out;
+}

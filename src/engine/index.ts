@@ -1,0 +1,8 @@
+// The engine's public surface: tensors, ops, autograd, devices. Knows nothing of diffusion.
+export * from './tensor.js';
+export * from './dtype.js';
+export * from './backend.js';
+export * from './gpu.js';
+export * from './autograd.js';
+export * from './grad.js';
+export * from './ops/index.js';

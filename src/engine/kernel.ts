@@ -1,0 +1,44 @@
+// A kernel is plain data: WGSL source (a pure function of its parameters) plus dispatch size and cost.
+
+/** One dispatch, ready to run: everything a backend needs, nothing GPU-specific. */
+export interface Kernel {
+  /** Short op name, used in profiles and error messages. */
+  name: string;
+  /** WGSL source; bindings are `@group(0) @binding(i)` in the order the caller passes buffers. */
+  source: () => string;
+  /** Workgroup counts (x, y, z), each at most 65535. */
+  workgroups: readonly [number, number, number];
+  /** Floating point operations this dispatch performs (multiply-add = 2). */
+  flops: number;
+  /** Bytes it reads plus bytes it writes, counting each element once. */
+  bytes: number;
+}
+
+/** Largest workgroup count WebGPU guarantees per dimension. */
+export const MAX_GROUPS = 65535;
+
+/**
+ * Split `n` workgroups into an (x, y) grid within the per-dimension limit. Shaders recover
+ * the linear index as `wid.x + wid.y * gridX` and must bounds-check it.
+ */
+export function grid(n: number): [number, number, number] {
+  if (n <= MAX_GROUPS) return [Math.max(1, n), 1, 1];
+  const y = Math.ceil(n / MAX_GROUPS);
+  if (y > MAX_GROUPS) throw new Error(`dispatch of ${n} workgroups exceeds ${MAX_GROUPS}^2`);
+  return [Math.ceil(n / y), y, 1];
+}
+
+const sources = new Map<string, string>();
+
+/**
+ * Memoize a WGSL generator by its parameters, so building the same kernel twice costs a
+ * map lookup; the pipeline cache is still keyed by the source text itself.
+ */
+export function memoSource<P>(name: string, gen: (p: P) => string): (p: P) => () => string {
+  return (p: P) => () => {
+    const key = name + JSON.stringify(p);
+    let s = sources.get(key);
+    if (s === undefined) sources.set(key, (s = gen(p)));
+    return s;
+  };
+}

@@ -1,0 +1,135 @@
+// Broadcasting arithmetic, activations and sum/mean reductions, each with its backward beside it.
+import { noGrad, record, type BackwardRule } from '../autograd.js';
+import { ACTIVATIONS, mapKernel } from '../kernels/elementwise.js';
+import { reduceKernel } from '../kernels/reduce.js';
+import { f } from '../kernels/wgsl.js';
+import type { Tensor } from '../tensor.js';
+import { broadcastShapes, broadcastStrides, emptyLike, launch, sameShape } from './util.js';
+
+declare module '../autograd.js' {
+  interface OpSaved {
+    add: { a: readonly number[]; b: readonly number[]; alpha: number };
+    mul: { a: Tensor; b: Tensor };
+    scale: { s: number };
+    act: { x: Tensor; fn: Activation };
+    sum: { inShape: readonly number[]; axes: number[]; scale: number };
+  }
+}
+
+/** Elementwise activations with closed-form derivatives in kernels/elementwise.ts. */
+export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu';
+
+const ACT_FLOPS: Record<Activation, number> = { silu: 4, gelu: 20, gelu_tanh: 12, quick_gelu: 5 };
+
+/** Elementwise map over broadcast inputs with a WGSL expression in `a`, `b`, ... (no autograd). */
+export function map(name: string, inputs: readonly Tensor[], expr: string, flops = 1, outShape?: readonly number[]): Tensor {
+  const shape = outShape ?? inputs.map((t) => t.shape).reduce((x, y) => broadcastShapes(x, y));
+  const out = emptyLike(inputs[0]!, shape);
+  const k = mapKernel(name, { outShape: [...shape], inputs: inputs.map((t) => ({ dtype: t.dtype, strides: broadcastStrides(t.shape, shape) })), expr, prelude: ACTIVATIONS }, flops);
+  launch(k, inputs, [out]);
+  return out;
+}
+
+/** `dst += src` in place (gradient accumulation); `src` may broadcast into `dst`. */
+export function addInto(dst: Tensor, src: Tensor, alpha = 1): void {
+  const k = mapKernel('add_into', { outShape: [...dst.shape], inputs: [{ dtype: src.dtype, strides: broadcastStrides(src.shape, dst.shape) }], expr: alpha === 1 ? 'a' : `a * ${f(alpha)}`, accumulate: true });
+  launch(k, [src], [dst]);
+}
+
+/** a + alpha * b, broadcasting. */
+export function add(a: Tensor, b: Tensor, alpha = 1): Tensor {
+  const out = map('add', [a, b], alpha === 1 ? 'a + b' : `a + ${f(alpha)} * b`);
+  record('add', [a, b], [out], { a: a.shape, b: b.shape, alpha });
+  return out;
+}
+
+const addBackward: BackwardRule<'add'> = ({ a, b, alpha }, [g], needs) => [
+  needs[0] ? sumTo(g!, a) : null,
+  needs[1] ? sumTo(g!, b, alpha) : null,
+];
+
+/** a - b, broadcasting. */
+export function sub(a: Tensor, b: Tensor): Tensor {
+  return add(a, b, -1);
+}
+
+/** a * b, broadcasting. */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  const out = map('mul', [a, b], 'a * b');
+  record('mul', [a, b], [out], { a, b }, [a, b]);
+  return out;
+}
+
+const mulBackward: BackwardRule<'mul'> = ({ a, b }, [g], needs) => [
+  needs[0] ? reduceTo(map('mul', [g!, b], 'a * b'), a.shape) : null,
+  needs[1] ? reduceTo(map('mul', [g!, a], 'a * b'), b.shape) : null,
+];
+
+/** x * s for a constant s. */
+export function scale(x: Tensor, s: number): Tensor {
+  const out = map('scale', [x], `a * ${f(s)}`);
+  record('scale', [x], [out], { s });
+  return out;
+}
+
+const scaleBackward: BackwardRule<'scale'> = ({ s }, [g]) => [map('scale', [g!], `a * ${f(s)}`)];
+
+/** An elementwise activation. */
+export function activation(x: Tensor, fn: Activation): Tensor {
+  const out = map(fn, [x], `${fn}(a)`, ACT_FLOPS[fn]);
+  record('act', [x], [out], { x, fn }, [x]);
+  return out;
+}
+
+export const silu = (x: Tensor): Tensor => activation(x, 'silu');
+/** GELU with the exact erf form (PyTorch's default). */
+export const gelu = (x: Tensor): Tensor => activation(x, 'gelu');
+/** GELU with the tanh approximation. */
+export const geluTanh = (x: Tensor): Tensor => activation(x, 'gelu_tanh');
+/** CLIP's x * sigmoid(1.702 x). */
+export const quickGelu = (x: Tensor): Tensor => activation(x, 'quick_gelu');
+
+const actBackward: BackwardRule<'act'> = ({ x, fn }, [g]) => [map(`${fn}_grad`, [g!, x], `a * ${fn}_grad(b)`, ACT_FLOPS[fn] + 2)];
+
+/** Sum over `axes` (all when omitted), times `scale`; `keepDims` keeps them as size 1. */
+export function sum(x: Tensor, axes?: readonly number[], keepDims = false, scale_ = 1): Tensor {
+  const ax = (axes ?? x.shape.map((_, i) => i)).map((a) => (a < 0 ? a + x.rank : a));
+  const kept = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
+  const out = emptyLike(x, keepDims ? kept : x.shape.filter((_, i) => !ax.includes(i)));
+  launch(reduceKernel({ inShape: [...x.shape], axes: ax, dtype: x.dtype, scale: scale_ }), [x], [out]);
+  record('sum', [x], [out], { inShape: x.shape, axes: ax, scale: scale_ });
+  return out;
+}
+
+/** Mean over `axes` (all when omitted). */
+export function mean(x: Tensor, axes?: readonly number[], keepDims = false): Tensor {
+  const ax = (axes ?? x.shape.map((_, i) => i)).map((a) => (a < 0 ? a + x.rank : a));
+  const n = ax.reduce((p, a) => p * x.shape[a]!, 1);
+  return sum(x, ax, keepDims, 1 / n);
+}
+
+const sumBackward: BackwardRule<'sum'> = ({ inShape, axes, scale: s }, [g]) => {
+  const kept = inShape.map((d, i) => (axes.includes(i) ? 1 : d));
+  const gk = g!.reshape(kept);
+  const out = map('sum_grad', [gk], s === 1 ? 'a' : `a * ${f(s)}`, 1, inShape);
+  gk.dispose();
+  return [out];
+};
+
+/** Sum a broadcast result back down to `shape` (no autograd; used by backward rules). */
+export function reduceTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
+  if (sameShape(g.shape, shape) && s === 1) return g;
+  if (sameShape(g.shape, shape)) return map('scale', [g], `a * ${f(s)}`);
+  const lead = g.rank - shape.length;
+  const axes = g.shape.map((_, i) => i).filter((i) => i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1));
+  const out = emptyLike(g, shape);
+  launch(reduceKernel({ inShape: [...g.shape], axes, dtype: g.dtype, scale: s }), [g], [out]);
+  return out;
+}
+
+/** Gradient of a broadcast input: a copy (or reduction) of `g`, so rules never alias their output gradient. */
+function sumTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
+  return noGrad(() => (sameShape(g.shape, shape) ? map('scale', [g], s === 1 ? 'a' : `a * ${f(s)}`) : reduceTo(g, shape, s)));
+}
+
+export const elementwiseRules = { add: addBackward, mul: mulBackward, scale: scaleBackward, act: actBackward, sum: sumBackward };

@@ -1,0 +1,4 @@
+// The public op surface of the engine.
+export * from './elementwise.js';
+export * from './view.js';
+export { backwardRules } from './rules.js';

@@ -1,0 +1,12 @@
+// The backward rule of every differentiable op, in one table the compiler checks is complete:
+// an op kind declared in OpSaved without a rule here is a type error.
+import type { BackwardRule, OpKind } from '../autograd.js';
+import { checkpointBackward } from '../grad.js';
+import { elementwiseRules } from './elementwise.js';
+import { viewRules } from './view.js';
+
+export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
+  ...elementwiseRules,
+  ...viewRules,
+  checkpoint: checkpointBackward,
+};

@@ -1,0 +1,49 @@
+// Two projects run the same tests: Node with Dawn, and headless Chromium (both real WebGPU, SwiftShader here).
+import { existsSync } from 'node:fs';
+import { defineConfig } from 'vitest/config';
+import { playwright } from '@vitest/browser-playwright';
+
+const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+// Dawn reads this when the worker process loads it; Debian's Chromium ships SwiftShader's Vulkan driver.
+const icd = '/usr/lib/chromium/vk_swiftshader_icd.json';
+if (!process.env.VK_ICD_FILENAMES && existsSync(icd)) process.env.VK_ICD_FILENAMES = icd;
+// Mesa's implicit device-select Vulkan layer crashes Dawn under SwiftShader.
+process.env.NODEVICE_SELECT ??= '1';
+
+export default defineConfig({
+  test: {
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    projects: [
+      {
+        test: {
+          name: 'node',
+          include: ['src/**/*.test.ts'],
+          environment: 'node',
+          pool: 'forks',
+          // one Dawn device per process, tests run one file at a time on 2 cores
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'browser',
+          include: ['src/engine/**/*.test.ts'],
+          exclude: ['src/**/*.node.test.ts'],
+          fileParallelism: false,
+          browser: {
+            enabled: true,
+            headless: true,
+            provider: playwright({
+              launchOptions: {
+                executablePath: chromium,
+                args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+              },
+            }),
+            instances: [{ browser: 'chromium' }],
+          },
+        },
+      },
+    ],
+  },
+});
