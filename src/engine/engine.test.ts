@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from './backend.js';
+import { noGrad } from './autograd.js';
+import { backward, checkpoint } from './grad.js';
+import { add, mul, silu, sum, mean } from './ops/elementwise.js';
+import { ShaderCompileError } from './pipelines.js';
+import { sizeClass } from './pool.js';
+import { empty, keep, param, scope, tensor, type Tensor } from './tensor.js';
+import { testBackend, testGpu } from './testing/gpu.js';
+import { randomArray, assertClose } from './testing/allclose.js';
+
+describe('device', () => {
+  it('acquires a real WebGPU adapter and reports its limits', async () => {
+    const { adapter } = await testGpu();
+    expect(adapter.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 2 ** 20);
+    expect(adapter.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(256);
+    expect(typeof adapter.isFallback).toBe('boolean');
+    expect(adapter.features).toBeInstanceOf(Array);
+  });
+});
+
+describe('pipeline cache', () => {
+  it('reports WGSL compile errors with line numbers and the source', async () => {
+    const b = await testBackend();
+    const src = '@compute @workgroup_size(1)\nfn main() {\n  let x: f32 = undefined_thing;\n}';
+    const err = await b.pipelines.compile('broken', src).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShaderCompileError);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/kernel "broken"/);
+    expect(msg).toMatch(/^3:\d+: error: .*undefined_thing/m);
+    expect(msg).toContain('   3|   let x: f32 = undefined_thing;');
+    await b.sync(); // the error was reported once, not again
+  });
+
+  it('reuses one pipeline per source', async () => {
+    const b = await testBackend();
+    const x = tensor(b, [1, 2, 3], [3]);
+    scope(() => add(x, x));
+    const n = b.pipelines.size;
+    scope(() => add(x, x));
+    expect(b.pipelines.size).toBe(n);
+    x.dispose();
+    await b.sync();
+  });
+});
+
+describe('buffer pool', () => {
+  it('rounds to size classes with bounded waste', () => {
+    expect(sizeClass(1)).toBe(256);
+    expect(sizeClass(1000)).toBe(1024);
+    expect(sizeClass(3 * 2 ** 20 + 1)).toBeLessThanOrEqual(3 * 2 ** 20 * 1.125 + 256);
+    for (const n of [5e6, 123456789]) expect(sizeClass(n) / n).toBeLessThan(1.126);
+  });
+
+  it('scopes free everything but the result', async () => {
+    const b = await testBackend();
+    await b.sync();
+    const before = b.pool().liveBuffers;
+    const x = tensor(b, randomArray(64, 1), [64]);
+    const y = scope(() => silu(mul(add(x, x), x)));
+    expect(b.pool().liveBuffers).toBe(before + 2);
+    y.dispose();
+    x.dispose();
+    expect(b.pool().liveBuffers).toBe(before);
+  });
+});
+
+/** A small two-layer network built from elementwise ops: loss = mean(silu(x*w1 + b1) * w2). */
+function net(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor): Tensor {
+  return mean(mul(silu(add(mul(x, w1), b1)), w2));
+}
+
+describe('autograd memory', () => {
+  it('keeps live buffers and bytes flat over 100 forward+backward iterations', async () => {
+    const b = await testBackend();
+    const w1 = param(b, randomArray(32, 2), [32]);
+    const b1 = param(b, randomArray(32, 3), [32]);
+    const w2 = param(b, randomArray(32, 4), [32]);
+    const x = tensor(b, randomArray(8 * 32, 5), [8, 32]);
+    const counts: { buffers: number; bytes: number }[] = [];
+    for (let i = 0; i < 100; i++) {
+      const loss = scope(() => net(x, w1, b1, w2));
+      backward(loss);
+      loss.dispose();
+      for (const p of [w1, b1, w2]) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+      const s = b.pool();
+      counts.push({ buffers: s.liveBuffers, bytes: s.liveBytes });
+      if (i % 25 === 0) await b.sync();
+    }
+    await b.sync();
+    expect(counts[99]).toEqual(counts[0]);
+    expect(new Set(counts.map((c) => c.bytes)).size).toBe(1);
+    for (const t of [w1, b1, w2, x]) t.dispose();
+  });
+
+  it('frees activations as backward passes them and gives frozen tensors no gradient', async () => {
+    const b = await testBackend();
+    const w = param(b, randomArray(16, 6), [16]);
+    const frozen = tensor(b, randomArray(16, 7), [16]);
+    const base = b.pool().liveBuffers;
+    const loss = scope(() => sum(silu(mul(mul(frozen, w), frozen))));
+    const held = b.pool().liveBuffers - base;
+    expect(held).toBeGreaterThan(1); // saved activations for backward
+    backward(loss);
+    loss.dispose();
+    expect(frozen.grad).toBeNull();
+    expect(w.grad).not.toBeNull();
+    expect(b.pool().liveBuffers).toBe(base + 1); // only w.grad remains
+    w.dispose();
+    frozen.dispose();
+    await b.sync();
+  });
+});
+
+describe('gradient checkpointing', () => {
+  it('gives identical gradients when a segment is recomputed in backward', async () => {
+    const b = await testBackend();
+    const data = [randomArray(32, 11), randomArray(32, 12), randomArray(32, 13)];
+    const x = tensor(b, randomArray(4 * 32, 14), [4, 32]);
+    const run = async (useCheckpoint: boolean) => {
+      const [w1, b1, w2] = data.map((d) => param(b, d, [32])) as [Tensor, Tensor, Tensor];
+      const loss = scope(() => {
+        const seg = (h: Tensor) => silu(add(mul(h, w1), b1));
+        const h = useCheckpoint ? checkpoint(seg, [x]) : seg(x);
+        return mean(mul(h, w2));
+      });
+      backward(loss);
+      const grads = await Promise.all([w1, b1, w2].map((p) => p.grad!.read()));
+      loss.dispose();
+      for (const p of [w1, b1, w2]) p.dispose();
+      return grads;
+    };
+    const plain = await run(false);
+    const ck = await run(true);
+    for (let i = 0; i < 3; i++) assertClose(ck[i]!, plain[i]!, { atol: 0, rtol: 0 }, `checkpointed grad ${i}`);
+    x.dispose();
+  });
+});
+
+describe('meta device', () => {
+  it('runs the same op code on shapes only, counting FLOPs and peak bytes', () => {
+    const meta = new MetaBackend();
+    const x = empty(meta, [1024, 1024]);
+    const y = keep(noGrad(() => scope(() => silu(add(x, x)))));
+    expect(y.shape).toEqual([1024, 1024]);
+    expect(meta.stats.dispatches).toBe(2);
+    expect(meta.stats.flops).toBe(1024 * 1024 * 5);
+    expect(meta.pool().peakLiveBytes).toBe(3 * 4 * 2 ** 20);
+    y.dispose();
+    x.dispose();
+    expect(meta.pool().liveBytes).toBe(0);
+  });
+});
