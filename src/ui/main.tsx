@@ -1,0 +1,5 @@
+// Page entry: mounts the app.
+import { createRoot } from 'react-dom/client';
+import { App } from './App.js';
+
+createRoot(document.getElementById('root')!).render(<App />);
