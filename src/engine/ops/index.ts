@@ -1,4 +1,6 @@
 // The public op surface of the engine.
 export * from './elementwise.js';
 export * from './view.js';
+export * from './matmul.js';
+export * from './gather.js';
 export { backwardRules } from './rules.js';

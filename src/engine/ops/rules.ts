@@ -4,9 +4,11 @@ import type { BackwardRule, OpKind } from '../autograd.js';
 import { checkpointBackward } from '../grad.js';
 import { elementwiseRules } from './elementwise.js';
 import { viewRules } from './view.js';
+import { matmulRules } from './matmul.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
   ...viewRules,
+  ...matmulRules,
   checkpoint: checkpointBackward,
 };
