@@ -5,10 +5,12 @@ import { checkpointBackward } from '../grad.js';
 import { elementwiseRules } from './elementwise.js';
 import { viewRules } from './view.js';
 import { matmulRules } from './matmul.js';
+import { convRules } from './conv.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
   ...viewRules,
   ...matmulRules,
+  ...convRules,
   checkpoint: checkpointBackward,
 };

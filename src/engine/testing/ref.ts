@@ -27,3 +27,62 @@ export function refTranspose(a: Float64Array, batch: number, r: number, c: numbe
   for (let t = 0; t < batch; t++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[t * r * c + j * r + i] = a[t * r * c + i * c + j]!;
   return out;
 }
+
+/** Geometry of a reference convolution. */
+export interface RefConv {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  k: number;
+  stride: number;
+  pad: [number, number, number, number];
+}
+
+export function refConvOut(c: RefConv): [number, number] {
+  return [Math.floor((c.H + c.pad[0] + c.pad[1] - c.k) / c.stride) + 1, Math.floor((c.W + c.pad[2] + c.pad[3] - c.k) / c.stride) + 1];
+}
+
+/** Direct convolution in float64; calls `visit(yIndex, xIndex, wIndex)` for each multiply when given. */
+export function refConv(x: Float64Array, w: Float64Array, b: Float64Array | null, c: RefConv, visit?: (yi: number, xi: number, wi: number) => void): Float64Array {
+  const [OH, OW] = refConvOut(c);
+  const y = new Float64Array(c.N * c.O * OH * OW);
+  for (let n = 0; n < c.N; n++)
+    for (let o = 0; o < c.O; o++)
+      for (let oh = 0; oh < OH; oh++)
+        for (let ow = 0; ow < OW; ow++) {
+          const yi = ((n * c.O + o) * OH + oh) * OW + ow;
+          let s = b ? b[o]! : 0;
+          for (let ch = 0; ch < c.C; ch++)
+            for (let i = 0; i < c.k; i++)
+              for (let j = 0; j < c.k; j++) {
+                const ih = oh * c.stride - c.pad[0] + i;
+                const iw = ow * c.stride - c.pad[2] + j;
+                if (ih < 0 || iw < 0 || ih >= c.H || iw >= c.W) continue;
+                const xi = ((n * c.C + ch) * c.H + ih) * c.W + iw;
+                const wi = ((o * c.C + ch) * c.k + i) * c.k + j;
+                s += x[xi]! * w[wi]!;
+                visit?.(yi, xi, wi);
+              }
+          y[yi] = s;
+        }
+  return y;
+}
+
+/** Vector-Jacobian product of `refConv` for x, w and bias. */
+export function refConvGrad(x: Float64Array, w: Float64Array, g: Float64Array, c: RefConv): [Float64Array, Float64Array, Float64Array] {
+  const dx = new Float64Array(x.length);
+  const dw = new Float64Array(w.length);
+  const db = new Float64Array(c.O);
+  const [OH, OW] = refConvOut(c);
+  refConv(x, w, null, c, (yi, xi, wi) => {
+    dx[xi] = dx[xi]! + g[yi]! * w[wi]!;
+    dw[wi] = dw[wi]! + g[yi]! * x[xi]!;
+  });
+  for (let i = 0; i < g.length; i++) {
+    const o = Math.floor(i / (OH * OW)) % c.O;
+    db[o] = db[o]! + g[i]!;
+  }
+  return [dx, dw, db];
+}
