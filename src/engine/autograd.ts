@@ -112,7 +112,7 @@ export function takeTape(): TapeNode[] {
 /** Drop everything recorded without running backward (an evaluation pass that recorded by mistake, an aborted step). */
 export function discardTape(): void {
   for (const n of takeTape()) {
-    for (const t of n.held) t.dispose();
+    for (const t of n.held) t.release();
     n.held.length = 0;
     n.consumed = true;
   }

@@ -24,29 +24,29 @@ function backwardOn(tape: TapeNode[], root: Tensor, seed?: Tensor): void {
   const grads = new Map<TapeNode, (Tensor | null)[]>();
   noGrad(() => {
     const g0 = seed ? seed.retain() : keep(map('ones', [root], '1.0'));
-    if (!deliver(root, g0, grads)) g0.dispose();
+    if (!deliver(root, g0, grads)) g0.release();
     for (let i = tape.length - 1; i >= 0; i--) {
       const node = tape[i]!;
       const gOut = grads.get(node);
       grads.delete(node);
       if (gOut) runRule(node, gOut, grads);
-      for (const t of node.held) t.dispose();
+      for (const t of node.held) t.release();
       node.held.length = 0;
       node.consumed = true;
     }
   });
-  for (const gs of grads.values()) for (const g of gs) g?.dispose();
+  for (const gs of grads.values()) for (const g of gs) g?.release();
 }
 
 function runRule(node: TapeNode, gOut: (Tensor | null)[], grads: Map<TapeNode, (Tensor | null)[]>): void {
   const needs = node.inputs.map((t) => t !== null);
   const rule = backwardRules[node.kind] as (s: unknown, g: readonly (Tensor | null)[], n: readonly boolean[]) => readonly (Tensor | null)[];
   const gIn = scope(() => rule(node.saved, gOut, needs).map((g) => g && keep(gOut.includes(g) ? g.retain() : g)));
-  for (const g of gOut) g?.dispose();
+  for (const g of gOut) g?.release();
   node.inputs.forEach((t, k) => {
     const g = gIn[k];
     if (!g) return;
-    if (!t || !deliver(t, g, grads)) g.dispose();
+    if (!t || !deliver(t, g, grads)) g.release();
   });
 }
 
@@ -60,17 +60,17 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
     const prev = slot[i];
     if (prev) {
       addInto(prev, g);
-      g.dispose();
+      g.release();
     } else slot[i] = g;
     return true;
   }
   if (t.requiresGrad) {
     if (t.grad) {
       addInto(t.grad, g);
-      g.dispose();
+      g.release();
     } else {
       t.grad = keep(g.reshape(t.shape));
-      g.dispose();
+      g.release();
     }
     return true;
   }

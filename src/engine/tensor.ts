@@ -19,8 +19,9 @@ export interface GradNode {
  * byte offset. Compute kernels always write f32; f16 is a storage format for weights.
  */
 export class Tensor {
-  /** Times this handle is held: by its scope or creator, and by tape nodes that saved it. */
+  /** Times this handle is held: once by its owner (scope or creator), once per tape node that saved it. */
   private holds = 1;
+  private ownerReleased = false;
   /** Gradient accumulated by backward; only for tensors that require it. */
   grad: Tensor | null = null;
   /** The tape node that produced this tensor, if it is on the gradient path. */
@@ -58,14 +59,24 @@ export class Tensor {
     return { storage: this.storage, offset: this.offset, size: Math.max(4, this.bytes) };
   }
 
-  /** Hold this tensor once more (a tape node saving it for backward). */
+  /** Hold this tensor once more (a tape node saving it for backward); pair with `release`. */
   retain(): this {
     this.holds++;
     return this;
   }
 
-  /** Drop one hold; at zero the storage reference goes, and the storage returns to the pool at its last. */
+  /**
+   * Drop the owner's hold (idempotent: a scope and an explicit call may both dispose). Tape nodes'
+   * holds keep the data alive until they `release` it.
+   */
   dispose(): void {
+    if (this.ownerReleased) return;
+    this.ownerReleased = true;
+    this.release();
+  }
+
+  /** Drop one hold taken with `retain`; at zero the storage reference goes, and the storage returns to the pool at its last. */
+  release(): void {
     if (this.holds <= 0) return;
     if (--this.holds > 0) return;
     this.grad?.dispose();

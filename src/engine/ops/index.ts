@@ -3,5 +3,6 @@ export * from './elementwise.js';
 export * from './view.js';
 export * from './matmul.js';
 export * from './conv.js';
+export * from './attention.js';
 export * from './gather.js';
 export { backwardRules } from './rules.js';

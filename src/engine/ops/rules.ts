@@ -6,11 +6,13 @@ import { elementwiseRules } from './elementwise.js';
 import { viewRules } from './view.js';
 import { matmulRules } from './matmul.js';
 import { convRules } from './conv.js';
+import { attentionRules } from './attention.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
   ...viewRules,
   ...matmulRules,
   ...convRules,
+  ...attentionRules,
   checkpoint: checkpointBackward,
 };

@@ -86,3 +86,49 @@ export function refConvGrad(x: Float64Array, w: Float64Array, g: Float64Array, c
   }
   return [dx, dw, db];
 }
+
+/** Attention with explicit softmax in float64; q [B,Nq,H*D], k/v [B,Nk,H*D]. Returns output and, given dO, the VJP. */
+export function refAttention(q: Float64Array, k: Float64Array, v: Float64Array, B: number, Nq: number, Nk: number, H: number, D: number, causal: boolean, gOut?: Float64Array) {
+  const HD = H * D;
+  const scale = 1 / Math.sqrt(D);
+  const o = new Float64Array(B * Nq * HD);
+  const dq = new Float64Array(q.length), dk = new Float64Array(k.length), dv = new Float64Array(v.length);
+  for (let b = 0; b < B; b++)
+    for (let h = 0; h < H; h++)
+      for (let i = 0; i < Nq; i++) {
+        const qi = (b * Nq + i) * HD + h * D;
+        const s: number[] = [];
+        for (let j = 0; j < Nk; j++) {
+          const kj = (b * Nk + j) * HD + h * D;
+          let d = 0;
+          for (let t = 0; t < D; t++) d += q[qi + t]! * k[kj + t]!;
+          s.push(causal && j > i ? -Infinity : d * scale);
+        }
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const z = e.reduce((a, c) => a + c, 0);
+        const p = e.map((x) => x / z);
+        for (let j = 0; j < Nk; j++) {
+          const vj = (b * Nk + j) * HD + h * D;
+          for (let t = 0; t < D; t++) o[qi + t] = o[qi + t]! + p[j]! * v[vj + t]!;
+        }
+        if (!gOut) continue;
+        const dp = p.map((_, j) => {
+          const vj = (b * Nk + j) * HD + h * D;
+          let d = 0;
+          for (let t = 0; t < D; t++) d += gOut[qi + t]! * v[vj + t]!;
+          return d;
+        });
+        const dot = p.reduce((a, pj, j) => a + pj * dp[j]!, 0);
+        for (let j = 0; j < Nk; j++) {
+          const kj = (b * Nk + j) * HD + h * D;
+          const ds = p[j]! * (dp[j]! - dot) * scale;
+          for (let t = 0; t < D; t++) {
+            dv[kj + t] = dv[kj + t]! + p[j]! * gOut[qi + t]!;
+            dq[qi + t] = dq[qi + t]! + ds * k[kj + t]!;
+            dk[kj + t] = dk[kj + t]! + ds * q[qi + t]!;
+          }
+        }
+      }
+  return { o, dq, dk, dv };
+}

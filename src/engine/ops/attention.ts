@@ -1,0 +1,80 @@
+// Multi-head scaled-dot-product attention without a sequence-by-sequence matrix, forward and backward.
+import { noGrad, record, type BackwardRule } from '../autograd.js';
+import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveSource, type AttnParams } from '../kernels/attention.js';
+import { empty, type Tensor } from '../tensor.js';
+import { check, emptyLike, launch } from './util.js';
+
+declare module '../autograd.js' {
+  interface OpSaved {
+    attention: { q: Tensor; k: Tensor; v: Tensor; o: Tensor; lse: Tensor; p: AttnParams };
+  }
+}
+
+export interface AttentionOptions {
+  heads: number;
+  /** Mask keys after the query position (CLIP's text encoder). */
+  causal?: boolean;
+  /** Score scale; 1/sqrt(head dim) by default. */
+  scale?: number;
+}
+
+function params(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): AttnParams {
+  check(q.rank === 3 && k.rank === 3 && v.rank === 3, () => `attention: expected [B, N, H*D] tensors, got [${q.shape}], [${k.shape}], [${v.shape}]`);
+  const [B, Nq, HD] = q.shape as [number, number, number];
+  const [B2, Nk, HD2] = k.shape as [number, number, number];
+  check(B === B2 && HD === HD2 && v.shape[0] === B && v.shape[1] === Nk && v.shape[2] === HD, () => `attention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not match`);
+  check(HD % o.heads === 0, () => `attention: width ${HD} is not divisible by ${o.heads} heads`);
+  const D = HD / o.heads;
+  check(D <= 256, () => `attention: head dim ${D} above 256 is not supported`);
+  check(!o.causal || Nq === Nk, () => 'attention: a causal mask needs as many queries as keys');
+  return { B, H: o.heads, Nq, Nk, D, scale: o.scale ?? 1 / Math.sqrt(D), causal: !!o.causal, dtypes: [q.dtype, k.dtype, v.dtype] };
+}
+
+function fwdFlops(p: AttnParams): number {
+  const pairs = p.causal ? (p.Nq * (p.Nq + 1)) / 2 : p.Nq * p.Nk;
+  return p.B * p.H * pairs * (4 * p.D + 4);
+}
+
+/** softmax(q kᵀ · scale) v per head; q [B, Nq, H·D], k and v [B, Nk, H·D] → [B, Nq, H·D]. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
+  const p = params(q, k, v, opts);
+  const o = emptyLike(q, q.shape);
+  const lse = empty(q.backend, [p.B, p.H, p.Nq]);
+  const io = 4 * p.B * p.H * p.D * (2 * p.Nq + 2 * p.Nk);
+  launch(attnKernel('attention', attnForwardSource(p), p, p.Nq, fwdFlops(p), io), [q, k, v], [o, lse]);
+  record('attention', [q, k, v], [o], { q, k, v, o, lse, p }, [q, k, v, o, lse]);
+  lse.dispose();
+  return o;
+}
+
+/** The same attention computed with no staging in workgroup memory: the benchmark's baseline. */
+export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
+  const p = params(q, k, v, opts);
+  const o = emptyLike(q, q.shape);
+  launch(attnKernel('attention_naive', attnNaiveSource(p), p, p.Nq, fwdFlops(p) + 2 * p.B * p.H * p.Nq * p.Nk * p.D, 0), [q, k, v], [o]);
+  return o;
+}
+
+// Saved: q, k, v, the output and the per-row log-sum-exp [B, H, Nq]. Backward recomputes the
+// probabilities block by block: Δ = rowsum(dO ∘ O), then dQ by query rows, dK and dV by key rows.
+const attentionBackward: BackwardRule<'attention'> = ({ q, k, v, o, lse, p }, [g], needs) =>
+  noGrad(() => {
+    const delta = empty(q.backend, [p.B, p.H, p.Nq]);
+    launch(attnKernel('attention_delta', attnDeltaSource(p), p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D), [g!, o], [delta]);
+    let dq: Tensor | null = null;
+    if (needs[0]) {
+      dq = emptyLike(q, q.shape);
+      launch(attnKernel('attention_dq', attnDqSource(p), p, p.Nq, 1.5 * fwdFlops(p), 4 * p.B * p.H * p.D * (3 * p.Nq + 2 * p.Nk)), [q, k, v, g!, lse, delta], [dq]);
+    }
+    let dk: Tensor | null = null;
+    let dv: Tensor | null = null;
+    if (needs[1] || needs[2]) {
+      dk = emptyLike(k, k.shape);
+      dv = emptyLike(v, v.shape);
+      launch(attnKernel('attention_dkv', attnDkvSource(p), p, p.Nk, 2 * fwdFlops(p), 4 * p.B * p.H * p.D * (2 * p.Nq + 4 * p.Nk)), [q, k, v, g!, lse, delta], [dk, dv]);
+    }
+    delta.dispose();
+    return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
+  });
+
+export const attentionRules = { attention: attentionBackward };
