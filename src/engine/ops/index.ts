@@ -4,5 +4,6 @@ export * from './view.js';
 export * from './matmul.js';
 export * from './conv.js';
 export * from './attention.js';
+export * from './norm.js';
 export * from './gather.js';
 export { backwardRules } from './rules.js';

@@ -7,6 +7,7 @@ import { viewRules } from './view.js';
 import { matmulRules } from './matmul.js';
 import { convRules } from './conv.js';
 import { attentionRules } from './attention.js';
+import { normRules } from './norm.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
@@ -14,5 +15,6 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...matmulRules,
   ...convRules,
   ...attentionRules,
+  ...normRules,
   checkpoint: checkpointBackward,
 };
