@@ -5,5 +5,8 @@ export * from './matmul.js';
 export * from './conv.js';
 export * from './attention.js';
 export * from './norm.js';
+export * from './layout.js';
+export * from './dropout.js';
+export * from './loss.js';
 export * from './gather.js';
 export { backwardRules } from './rules.js';

@@ -8,6 +8,9 @@ import { matmulRules } from './matmul.js';
 import { convRules } from './conv.js';
 import { attentionRules } from './attention.js';
 import { normRules } from './norm.js';
+import { layoutRules } from './layout.js';
+import { dropoutRules } from './dropout.js';
+import { lossRules } from './loss.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
@@ -16,5 +19,8 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...convRules,
   ...attentionRules,
   ...normRules,
+  ...layoutRules,
+  ...dropoutRules,
+  ...lossRules,
   checkpoint: checkpointBackward,
 };
