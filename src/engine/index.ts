@@ -6,3 +6,5 @@ export * from './gpu.js';
 export * from './autograd.js';
 export * from './grad.js';
 export * from './ops/index.js';
+export * from './optim/arena.js';
+export * from './optim/adamw.js';
