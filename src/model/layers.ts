@@ -1,0 +1,86 @@
+// Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
+import type { Tensor } from '../engine/tensor.js';
+import { add, conv2d, groupNorm, layerNorm, linear, type Conv2dOptions } from '../engine/index.js';
+
+/** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
+export interface WeightStore {
+  get(name: string): Tensor;
+  has(name: string): boolean;
+}
+
+/**
+ * A low-rank adapter hook: given a layer's name and input, the delta to add to its output, or null
+ * when the layer is not adapted. LoRA implements it; the models know nothing of training.
+ */
+export interface Adapter {
+  linearDelta(name: string, x: Tensor): Tensor | null;
+  convDelta(name: string, x: Tensor, opts: Conv2dOptions): Tensor | null;
+}
+
+/** Layers named as in diffusers checkpoints (`<name>.weight`, `<name>.bias`). */
+export class Layers {
+  constructor(readonly weights: WeightStore, readonly adapter: Adapter | null = null) {}
+
+  private bias(name: string): Tensor | undefined {
+    return this.weights.has(`${name}.bias`) ? this.weights.get(`${name}.bias`) : undefined;
+  }
+
+  /** y = x W^T + b, plus the adapter's delta. x [..., in]. */
+  linear(name: string, x: Tensor): Tensor {
+    const y = linear(x, this.weights.get(`${name}.weight`), this.bias(name));
+    const d = this.adapter?.linearDelta(name, x);
+    return d ? add(y, d) : y;
+  }
+
+  /**
+   * A 1x1 convolution applied to tokens [..., in] as a linear layer (SD 1.x proj_in/proj_out):
+   * the [out, in, 1, 1] weight is viewed as [out, in].
+   */
+  pointwise(name: string, x: Tensor): Tensor {
+    const w = this.weights.get(`${name}.weight`);
+    const w2 = w.rank === 4 ? w.reshape([w.shape[0]!, w.shape[1]!]) : w;
+    const y = linear(x, w2, this.bias(name));
+    if (w2 !== w) w2.dispose();
+    const d = this.adapter?.linearDelta(name, x);
+    return d ? add(y, d) : y;
+  }
+
+  conv(name: string, x: Tensor, opts: Conv2dOptions = {}): Tensor {
+    const y = conv2d(x, this.weights.get(`${name}.weight`), this.bias(name), opts);
+    const d = this.adapter?.convDelta(name, x, opts);
+    return d ? add(y, d) : y;
+  }
+
+  groupNorm(name: string, x: Tensor, groups: number, eps: number): Tensor {
+    return groupNorm(x, groups, this.weights.get(`${name}.weight`), this.bias(name), eps);
+  }
+
+  layerNorm(name: string, x: Tensor, eps = 1e-5): Tensor {
+    return layerNorm(x, this.weights.get(`${name}.weight`), this.bias(name), eps);
+  }
+}
+
+/** Weight names and shapes of a model, in load order. */
+export type WeightShapes = Map<string, number[]>;
+
+export function addLinear(m: WeightShapes, name: string, out: number, inp: number, bias = true): void {
+  m.set(`${name}.weight`, [out, inp]);
+  if (bias) m.set(`${name}.bias`, [out]);
+}
+
+export function addConv(m: WeightShapes, name: string, out: number, inp: number, k: number, bias = true): void {
+  m.set(`${name}.weight`, [out, inp, k, k]);
+  if (bias) m.set(`${name}.bias`, [out]);
+}
+
+export function addNorm(m: WeightShapes, name: string, c: number): void {
+  m.set(`${name}.weight`, [c]);
+  m.set(`${name}.bias`, [c]);
+}
+
+/** Total number of parameters of a shape map. */
+export function paramCount(m: WeightShapes): number {
+  let n = 0;
+  for (const s of m.values()) n += s.reduce((a, b) => a * b, 1);
+  return n;
+}

@@ -1,0 +1,217 @@
+// A kohya-style LoRA network: which layers it adapts, its parameters, and the adapter hook the models call.
+import { conv2d, dropout, linear, scale, type Conv2dOptions } from '../engine/index.js';
+import type { Backend } from '../engine/backend.js';
+import { ParamArena } from '../engine/optim/arena.js';
+import type { Tensor } from '../engine/tensor.js';
+import type { Adapter, WeightShapes } from './layers.js';
+import { clipLoraTargets, type ClipConfig } from './clip.js';
+import { unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
+
+/** Where a module lives and how it is shaped. */
+export interface LoraModuleSpec {
+  /** diffusers module path, e.g. `down_blocks.0.attentions.0.proj_in`. */
+  path: string;
+  part: 'unet' | 'te';
+  kind: 'linear' | 'conv';
+  inFeatures: number;
+  outFeatures: number;
+  /** Kernel size of the base conv (1 for linear and 1x1 convs). */
+  kernel: number;
+  rank: number;
+  alpha: number;
+  /** The base layer is a 1x1 conv (exported with [.., .., 1, 1] shapes). */
+  pointwise: boolean;
+}
+
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  /** LoCon: rank for the 3x3 convs of ResBlocks, down- and upsamplers (0 = off). */
+  convRank?: number;
+  convAlpha?: number;
+  /** Adapt the text encoder too (kohya's default), or only the U-Net. */
+  textEncoder?: boolean;
+}
+
+const TRANSFORMER_LAYERS = [
+  'proj_in',
+  'transformer_blocks.0.attn1.to_q',
+  'transformer_blocks.0.attn1.to_k',
+  'transformer_blocks.0.attn1.to_v',
+  'transformer_blocks.0.attn1.to_out.0',
+  'transformer_blocks.0.attn2.to_q',
+  'transformer_blocks.0.attn2.to_k',
+  'transformer_blocks.0.attn2.to_v',
+  'transformer_blocks.0.attn2.to_out.0',
+  'transformer_blocks.0.ff.net.0.proj',
+  'transformer_blocks.0.ff.net.2',
+  'proj_out',
+];
+
+/**
+ * kohya's default targets: every Linear and 1x1 conv inside the U-Net's transformers (12 per block)
+ * and the text encoder's attention and MLP projections (6 per layer). With LoCon, kohya also adapts
+ * the modules inside ResBlocks and samplers: 3x3 convs at the conv rank, and the Linear/1x1 ones
+ * there (time_emb_proj, conv_shortcut) at the network rank.
+ */
+export function loraTargets(unet: UNetConfig, clip: ClipConfig | null, o: LoraOptions): LoraModuleSpec[] {
+  const shapes = unetWeightShapes(unet);
+  const specs: LoraModuleSpec[] = [];
+  const push = (path: string, part: 'unet' | 'te', w: number[], rank: number, alpha: number) => {
+    const pointwise = w.length === 4 && w[2] === 1;
+    specs.push({ path, part, kind: w.length === 4 && !pointwise ? 'conv' : 'linear', inFeatures: w[1]!, outFeatures: w[0]!, kernel: w.length === 4 ? w[2]! : 1, rank, alpha, pointwise });
+  };
+  for (const t of unetTransformerNames(unet)) for (const l of TRANSFORMER_LAYERS) push(`${t}.${l}`, 'unet', shapes.get(`${t}.${l}.weight`)!, o.rank, o.alpha);
+  if (o.convRank) {
+    for (const [name, w] of shapes) {
+      if (!name.endsWith('.weight')) continue;
+      const path = name.slice(0, -'.weight'.length);
+      if (!/(resnets\.\d+\.(conv1|conv2|conv_shortcut|time_emb_proj)|(down|up)samplers\.0\.conv)$/.test(path)) continue;
+      if (w.length === 4 && w[2] === 3) push(path, 'unet', w, o.convRank, o.convAlpha ?? o.convRank);
+      else push(path, 'unet', w, o.rank, o.alpha);
+    }
+  }
+  if (clip && o.textEncoder !== false) {
+    for (const path of clipLoraTargets(clip)) {
+      const mlp1 = path.endsWith('mlp.fc1');
+      const mlp2 = path.endsWith('mlp.fc2');
+      push(path, 'te', [mlp1 ? clip.mlp : clip.width, mlp2 ? clip.mlp : clip.width], o.rank, o.alpha);
+    }
+  }
+  return specs;
+}
+
+/** kohya's key prefix: `lora_unet_` / `lora_te_` plus the diffusers path with dots as underscores. */
+export function kohyaName(s: Pick<LoraModuleSpec, 'path' | 'part'>): string {
+  return `lora_${s.part}_${s.path.replaceAll('.', '_')}`;
+}
+
+/** Shapes of a module's tensors as kohya writes them. */
+export function kohyaShapes(s: LoraModuleSpec): { down: number[]; up: number[] } {
+  if (s.kind === 'conv') return { down: [s.rank, s.inFeatures, s.kernel, s.kernel], up: [s.outFeatures, s.rank, 1, 1] };
+  if (s.pointwise) return { down: [s.rank, s.inFeatures, 1, 1], up: [s.outFeatures, s.rank, 1, 1] };
+  return { down: [s.rank, s.inFeatures], up: [s.outFeatures, s.rank] };
+}
+
+/** Deterministic uniform numbers for initialisation (mulberry32). */
+function uniform(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface LiveModule {
+  spec: LoraModuleSpec;
+  index: number;
+  down: Tensor;
+  up: Tensor;
+}
+
+/**
+ * The trainable network. Parameters live in one arena per part (U-Net, text encoder) so the optimizer
+ * updates each part in one dispatch with its own learning rate. Implements the models' Adapter hook.
+ */
+export class LoraNetwork {
+  readonly arenas: { unet: ParamArena; te: ParamArena | null };
+  private readonly byPath = new Map<string, LiveModule>();
+  /** Output multiplier (1 in training). */
+  multiplier = 1;
+  /** Dropout on the down projection's output; 0 disables. */
+  dropout = 0;
+  /** Whether dropout is active (training) — off for sampling and evaluation. */
+  training = true;
+  /** Base seed of this micro-step's dropout masks; the trainer sets it so checkpoint recompute replays them. */
+  dropoutSeed = 0;
+
+  constructor(backend: Backend, readonly specs: LoraModuleSpec[], seed: number, init?: Map<string, { down: Float32Array; up: Float32Array }>) {
+    const build = (part: 'unet' | 'te') => {
+      const mine = specs.filter((s) => s.part === part);
+      if (!mine.length) return null;
+      const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
+      const entries = mine.flatMap((s) => {
+        const fanIn = s.inFeatures * s.kernel * s.kernel;
+        const downShape = s.kind === 'conv' ? [s.rank, s.inFeatures, s.kernel, s.kernel] : [s.rank, s.inFeatures];
+        const upShape = s.kind === 'conv' ? [s.outFeatures, s.rank, 1, 1] : [s.outFeatures, s.rank];
+        const given = init?.get(kohyaName(s));
+        // kohya: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); lora_up starts at zero so the first forward is the base model.
+        const bound = 1 / Math.sqrt(fanIn);
+        const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => (2 * rnd() - 1) * bound);
+        const up = given?.up ?? new Float32Array(s.outFeatures * s.rank);
+        return [
+          { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
+          { name: `${kohyaName(s)}.lora_up.weight`, shape: upShape, init: up },
+        ];
+      });
+      return new ParamArena(backend, entries);
+    };
+    const unet = build('unet');
+    if (!unet) throw new Error('LoRA network has no U-Net modules');
+    this.arenas = { unet, te: build('te') };
+    specs.forEach((spec, index) => {
+      const arena = spec.part === 'unet' ? this.arenas.unet : this.arenas.te!;
+      const down = arena.get(`${kohyaName(spec)}.lora_down.weight`);
+      const up = arena.get(`${kohyaName(spec)}.lora_up.weight`);
+      this.byPath.set(`${spec.part}:${spec.path}`, { spec, index, down, up });
+    });
+  }
+
+  /** Look up the module for a layer of the U-Net or the text encoder. */
+  module(part: 'unet' | 'te', path: string): LiveModule | undefined {
+    return this.byPath.get(`${part}:${path}`);
+  }
+
+  /** The adapter hook for one part (the models name layers without a part). */
+  adapter(part: 'unet' | 'te'): Adapter {
+    return {
+      linearDelta: (name, x) => this.linearDelta(part, name, x),
+      convDelta: (name, x, opts) => this.convDelta(part, name, x, opts),
+    };
+  }
+
+  /** up(dropout(down(x))) * multiplier * alpha / rank for an adapted linear (or 1x1 conv) layer. */
+  linearDelta(part: 'unet' | 'te', name: string, x: Tensor): Tensor | null {
+    const m = this.module(part, name);
+    if (!m) return null;
+    // Pointwise (1x1 conv) modules are held as [rank, in] / [out, rank] and reshaped only on export.
+    const h = this.maybeDropout(linear(x, m.down), m.index);
+    return scale(linear(h, m.up), (this.multiplier * m.spec.alpha) / m.spec.rank);
+  }
+
+  /** LoCon: a conv with the base kernel, stride and padding down to the rank, then a 1x1 conv up. */
+  convDelta(part: 'unet' | 'te', name: string, x: Tensor, opts: Conv2dOptions): Tensor | null {
+    const m = this.module(part, name);
+    if (!m) return null;
+    const h = this.maybeDropout(conv2d(x, m.down, undefined, opts), m.index);
+    return scale(conv2d(h, m.up), (this.multiplier * m.spec.alpha) / m.spec.rank);
+  }
+
+  private maybeDropout(h: Tensor, index: number): Tensor {
+    if (!this.training || this.dropout <= 0) return h;
+    return dropout(h, this.dropout, (this.dropoutSeed * 1009 + index * 7919) >>> 0, true);
+  }
+
+  /** Every parameter by kohya tensor name. */
+  *parameters(): Generator<[string, Tensor, LoraModuleSpec]> {
+    for (const m of this.byPath.values()) {
+      yield [`${kohyaName(m.spec)}.lora_down.weight`, m.down, m.spec];
+      yield [`${kohyaName(m.spec)}.lora_up.weight`, m.up, m.spec];
+    }
+  }
+
+  dispose(): void {
+    this.arenas.unet.dispose();
+    this.arenas.te?.dispose();
+  }
+}
+
+/** Count of parameters a spec list trains. */
+export function loraParamCount(specs: LoraModuleSpec[]): number {
+  return specs.reduce((n, s) => n + s.rank * (s.inFeatures * s.kernel * s.kernel + s.outFeatures), 0);
+}
+
+export type { WeightShapes };

@@ -1,0 +1,114 @@
+// The tiny demo pipeline's architecture: every SD 1.x block kind, small enough for a CPU-emulated GPU.
+import type { ClipConfig } from './clip.js';
+import type { UNetConfig } from './unet.js';
+import type { VaeConfig } from './vae.js';
+
+/**
+ * Three levels (attention on the first two, as SD's last level has none), one ResBlock per level
+ * (two per up level), so there are ResBlocks with and without shortcut convs, down- and upsamplers,
+ * self- and cross-attention. 8x8 latents at 64 px.
+ */
+export const TINY_UNET: UNetConfig = {
+  inChannels: 4,
+  outChannels: 4,
+  blockChannels: [32, 64, 64],
+  layersPerBlock: 1,
+  attention: [true, true, false],
+  heads: 2,
+  crossAttentionDim: 32,
+  groups: 8,
+};
+
+/** Two layers, as the issue asks; a vocabulary of its own (see the tiny tokenizer). */
+export const TINY_CLIP: ClipConfig = { vocabSize: 1024, maxPositions: 77, width: 32, layers: 2, heads: 2, mlp: 64 };
+
+/** Four levels like SD's VAE, so one latent pixel is 8x8 image pixels. */
+export const TINY_VAE: VaeConfig = { inChannels: 3, latentChannels: 4, blockChannels: [8, 16, 32, 32], layersPerBlock: 1, groups: 4, scalingFactor: 0.18215 };
+
+/** diffusers-style config.json contents, which loaders (ours and the PyTorch reference) read back. */
+export function unetConfigJson(c: UNetConfig): Record<string, unknown> {
+  return {
+    _class_name: 'UNet2DConditionModel',
+    in_channels: c.inChannels,
+    out_channels: c.outChannels,
+    block_out_channels: c.blockChannels,
+    layers_per_block: c.layersPerBlock,
+    down_block_types: c.attention.map((a) => (a ? 'CrossAttnDownBlock2D' : 'DownBlock2D')),
+    up_block_types: [...c.attention].reverse().map((a) => (a ? 'CrossAttnUpBlock2D' : 'UpBlock2D')),
+    attention_head_dim: c.heads,
+    cross_attention_dim: c.crossAttentionDim,
+    norm_num_groups: c.groups,
+    norm_eps: 1e-5,
+    flip_sin_to_cos: true,
+    freq_shift: 0,
+    sample_size: 64,
+  };
+}
+
+export function clipConfigJson(c: ClipConfig): Record<string, unknown> {
+  return {
+    _class_name: 'CLIPTextModel',
+    architectures: ['CLIPTextModel'],
+    vocab_size: c.vocabSize,
+    max_position_embeddings: c.maxPositions,
+    hidden_size: c.width,
+    num_hidden_layers: c.layers,
+    num_attention_heads: c.heads,
+    intermediate_size: c.mlp,
+    hidden_act: 'quick_gelu',
+    layer_norm_eps: 1e-5,
+    projection_dim: c.width,
+  };
+}
+
+export function vaeConfigJson(c: VaeConfig): Record<string, unknown> {
+  return {
+    _class_name: 'AutoencoderKL',
+    in_channels: c.inChannels,
+    out_channels: c.inChannels,
+    latent_channels: c.latentChannels,
+    block_out_channels: c.blockChannels,
+    layers_per_block: c.layersPerBlock,
+    norm_num_groups: c.groups,
+    scaling_factor: c.scalingFactor,
+    down_block_types: c.blockChannels.map(() => 'DownEncoderBlock2D'),
+    up_block_types: c.blockChannels.map(() => 'UpDecoderBlock2D'),
+  };
+}
+
+/** Read a diffusers config.json back into our configs (SD 1.x keys; anything else is refused by detect). */
+export function unetConfigFromJson(j: Record<string, any>): UNetConfig {
+  const heads = j.attention_head_dim;
+  return {
+    inChannels: j.in_channels ?? 4,
+    outChannels: j.out_channels ?? 4,
+    blockChannels: j.block_out_channels,
+    layersPerBlock: j.layers_per_block ?? 2,
+    attention: (j.down_block_types as string[]).map((t) => t.startsWith('CrossAttn')),
+    heads: Array.isArray(heads) ? heads[0] : heads ?? 8,
+    crossAttentionDim: j.cross_attention_dim ?? 768,
+    groups: j.norm_num_groups ?? 32,
+  };
+}
+
+export function clipConfigFromJson(j: Record<string, any>): ClipConfig {
+  return {
+    vocabSize: j.vocab_size,
+    maxPositions: j.max_position_embeddings ?? 77,
+    width: j.hidden_size,
+    layers: j.num_hidden_layers,
+    heads: j.num_attention_heads,
+    mlp: j.intermediate_size,
+  };
+}
+
+export function vaeConfigFromJson(j: Record<string, any>): VaeConfig {
+  return {
+    inChannels: j.in_channels ?? 3,
+    latentChannels: j.latent_channels ?? 4,
+    blockChannels: j.block_out_channels,
+    layersPerBlock: j.layers_per_block ?? 2,
+    groups: j.norm_num_groups ?? 32,
+    scalingFactor: j.scaling_factor ?? 0.18215,
+  };
+}

@@ -1,0 +1,238 @@
+// The SD 1.x U-Net (diffusers UNet2DConditionModel layout), config-driven so a tiny model shares the code.
+import { add, attention, checkpoint, concat, geglu, permute, reshape, silu, timestepEmbedding, upsampleNearest2x } from '../engine/index.js';
+import type { Tensor } from '../engine/tensor.js';
+import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
+
+/** The architecture knobs of an SD 1.x-shaped U-Net. */
+export interface UNetConfig {
+  inChannels: number;
+  outChannels: number;
+  /** Channels per resolution level (SD 1.x: 320, 640, 1280, 1280). */
+  blockChannels: number[];
+  /** ResBlocks per down level (up levels have one more). */
+  layersPerBlock: number;
+  /** Whether each down level has a transformer after each ResBlock (SD 1.x: all but the last). */
+  attention: boolean[];
+  /** Attention heads at every level (SD 1.x: 8). */
+  heads: number;
+  /** Width of the text context (SD 1.x: 768). */
+  crossAttentionDim: number;
+  /** GroupNorm groups (SD 1.x: 32). */
+  groups: number;
+}
+
+/** Stable Diffusion 1.x (859.5M parameters). */
+export const SD15_UNET: UNetConfig = {
+  inChannels: 4,
+  outChannels: 4,
+  blockChannels: [320, 640, 1280, 1280],
+  layersPerBlock: 2,
+  attention: [true, true, true, false],
+  heads: 8,
+  crossAttentionDim: 768,
+  groups: 32,
+};
+
+const RES_EPS = 1e-5;
+const ATTN_GN_EPS = 1e-6;
+
+/** One ResBlock: names and channels. */
+interface ResSpec {
+  name: string;
+  cin: number;
+  cout: number;
+}
+
+/** The U-Net as a list of named pieces, from which both the weight shapes and the forward pass are derived. */
+interface UNetPlan {
+  down: { resnets: ResSpec[]; attentions: (string | null)[]; downsampler: string | null; channels: number }[];
+  up: { resnets: ResSpec[]; attentions: (string | null)[]; upsampler: string | null; channels: number }[];
+}
+
+function plan(c: UNetConfig): UNetPlan {
+  const ch = c.blockChannels;
+  const n = ch.length;
+  const down: UNetPlan['down'] = [];
+  let cin = ch[0]!;
+  for (let i = 0; i < n; i++) {
+    const cout = ch[i]!;
+    const resnets: ResSpec[] = [];
+    const attentions: (string | null)[] = [];
+    for (let j = 0; j < c.layersPerBlock; j++) {
+      resnets.push({ name: `down_blocks.${i}.resnets.${j}`, cin: j === 0 ? cin : cout, cout });
+      attentions.push(c.attention[i] ? `down_blocks.${i}.attentions.${j}` : null);
+    }
+    down.push({ resnets, attentions, downsampler: i < n - 1 ? `down_blocks.${i}.downsamplers.0.conv` : null, channels: cout });
+    cin = cout;
+  }
+  const rev = [...ch].reverse();
+  const revAttn = [...c.attention].reverse();
+  const up: UNetPlan['up'] = [];
+  let prev = rev[0]!;
+  for (let i = 0; i < n; i++) {
+    const cout = rev[i]!;
+    const input = rev[Math.min(i + 1, n - 1)]!;
+    const resnets: ResSpec[] = [];
+    const attentions: (string | null)[] = [];
+    for (let j = 0; j <= c.layersPerBlock; j++) {
+      const skip = j === c.layersPerBlock ? input : cout;
+      const rin = j === 0 ? prev : cout;
+      resnets.push({ name: `up_blocks.${i}.resnets.${j}`, cin: rin + skip, cout });
+      attentions.push(revAttn[i] ? `up_blocks.${i}.attentions.${j}` : null);
+    }
+    up.push({ resnets, attentions, upsampler: i < n - 1 ? `up_blocks.${i}.upsamplers.0.conv` : null, channels: cout });
+    prev = cout;
+  }
+  return { down, up };
+}
+
+function resnetShapes(m: WeightShapes, r: ResSpec, tembDim: number): void {
+  addNorm(m, `${r.name}.norm1`, r.cin);
+  addConv(m, `${r.name}.conv1`, r.cout, r.cin, 3);
+  addLinear(m, `${r.name}.time_emb_proj`, r.cout, tembDim);
+  addNorm(m, `${r.name}.norm2`, r.cout);
+  addConv(m, `${r.name}.conv2`, r.cout, r.cout, 3);
+  if (r.cin !== r.cout) addConv(m, `${r.name}.conv_shortcut`, r.cout, r.cin, 1);
+}
+
+function transformerShapes(m: WeightShapes, name: string, c: number, ctx: number): void {
+  addNorm(m, `${name}.norm`, c);
+  addConv(m, `${name}.proj_in`, c, c, 1);
+  const t = `${name}.transformer_blocks.0`;
+  addNorm(m, `${t}.norm1`, c);
+  for (const p of ['to_q', 'to_k', 'to_v']) addLinear(m, `${t}.attn1.${p}`, c, c, false);
+  addLinear(m, `${t}.attn1.to_out.0`, c, c);
+  addNorm(m, `${t}.norm2`, c);
+  addLinear(m, `${t}.attn2.to_q`, c, c, false);
+  addLinear(m, `${t}.attn2.to_k`, c, ctx, false);
+  addLinear(m, `${t}.attn2.to_v`, c, ctx, false);
+  addLinear(m, `${t}.attn2.to_out.0`, c, c);
+  addNorm(m, `${t}.norm3`, c);
+  addLinear(m, `${t}.ff.net.0.proj`, 8 * c, c);
+  addLinear(m, `${t}.ff.net.2`, c, 4 * c);
+  addConv(m, `${name}.proj_out`, c, c, 1);
+}
+
+/** Every weight of the U-Net by diffusers name, with its shape. */
+export function unetWeightShapes(c: UNetConfig): WeightShapes {
+  const m: WeightShapes = new Map();
+  const c0 = c.blockChannels[0]!;
+  const temb = 4 * c0;
+  const p = plan(c);
+  addConv(m, 'conv_in', c0, c.inChannels, 3);
+  addLinear(m, 'time_embedding.linear_1', temb, c0);
+  addLinear(m, 'time_embedding.linear_2', temb, temb);
+  for (const lvl of p.down) {
+    lvl.resnets.forEach((r, j) => {
+      resnetShapes(m, r, temb);
+      const a = lvl.attentions[j];
+      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim);
+    });
+    if (lvl.downsampler) addConv(m, lvl.downsampler, lvl.channels, lvl.channels, 3);
+  }
+  const cm = c.blockChannels[c.blockChannels.length - 1]!;
+  resnetShapes(m, { name: 'mid_block.resnets.0', cin: cm, cout: cm }, temb);
+  transformerShapes(m, 'mid_block.attentions.0', cm, c.crossAttentionDim);
+  resnetShapes(m, { name: 'mid_block.resnets.1', cin: cm, cout: cm }, temb);
+  for (const lvl of p.up) {
+    lvl.resnets.forEach((r, j) => {
+      resnetShapes(m, r, temb);
+      const a = lvl.attentions[j];
+      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim);
+    });
+    if (lvl.upsampler) addConv(m, lvl.upsampler, lvl.channels, lvl.channels, 3);
+  }
+  addNorm(m, 'conv_norm_out', c0);
+  addConv(m, 'conv_out', c.outChannels, c0, 3);
+  return m;
+}
+
+/** Names of the transformer blocks (where kohya's default LoRA targets live). */
+export function unetTransformerNames(c: UNetConfig): string[] {
+  const p = plan(c);
+  const names: string[] = [];
+  for (const l of p.down) for (const a of l.attentions) if (a) names.push(a);
+  names.push('mid_block.attentions.0');
+  for (const l of p.up) for (const a of l.attentions) if (a) names.push(a);
+  return names;
+}
+
+export interface UNetOptions {
+  /** Recompute each ResBlock and transformer in backward instead of keeping its activations. */
+  gradientCheckpointing?: boolean;
+}
+
+/**
+ * Predict noise (or v) for latents x [B, in, H, W] at integer timesteps [B] given text context
+ * [B, T, crossAttentionDim]. H and W must be divisible by 2^(levels-1).
+ */
+export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: readonly number[], context: Tensor, opts: UNetOptions = {}): Tensor {
+  const p = plan(c);
+  const c0 = c.blockChannels[0]!;
+  const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : fn(...xs));
+
+  const tSin = timestepEmbedding(x.backend, timesteps, c0, { flipSinToCos: true, downscaleFreqShift: 0 });
+  const temb = L.linear('time_embedding.linear_2', silu(L.linear('time_embedding.linear_1', tSin)));
+
+  let h = L.conv('conv_in', x, { padding: 1 });
+  const skips: Tensor[] = [h];
+  for (const lvl of p.down) {
+    lvl.resnets.forEach((r, j) => {
+      h = ck((a, t) => resnet(L, c, r, a!, t!), [h, temb]);
+      const attn = lvl.attentions[j];
+      if (attn) h = ck((a, e) => transformer(L, c, attn, a!, e!), [h, context]);
+      skips.push(h);
+    });
+    if (lvl.downsampler) {
+      h = L.conv(lvl.downsampler, h, { stride: 2, padding: 1 });
+      skips.push(h);
+    }
+  }
+  const cm = c.blockChannels[c.blockChannels.length - 1]!;
+  h = ck((a, t) => resnet(L, c, { name: 'mid_block.resnets.0', cin: cm, cout: cm }, a!, t!), [h, temb]);
+  h = ck((a, e) => transformer(L, c, 'mid_block.attentions.0', a!, e!), [h, context]);
+  h = ck((a, t) => resnet(L, c, { name: 'mid_block.resnets.1', cin: cm, cout: cm }, a!, t!), [h, temb]);
+  for (const lvl of p.up) {
+    lvl.resnets.forEach((r, j) => {
+      h = concat([h, skips.pop()!], 1);
+      h = ck((a, t) => resnet(L, c, r, a!, t!), [h, temb]);
+      const attn = lvl.attentions[j];
+      if (attn) h = ck((a, e) => transformer(L, c, attn, a!, e!), [h, context]);
+    });
+    if (lvl.upsampler) h = L.conv(lvl.upsampler, upsampleNearest2x(h), { padding: 1 });
+  }
+  h = silu(L.groupNorm('conv_norm_out', h, c.groups, RES_EPS));
+  return L.conv('conv_out', h, { padding: 1 });
+}
+
+/** ResBlock: GN → SiLU → conv3x3 → + time projection → GN → SiLU → conv3x3, plus the (projected) input. */
+function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, temb: Tensor): Tensor {
+  let h = L.conv(`${r.name}.conv1`, silu(L.groupNorm(`${r.name}.norm1`, x, c.groups, RES_EPS)), { padding: 1 });
+  const t = L.linear(`${r.name}.time_emb_proj`, silu(temb)); // [B, cout]
+  h = add(h, reshape(t, [t.shape[0]!, r.cout, 1, 1]));
+  h = L.conv(`${r.name}.conv2`, silu(L.groupNorm(`${r.name}.norm2`, h, c.groups, RES_EPS)), { padding: 1 });
+  const skip = r.cin !== r.cout ? L.conv(`${r.name}.conv_shortcut`, x) : x;
+  return add(skip, h);
+}
+
+/** Transformer2DModel with one block: GN → proj_in → self-attn, cross-attn, GEGLU FF (pre-LN, residual) → proj_out → + x. */
+function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context: Tensor): Tensor {
+  const [B, C, H, W] = x.shape as [number, number, number, number];
+  const n = L.groupNorm(`${name}.norm`, x, c.groups, ATTN_GN_EPS);
+  let h = L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
+  const t = `${name}.transformer_blocks.0`;
+  h = add(h, attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads));
+  h = add(h, attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads));
+  h = add(h, L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h)))));
+  h = L.pointwise(`${name}.proj_out`, h);
+  return add(permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2]), x);
+}
+
+/** Multi-head attention with q from x and k, v from the context (or x itself). */
+export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false): Tensor {
+  const kv = context ?? x;
+  const q = L.linear(`${name}.to_q`, x);
+  const k = L.linear(`${name}.to_k`, kv);
+  const v = L.linear(`${name}.to_v`, kv);
+  return L.linear(`${name}.to_out.0`, attention(q, k, v, { heads, causal }));
+}
