@@ -1,5 +1,5 @@
 // The SD 1.x VAE (diffusers AutoencoderKL names): encoder to latent mean/log-variance, decoder back to pixels.
-import { add, attention, permute, reshape, silu, split, upsampleNearest2x } from '../engine/index.js';
+import { add, attention, map, permute, reshape, silu, split, upsampleNearest2x } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
 
@@ -121,7 +121,8 @@ export function vaeEncode(L: Layers, c: VaeConfig, x: Tensor): { mean: Tensor; l
   h = L.conv('encoder.conv_out', silu(L.groupNorm('encoder.conv_norm_out', h, c.groups, EPS)), { padding: 1 });
   const moments = L.conv('quant_conv', h);
   const [mean, logvar] = split(moments, [c.latentChannels, c.latentChannels], 1) as [Tensor, Tensor];
-  return { mean, logvar };
+  // As diffusers' DiagonalGaussianDistribution: log-variance clamped to [-30, 20] (the encoder is never differentiated).
+  return { mean, logvar: map('clamp', [logvar], 'clamp(a, -30.0, 20.0)') };
 }
 
 /** Decode latents [B, latent, h, w] (already divided by `scalingFactor`) to images in about [-1, 1]. */
