@@ -39,6 +39,27 @@ const TK = 16;
 const gemmSource = memoSource('gemm', (s: Omit<GemmSpec, 'bytes' | 'name'>) => {
   const aIdx = s.aFastK ? 'let am = e / 16u; let ak = e % 16u;' : 'let am = e % 64u; let ak = e / 64u;';
   const bIdx = s.bFastN ? 'let bk = e / 64u; let bn = e % 64u;' : 'let bn = e / 16u; let bk = e % 16u;';
+  const R = [0, 1, 2, 3];
+  // Fully unrolled: register blocks indexed by constants stay in registers on every compiler.
+  const loads = R.map((i) => `    {
+      let e = tid + ${i * 256}u;
+      ${aIdx}
+      var av = 0.0;
+      if (m0 + am < ${s.M}u && k0 + ak < ${s.K}u) { av = loadA(b, m0 + am, k0 + ak); }
+      As[ak * ${TM}u + am] = av;
+      ${bIdx}
+      var bv = 0.0;
+      if (k0 + bk < ${s.K}u && n0 + bn < ${s.N}u) { bv = loadB(b, k0 + bk, n0 + bn); }
+      Bs[bk * ${TN}u + bn] = bv;
+    }`).join('\n');
+  const decl = R.flatMap((i) => R.map((j) => `var c${i}${j} = 0.0;`)).join(' ');
+  const inner = `${R.map((i) => `let a${i} = As[kk * ${TM}u + lid.y + ${16 * i}u];`).join(' ')}
+      ${R.map((j) => `let b${j} = Bs[kk * ${TN}u + lid.x + ${16 * j}u];`).join(' ')}
+      ${R.flatMap((i) => R.map((j) => `c${i}${j} = fma(a${i}, b${j}, c${i}${j});`)).join(' ')}`;
+  const stores = R.flatMap((i) => R.map((j) => `  {
+    let m = m0 + lid.y + ${16 * i}u; let n = n0 + lid.x + ${16 * j}u;
+    if (m < ${s.M}u && n < ${s.N}u) { let v = c${i}${j}; ${s.store} }
+  }`)).join('\n');
   return `${s.decls}
 var<workgroup> As: array<f32, ${TK * TM}>;
 var<workgroup> Bs: array<f32, ${TK * TN}>;
@@ -50,43 +71,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let m0 = wid.y * ${TM}u;
   let n0 = wid.x * ${TN}u;
   let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
+  ${decl}
   for (var k0 = 0u; k0 < ${s.K}u; k0 += ${TK}u) {
-    for (var i = 0u; i < 4u; i++) {
-      let e = tid + i * 256u;
-      ${aIdx}
-      var av = 0.0;
-      if (m0 + am < ${s.M}u && k0 + ak < ${s.K}u) { av = loadA(b, m0 + am, k0 + ak); }
-      As[ak * ${TM}u + am] = av;
-      ${bIdx}
-      var bv = 0.0;
-      if (k0 + bk < ${s.K}u && n0 + bn < ${s.N}u) { bv = loadB(b, k0 + bk, n0 + bn); }
-      Bs[bk * ${TN}u + bn] = bv;
-    }
+${loads}
     workgroupBarrier();
     for (var kk = 0u; kk < ${TK}u; kk++) {
-      var a: array<f32, 4>;
-      var bb: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        a[i] = As[kk * ${TM}u + lid.y + 16u * i];
-        bb[i] = Bs[kk * ${TN}u + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(a[i], bb[j], acc[i * 4u + j]); }
-      }
+      ${inner}
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + lid.y + 16u * i;
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + lid.x + 16u * j;
-      if (m < ${s.M}u && n < ${s.N}u) {
-        let v = acc[i * 4u + j];
-        ${s.store}
-      }
-    }
-  }
+${stores}
 }`;
 });
 
