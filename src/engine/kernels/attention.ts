@@ -1,7 +1,7 @@
 // Memory-efficient attention kernels: forward with an online softmax, backward in two passes (dQ; dK and dV).
-import { memoSource, type Kernel } from '../kernel.js';
+import { grid, memoSource, type Kernel } from '../kernel.js';
 import type { DType } from '../dtype.js';
-import { f, input, output } from './wgsl.js';
+import { f, input, main1d, output } from './wgsl.js';
 
 export interface AttnParams {
   B: number;
@@ -17,78 +17,135 @@ export interface AttnParams {
 /** Rows per workgroup (one thread each). */
 export const ROWS = 64;
 
-/** Keys (or queries) staged in workgroup memory per block: two [block, D] tiles within 16 KiB. */
+/** Feature vectors per row: head features are handled as vec4s, the last one zero-padded. */
+const vecs = (D: number) => Math.ceil(D / 4);
+
+/**
+ * Rows staged in workgroup memory per block: two [block, D] tiles (D padded to a multiple of 4)
+ * plus `extra` floats a row, within 16 KiB: 64 rows up to D=32, 32 up to D=64, 8 at D=160, 4 at D=512.
+ */
 export function blockSize(D: number, extra = 0): number {
   let b = 64;
-  while (b > 1 && b * (2 * D + extra) * 4 > 16384) b >>= 1;
+  while (b > 1 && b * (8 * vecs(D) + extra) * 4 > 16384) b >>= 1;
   return b;
 }
 
+/** Largest head dimension the kernels take (SD's VAE mid-block attention is one 512-wide head). */
+export const MAX_HEAD_DIM = 512;
+
 const rowIndex = (p: AttnParams, n: string, N: number) => `((b * ${N}u + ${n}) * ${p.H}u + h) * ${p.D}u`;
+
+/** Head dims up to 4x this are unrolled into named vec4 registers (D=40 and CLIP's 64); larger ones loop. */
+const UNROLL_MAX_VECS = 16;
+
+/**
+ * Per-thread vec4 row state, fully unrolled (named variables stay in registers on every compiler,
+ * including SwiftShader's) for D <= 64; larger heads loop over a private array (the compiler may spill it).
+ */
+class Regs {
+  readonly unrolled: boolean;
+  constructor(readonly V: number) {
+    this.unrolled = V <= UNROLL_MAX_VECS;
+  }
+  decl(...names: string[]): string {
+    return names.map((n) => (this.unrolled ? Array.from({ length: this.V }, (_, c) => `var ${n}_${c} = vec4<f32>(0.0);`).join(' ') : `var ${n}: array<vec4<f32>, ${this.V}>;`)).join('\n  ');
+  }
+  /** Repeat `body` for every vec4 index; `at(name)` names the register, `c` is the index expression. */
+  each(body: (at: (name: string) => string, c: string) => string): string {
+    if (!this.unrolled) return `for (var c = 0u; c < ${this.V}u; c++) { ${body((n) => `${n}[c]`, 'c')} }`;
+    return Array.from({ length: this.V }, (_, c) => body((n) => `${n}_${c}`, `${c}u`)).join(' ');
+  }
+}
+
+/** WGSL `ld4_<name>(row, c)`: features 4c..4c+3 of the head row starting at element `row`, zero past D. */
+function load4(name: string, D: number): string {
+  const comp = (t: number) => (D % 4 === 0 ? `ld_${name}(row + c * 4u + ${t}u)` : `select(0.0, ld_${name}(row + min(c * 4u + ${t}u, ${D - 1}u)), c * 4u + ${t}u < ${D}u)`);
+  return `fn ld4_${name}(row: u32, c: u32) -> vec4<f32> { return vec4<f32>(${[0, 1, 2, 3].map(comp).join(', ')}); }`;
+}
+
+/** WGSL `st4_<name>(row, c, v)`: store the features of `v` that exist (D need not be a multiple of 4). */
+function store4(name: string, D: number): string {
+  return `fn st4_${name}(row: u32, c: u32, v: vec4<f32>) {
+  for (var t = 0u; t < 4u; t++) { if (c * 4u + t < ${D}u) { ${name}[row + c * 4u + t] = v[t]; } }
+}`;
+}
+
+/** WGSL statements staging `rows` rows from `first` of each tensor into `vec4` tiles (zeros past `N`). */
+function stage(p: AttnParams, rows: number, first: string, N: number, tiles: [string, string][], scaleFirst = 1): string {
+  const V = vecs(p.D);
+  const loads = tiles.map(([tile, src], t) => `${tile}[e] = select(vec4<f32>(0.0), ld4_${src}(${rowIndex(p, 'r', N)}, c)${t === 0 && scaleFirst !== 1 ? ` * ${f(scaleFirst)}` : ''}, ok);`);
+  return `for (var e = lid; e < ${rows * V}u; e += ${ROWS}u) {
+      let r = min(${first} + e / ${V}u, ${N - 1}u); let c = e % ${V}u; let ok = ${first} + e / ${V}u < ${N}u;
+      ${loads.join('\n      ')}
+    }`;
+}
 
 /*
  * Forward tiling: a workgroup of 64 threads owns 64 query rows of one (batch, head); each thread
- * keeps its query row and output accumulator in registers. Key/value rows are staged through
- * workgroup memory in blocks sized so both tiles fit 16 KiB (32 rows at D=40, 8 at D=160); for
- * each block a thread computes its scores, rescales its running sum and accumulator once with the
- * new block maximum, then accumulates. Memory is O(rows x D) per workgroup, never Nq x Nk; only
- * the output and the per-row log-sum-exp (for backward) are written.
+ * keeps its query row and output accumulator in registers as vec4s (D padded to a multiple of 4).
+ * Key/value rows are staged through workgroup memory in blocks sized so both tiles fit 16 KiB (32
+ * rows at D=40, 8 at D=160); every thread reads the same tile word at once (a broadcast), 4
+ * features per load. For each block a thread computes its scores, rescales its running sum and
+ * accumulator once with the new block maximum, then accumulates. Memory is O(rows x D) per
+ * workgroup, never Nq x Nk; only the output and the per-row log-sum-exp (for backward) are written.
  */
 export const attnForwardSource = memoSource('attn_fwd', (p: AttnParams) => {
   const BK = blockSize(p.D);
+  const V = vecs(p.D);
+  const R = new Regs(V);
+  const mask = `j < ${p.Nk}u${p.causal ? ' && j <= i' : ''}`;
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
 ${output('o', 3)}
 ${output('lse', 4)}
-var<workgroup> Ks: array<f32, ${BK * p.D}>;
-var<workgroup> Vs: array<f32, ${BK * p.D}>;
+${load4('q', p.D)}
+${load4('k', p.D)}
+${load4('v', p.D)}
+${store4('o', p.D)}
+var<workgroup> Ks: array<vec4<f32>, ${BK * V}>;
+var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let i = wid.x * ${ROWS}u + lid;
   let live = i < ${p.Nq}u;
-  var q: array<f32, ${p.D}>;
-  var acc: array<f32, ${p.D}>;
-  if (live) { for (var d = 0u; d < ${p.D}u; d++) { q[d] = ld_q(${rowIndex(p, 'i', p.Nq)} + d) * ${f(p.scale)}; } }
+  let qrow = ${rowIndex(p, 'min(i, ' + (p.Nq - 1) + 'u)', p.Nq)};
+  ${R.decl('q', 'acc')}
+  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * ${f(p.scale)};`)}
   var m = -1e30;
   var l = 0.0;
-  var kEnd = ${p.Nk}u;
-  ${p.causal ? `kEnd = min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u);` : ''}
+  let kEnd = ${p.causal ? `min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u)` : `${p.Nk}u`};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
-    for (var e = lid; e < ${BK * p.D}u; e += ${ROWS}u) {
-      let j = j0 + e / ${p.D}u; let d = e % ${p.D}u;
-      var kv = 0.0; var vv = 0.0;
-      if (j < ${p.Nk}u) { kv = ld_k(${rowIndex(p, 'j', p.Nk)} + d); vv = ld_v(${rowIndex(p, 'j', p.Nk)} + d); }
-      Ks[e] = kv; Vs[e] = vv;
-    }
+    ${stage(p, BK, 'j0', p.Nk, [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
     var s: array<f32, ${BK}>;
     var mb = m;
     for (var jj = 0u; jj < ${BK}u; jj++) {
       let j = j0 + jj;
-      var dot = 0.0;
-      for (var d = 0u; d < ${p.D}u; d++) { dot = fma(q[d], Ks[jj * ${p.D}u + d], dot); }
-      let ok = j < ${p.Nk}u${p.causal ? ' && j <= i' : ''};
+      var d4 = vec4<f32>(0.0);
+      ${R.each((r, c) => `d4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], d4);`)}
+      let dot = d4.x + d4.y + d4.z + d4.w;
+      let ok = ${mask};
       s[jj] = select(-1e30, dot, ok);
       if (ok) { mb = max(mb, dot); }
     }
     let corr = exp(m - mb);
     l = l * corr;
-    for (var d = 0u; d < ${p.D}u; d++) { acc[d] = acc[d] * corr; }
+    ${R.each((r) => `${r('acc')} = ${r('acc')} * corr;`)}
     m = mb;
     for (var jj = 0u; jj < ${BK}u; jj++) {
       let j = j0 + jj;
-      let ok = j < ${p.Nk}u${p.causal ? ' && j <= i' : ''};
-      let pj = select(0.0, exp(s[jj] - m), ok);
+      let pj = select(0.0, exp(s[jj] - m), ${mask});
       l += pj;
-      for (var d = 0u; d < ${p.D}u; d++) { acc[d] = fma(pj, Vs[jj * ${p.D}u + d], acc[d]); }
+      let p4 = vec4<f32>(pj);
+      ${R.each((r, c) => `${r('acc')} = fma(p4, Vs[jj * ${V}u + ${c}], ${r('acc')});`)}
     }
     workgroupBarrier();
   }
   if (live) {
     let inv = 1.0 / l;
-    for (var d = 0u; d < ${p.D}u; d++) { o[${rowIndex(p, 'i', p.Nq)} + d] = acc[d] * inv; }
+    ${R.each((r, c) => `st4_o(qrow, ${c}, ${r('acc')} * inv);`)}
     lse[(b * ${p.H}u + h) * ${p.Nq}u + i] = m + log(l);
   }
 }`;
@@ -109,12 +166,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`);
 
 /*
- * dQ tiling: like the forward, one thread per query row (q, dO and the dQ accumulator in registers),
- * key/value blocks staged in workgroup memory; probabilities are recomputed from the saved
- * log-sum-exp, so no score matrix exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
+ * dQ tiling: like the forward, one thread per query row (q, dO and the dQ accumulator in registers
+ * as vec4s), key/value blocks staged in workgroup memory; probabilities are recomputed from the
+ * saved log-sum-exp, so no score matrix exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
  */
 export const attnDqSource = memoSource('attn_dq', (p: AttnParams) => {
   const BK = blockSize(p.D);
+  const V = vecs(p.D);
+  const R = new Regs(V);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
@@ -122,53 +181,54 @@ ${input('dout', 3)}
 ${input('lse', 4)}
 ${input('delta', 5)}
 ${output('dq', 6)}
-var<workgroup> Ks: array<f32, ${BK * p.D}>;
-var<workgroup> Vs: array<f32, ${BK * p.D}>;
+${load4('q', p.D)}
+${load4('k', p.D)}
+${load4('v', p.D)}
+${load4('dout', p.D)}
+${store4('dq', p.D)}
+var<workgroup> Ks: array<vec4<f32>, ${BK * V}>;
+var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let i = wid.x * ${ROWS}u + lid;
   let live = i < ${p.Nq}u;
-  var q: array<f32, ${p.D}>;
-  var go: array<f32, ${p.D}>;
-  var acc: array<f32, ${p.D}>;
-  var L = 0.0; var dl = 0.0;
-  if (live) {
-    for (var d = 0u; d < ${p.D}u; d++) { q[d] = ld_q(${rowIndex(p, 'i', p.Nq)} + d) * ${f(p.scale)}; go[d] = ld_dout(${rowIndex(p, 'i', p.Nq)} + d); }
-    L = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + i); dl = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + i);
-  }
-  var kEnd = ${p.Nk}u;
-  ${p.causal ? `kEnd = min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u);` : ''}
+  let ic = min(i, ${p.Nq - 1}u);
+  let qrow = ${rowIndex(p, 'ic', p.Nq)};
+  ${R.decl('q', 'go', 'acc')}
+  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * ${f(p.scale)}; ${r('go')} = ld4_dout(qrow, ${c});`)}
+  let L = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + ic);
+  let dl = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + ic);
+  let kEnd = ${p.causal ? `min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u)` : `${p.Nk}u`};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
-    for (var e = lid; e < ${BK * p.D}u; e += ${ROWS}u) {
-      let j = j0 + e / ${p.D}u; let d = e % ${p.D}u;
-      var kv = 0.0; var vv = 0.0;
-      if (j < ${p.Nk}u) { kv = ld_k(${rowIndex(p, 'j', p.Nk)} + d); vv = ld_v(${rowIndex(p, 'j', p.Nk)} + d); }
-      Ks[e] = kv; Vs[e] = vv;
-    }
+    ${stage(p, BK, 'j0', p.Nk, [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
     for (var jj = 0u; jj < ${BK}u; jj++) {
       let j = j0 + jj;
-      if (live && j < ${p.Nk}u${p.causal ? ' && j <= i' : ''}) {
-        var s = 0.0; var dp = 0.0;
-        for (var d = 0u; d < ${p.D}u; d++) { s = fma(q[d], Ks[jj * ${p.D}u + d], s); dp = fma(go[d], Vs[jj * ${p.D}u + d], dp); }
-        let ds = exp(s - L) * (dp - dl) * ${f(p.scale)};
-        for (var d = 0u; d < ${p.D}u; d++) { acc[d] = fma(ds, Ks[jj * ${p.D}u + d], acc[d]); }
+      if (j < ${p.Nk}u${p.causal ? ' && j <= i' : ''}) {
+        var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
+        ${R.each((r, c) => `s4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], s4); dp4 = fma(${r('go')}, Vs[jj * ${V}u + ${c}], dp4);`)}
+        let s = s4.x + s4.y + s4.z + s4.w;
+        let dp = dp4.x + dp4.y + dp4.z + dp4.w;
+        let ds = vec4<f32>(exp(s - L) * (dp - dl) * ${f(p.scale)});
+        ${R.each((r, c) => `${r('acc')} = fma(ds, Ks[jj * ${V}u + ${c}], ${r('acc')});`)}
       }
     }
     workgroupBarrier();
   }
-  if (live) { for (var d = 0u; d < ${p.D}u; d++) { dq[${rowIndex(p, 'i', p.Nq)} + d] = acc[d]; } }
+  if (live) { ${R.each((r, c) => `st4_dq(qrow, ${c}, ${r('acc')});`)} }
 }`;
 });
 
 /*
- * dK/dV tiling: one thread per key row (its K and V rows and both accumulators in registers);
- * query rows with their dO, log-sum-exp and Δ are staged through workgroup memory block by block:
- * dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
+ * dK/dV tiling: one thread per key row (its K and V rows and both accumulators in registers as
+ * vec4s); query rows with their dO, log-sum-exp and Δ are staged through workgroup memory block by
+ * block: dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
  */
 export const attnDkvSource = memoSource('attn_dkv', (p: AttnParams) => {
-  const BQ = blockSize(p.D, 1);
+  const BQ = blockSize(p.D, 2);
+  const V = vecs(p.D);
+  const R = new Regs(V);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
@@ -177,8 +237,14 @@ ${input('lse', 4)}
 ${input('delta', 5)}
 ${output('dk', 6)}
 ${output('dv', 7)}
-var<workgroup> Qs: array<f32, ${BQ * p.D}>;
-var<workgroup> Gs: array<f32, ${BQ * p.D}>;
+${load4('q', p.D)}
+${load4('k', p.D)}
+${load4('v', p.D)}
+${load4('dout', p.D)}
+${store4('dk', p.D)}
+${store4('dv', p.D)}
+var<workgroup> Qs: array<vec4<f32>, ${BQ * V}>;
+var<workgroup> Gs: array<vec4<f32>, ${BQ * V}>;
 var<workgroup> Ls: array<f32, ${BQ}>;
 var<workgroup> Ds: array<f32, ${BQ}>;
 @compute @workgroup_size(${ROWS})
@@ -186,78 +252,78 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let b = wid.z; let h = wid.y;
   let j = wid.x * ${ROWS}u + lid;
   let live = j < ${p.Nk}u;
-  var kr: array<f32, ${p.D}>;
-  var vr: array<f32, ${p.D}>;
-  var dk_: array<f32, ${p.D}>;
-  var dv_: array<f32, ${p.D}>;
-  if (live) { for (var d = 0u; d < ${p.D}u; d++) { kr[d] = ld_k(${rowIndex(p, 'j', p.Nk)} + d); vr[d] = ld_v(${rowIndex(p, 'j', p.Nk)} + d); } }
-  var iStart = 0u;
-  ${p.causal ? `iStart = (wid.x * ${ROWS}u / ${BQ}u) * ${BQ}u;` : ''}
+  let krow = ${rowIndex(p, `min(j, ${p.Nk - 1}u)`, p.Nk)};
+  ${R.decl('kr', 'vr', 'dk_', 'dv_')}
+  ${R.each((r, c) => `${r('kr')} = ld4_k(krow, ${c}); ${r('vr')} = ld4_v(krow, ${c});`)}
+  let iStart = ${p.causal ? `(wid.x * ${ROWS}u / ${BQ}u) * ${BQ}u` : '0u'};
   for (var i0 = iStart; i0 < ${p.Nq}u; i0 += ${BQ}u) {
-    for (var e = lid; e < ${BQ * p.D}u; e += ${ROWS}u) {
-      let i = i0 + e / ${p.D}u; let d = e % ${p.D}u;
-      var qv = 0.0; var gv = 0.0;
-      if (i < ${p.Nq}u) { qv = ld_q(${rowIndex(p, 'i', p.Nq)} + d) * ${f(p.scale)}; gv = ld_dout(${rowIndex(p, 'i', p.Nq)} + d); }
-      Qs[e] = qv; Gs[e] = gv;
-    }
+    ${stage(p, BQ, 'i0', p.Nq, [['Qs', 'q'], ['Gs', 'dout']], p.scale)}
     for (var e = lid; e < ${BQ}u; e += ${ROWS}u) {
-      let i = i0 + e;
-      var lv = 0.0; var dv = 0.0;
-      if (i < ${p.Nq}u) { lv = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + i); dv = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + i); }
-      Ls[e] = lv; Ds[e] = dv;
+      let i = min(i0 + e, ${p.Nq - 1}u);
+      Ls[e] = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + i);
+      Ds[e] = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + i);
     }
     workgroupBarrier();
     for (var ii = 0u; ii < ${BQ}u; ii++) {
       let i = i0 + ii;
       if (live && i < ${p.Nq}u${p.causal ? ' && j <= i' : ''}) {
-        var s = 0.0; var dp = 0.0;
-        for (var d = 0u; d < ${p.D}u; d++) { s = fma(Qs[ii * ${p.D}u + d], kr[d], s); dp = fma(Gs[ii * ${p.D}u + d], vr[d], dp); }
-        let pr = exp(s - Ls[ii]);
-        let ds = pr * (dp - Ds[ii]);
-        for (var d = 0u; d < ${p.D}u; d++) {
-          dv_[d] = fma(pr, Gs[ii * ${p.D}u + d], dv_[d]);
-          dk_[d] = fma(ds, Qs[ii * ${p.D}u + d], dk_[d]);
-        }
+        var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
+        ${R.each((r, c) => `s4 = fma(Qs[ii * ${V}u + ${c}], ${r('kr')}, s4); dp4 = fma(Gs[ii * ${V}u + ${c}], ${r('vr')}, dp4);`)}
+        let pr = vec4<f32>(exp(s4.x + s4.y + s4.z + s4.w - Ls[ii]));
+        let ds = pr * (dp4.x + dp4.y + dp4.z + dp4.w - Ds[ii]);
+        ${R.each((r, c) => `${r('dv_')} = fma(pr, Gs[ii * ${V}u + ${c}], ${r('dv_')}); ${r('dk_')} = fma(ds, Qs[ii * ${V}u + ${c}], ${r('dk_')});`)}
       }
     }
     workgroupBarrier();
   }
   if (live) {
-    for (var d = 0u; d < ${p.D}u; d++) { dk[${rowIndex(p, 'j', p.Nk)} + d] = dk_[d]; dv[${rowIndex(p, 'j', p.Nk)} + d] = dv_[d]; }
+    ${R.each((r, c) => `st4_dk(krow, ${c}, ${r('dk_')}); st4_dv(krow, ${c}, ${r('dv_')});`)}
   }
 }`;
 });
 
 /*
- * Naive baseline: one thread per query row, three passes over all keys straight from global memory
- * (max, sum, weighted values; scores recomputed each pass) with no staging or reuse. Only for the benchmark's comparison.
+ * Naive baseline with explicit scores, as the textbook writes it: S = scale·Q Kᵀ into a
+ * [B, H, Nq, Nk] buffer (one thread per score, rows read straight from global memory, masked
+ * scores set to -3e38), the row softmax kernel turns S into P (a second such buffer), then O = P V
+ * with one thread per output element. Nothing is staged or reused; only for the benchmark's comparison.
  */
-export const attnNaiveSource = memoSource('attn_naive', (p: AttnParams) => `${input('q', 0, p.dtypes[0])}
+export const attnNaiveScoresSource = memoSource('attn_naive_s', (p: AttnParams) => `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
-${input('v', 2, p.dtypes[2])}
-${output('o', 3)}
-fn score(b: u32, h: u32, i: u32, j: u32) -> f32 {
-  var s = 0.0;
-  for (var d = 0u; d < ${p.D}u; d++) { s = fma(ld_q(${rowIndex(p, 'i', p.Nq)} + d), ld_k(${rowIndex(p, 'j', p.Nk)} + d), s); }
-  return s * ${f(p.scale)};
-}
-@compute @workgroup_size(${ROWS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z; let h = wid.y;
-  let i = wid.x * ${ROWS}u + lid;
-  if (i >= ${p.Nq}u) { return; }
-  let kEnd = ${p.causal ? `min(${p.Nk}u, i + 1u)` : `${p.Nk}u`};
-  var m = -1e30;
-  for (var j = 0u; j < kEnd; j++) { m = max(m, score(b, h, i, j)); }
-  var l = 0.0;
-  for (var j = 0u; j < kEnd; j++) { l += exp(score(b, h, i, j) - m); }
-  var acc: array<f32, ${p.D}>;
-  for (var j = 0u; j < kEnd; j++) {
-    let pj = exp(score(b, h, i, j) - m);
-    for (var d = 0u; d < ${p.D}u; d++) { acc[d] = fma(pj, ld_v(${rowIndex(p, 'j', p.Nk)} + d), acc[d]); }
-  }
-  for (var d = 0u; d < ${p.D}u; d++) { o[${rowIndex(p, 'i', p.Nq)} + d] = acc[d] / l; }
+${output('s', 2)}
+${main1d(256)}
+  if (gi >= ${p.B * p.H * p.Nq * p.Nk}u) { return; }
+  let j = gi % ${p.Nk}u; let i = (gi / ${p.Nk}u) % ${p.Nq}u;
+  let h = (gi / ${p.Nk * p.Nq}u) % ${p.H}u; let b = gi / ${p.Nk * p.Nq * p.H}u;
+  var dot = 0.0;
+  for (var d = 0u; d < ${p.D}u; d++) { dot = fma(ld_q(${rowIndex(p, 'i', p.Nq)} + d), ld_k(${rowIndex(p, 'j', p.Nk)} + d), dot); }
+  s[gi] = ${p.causal ? `select(-3.0e38, dot * ${f(p.scale)}, j <= i)` : `dot * ${f(p.scale)}`};
 }`);
+
+/* O[b, i, h·D + d] = Σ_j P[b, h, i, j] V[b, j, h·D + d], one thread per output element. */
+export const attnNaiveValuesSource = memoSource('attn_naive_pv', (p: AttnParams) => `${input('pr', 0)}
+${input('v', 1, p.dtypes[2])}
+${output('o', 2)}
+${main1d(256)}
+  if (gi >= ${p.B * p.Nq * p.H * p.D}u) { return; }
+  let d = gi % ${p.D}u; let h = (gi / ${p.D}u) % ${p.H}u;
+  let i = (gi / ${p.D * p.H}u) % ${p.Nq}u; let b = gi / ${p.D * p.H * p.Nq}u;
+  let prow = ((b * ${p.H}u + h) * ${p.Nq}u + i) * ${p.Nk}u;
+  var acc = 0.0;
+  for (var j = 0u; j < ${p.Nk}u; j++) { acc = fma(ld_pr(prow + j), ld_v(${rowIndex(p, 'j', p.Nk)} + d), acc); }
+  o[gi] = acc;
+}`);
+
+/** The naive baseline's score and value kernels (dispatch sizes and honest counts). */
+export function attnNaiveKernels(p: AttnParams): { scores: Kernel; values: Kernel } {
+  const S = p.B * p.H * p.Nq * p.Nk;
+  const io = (n: number, dt: DType) => (dt === 'f16' ? 2 : 4) * n;
+  const [nq, nk] = [p.B * p.Nq * p.H * p.D, p.B * p.Nk * p.H * p.D];
+  return {
+    scores: { name: 'attention_naive_scores', source: attnNaiveScoresSource(p), workgroups: grid(Math.ceil(S / 256)), flops: S * (2 * p.D + 1), bytes: io(nq, p.dtypes[0]) + io(nk, p.dtypes[1]) + 4 * S },
+    values: { name: 'attention_naive_values', source: attnNaiveValuesSource(p), workgroups: grid(Math.ceil(nq / 256)), flops: 2 * nq * p.Nk, bytes: 4 * S + io(nk, p.dtypes[2]) + 4 * nq },
+  };
+}
 
 export function attnKernel(name: string, source: () => string, p: AttnParams, rows: number, flops: number, bytes: number): Kernel {
   return { name, source, workgroups: [Math.ceil(rows / ROWS), p.H, p.B], flops, bytes };

@@ -1,6 +1,7 @@
 // Multi-head scaled-dot-product attention without a sequence-by-sequence matrix, forward and backward.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveSource, type AttnParams } from '../kernels/attention.js';
+import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, type AttnParams } from '../kernels/attention.js';
+import { softmaxKernel } from '../kernels/softmax.js';
 import { empty, type Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
 
@@ -25,7 +26,7 @@ function params(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions): AttnParam
   check(B === B2 && HD === HD2 && v.shape[0] === B && v.shape[1] === Nk && v.shape[2] === HD, () => `attention: q [${q.shape}], k [${k.shape}], v [${v.shape}] do not match`);
   check(HD % o.heads === 0, () => `attention: width ${HD} is not divisible by ${o.heads} heads`);
   const D = HD / o.heads;
-  check(D <= 256, () => `attention: head dim ${D} above 256 is not supported`);
+  check(D <= MAX_HEAD_DIM, () => `attention: head dim ${D} above ${MAX_HEAD_DIM} is not supported`);
   check(!o.causal || Nq === Nk, () => 'attention: a causal mask needs as many queries as keys');
   return { B, H: o.heads, Nq, Nk, D, scale: o.scale ?? 1 / Math.sqrt(D), causal: !!o.causal, dtypes: [q.dtype, k.dtype, v.dtype] };
 }
@@ -40,18 +41,29 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const p = params(q, k, v, opts);
   const o = emptyLike(q, q.shape);
   const lse = empty(q.backend, [p.B, p.H, p.Nq]);
-  const io = 4 * p.B * p.H * p.D * (2 * p.Nq + 2 * p.Nk);
+  const io = 4 * p.B * p.H * (p.D * (2 * p.Nq + 2 * p.Nk) + p.Nq);
   launch(attnKernel('attention', attnForwardSource(p), p, p.Nq, fwdFlops(p), io), [q, k, v], [o, lse]);
   record('attention', [q, k, v], [o], { q, k, v, o, lse, p }, [q, k, v, o, lse]);
   lse.dispose();
   return o;
 }
 
-/** The same attention computed with no staging in workgroup memory: the benchmark's baseline. */
+/**
+ * The same attention the textbook way, with an explicit [B, H, Nq, Nk] score matrix, a row softmax
+ * and P V (no autograd): the benchmark's baseline. Its memory grows with Nq·Nk, which is why
+ * `attention` exists.
+ */
 export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions): Tensor {
   const p = params(q, k, v, opts);
+  const kern = attnNaiveKernels(p);
+  const s = empty(q.backend, [p.B, p.H, p.Nq, p.Nk]);
+  launch(kern.scores, [q, k], [s]);
+  const pr = empty(q.backend, s.shape);
+  launch(softmaxKernel({ outer: p.B * p.H * p.Nq, n: p.Nk, inner: 1, dtype: 'f32' }), [s], [pr]);
+  s.dispose();
   const o = emptyLike(q, q.shape);
-  launch(attnKernel('attention_naive', attnNaiveSource(p), p, p.Nq, fwdFlops(p) + 2 * p.B * p.H * p.Nq * p.Nk * p.D, 0), [q, k, v], [o]);
+  launch(kern.values, [pr, v], [o]);
+  pr.dispose();
   return o;
 }
 

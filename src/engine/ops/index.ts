@@ -4,6 +4,7 @@ export * from './view.js';
 export * from './matmul.js';
 export * from './conv.js';
 export * from './attention.js';
+export * from './softmax.js';
 export * from './norm.js';
 export * from './layout.js';
 export * from './dropout.js';

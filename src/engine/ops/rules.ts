@@ -7,6 +7,7 @@ import { viewRules } from './view.js';
 import { matmulRules } from './matmul.js';
 import { convRules } from './conv.js';
 import { attentionRules } from './attention.js';
+import { softmaxRules } from './softmax.js';
 import { normRules } from './norm.js';
 import { layoutRules } from './layout.js';
 import { dropoutRules } from './dropout.js';
@@ -18,6 +19,7 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...matmulRules,
   ...convRules,
   ...attentionRules,
+  ...softmaxRules,
   ...normRules,
   ...layoutRules,
   ...dropoutRules,
