@@ -58,8 +58,10 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
     if (!slot) grads.set(node, (slot = new Array<Tensor | null>(node.nOutputs).fill(null)));
     const i = outputIndex.get(t) ?? 0;
     const prev = slot[i];
+    // Out of place: rules may hand the same gradient to several inputs, so none is mutated.
     if (prev) {
-      addInto(prev, g);
+      slot[i] = keep(map('add', [prev, g], 'a + b'));
+      prev.release();
       g.release();
     } else slot[i] = g;
     return true;
@@ -69,7 +71,8 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
       addInto(t.grad, g);
       g.release();
     } else {
-      t.grad = keep(g.reshape(t.shape));
+      // A copy: the leaf's gradient outlives this pass and must not share storage with one that flows on.
+      t.grad = keep(map('copy', [g], 'a', 0, t.shape));
       g.release();
     }
     return true;

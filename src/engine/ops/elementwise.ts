@@ -127,9 +127,9 @@ export function reduceTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
   return out;
 }
 
-/** Gradient of a broadcast input: a copy (or reduction) of `g`, so rules never alias their output gradient. */
+/** Gradient of a broadcast input: `g` itself when nothing changes (backward accumulates out of place), else a reduction or scaled copy. */
 function sumTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
-  return noGrad(() => (sameShape(g.shape, shape) ? map('scale', [g], s === 1 ? 'a' : `a * ${f(s)}`) : reduceTo(g, shape, s)));
+  return noGrad(() => reduceTo(g, shape, s));
 }
 
 export const elementwiseRules = { add: addBackward, mul: mulBackward, scale: scaleBackward, act: actBackward, sum: sumBackward };

@@ -1,0 +1,76 @@
+// The ss_* and modelspec.* metadata kohya writes, from our config and run plan.
+import type { TrainConfig } from './config.js';
+import type { RunPlan } from './arithmetic.js';
+
+export interface RunFacts {
+  config: TrainConfig;
+  plan: RunPlan;
+  numImages: number;
+  step: number;
+  epoch: number;
+  modelName: string;
+  sessionId: string;
+  startedAt: number;
+  tagFrequency: Record<string, number>;
+  bucketInfo: unknown;
+}
+
+/** All values are strings, as safetensors metadata requires. */
+export function loraMetadata(f: RunFacts): Record<string, string> {
+  const c = f.config;
+  const res = `${c.resolution}x${c.resolution}`;
+  const s = (v: unknown) => String(v);
+  return {
+    ss_network_module: 'networks.lora',
+    ss_network_dim: s(c.networkDim),
+    ss_network_alpha: s(c.networkAlpha),
+    ss_network_args: JSON.stringify(c.convDim > 0 ? { conv_dim: c.convDim, conv_alpha: c.convAlpha, dropout: c.networkDropout } : { dropout: c.networkDropout }),
+    ss_network_dropout: s(c.networkDropout),
+    ss_base_model_version: 'sd_v1',
+    ss_v2: 'False',
+    ss_learning_rate: s(f.plan.unetLr),
+    ss_unet_lr: s(f.plan.unetLr),
+    ss_text_encoder_lr: s(c.trainTextEncoder ? f.plan.textEncoderLr : 0),
+    ss_lr_scheduler: c.scheduler,
+    ss_lr_warmup_steps: s(f.plan.warmupSteps),
+    ss_optimizer: c.optimizer === 'adamw' ? 'torch.optim.adamw.AdamW' : c.optimizer,
+    ss_max_train_steps: s(f.plan.steps),
+    ss_steps: s(f.step),
+    ss_epoch: s(f.epoch),
+    ss_num_epochs: s(f.plan.epochs),
+    ss_num_train_images: s(f.plan.imagesPerEpoch),
+    ss_batch_size_per_device: s(c.batchSize),
+    ss_total_batch_size: s(f.plan.effectiveBatch),
+    ss_gradient_accumulation_steps: s(c.gradAccumulation),
+    ss_resolution: `(${c.resolution}, ${c.resolution})`,
+    ss_enable_bucket: c.enableBuckets ? 'True' : 'False',
+    ss_min_bucket_reso: s(c.minBucket),
+    ss_max_bucket_reso: s(c.maxBucket),
+    ss_bucket_info: JSON.stringify(f.bucketInfo),
+    ss_clip_skip: s(c.clipSkip),
+    ss_noise_offset: s(c.noiseOffset),
+    ss_min_snr_gamma: s(c.minSnrGamma),
+    ss_seed: s(c.seed),
+    ss_shuffle_caption: c.shuffleCaptions ? 'True' : 'False',
+    ss_keep_tokens: s(c.keepTokens),
+    ss_flip_aug: c.flipAug ? 'True' : 'False',
+    ss_caption_dropout_rate: s(c.captionDropout),
+    ss_max_grad_norm: s(c.maxGradNorm),
+    ss_mixed_precision: 'no',
+    ss_sd_model_name: f.modelName,
+    ss_output_name: c.runName,
+    ss_tag_frequency: JSON.stringify({ dataset: f.tagFrequency }),
+    ss_training_started_at: s(f.startedAt / 1000),
+    ss_training_finished_at: s(Date.now() / 1000),
+    ss_session_id: f.sessionId,
+    ss_training_comment: 'trained in the browser with LoRASmith',
+    'modelspec.sai_model_spec': '1.0.0',
+    'modelspec.architecture': 'stable-diffusion-v1/lora',
+    'modelspec.implementation': 'https://github.com/Stability-AI/generative-models',
+    'modelspec.title': c.runName,
+    'modelspec.date': new Date(f.startedAt).toISOString(),
+    'modelspec.resolution': res,
+    'modelspec.prediction_type': c.prediction === 'epsilon' ? 'epsilon' : 'v',
+    'modelspec.trigger_phrase': c.triggerWord,
+  };
+}

@@ -1,0 +1,356 @@
+// The training loop: cached latents, noised samples, LoRA forward/backward with micro-batch accumulation,
+// clipping, the optimizer step, periodic saves, and metrics read back one step late.
+import type { Backend } from '../engine/backend.js';
+import { noGrad } from '../engine/autograd.js';
+import { backward } from '../engine/grad.js';
+import { scale, mseLoss, huberLoss } from '../engine/index.js';
+import { adamwStep, globalGradNorm } from '../engine/optim/adamw.js';
+import { keep, scope, tensor, type Tensor } from '../engine/tensor.js';
+import { clipForward } from '../model/clip.js';
+import { Layers } from '../model/layers.js';
+import { writeLoraFile } from '../model/lora-file.js';
+import { LoraNetwork, loraTargets } from '../model/lora.js';
+import type { Pipeline } from '../model/pipeline.js';
+import { unetForward } from '../model/unet.js';
+import { vaeEncode } from '../model/vae.js';
+import { planRun, type RunPlan } from './arithmetic.js';
+import { assignBucket, bucketInfo, makeBuckets, type Bucket } from './buckets.js';
+import { processCaption, tagFrequency } from './captions.js';
+import type { TrainConfig } from './config.js';
+import { toTensorData, type RgbaImage } from './images.js';
+import { loraMetadata } from './metadata.js';
+import { alphasCumprod, minSnrWeight } from './noise.js';
+import { Rng } from './rng.js';
+import { makeSchedule } from './schedule.js';
+
+export interface TrainItem {
+  name: string;
+  image: RgbaImage;
+  caption: string;
+}
+
+export interface StepMetrics {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  smoothLoss: number;
+  lrUnet: number;
+  lrTextEncoder: number;
+  stepsPerSec: number;
+  imagesPerSec: number;
+  elapsedMs: number;
+  etaMs: number;
+  gpuBytes: number;
+}
+
+export interface TrainEvents {
+  onMetrics?(m: StepMetrics): void;
+  /** A saved LoRA (every `plan.saveEvery` steps and at the end). */
+  onCheckpoint?(file: Uint8Array, step: number): void;
+  onLog?(message: string): void;
+}
+
+/** One training sample, fully determined before any GPU work (so micro-batch splits do not change it). */
+export interface Sample {
+  item: number;
+  flip: boolean;
+  timestep: number;
+  noise: Float32Array;
+  caption: string;
+}
+
+/** Training stopped because the loss or gradients became NaN or infinite. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly step: number, readonly lastSavedStep: number) {
+    super(
+      `The loss became NaN or infinite at step ${step}; no update was applied from it. The LoRA saved at step ${lastSavedStep} is kept. ` +
+        'Try a lower learning rate (half of it), a smaller network alpha, or a max grad norm of 1.',
+    );
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+interface Latent {
+  bucket: Bucket;
+  data: Float32Array;
+  flipped: Float32Array | null;
+}
+
+/** Pause, resume and stop from outside the loop. */
+export class RunControl {
+  state: 'running' | 'paused' | 'stopping' = 'running';
+  private wake: (() => void) | null = null;
+  pause(): void {
+    if (this.state === 'running') this.state = 'paused';
+  }
+  resume(): void {
+    if (this.state === 'paused') this.state = 'running';
+    this.wake?.();
+  }
+  stop(): void {
+    this.state = 'stopping';
+    this.wake?.();
+  }
+  async waitWhilePaused(): Promise<void> {
+    while (this.state === 'paused') await new Promise<void>((r) => (this.wake = r));
+  }
+}
+
+export class Trainer {
+  readonly plan: RunPlan;
+  readonly lora: LoraNetwork;
+  private readonly backend: Backend;
+  private readonly acp: Float64Array;
+  private readonly rng: Rng;
+  private latents: Latent[] = [];
+  private buckets: Bucket[];
+  step = 0;
+  epoch = 0;
+  lastSavedStep = 0;
+  private readonly startedAt = Date.now();
+  private readonly sessionId = Math.random().toString(36).slice(2);
+  private smooth: number | null = null;
+  private readonly schedU: (s: number) => number;
+  private readonly schedT: (s: number) => number;
+
+  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}) {
+    if (!items.length) throw new Error('The dataset is empty: add at least one image');
+    if (config.optimizer !== 'adamw') throw new Error(`The ${config.optimizer} optimizer is not available yet; use AdamW`);
+    this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
+    this.plan = planRun(config, items.length);
+    this.acp = alphasCumprod(config.zeroTerminalSnr);
+    this.rng = new Rng(config.seed);
+    const specs = loraTargets(pipeline.unet.config, config.trainTextEncoder ? pipeline.clip.config : null, {
+      rank: config.networkDim,
+      alpha: config.networkAlpha,
+      convRank: config.convDim,
+      convAlpha: config.convAlpha,
+      textEncoder: config.trainTextEncoder,
+    });
+    this.lora = new LoraNetwork(this.backend, specs, config.seed);
+    this.lora.dropout = config.networkDropout;
+    const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
+    this.schedU = makeSchedule(spec(this.plan.unetLr));
+    this.schedT = makeSchedule(spec(this.plan.textEncoderLr));
+    const r = config.resolution;
+    this.buckets = config.enableBuckets ? makeBuckets({ resolution: r, step: 64, min: Math.min(config.minBucket, r), max: Math.max(config.maxBucket, r), maxAspect: config.maxAspect }) : [{ width: r, height: r }];
+  }
+
+  /** Encode every image once with the VAE (and its mirror image when flipping is on). */
+  async cacheLatents(onProgress?: (done: number, total: number) => void): Promise<void> {
+    const { vae } = this.pipeline;
+    const L = new Layers(vae.weights);
+    const rng = this.rng.fork('latents');
+    this.latents = [];
+    for (let i = 0; i < this.items.length; i++) {
+      const it = this.items[i]!;
+      const bucket = this.config.enableBuckets ? assignBucket(it.image.width, it.image.height, this.buckets) : this.buckets[0]!;
+      const encode = async (flip: boolean) => {
+        const px = toTensorData(it.image, bucket, flip);
+        const { mean, logvar } = noGrad(() => scope(() => vaeEncode(L, vae.config, tensor(this.backend, px, [1, 3, bucket.height, bucket.width]))));
+        const [m, lv] = await Promise.all([mean.read(), logvar.read()]);
+        mean.dispose();
+        logvar.dispose();
+        // A sample of the latent distribution, scaled (kohya caches latent_dist.sample()).
+        return m.map((v, j) => (v + Math.exp(0.5 * lv[j]!) * rng.normal()) * vae.config.scalingFactor);
+      };
+      this.latents.push({ bucket, data: await encode(false), flipped: this.config.flipAug ? await encode(true) : null });
+      onProgress?.(i + 1, this.items.length);
+    }
+  }
+
+  /** The next effective batch as micro-batches of samples sharing a bucket. */
+  private *batches(): Generator<Sample[]> {
+    const c = this.config;
+    for (;;) {
+      const rng = this.rng.fork(`epoch${this.epoch}`);
+      const byBucket = new Map<string, number[]>();
+      for (let r = 0; r < c.repeats; r++)
+        this.latents.forEach((l, i) => {
+          const k = `${l.bucket.width}x${l.bucket.height}`;
+          byBucket.set(k, [...(byBucket.get(k) ?? []), i]);
+        });
+      const batches: number[][] = [];
+      for (const idx of byBucket.values()) {
+        rng.shuffle(idx);
+        for (let i = 0; i < idx.length; i += c.batchSize) batches.push(idx.slice(i, i + c.batchSize));
+      }
+      rng.shuffle(batches);
+      for (const b of batches) yield b.map((item, j) => this.makeSample(item, rng.fork(`s${j}`)));
+      this.epoch++;
+    }
+  }
+
+  /** Draw everything random about one sample: flip, timestep, noise (with offset), caption. */
+  makeSample(item: number, rng: Rng): Sample {
+    const c = this.config;
+    const l = this.latents[item]!;
+    const n = l.data.length;
+    const noise = rng.normals(n);
+    if (c.noiseOffset > 0) {
+      const hw = n / 4;
+      for (let ch = 0; ch < 4; ch++) {
+        const o = c.noiseOffset * rng.normal();
+        for (let j = 0; j < hw; j++) noise[ch * hw + j] = noise[ch * hw + j]! + o;
+      }
+    }
+    return {
+      item,
+      flip: !!l.flipped && rng.next() < 0.5,
+      timestep: rng.int(0, 1000),
+      noise,
+      caption: processCaption(this.items[item]!.caption, { shuffle: c.shuffleCaptions, keepTokens: c.keepTokens, captionDropout: c.captionDropout, tagDropout: c.tagDropout, triggerWord: c.triggerWord }, rng),
+    };
+  }
+
+  /** Loss of one micro-batch, scaled by 1/accumulation, backpropagated into the LoRA gradients. Returns the scalar loss tensor. */
+  private microStep(samples: Sample[], accum: number, microIndex: number): Tensor {
+    const c = this.config;
+    const { unet, clip, tokenizer } = this.pipeline;
+    const B = samples.length;
+    const l0 = this.latents[samples[0]!.item]!;
+    const [h, w] = [l0.bucket.height / 8, l0.bucket.width / 8];
+    const n = 4 * h * w;
+    const noisy = new Float32Array(B * n);
+    const target = new Float32Array(B * n);
+    const weights = new Float32Array(B);
+    samples.forEach((s, b) => {
+      const lat = this.latents[s.item]!;
+      const x0 = s.flip ? lat.flipped! : lat.data;
+      const a = this.acp[s.timestep]!;
+      const sa = Math.sqrt(a);
+      const sb = Math.sqrt(1 - a);
+      for (let j = 0; j < n; j++) {
+        noisy[b * n + j] = sa * x0[j]! + sb * s.noise[j]!;
+        target[b * n + j] = c.prediction === 'epsilon' ? s.noise[j]! : sa * s.noise[j]! - sb * x0[j]!;
+      }
+      weights[b] = minSnrWeight(a, c.minSnrGamma, c.prediction);
+    });
+    this.lora.dropoutSeed = (this.step * 4099 + microIndex) >>> 0;
+    return scope(() => {
+      const ids = samples.flatMap((s) => tokenizer.encodeForModel(s.caption, clip.config.maxPositions));
+      const teLayers = new Layers(clip.weights, c.trainTextEncoder ? this.lora.adapter('te') : null);
+      const context = c.trainTextEncoder ? clipForward(teLayers, clip.config, ids, B, c.clipSkip) : noGrad(() => clipForward(teLayers, clip.config, ids, B, c.clipSkip));
+      const pred = unetForward(new Layers(unet.weights, this.lora.adapter('unet')), unet.config, tensor(this.backend, noisy, [B, 4, h, w]), samples.map((s) => s.timestep), context, { gradientCheckpointing: c.gradientCheckpointing });
+      const tgt = tensor(this.backend, target, [B, 4, h, w]);
+      const wt = tensor(this.backend, weights, [B]);
+      const loss = c.loss === 'l2' ? mseLoss(pred, tgt, wt) : huberLoss(pred, tgt, c.huberDelta, wt);
+      const scaled = scale(loss, 1 / accum);
+      backward(scaled);
+      return loss;
+    });
+  }
+
+  /**
+   * One optimizer update from the given micro-batches: each micro-batch's loss is divided by their
+   * number, gradients sum in the arenas, then global-norm clipping and AdamW. Nothing is read back
+   * here; the returned promise resolves with the mean loss and whether the update was skipped as
+   * non-finite, once the GPU gets there.
+   */
+  optimizerStep(micro: Sample[][]): Promise<{ loss: number; nonFinite: boolean }> {
+    const c = this.config;
+    const arenas = [this.lora.arenas.unet, ...(this.lora.arenas.te ? [this.lora.arenas.te] : [])];
+    for (const a of arenas) a.zeroGrad();
+    const losses = micro.map((m, i) => keep(this.microStep(m, micro.length, i)));
+    const norm = globalGradNorm(arenas);
+    const flag = tensor(this.backend, [0], [1]);
+    const step = this.step + 1;
+    const common = { beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, step, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag };
+    adamwStep(this.lora.arenas.unet, { ...common, lr: this.schedU(this.step) });
+    if (this.lora.arenas.te) adamwStep(this.lora.arenas.te, { ...common, lr: this.schedT(this.step) });
+    norm.dispose();
+    this.step = step;
+    this.backend.flush();
+    const result = Promise.all([...losses.map((l) => l.read()), flag.read()]).then((vals) => {
+      for (const l of losses) l.dispose();
+      flag.dispose();
+      const ls = vals.slice(0, -1).map((v) => v[0]!);
+      const loss = ls.reduce((a, b) => a + b, 0) / ls.length;
+      return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss) };
+    });
+    return result;
+  }
+
+  /** Run to the end (or until stopped), saving every `plan.saveEvery` steps; metrics arrive one step late. */
+  async run(control = new RunControl()): Promise<void> {
+    if (!this.latents.length) await this.cacheLatents();
+    const c = this.config;
+    const gen = this.batches();
+    const t0 = performance.now();
+    let pending: { step: number; result: Promise<{ loss: number; nonFinite: boolean }> } | null = null;
+    const report = async (p: NonNullable<typeof pending>) => {
+      const r = await p.result;
+      if (r.nonFinite) throw new NonFiniteLossError(p.step, this.lastSavedStep);
+      this.smooth = this.smooth === null ? r.loss : 0.95 * this.smooth + 0.05 * r.loss;
+      const elapsed = performance.now() - t0;
+      const sps = p.step / (elapsed / 1000);
+      this.events.onMetrics?.({
+        step: p.step,
+        totalSteps: this.plan.steps,
+        epoch: this.epoch,
+        loss: r.loss,
+        smoothLoss: this.smooth,
+        lrUnet: this.schedU(p.step - 1),
+        lrTextEncoder: c.trainTextEncoder ? this.schedT(p.step - 1) : 0,
+        stepsPerSec: sps,
+        imagesPerSec: sps * this.plan.effectiveBatch,
+        elapsedMs: elapsed,
+        etaMs: ((this.plan.steps - p.step) / Math.max(sps, 1e-9)) * 1000,
+        gpuBytes: this.backend.pool().liveBytes,
+      });
+    };
+    while (this.step < this.plan.steps && control.state !== 'stopping') {
+      await control.waitWhilePaused();
+      if ((control.state as string) === 'stopping') break;
+      const micro: Sample[][] = [];
+      for (let i = 0; i < c.gradAccumulation; i++) micro.push(gen.next().value as Sample[]);
+      const cur = { step: this.step + 1, result: this.optimizerStep(micro) };
+      if (pending) await report(pending);
+      pending = cur;
+      if (this.step % this.plan.saveEvery === 0 && this.step < this.plan.steps) {
+        await report(pending);
+        pending = null;
+        await this.save();
+      }
+    }
+    if (pending) await report(pending);
+    await this.save();
+  }
+
+  /** Serialize the current LoRA (kohya format) and hand it to `onCheckpoint`. */
+  async save(): Promise<Uint8Array> {
+    const file = await this.exportLora();
+    this.lastSavedStep = this.step;
+    this.events.onCheckpoint?.(file, this.step);
+    return file;
+  }
+
+  async exportLora(): Promise<Uint8Array> {
+    const modules = new Map<string, { spec: import('../model/lora.js').LoraModuleSpec; down?: Float32Array; up?: Float32Array }>();
+    for (const [name, t, spec] of this.lora.parameters()) {
+      const key = name.replace(/\.lora_(down|up)\.weight$/, '');
+      const e = modules.get(key) ?? { spec };
+      if (name.endsWith('lora_down.weight')) e.down = await t.read();
+      else e.up = await t.read();
+      modules.set(key, e);
+    }
+    const meta = loraMetadata({
+      config: this.config,
+      plan: this.plan,
+      numImages: this.items.length,
+      step: this.step,
+      epoch: this.epoch,
+      modelName: this.pipeline.name,
+      sessionId: this.sessionId,
+      startedAt: this.startedAt,
+      tagFrequency: tagFrequency(this.items.map((i) => i.caption)),
+      bucketInfo: bucketInfo(this.latents.map((l) => l.bucket)),
+    });
+    return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), meta, this.config.savePrecision);
+  }
+
+  dispose(): void {
+    this.lora.dispose();
+  }
+}
