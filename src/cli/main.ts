@@ -1,0 +1,128 @@
+// `lorasmith train` and `lorasmith inspect`: the trainer and file inspection from the command line, on Dawn.
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, extname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { nodeGpu } from '../engine/node.js';
+import { fileSource } from '../model/node-source.js';
+import { folderRepo } from '../model/node-repo.js';
+import { loadDiffusers, loadSingleFile, type Pipeline } from '../model/pipeline.js';
+import { openSafetensors } from '../model/safetensors.js';
+import { ClipTokenizer } from '../model/tokenizer.js';
+import { validateConfig } from '../training/config.js';
+import { decodeImageNode } from '../training/decode-node.js';
+import { ImageDecodeError } from '../training/images.js';
+import { Trainer, type TrainItem } from '../training/trainer.js';
+import type { Backend } from '../engine/backend.js';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+
+const USAGE = `usage:
+  lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N] [--batch N] [--accum N]
+                  [--lr X] [--te-lr X] [--dim N] [--alpha X] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
+  lorasmith inspect <file.safetensors>`;
+
+async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
+  if (model === 'tiny') return loadDiffusers(backend, folderRepo(join(ROOT, 'public/tiny')));
+  if (statSync(model).isDirectory()) return loadDiffusers(backend, folderRepo(model));
+  const tokDir = join(ROOT, 'public/clip-tokenizer');
+  const tok = ClipTokenizer.fromFiles(readFileSync(join(tokDir, 'vocab.json'), 'utf8'), readFileSync(join(tokDir, 'merges.txt'), 'utf8'));
+  return loadSingleFile(backend, await fileSource(model), tok);
+}
+
+/** Images with sidecar captions; broken or unsupported files are reported and skipped. */
+function readImages(dir: string): TrainItem[] {
+  const items: TrainItem[] = [];
+  for (const f of readdirSync(dir).sort()) {
+    const ext = extname(f).toLowerCase();
+    if (ext === '.txt' || ext === '.json' || f.startsWith('.')) continue;
+    try {
+      const image = decodeImageNode(f, readFileSync(join(dir, f)));
+      let caption = '';
+      try {
+        caption = readFileSync(join(dir, basename(f, extname(f)) + '.txt'), 'utf8').trim();
+      } catch {
+        /* no caption: the trigger word alone */
+      }
+      items.push({ name: f, image, caption });
+    } catch (e) {
+      if (e instanceof ImageDecodeError) console.warn(`skipped ${e.message}`);
+      else throw e;
+    }
+  }
+  return items;
+}
+
+function bar(done: number, total: number, width = 30): string {
+  const n = Math.round((done / total) * width);
+  return '[' + '#'.repeat(n) + '.'.repeat(width - n) + ']';
+}
+
+function fmtTime(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+}
+
+async function train(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
+      lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
+      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' },
+    },
+  });
+  if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);
+  const preset = v.config ? JSON.parse(readFileSync(v.config, 'utf8')) : {};
+  const n = (s: string | undefined) => (s === undefined ? undefined : Number(s));
+  const overrides = Object.fromEntries(
+    Object.entries({ baseSteps: n(v.steps), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+  );
+  const r = validateConfig({ ...(v.model === 'tiny' ? { resolution: 64, minBucket: 64, maxBucket: 128 } : {}), ...preset, ...overrides });
+  if (!r.ok) throw new Error('invalid settings:\n' + Object.entries(r.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
+  const { backend, adapter } = await nodeGpu();
+  console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
+  const items = readImages(v.images);
+  if (!items.length) throw new Error(`no usable images in ${v.images} (PNG or JPEG, captions in .txt beside them)`);
+  const pipeline = await loadModel(backend, v.model);
+  const out = v.out;
+  const t = new Trainer(pipeline, r.config, items, {
+    onMetrics: (m) => process.stdout.write(`\r${bar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps} loss ${m.loss.toFixed(4)} (avg ${m.smoothLoss.toFixed(4)}) ${(1000 / Math.max(1, m.elapsedMs / m.step)).toFixed(2)} it/s ETA ${fmtTime(m.etaMs)}   `),
+    onCheckpoint: (f, step) => {
+      writeFileSync(out, f);
+      process.stdout.write(`\nsaved ${out} at step ${step}\n`);
+    },
+  });
+  console.log(`${items.length} images, ${t.plan.steps} steps (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
+  const t0 = performance.now();
+  await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));
+  process.stdout.write('\n');
+  await t.run();
+  const ms = performance.now() - t0;
+  console.log(`done in ${fmtTime(ms)} (${(ms / t.plan.steps).toFixed(0)} ms per step including latents and compilation)`);
+}
+
+async function inspect(file: string): Promise<void> {
+  const f = await openSafetensors(await fileSource(file));
+  console.log(`${file}: ${f.tensors.size} tensors`);
+  for (const [k, t] of f.tensors) console.log(`  ${k}  ${t.dtype} [${t.shape.join(', ')}]`);
+  if (Object.keys(f.metadata).length) {
+    console.log('metadata:');
+    for (const [k, val] of Object.entries(f.metadata)) console.log(`  ${k} = ${val.length > 120 ? val.slice(0, 117) + '...' : val}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === 'train') await train(rest);
+  else if (cmd === 'inspect' && rest[0]) await inspect(rest[0]);
+  else {
+    console.log(USAGE);
+    process.exit(cmd ? 1 : 0);
+  }
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(`\nerror: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(1);
+});
