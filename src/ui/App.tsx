@@ -1,27 +1,210 @@
-// Top-level layout. For now: WebGPU detection and the adapter report (the full UI is its own piece of work).
-import { useEffect, useState } from 'react';
-import { acquireGpu, type AdapterReport } from '../engine/gpu.js';
+// The page: model, dataset, settings with a live summary, and the training dashboard with download.
+import { useEffect, useMemo, useState } from 'react';
+import * as Comlink from 'comlink';
+import { acquireGpu } from '../engine/gpu.js';
+import { useApp } from './store.js';
+import { trainer } from './worker.js';
+import { filesFrom, sortFiles, stem } from './dataset.js';
+import { Chart } from './Chart.js';
+import { Settings } from './Settings.js';
+import './app.css';
 
-type GpuState = { status: 'checking' } | { status: 'ok'; adapter: AdapterReport } | { status: 'missing'; message: string };
+const fmtBytes = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 
 export function App() {
-  const [gpu, setGpu] = useState<GpuState>({ status: 'checking' });
+  const s = useApp();
   useEffect(() => {
     acquireGpu()
-      .then((g) => setGpu({ status: 'ok', adapter: g.adapter }))
-      .catch((e: unknown) => setGpu({ status: 'missing', message: e instanceof Error ? e.message : String(e) }));
+      .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}` } }))
+      .catch((e: unknown) => s.set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
+  useEffect(() => {
+    if (s.run.status !== 'running' && s.run.status !== 'paused') return;
+    const warn = (e: BeforeUnloadEvent) => e.preventDefault();
+    window.addEventListener('beforeunload', warn);
+    return () => window.removeEventListener('beforeunload', warn);
+  }, [s.run.status]);
+
+  if (s.gpu.status === 'missing')
+    return (
+      <main className="nogpu">
+        <h1>LoRASmith needs WebGPU</h1>
+        <p role="alert">{s.gpu.message}</p>
+        <p>Chrome and Edge 113 or newer have it on by default on Windows, macOS and ChromeOS; on Linux enable chrome://flags/#enable-unsafe-webgpu (and Vulkan). Firefox 141+ and Safari 26+ also support it.</p>
+      </main>
+    );
   return (
     <main>
-      <h1>LoRASmith</h1>
-      <p>Train Stable Diffusion LoRAs on your own GPU. Nothing is uploaded.</p>
-      {gpu.status === 'checking' && <p>Checking for WebGPU…</p>}
-      {gpu.status === 'missing' && <p role="alert">{gpu.message}</p>}
-      {gpu.status === 'ok' && (
-        <p data-testid="adapter">
-          GPU: {gpu.adapter.description || gpu.adapter.vendor || 'unknown'} {gpu.adapter.isFallback ? '(software fallback)' : ''}
-        </p>
-      )}
+      <header>
+        <h1>LoRASmith</h1>
+        <p>Train a Stable Diffusion 1.x LoRA on your own GPU. Your images never leave this machine.</p>
+        <p className="gpu" data-testid="adapter">{s.gpu.status === 'ok' ? `GPU: ${s.gpu.description}` : 'Checking for WebGPU…'}</p>
+      </header>
+      <ModelPanel />
+      <DatasetPanel />
+      <Settings />
+      <TrainPanel />
     </main>
+  );
+}
+
+function ModelPanel() {
+  const { model, set } = useApp();
+  const [repo, setRepo] = useState('');
+  const load = async (source: Parameters<ReturnType<typeof trainer>['loadModel']>[0]) => {
+    set({ model: { status: 'loading', progress: 0 } });
+    try {
+      const info = await trainer().loadModel(source, Comlink.proxy((p) => set({ model: { status: 'loading', progress: p.totalBytes ? p.loadedBytes / p.totalBytes : 0, message: p.stage } })));
+      set({ model: { status: 'ready', name: info.name, message: `${fmtBytes(info.weightBytes)} on the GPU` } });
+      if (info.resolutionHint < 512) useApp.getState().setConfig({ resolution: 64, minBucket: 64, maxBucket: 128 });
+    } catch (e) {
+      set({ model: { status: 'error', message: e instanceof Error ? e.message : String(e) } });
+    }
+  };
+  return (
+    <section aria-labelledby="model-h">
+      <h2 id="model-h">1. Base model</h2>
+      <div className="row">
+        <button onClick={() => load({ kind: 'tiny', baseUrl: new URL('tiny/', document.baseURI).href })}>Use the tiny demo model</button>
+        <input aria-label="Hugging Face repo id" placeholder="runwayml/stable-diffusion-v1-5" value={repo} onChange={(e) => setRepo(e.target.value)} />
+        <button disabled={!repo} onClick={() => load({ kind: 'hub', repo })}>Load from the Hub</button>
+        <label className="file">
+          Or a .safetensors checkpoint
+          <input type="file" accept=".safetensors" data-testid="checkpoint-input" onChange={(e) => e.target.files?.[0] && load({ kind: 'file', file: e.target.files[0], tokenizerUrl: new URL('clip-tokenizer/', document.baseURI).href })} />
+        </label>
+      </div>
+      <p data-testid="model-status" className={model.status === 'error' ? 'error' : ''} role={model.status === 'error' ? 'alert' : undefined}>
+        {model.status === 'none' && 'No model loaded.'}
+        {model.status === 'loading' && `Loading ${model.message ?? ''}… ${Math.round((model.progress ?? 0) * 100)}%`}
+        {model.status === 'ready' && `Ready: ${model.name} (${model.message})`}
+        {model.status === 'error' && model.message}
+      </p>
+    </section>
+  );
+}
+
+function DatasetPanel() {
+  const { dataset, report, nonImages, set } = useApp();
+  const [over, setOver] = useState(false);
+  const add = async (files: File[]) => {
+    const d = await sortFiles(files);
+    const entries = [...useApp.getState().dataset, ...d.images.map((i) => ({ name: i.name, bytes: i.bytes, url: URL.createObjectURL(new Blob([i.bytes])), caption: d.captions.get(stem(i.name)) ?? '' }))];
+    const rep = await trainer().setDataset(entries.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+    const bad = new Set(rep.skipped.map((x) => x.name));
+    set({ dataset: entries.filter((e) => !bad.has(e.name)), report: rep, nonImages: [...useApp.getState().nonImages, ...d.skipped] });
+  };
+  const setCaption = (i: number, caption: string) => {
+    const ds = dataset.map((d, j) => (j === i ? { ...d, caption } : d));
+    set({ dataset: ds });
+    void trainer().setDataset(ds.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+  };
+  const buckets = useMemo(() => {
+    const m = new Map<string, number>();
+    for (const i of report?.images ?? []) m.set(i.bucket, (m.get(i.bucket) ?? 0) + 1);
+    return [...m].map(([b, n]) => `${b}: ${n}`).join(', ');
+  }, [report]);
+  const skipped = [...nonImages, ...(report?.skipped ?? [])];
+  return (
+    <section aria-labelledby="data-h">
+      <h2 id="data-h">2. Images</h2>
+      <div
+        className={`drop ${over ? 'over' : ''}`}
+        data-testid="dropzone"
+        tabIndex={0}
+        onDragOver={(e) => (e.preventDefault(), setOver(true))}
+        onDragLeave={() => setOver(false)}
+        onDrop={async (e) => {
+          e.preventDefault();
+          setOver(false);
+          await add(await filesFrom(e.dataTransfer));
+        }}
+      >
+        Drop images with .txt captions, a folder or a zip here, or
+        <label className="file"> choose files<input type="file" multiple onChange={async (e) => add(await filesFrom(null, e.target.files))} /></label>
+      </div>
+      <p data-testid="dataset-count">{dataset.length} images{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets at 512: ${buckets}` : ''}</p>
+      {skipped.length > 0 && (
+        <ul className="skipped" data-testid="skipped">
+          {skipped.map((k) => <li key={k.name}>{k.name}: {k.reason}</li>)}
+        </ul>
+      )}
+      <div className="grid">
+        {dataset.map((d, i) => (
+          <figure key={d.name}>
+            <img src={d.url} alt={d.name} />
+            <figcaption>
+              <input aria-label={`caption of ${d.name}`} value={d.caption} onChange={(e) => setCaption(i, e.target.value)} />
+            </figcaption>
+          </figure>
+        ))}
+      </div>
+    </section>
+  );
+}
+
+function TrainPanel() {
+  const s = useApp();
+  const [logScale, setLog] = useState(false);
+  const last = s.metrics.at(-1);
+  const start = async () => {
+    const v = await trainer().validateConfig(s.config);
+    if (!v.ok) return s.set({ errors: v.errors, run: { status: 'error', message: 'Fix the highlighted settings first.' } });
+    if (s.model.status !== 'ready') return s.set({ run: { status: 'error', message: 'Load a base model first.' } });
+    if (!s.dataset.length) return s.set({ run: { status: 'error', message: 'Add at least one image first.' } });
+    s.set({ metrics: [], run: { status: 'running', log: 'Starting…' } });
+    await trainer().start(
+      v.config,
+      Comlink.proxy({
+        onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
+        onCheckpoint: (bytes, step) => useApp.setState({ lora: { bytes, step } }),
+        onLog: (log) => useApp.setState((st) => ({ run: { ...st.run, log } })),
+        onDone: (r) => useApp.setState({ run: { status: 'done', message: r.stopped ? `Stopped at step ${r.step}; the LoRA from that step is saved.` : `Finished ${r.step} steps.` } }),
+        onError: (message) => useApp.setState({ run: { status: 'error', message } }),
+      }),
+    );
+  };
+  const x = s.metrics.map((m) => m.step);
+  const download = () => {
+    if (!s.lora) return;
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(new Blob([s.lora.bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
+    a.download = `${s.config.runName}.safetensors`;
+    a.click();
+  };
+  return (
+    <section aria-labelledby="train-h">
+      <h2 id="train-h">4. Train</h2>
+      <div className="row">
+        <button onClick={start} disabled={s.run.status === 'running' || s.run.status === 'paused'}>Start training</button>
+        <button onClick={() => (trainer().pause(), s.set({ run: { ...s.run, status: 'paused' } }))} disabled={s.run.status !== 'running'}>Pause</button>
+        <button onClick={() => (trainer().resume(), s.set({ run: { ...s.run, status: 'running' } }))} disabled={s.run.status !== 'paused'}>Resume</button>
+        <button onClick={() => trainer().stop()} disabled={s.run.status !== 'running' && s.run.status !== 'paused'}>Stop</button>
+        <label><input type="checkbox" checked={logScale} onChange={(e) => setLog(e.target.checked)} /> log scale</label>
+      </div>
+      <p data-testid="run-status" role={s.run.status === 'error' ? 'alert' : undefined} className={s.run.status === 'error' ? 'error' : ''}>
+        {s.run.status === 'paused' ? 'Paused. ' : ''}
+        {s.run.message ?? s.run.log ?? ''}
+      </p>
+      {last && (
+        <div>
+          <progress max={last.totalSteps} value={last.step} />
+          <p data-testid="step-counter">
+            step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {last.stepsPerSec.toFixed(2)} steps/s · ETA {Math.round(last.etaMs / 1000)} s · GPU {fmtBytes(last.gpuBytes)}
+          </p>
+        </div>
+      )}
+      <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
+      <Chart title="Learning rate" x={x} series={[{ label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' }]} />
+      <h2>5. Result</h2>
+      {s.lora ? (
+        <div>
+          <button onClick={download} data-testid="download">Download {s.config.runName}.safetensors (step {s.lora.step})</button>
+          <p>Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{s.config.runName}:0.8&gt;</code>{s.config.triggerWord ? <> together with the trigger word <b>{s.config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
+        </div>
+      ) : (
+        <p>The LoRA appears here after its first save.</p>
+      )}
+    </section>
   );
 }

@@ -1,0 +1,59 @@
+// The worker API: the only module both the page and the training worker import.
+import type { AdapterReport } from '../engine/gpu.js';
+import type { TrainConfig, ValidationResult } from '../training/config.js';
+import type { RunPlan } from '../training/arithmetic.js';
+import type { StepMetrics } from '../training/trainer.js';
+
+export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics };
+
+/** Where the base model comes from. */
+export type ModelSource =
+  | { kind: 'tiny'; baseUrl: string }
+  | { kind: 'hub'; repo: string; endpoint?: string; revision?: string }
+  | { kind: 'file'; file: File; tokenizerUrl: string };
+
+export interface ModelInfo {
+  name: string;
+  /** GPU bytes the frozen weights take. */
+  weightBytes: number;
+  resolutionHint: number;
+}
+
+/** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */
+export interface DatasetFile {
+  name: string;
+  bytes: ArrayBuffer;
+  caption: string;
+}
+
+export interface DatasetReport {
+  images: { name: string; width: number; height: number; bucket: string }[];
+  skipped: { name: string; reason: string }[];
+}
+
+export interface LoadProgress {
+  stage: string;
+  loadedBytes: number;
+  totalBytes: number;
+}
+
+export interface RunCallbacks {
+  onMetrics(m: StepMetrics): void;
+  onCheckpoint(file: Uint8Array, step: number): void;
+  onLog(message: string): void;
+  onDone(result: { step: number; stopped: boolean }): void;
+  onError(message: string): void;
+}
+
+/** What the worker exposes over Comlink. */
+export interface TrainerApi {
+  init(): Promise<AdapterReport>;
+  loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
+  setDataset(files: DatasetFile[]): Promise<DatasetReport>;
+  validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan }>;
+  start(config: TrainConfig, callbacks: RunCallbacks): Promise<void>;
+  pause(): Promise<void>;
+  resume(): Promise<void>;
+  stop(): Promise<void>;
+  saveNow(): Promise<Uint8Array | null>;
+}

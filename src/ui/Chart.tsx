@@ -1,0 +1,40 @@
+// Streaming line chart on uPlot (raw and smoothed loss, or learning rate), redrawn in place as points arrive.
+import { useEffect, useRef } from 'react';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface ChartProps {
+  title: string;
+  x: number[];
+  series: { label: string; values: number[]; color: string }[];
+  log?: boolean;
+  testId?: string;
+}
+
+export function Chart({ title, x, series, log, testId }: ChartProps) {
+  const el = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  useEffect(() => {
+    if (!el.current) return;
+    plot.current?.destroy();
+    plot.current = new uPlot(
+      {
+        title,
+        width: el.current.clientWidth || 600,
+        height: 220,
+        scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
+        series: [{ label: 'step' }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5 }))],
+        axes: [{ label: 'step' }, {}],
+      },
+      [x, ...series.map((s) => s.values)],
+      el.current,
+    );
+    return () => plot.current?.destroy();
+    // rebuild only when the shape of the chart changes
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [title, log, series.length]);
+  useEffect(() => {
+    plot.current?.setData([x, ...series.map((s) => s.values)]);
+  }, [x, series]);
+  return <div className="chart" ref={el} data-testid={testId} data-points={x.length} />;
+}

@@ -1,0 +1,55 @@
+// Turning dropped files, folders and zips into images with captions; anything else is listed and skipped.
+import { unzipSync } from 'fflate';
+
+export interface Dropped {
+  images: { name: string; bytes: ArrayBuffer }[];
+  captions: Map<string, string>;
+  skipped: { name: string; reason: string }[];
+}
+
+const IMAGE = /\.(png|jpe?g|webp)$/i;
+const stem = (n: string) => n.replace(/^.*\//, '').replace(/\.[^.]+$/, '');
+
+async function entriesOf(item: FileSystemEntry): Promise<File[]> {
+  if (item.isFile) return [await new Promise<File>((res, rej) => (item as FileSystemFileEntry).file(res, rej))];
+  const reader = (item as FileSystemDirectoryEntry).createReader();
+  const all: File[] = [];
+  for (;;) {
+    const batch = await new Promise<FileSystemEntry[]>((res, rej) => reader.readEntries(res, rej));
+    if (!batch.length) break;
+    for (const e of batch) all.push(...(await entriesOf(e)));
+  }
+  return all;
+}
+
+/** Files from a drop event (folders walked) or a file input. */
+export async function filesFrom(dt: DataTransfer | null, list?: FileList | null): Promise<File[]> {
+  if (list) return [...list];
+  if (!dt) return [];
+  const entries = [...dt.items].map((i) => i.webkitGetAsEntry?.()).filter((e): e is FileSystemEntry => !!e);
+  if (entries.length) return (await Promise.all(entries.map(entriesOf))).flat();
+  return [...dt.files];
+}
+
+/** Sort files into images and captions (zips unpacked); the rest is reported. */
+export async function sortFiles(files: File[]): Promise<Dropped> {
+  const out: Dropped = { images: [], captions: new Map(), skipped: [] };
+  const take = (name: string, bytes: ArrayBuffer) => {
+    if (IMAGE.test(name)) out.images.push({ name: name.replace(/^.*\//, ''), bytes });
+    else if (/\.txt$/i.test(name)) out.captions.set(stem(name), new TextDecoder().decode(bytes).trim());
+    else if (!name.endsWith('/')) out.skipped.push({ name, reason: 'not an image (PNG, JPEG or WebP) or a caption (.txt)' });
+  };
+  for (const f of files) {
+    const bytes = await f.arrayBuffer();
+    if (/\.zip$/i.test(f.name)) {
+      try {
+        for (const [n, b] of Object.entries(unzipSync(new Uint8Array(bytes)))) take(n, b.slice().buffer);
+      } catch {
+        out.skipped.push({ name: f.name, reason: 'the zip file is corrupt' });
+      }
+    } else take(f.name, bytes);
+  }
+  return out;
+}
+
+export { stem };

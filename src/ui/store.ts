@@ -1,0 +1,50 @@
+// Page state (zustand): model, dataset, settings (persisted), run metrics and the latest LoRA.
+import { create } from 'zustand';
+import { persist } from 'zustand/middleware';
+import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
+import type { DatasetReport, RunPlan, StepMetrics } from '../protocol/index.js';
+
+export interface DatasetEntry {
+  name: string;
+  url: string;
+  bytes: ArrayBuffer;
+  caption: string;
+}
+
+export interface AppState {
+  gpu: { status: 'checking' } | { status: 'ok'; description: string } | { status: 'missing'; message: string };
+  model: { status: 'none' | 'loading' | 'ready' | 'error'; name?: string; message?: string; progress?: number };
+  dataset: DatasetEntry[];
+  report: DatasetReport | null;
+  nonImages: { name: string; reason: string }[];
+  config: TrainConfig;
+  errors: Record<string, string>;
+  plan: RunPlan | null;
+  run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
+  metrics: StepMetrics[];
+  lora: { bytes: Uint8Array; step: number } | null;
+  set(p: Partial<AppState>): void;
+  setConfig(p: Partial<TrainConfig>): void;
+}
+
+export const useApp = create<AppState>()(
+  persist(
+    (set) => ({
+      gpu: { status: 'checking' },
+      model: { status: 'none' },
+      dataset: [],
+      report: null,
+      nonImages: [],
+      config: { ...DEFAULT_CONFIG, resolution: 64, minBucket: 64, maxBucket: 128, baseSteps: 200 },
+      errors: {},
+      plan: null,
+      run: { status: 'idle' },
+      metrics: [],
+      lora: null,
+      set: (p) => set(p),
+      setConfig: (p) => set((s) => ({ config: { ...s.config, ...p } })),
+    }),
+    // Settings survive a reload; images and runs stay in memory only.
+    { name: 'lorasmith-settings', partialize: (s) => ({ config: s.config }) },
+  ),
+);
