@@ -14,5 +14,6 @@ export async function fileSource(path: string): Promise<ByteSource> {
       const { bytesRead } = await fh.read(buf, 0, length, offset);
       return buf.subarray(0, bytesRead);
     },
+    close: () => fh.close(),
   };
 }

@@ -151,6 +151,7 @@ export async function loadDiffusers(backend: Backend, files: RepoFiles, o: LoadO
     { stage: 'text encoder', file: tf, shapes: clipWeightShapes(clipCfg), key: (n) => n, out: p.clip.weights },
     { stage: 'VAE', file: vf, shapes: vaeWeightShapes(vaeCfg), key: (n) => vaeKeys.get(n) ?? null, accept: vaeAccept, out: p.vae.weights },
   ], o);
+  await Promise.all([uf, tf, vf].map((f) => f.source.close?.()));
   return p;
 }
 
@@ -179,6 +180,7 @@ export async function loadSingleFile(backend: Backend, src: ByteSource, tokenize
     { stage: 'text encoder', file: f, shapes: clipWeightShapes(clipCfg), key: (n) => (oldClip ? diffusersToLdmClip(n).replace('text_model.', '') : diffusersToLdmClip(n)), out: p.clip.weights },
     { stage: 'VAE', file: f, shapes: vaeWeightShapes(vaeCfg), key: (n) => LDM_VAE_PREFIX + diffusersToLdmVae(n, vaeCfg), accept: vaeAccept, out: p.vae.weights },
   ], o);
+  await src.close?.();
   return p;
 }
 

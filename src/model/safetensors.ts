@@ -6,6 +6,8 @@ export interface ByteSource {
   readonly name: string;
   readonly size: number;
   read(offset: number, length: number): Promise<Uint8Array>;
+  /** Release the underlying handle (files in Node); reads after it fail. */
+  close?(): Promise<void>;
 }
 
 export type SafetensorsErrorCode = 'truncated' | 'header-length' | 'header-json' | 'entry' | 'dtype' | 'offsets' | 'overlap' | 'size' | 'unsupported-dtype' | 'http';
