@@ -54,3 +54,22 @@ describe('kohya export of an SD 1.5 LoRA', () => {
     }
   });
 });
+
+describe('reading a LoRA back to resume', () => {
+  it('round-trips fp32 weights and refuses a file of another rank', async () => {
+    const { readLoraFile } = await import('./lora-file.js');
+    const { TINY_UNET } = await import('./tiny.js');
+    const specs = loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 });
+    const modules = specs.map((spec, i) => {
+      const s = kohyaShapes(spec);
+      return { spec, down: Float32Array.from({ length: s.down.reduce((a, b) => a * b, 1) }, (_, j) => Math.sin(i + j)), up: Float32Array.from({ length: s.up.reduce((a, b) => a * b, 1) }, (_, j) => Math.cos(i * j)) };
+    });
+    const file = await writeLoraFile(modules, { ss_network_module: 'networks.lora' }, 'fp32');
+    const back = await readLoraFile(file, specs);
+    expect(back.size).toBe(specs.length);
+    const m0 = back.get('lora_unet_down_blocks_0_attentions_0_proj_in')!;
+    expect(m0.down).toEqual(modules[0]!.down);
+    const other = loraTargets(TINY_UNET, null, { rank: 8, alpha: 8 });
+    await expect(readLoraFile(file, other, 'old.safetensors')).rejects.toThrow(/old\.safetensors: .*different rank/);
+  });
+});

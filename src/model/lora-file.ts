@@ -1,6 +1,6 @@
 // The LoRA file in kohya format: tensors, alpha scalars, ss_* and modelspec metadata, and sshs hashes.
 import { f32ToF16Bits } from '../engine/dtype.js';
-import { writeSafetensors } from './safetensors.js';
+import { bytesSource, openSafetensors, writeSafetensors } from './safetensors.js';
 import { kohyaName, kohyaShapes, type LoraModuleSpec } from './lora.js';
 
 /** Host copies of a module's weights, in the engine's layout ([rank, in] etc.). */
@@ -51,4 +51,30 @@ export async function writeLoraFile(modules: LoraWeights[], metadata: Record<str
   const modelHash = await sha256Hex(draft.subarray(headerEnd(draft)));
   const legacy = (await sha256Hex(draft.subarray(0x100000, 0x110000))).slice(0, 8);
   return writeSafetensors(tensors.map((t) => ({ ...t, shape: [...t.shape] })), { ...metadata, sshs_model_hash: modelHash, sshs_legacy_hash: legacy });
+}
+
+/**
+ * Read a kohya LoRA back (to resume training): per module name, the weights in the engine's layout.
+ * Checks each module against the network that will receive it.
+ */
+export async function readLoraFile(bytes: Uint8Array, specs: readonly LoraModuleSpec[], name = 'LoRA file'): Promise<Map<string, { down: Float32Array; up: Float32Array }>> {
+  const f = await openSafetensors(bytesSource(bytes, name));
+  const out = new Map<string, { down: Float32Array; up: Float32Array }>();
+  const missing: string[] = [];
+  for (const spec of specs) {
+    const k = kohyaName(spec);
+    const d = f.tensors.get(`${k}.lora_down.weight`);
+    const u = f.tensors.get(`${k}.lora_up.weight`);
+    if (!d || !u) {
+      missing.push(k);
+      continue;
+    }
+    const want = kohyaShapes(spec);
+    const same = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+    if (!same(d.shape, want.down) || !same(u.shape, want.up))
+      throw new Error(`${name}: ${k} has shapes [${d.shape}] / [${u.shape}] but this run needs [${want.down}] / [${want.up}] (different rank or base model?)`);
+    out.set(k, { down: await f.readTensor(`${k}.lora_down.weight`), up: await f.readTensor(`${k}.lora_up.weight`) });
+  }
+  if (missing.length) throw new Error(`${name} lacks ${missing.length} of the ${specs.length} modules this run trains (first: ${missing[0]}); was it trained with the same targets and text-encoder setting?`);
+  return out;
 }

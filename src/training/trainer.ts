@@ -114,7 +114,8 @@ export class Trainer {
   private readonly schedU: (s: number) => number;
   private readonly schedT: (s: number) => number;
 
-  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}) {
+  /** `resume`: weights read with `readLoraFile` from an earlier run's file, to continue training it. */
+  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, resume?: Map<string, { down: Float32Array; up: Float32Array }>) {
     if (!items.length) throw new Error('The dataset is empty: add at least one image');
     if (config.optimizer !== 'adamw') throw new Error(`The ${config.optimizer} optimizer is not available yet; use AdamW`);
     this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
@@ -128,7 +129,7 @@ export class Trainer {
       convAlpha: config.convAlpha,
       textEncoder: config.trainTextEncoder,
     });
-    this.lora = new LoraNetwork(this.backend, specs, config.seed);
+    this.lora = new LoraNetwork(this.backend, specs, config.seed, resume);
     this.lora.dropout = config.networkDropout;
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
     this.schedU = makeSchedule(spec(this.plan.unetLr));
