@@ -1,157 +1,276 @@
 // Normalization kernels shared by group norm and layer norm: a tensor seen as rows of E elements,
-// each element mapped to an affine channel by a WGSL expression.
-import { grid, memoSource, type Kernel } from '../kernel.js';
+// each row normalized by its own mean and variance, each element mapped to an affine channel.
 import type { DType } from '../dtype.js';
+import { grid, memoSource, type Kernel } from '../kernel.js';
 import { f, input, output } from './wgsl.js';
 
+/** A normalization seen as `rows` rows of `E` contiguous elements. */
 export interface NormParams {
   rows: number;
   /** Elements per normalized row. */
   E: number;
   eps: number;
-  /** WGSL expression of the affine channel of element `e` of row `r`. */
+  /** WGSL expression (over row `r` and element `e`, both u32) of the element's affine channel. */
   chan: string;
+  /** Storage dtypes of weight and bias, null where absent. */
   w: DType | null;
   b: DType | null;
 }
 
+/**
+ * The same tensor seen as [outer, C, S] (S contiguous elements per channel), for the parameter
+ * gradients, which reduce over `outer` and `S` per channel.
+ */
+export interface NormLayout {
+  outer: number;
+  C: number;
+  S: number;
+  /** Statistics rows (for byte counts). */
+  rows: number;
+  /** WGSL expression (over `o` and `c`, u32) of the statistics row of elements of channel c in slice o. */
+  row: string;
+}
+
 const WG = 256;
 
-const reduce = (name: string) => `
-  ${name}[lid] = acc;
+/** Threads sharing one row: a power of two from 32 to 256, about E/4 so each thread reads a few elements. */
+export function lanesPerRow(E: number): number {
+  let l = 32;
+  while (l < WG && l * 4 < E) l *= 2;
+  return l;
+}
+
+/** Rows a workgroup handles, and the workgroup count for `rows` rows. */
+function rowTiling(p: NormParams): { L: number; perWg: number; groups: number } {
+  const L = lanesPerRow(p.E);
+  const perWg = WG / L;
+  return { L, perWg, groups: Math.ceil(p.rows / perWg) };
+}
+
+/** Entry point of a row kernel: defines lane, head (first slot of this row), r0 (maybe past the end), r and base. */
+const rowMain = (p: NormParams, L: number) => `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let lane = lid % ${L}u;
+  let head = lid - lane;
+  let r0 = (wid.x + wid.y * nwg.x) * ${WG / L}u + lid / ${L}u;
+  let r = min(r0, ${p.rows - 1}u);
+  let base = r * ${p.E}u;`;
+
+/** Tree over the L lanes of each row's slots; `combine` folds slot lid+s into slot lid. Ends on a barrier. */
+const laneTree = (L: number, combine: string) => `
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { ${name}[lid] += ${name}[lid + s]; }
+  for (var s = ${L / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) { ${combine} }
     workgroupBarrier();
   }`;
 
 /*
- * Forward tiling: one workgroup of 256 threads per row. Two strided passes (mean, then the
- * centred second moment, so a large mean does not cancel) reduced through workgroup memory, then a
- * third pass writes the normalized, affine-transformed values. Any row length works in bounded memory.
+ * Forward tiling: a 256-thread workgroup handles 256/L rows with L lanes each (L from lanesPerRow:
+ * 256 lanes for group norm's long rows, fewer for layer norm's short ones, so no lane idles). Each
+ * lane keeps a Welford (count, mean, M2) over its strided elements; the lanes' triples are merged by
+ * a tree in workgroup memory (Chan's formula, 3 KiB), so neither a large mean nor a long row cancels.
+ * A second strided pass writes the normalized, affine-transformed values. x is read twice, y written
+ * once; any row length works in bounded memory, consecutive lanes read consecutive addresses.
  */
 export const normForwardSource = memoSource('norm_fwd', (p: NormParams) => {
+  const { L } = rowTiling(p);
   let bi = 1;
   const decls = [input('x', 0)];
   if (p.w) decls.push(input('w', bi++, p.w));
   if (p.b) decls.push(input('bb', bi++, p.b));
   decls.push(output('y', bi++), output('stats', bi++));
   return `${decls.join('\n')}
-var<workgroup> red: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x + wid.y * nwg.x;
-  let live = r < ${p.rows}u;
-  let base = min(r, ${p.rows - 1}u) * ${p.E}u;
-  var acc = 0.0;
-  for (var e = lid; e < ${p.E}u; e += ${WG}u) { acc += ld_x(base + e); }
-  ${reduce('red')}
-  let mean = red[0] / ${f(p.E)};
-  workgroupBarrier();
-  acc = 0.0;
-  for (var e = lid; e < ${p.E}u; e += ${WG}u) { let d = ld_x(base + e) - mean; acc += d * d; }
-  ${reduce('red')}
-  let rstd = inverseSqrt(red[0] / ${f(p.E)} + ${f(p.eps)});
-  if (!live) { return; }
-  for (var e = lid; e < ${p.E}u; e += ${WG}u) {
+var<workgroup> sn: array<f32, ${WG}>;
+var<workgroup> sm: array<f32, ${WG}>;
+var<workgroup> sq: array<f32, ${WG}>;
+${rowMain(p, L)}
+  var n = 0.0;
+  var m = 0.0;
+  var q = 0.0;
+  for (var e = lane; e < ${p.E}u; e += ${L}u) {
+    let v = ld_x(base + e);
+    n += 1.0;
+    let d = v - m;
+    m += d / n;
+    q += d * (v - m);
+  }
+  sn[lid] = n; sm[lid] = m; sq[lid] = q;
+  ${laneTree(L, `let nb = sn[lid + s];
+      let nt = sn[lid] + nb;
+      let d = sm[lid + s] - sm[lid];
+      let fb = select(0.0, nb / nt, nt > 0.0);
+      sq[lid] += sq[lid + s] + d * d * sn[lid] * fb;
+      sm[lid] += d * fb;
+      sn[lid] = nt;`)}
+  let mean = sm[head];
+  let rstd = inverseSqrt(sq[head] / ${f(p.E)} + ${f(p.eps)});
+  if (r0 >= ${p.rows}u) { return; }
+  for (var e = lane; e < ${p.E}u; e += ${L}u) {
     let c = ${p.chan};
     var v = (ld_x(base + e) - mean) * rstd;
     ${p.w ? 'v = v * ld_w(c);' : ''}
     ${p.b ? 'v = v + ld_bb(c);' : ''}
     y[base + e] = v;
   }
-  if (lid == 0u) { stats[2u * r] = mean; stats[2u * r + 1u] = rstd; }
+  if (lane == 0u) { stats[2u * r] = mean; stats[2u * r + 1u] = rstd; }
 }`;
 });
 
-export function normForwardKernel(name: string, p: NormParams): Kernel {
+const paramBytes = (p: NormParams, C: number) => (p.w ? (p.w === 'f16' ? 2 : 4) * C : 0) + (p.b ? (p.b === 'f16' ? 2 : 4) * C : 0);
+
+/** y = (x − mean)·rstd·w + b per row; also writes stats [rows, 2] = (mean, rstd). C: channel count (for bytes). */
+export function normForwardKernel(name: string, p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
-  return { name, source: normForwardSource(p), workgroups: grid(p.rows), flops: 8 * n, bytes: 4 * 3 * n };
+  return { name, source: normForwardSource(p), workgroups: grid(rowTiling(p).groups), flops: 10 * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows };
 }
 
 /*
- * dX: one workgroup per row; reduces Σ dx̂ and Σ dx̂·x̂ (dx̂ = dy·w), then
+ * dX tiling: as the forward (256/L rows per workgroup, L lanes per row). A first strided pass sums
+ * dx̂ = dy·w and dx̂·(x − mean) per lane, a tree merges them (2 KiB), and a second pass writes
  * dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂)).
  */
-export const normDxSource = memoSource('norm_dx', (p: NormParams) => `${input('x', 0)}
+export const normDxSource = memoSource('norm_dx', (p: NormParams) => {
+  const { L } = rowTiling(p);
+  const dh = `ld_g(base + e)${p.w ? ' * ld_w(c)' : ''}`;
+  return `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
 ${p.w ? input('w', 3, p.w) : ''}
 ${output('dx', p.w ? 4 : 3)}
-var<workgroup> r1: array<f32, ${WG}>;
-var<workgroup> r2: array<f32, ${WG}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let r = min(wid.x + wid.y * nwg.x, ${p.rows - 1}u);
-  let base = r * ${p.E}u;
+var<workgroup> s1: array<f32, ${WG}>;
+var<workgroup> s2: array<f32, ${WG}>;
+${rowMain(p, L)}
   let mean = ld_stats(2u * r);
   let rstd = ld_stats(2u * r + 1u);
-  var a1 = 0.0; var a2 = 0.0;
-  for (var e = lid; e < ${p.E}u; e += ${WG}u) {
+  var a1 = 0.0;
+  var a2 = 0.0;
+  for (var e = lane; e < ${p.E}u; e += ${L}u) {
     let c = ${p.chan};
-    let dh = ld_g(base + e)${p.w ? ' * ld_w(c)' : ''};
-    a1 += dh; a2 += dh * (ld_x(base + e) - mean) * rstd;
+    let dh = ${dh};
+    a1 += dh;
+    a2 += dh * (ld_x(base + e) - mean);
   }
-  r1[lid] = a1; r2[lid] = a2;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { r1[lid] += r1[lid + s]; r2[lid] += r2[lid + s]; }
-    workgroupBarrier();
-  }
-  let m1 = r1[0] / ${f(p.E)}; let m2 = r2[0] / ${f(p.E)};
-  if (wid.x + wid.y * nwg.x >= ${p.rows}u) { return; }
-  for (var e = lid; e < ${p.E}u; e += ${WG}u) {
+  s1[lid] = a1; s2[lid] = a2;
+  ${laneTree(L, 's1[lid] += s1[lid + s]; s2[lid] += s2[lid + s];')}
+  let m1 = s1[head] / ${f(p.E)};
+  let m2 = s2[head] * rstd / ${f(p.E)};
+  if (r0 >= ${p.rows}u) { return; }
+  for (var e = lane; e < ${p.E}u; e += ${L}u) {
     let c = ${p.chan};
-    let dh = ld_g(base + e)${p.w ? ' * ld_w(c)' : ''};
+    let dh = ${dh};
     let xh = (ld_x(base + e) - mean) * rstd;
     dx[base + e] = rstd * (dh - m1 - xh * m2);
   }
-}`);
+}`;
+});
 
-export function normDxKernel(p: NormParams): Kernel {
+export function normDxKernel(p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
-  return { name: 'norm_dx', source: normDxSource(p), workgroups: grid(p.rows), flops: 12 * n, bytes: 4 * 5 * n };
+  return { name: 'norm_dx', source: normDxSource(p), workgroups: grid(rowTiling(p).groups), flops: 11 * n, bytes: 12 * n + paramBytes({ ...p, b: null }, C) + 8 * p.rows };
 }
 
-export interface NormParamGradParams {
-  channels: number;
-  /** Elements per channel. */
-  count: number;
-  /** WGSL: element index of the t-th element of channel c. */
-  index: string;
-  /** WGSL: the row (statistics index) of that element. */
-  row: string;
-}
+/** Channels whose S contiguous elements are enough for coalesced loads by one workgroup per channel. */
+export const CHANNEL_MAJOR_MIN_S = 32;
 
-/* dweight and dbias: one workgroup per channel, strided over that channel's elements. */
-export const normDwSource = memoSource('norm_dw', (p: NormParamGradParams) => `${input('x', 0)}
+/*
+ * dweight/dbias with long channel runs (S >= 32, group norm over images): one workgroup per channel,
+ * 256 threads striding over that channel's outer·S elements (contiguous runs of S), accumulating
+ * dy·x̂ and dy, merged by a tree (2 KiB). Writes dw[c] and db[c] directly.
+ */
+export const normDwChannelSource = memoSource('norm_dw_channel', (p: NormLayout) => `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
 ${output('dw', 3)}
 ${output('db', 4)}
-var<workgroup> r1: array<f32, ${WG}>;
-var<workgroup> r2: array<f32, ${WG}>;
+var<workgroup> s1: array<f32, ${WG}>;
+var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = min(wid.x + wid.y * nwg.x, ${p.channels - 1}u);
-  var a1 = 0.0; var a2 = 0.0;
-  for (var t = lid; t < ${p.count}u; t += ${WG}u) {
-    let i = ${p.index};
+  let c = min(wid.x + wid.y * nwg.x, ${p.C - 1}u);
+  var a1 = 0.0;
+  var a2 = 0.0;
+  for (var t = lid; t < ${p.outer * p.S}u; t += ${WG}u) {
+    let o = t / ${p.S}u;
+    let i = (o * ${p.C}u + c) * ${p.S}u + t % ${p.S}u;
     let row = ${p.row};
     let gv = ld_g(i);
     a1 += gv * (ld_x(i) - ld_stats(2u * row)) * ld_stats(2u * row + 1u);
     a2 += gv;
   }
-  r1[lid] = a1; r2[lid] = a2;
+  s1[lid] = a1; s2[lid] = a2;
   workgroupBarrier();
   for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { r1[lid] += r1[lid + s]; r2[lid] += r2[lid + s]; }
+    if (lid < s) { s1[lid] += s1[lid + s]; s2[lid] += s2[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u && wid.x + wid.y * nwg.x < ${p.channels}u) { dw[c] = r1[0]; db[c] = r2[0]; }
+  if (lid == 0u && wid.x + wid.y * nwg.x < ${p.C}u) { dw[c] = s1[0]; db[c] = s2[0]; }
 }`);
 
-export function normDwKernel(p: NormParamGradParams): Kernel {
-  const n = p.channels * p.count;
-  return { name: 'norm_dw', source: normDwSource(p), workgroups: grid(p.channels), flops: 6 * n, bytes: 4 * 2 * n };
+export function normDwChannelKernel(p: NormLayout): Kernel {
+  const n = p.outer * p.C * p.S;
+  return { name: 'norm_dw', source: normDwChannelSource(p), workgroups: grid(p.C), flops: 5 * n, bytes: 8 * n + 8 * p.rows + 8 * p.C };
+}
+
+const COLS = 64;
+const ROW_LANES = WG / COLS;
+
+/** Row chunks for the column kernel: enough workgroups to fill a GPU, at most 64 partial rows. */
+export function columnChunks(p: NormLayout): { chunks: number; perChunk: number } {
+  const perChunk = Math.max(64, Math.ceil(p.outer / 64));
+  return { chunks: Math.ceil(p.outer / perChunk), perChunk };
+}
+
+/*
+ * dweight/dbias with short channel runs (S < 32, layer norm's [rows, C]): the tensor is a matrix
+ * [outer, K = C·S]. A workgroup takes 64 adjacent columns (consecutive threads, coalesced) and 4 row
+ * lanes over one chunk of at most max(64, outer/64) rows, folds the 4 lanes in workgroup memory and
+ * writes partial sums [chunks, K] for dy·x̂ and dy. The caller reduces those over chunks and S
+ * (a workspace of at most 64·K floats each).
+ */
+export const normDwColumnSource = memoSource('norm_dw_column', (p: NormLayout) => {
+  const K = p.C * p.S;
+  const { perChunk } = columnChunks(p);
+  const tiles = Math.ceil(K / COLS);
+  return `${input('x', 0)}
+${input('g', 1)}
+${input('stats', 2)}
+${output('pw', 3)}
+${output('pb', 4)}
+var<workgroup> s1: array<f32, ${WG}>;
+var<workgroup> s2: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let w = wid.x + wid.y * nwg.x;
+  let chunk = w / ${tiles}u;
+  let col = (w % ${tiles}u) * ${COLS}u + lid % ${COLS}u;
+  let live = col < ${K}u && chunk < ${Math.ceil(p.outer / perChunk)}u;
+  let k = min(col, ${K - 1}u);
+  let c = k / ${p.S}u;
+  let end = min((chunk + 1u) * ${perChunk}u, ${p.outer}u);
+  var a1 = 0.0;
+  var a2 = 0.0;
+  for (var o = chunk * ${perChunk}u + lid / ${COLS}u; o < end; o += ${ROW_LANES}u) {
+    let i = o * ${K}u + k;
+    let row = ${p.row};
+    let gv = ld_g(i);
+    a1 += gv * (ld_x(i) - ld_stats(2u * row)) * ld_stats(2u * row + 1u);
+    a2 += gv;
+  }
+  s1[lid] = a1; s2[lid] = a2;
+  workgroupBarrier();
+  if (lid < ${COLS}u && live) {
+    var t1 = 0.0;
+    var t2 = 0.0;
+    for (var j = 0u; j < ${ROW_LANES}u; j++) { t1 += s1[lid + j * ${COLS}u]; t2 += s2[lid + j * ${COLS}u]; }
+    pw[chunk * ${K}u + col] = t1;
+    pb[chunk * ${K}u + col] = t2;
+  }
+}`;
+});
+
+export function normDwColumnKernel(p: NormLayout): Kernel {
+  const n = p.outer * p.C * p.S;
+  const { chunks } = columnChunks(p);
+  const tiles = Math.ceil((p.C * p.S) / COLS);
+  return { name: 'norm_dw', source: normDwColumnSource(p), workgroups: grid(chunks * tiles), flops: 5 * n, bytes: 8 * n + 8 * p.rows + 8 * chunks * p.C * p.S };
 }

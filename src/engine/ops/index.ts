@@ -6,6 +6,8 @@ export * from './conv.js';
 export * from './attention.js';
 export * from './softmax.js';
 export * from './norm.js';
+export * from './geglu.js';
+export * from './timestep.js';
 export * from './layout.js';
 export * from './dropout.js';
 export * from './loss.js';

@@ -4,7 +4,7 @@ import { f } from '../kernels/wgsl.js';
 import type { Tensor } from '../tensor.js';
 import { map, mean, mul, sub } from './elementwise.js';
 import { reshape } from './view.js';
-import { check } from './util.js';
+import { check, sameShape } from './util.js';
 
 declare module '../autograd.js' {
   interface OpSaved {
@@ -12,24 +12,37 @@ declare module '../autograd.js' {
   }
 }
 
-/** Per batch item mean of `perElement` [B, ...], weighted by `weights` [B] when given, then averaged: a scalar. */
+/** pred − target, after checking the two agree and pred has a batch dimension. */
+function residual(pred: Tensor, target: Tensor): Tensor {
+  check(pred.rank >= 1 && pred.size > 0 && sameShape(pred.shape, target.shape), () => `loss: pred [${pred.shape}] and target [${target.shape}] must be the same non-empty shape [B, ...]`);
+  return sub(pred, target);
+}
+
+/** Per batch item mean of `perElement` [B, ...], weighted by `weights` [B] when given, then averaged: a scalar []. */
 function reduceLoss(perElement: Tensor, weights?: Tensor): Tensor {
   const B = perElement.shape[0]!;
   const perItem = mean(reshape(perElement, [B, perElement.size / B]), [1]);
   if (weights) check(weights.size === B, () => `loss weights have ${weights.size} entries for a batch of ${B}`);
-  return reshape(mean(weights ? mul(perItem, weights) : perItem), []);
+  return reshape(mean(weights ? mul(perItem, weights.rank === 1 ? weights : reshape(weights, [B])) : perItem), []);
 }
 
-/** mean over the batch of w_b · mean((pred − target)²) for item b. */
+/**
+ * Mean squared error → scalar []: mean over the batch of w_b · mean((pred − target)²) over item b's
+ * elements; without weights, the plain mean over all elements. pred, target [B, ...]; weights [B].
+ */
 export function mseLoss(pred: Tensor, target: Tensor, weights?: Tensor): Tensor {
-  const d = sub(pred, target);
+  const d = residual(pred, target);
   return reduceLoss(mul(d, d), weights);
 }
 
-/** Pseudo-Huber loss 2δ²(√(1 + (r/δ)²) − 1) per element, reduced like `mseLoss` (quadratic near 0, linear far out). */
+/**
+ * Pseudo-Huber loss → scalar []: 2δ²(√(1 + (r/δ)²) − 1) per element with r = pred − target, reduced
+ * like `mseLoss`. This is kohya sd-scripts' "huber" loss, 2δ(√(r² + δ²) − δ): ≈ r² for |r| ≪ δ (the
+ * same as MSE there) and ≈ 2δ|r| for |r| ≫ δ, smooth everywhere.
+ */
 export function huberLoss(pred: Tensor, target: Tensor, delta: number, weights?: Tensor): Tensor {
-  check(delta > 0, () => `huber delta must be positive, got ${delta}`);
-  const r = sub(pred, target);
+  check(delta > 0 && Number.isFinite(delta), () => `huber delta must be positive, got ${delta}`);
+  const r = residual(pred, target);
   const out = map('pseudo_huber', [r], `${f(2 * delta * delta)} * (sqrt(1.0 + a * a * ${f(1 / (delta * delta))}) - 1.0)`, 6);
   record('pseudoHuber', [r], [out], { r, delta }, [r]);
   return reduceLoss(out, weights);

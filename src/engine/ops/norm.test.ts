@@ -1,15 +1,21 @@
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../backend.js';
 import { roundF16 } from '../dtype.js';
-import { checkOp } from '../testing/opcheck.js';
-import { testBackend } from '../testing/gpu.js';
+import { discardTape, type TapeNode } from '../autograd.js';
+import { sizeClass } from '../pool.js';
 import { assertClose, randomArray } from '../testing/allclose.js';
-import { geglu, groupNorm, layerNorm, timestepEmbedding } from './norm.js';
+import { testBackend } from '../testing/gpu.js';
+import { checkOp, type OpInput } from '../testing/opcheck.js';
+import { empty, param, scope, tensor, type Tensor } from '../tensor.js';
+import { groupNorm, layerNorm, normRules } from './norm.js';
 
-/** Normalize rows of a [R, E] view with per-element channels; returns y and the VJP. */
-function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: number) => number, w: Float64Array | null, b: Float64Array | null, eps: number, g?: Float64Array) {
+/**
+ * Float64 reference: normalize R rows of E elements (two-pass mean and variance), element e of row r
+ * in channel chan(r, e); with g, also the VJP for x, weight and bias (written from the definition).
+ */
+function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: number) => number, C: number, w: Float64Array | null, b: Float64Array | null, eps: number, g?: Float64Array) {
   const y = new Float64Array(x.length);
   const dx = new Float64Array(x.length);
-  const C = w?.length ?? b?.length ?? 0;
   const dw = new Float64Array(C), db = new Float64Array(C);
   for (let r = 0; r < R; r++) {
     let m = 0;
@@ -18,111 +24,251 @@ function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: num
     let v = 0;
     for (let e = 0; e < E; e++) v += (x[r * E + e]! - m) ** 2;
     const rs = 1 / Math.sqrt(v / E + eps);
+    const xh = (e: number) => (x[r * E + e]! - m) * rs;
     let s1 = 0, s2 = 0;
     for (let e = 0; e < E; e++) {
-      const c = chan(r, e), xh = (x[r * E + e]! - m) * rs;
-      y[r * E + e] = xh * (w ? w[c]! : 1) + (b ? b[c]! : 0);
-      if (g) {
-        const dh = g[r * E + e]! * (w ? w[c]! : 1);
-        s1 += dh; s2 += dh * xh;
-        dw[c] = dw[c]! + g[r * E + e]! * xh;
-        db[c] = db[c]! + g[r * E + e]!;
-      }
+      const c = chan(r, e);
+      y[r * E + e] = xh(e) * (w ? w[c]! : 1) + (b ? b[c]! : 0);
+      if (!g) continue;
+      const dh = g[r * E + e]! * (w ? w[c]! : 1);
+      s1 += dh;
+      s2 += dh * xh(e);
+      dw[c] = dw[c]! + g[r * E + e]! * xh(e);
+      db[c] = db[c]! + g[r * E + e]!;
     }
-    if (g) for (let e = 0; e < E; e++) {
-      const c = chan(r, e), xh = (x[r * E + e]! - m) * rs, dh = g[r * E + e]! * (w ? w[c]! : 1);
-      dx[r * E + e] = rs * (dh - s1 / E - xh * s2 / E);
-    }
+    if (g) for (let e = 0; e < E; e++) dx[r * E + e] = rs * (g[r * E + e]! * (w ? w[chan(r, e)]! : 1) - s1 / E - (xh(e) * s2) / E);
   }
   return { y, dx, dw, db };
 }
 
+/** The reference for groupNorm of x [N, C, S...]: rows are (n, group), channels run in blocks of S. */
+function refGroupNorm(N: number, C: number, G: number, S: number, eps: number) {
+  const chan = (r: number, e: number) => (r % G) * (C / G) + Math.floor(e / S);
+  return (x: Float64Array, w: Float64Array | null, b: Float64Array | null, g?: Float64Array) => refNorm(x, N * G, (C / G) * S, chan, C, w, b, eps, g);
+}
+
+function refLayerNorm(R: number, C: number, eps: number) {
+  return (x: Float64Array, w: Float64Array | null, b: Float64Array | null, g?: Float64Array) => refNorm(x, R, C, (_r, e) => e, C, w, b, eps, g);
+}
+
+type Ref = ReturnType<typeof refLayerNorm>;
+
+/** Inputs x, weight, bias with the given gradient flags; the weight may be f16 storage (values rounded as stored). */
+function normInputs(xShape: number[], C: number, o: { xData?: ArrayLike<number>; grads: [boolean, boolean, boolean]; f16Weight?: boolean }): OpInput[] {
+  const w = Array.from(randomArray(C, 77, 0.5, 1.5));
+  return [
+    { shape: xShape, data: o.xData, grad: o.grads[0] },
+    { shape: [C], data: o.f16Weight ? w : undefined, dtype: o.f16Weight ? 'f16' : 'f32', grad: o.grads[1] },
+    { shape: [C], grad: o.grads[2] },
+  ];
+}
+
+/** The reference's forward and VJP in checkOp's form (weight values rounded to f16 when stored so). */
+function refCheck(ref: Ref, f16Weight = false) {
+  const wOf = (w: Float64Array) => (f16Weight ? Float64Array.from(roundF16(w)) : w);
+  return {
+    reference: ([x, w, b]: Float64Array[]) => ref(x!, wOf(w!), b!).y,
+    referenceGrad: ([x, w, b]: Float64Array[], g: Float64Array) => {
+      const r = ref(x!, wOf(w!), b!, g);
+      return [r.dx, r.dw, r.db];
+    },
+  };
+}
+
+// Forward: f32 kernels against float64, about 1e-6 relative in practice.
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+// Central differences of an f32 forward with step 1e-3: the noise is about 1e-7 / 1e-3 per output.
 const FD = { eps: 1e-3, tol: { atol: 2e-3, rtol: 3e-2 } };
 
 describe('groupNorm', () => {
-  for (const [N, C, G, S] of [[2, 6, 3, 35], [3, 4, 2, 1]] as const) {
-    it(`N=${N} C=${C} groups=${G} spatial=${S}`, async () => {
-      const shape = S === 1 ? [N, C] : [N, C, 5, 7];
-      const E = (C / G) * S;
-      const chan = (r: number, e: number) => (r % G) * (C / G) + Math.floor(e / S);
+  const cases: [string, number[], number][] = [
+    // S = 35 >= CHANNEL_MAJOR_MIN_S: dweight/dbias by one workgroup per channel
+    ['N=2 C=6 groups=3, 5x7 spatial', [2, 6, 5, 7], 3],
+    // no spatial dims (S = 1): the column kernel, one chunk
+    ['N=3 C=4 groups=2, no spatial', [3, 4], 2],
+    // S = 6 < 32: column kernel, partial sums reduced over S
+    ['N=2 C=4 groups=2, 2x3 spatial', [2, 4, 2, 3], 2],
+    // three spatial dims
+    ['N=2 C=4 groups=4, 3x2x2 spatial', [2, 4, 3, 2, 2], 4],
+  ];
+  for (const [name, shape, G] of cases) {
+    it(name, async () => {
+      const [N, C] = shape as [number, number];
+      const S = shape.slice(2).reduce((a, d) => a * d, 1);
       await checkOp(await testBackend(), {
-        inputs: [{ shape, grad: true }, { shape: [C], grad: true }, { shape: [C], grad: true }],
+        inputs: normInputs(shape, C, { grads: [true, true, true] }),
         forward: ([x, w, b]) => groupNorm(x!, G, w!, b!, 1e-5),
-        reference: ([x, w, b]) => refNorm(x!, N * G, E, chan, w!, b!, 1e-5).y,
-        referenceGrad: ([x, w, b], g) => { const r = refNorm(x!, N * G, E, chan, w!, b!, 1e-5, g); return [r.dx, r.dw, r.db]; },
-        tol: { atol: 1e-5, rtol: 1e-4 },
+        ...refCheck(refGroupNorm(N, C, G, S, 1e-5)),
+        tol: TOL,
         fd: FD,
       });
     });
   }
 
-  it('large mean does not cancel, f16 weight', async () => {
-    const data = Array.from(randomArray(2 * 4 * 16, 9), (v) => Math.fround(1000 + v));
-    const w = [0.5, -1, 2, 1.25];
+  it('rows longer than the lanes (E = 576), frozen f16 weight, trainable bias', async () => {
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 4, 4, 4], data }, { shape: [4], data: w, dtype: 'f16' }],
-      forward: ([x, ww]) => groupNorm(x!, 2, ww!, undefined, 1e-6),
-      reference: ([x]) => refNorm(x!, 4, 32, (r, e) => (r % 2) * 2 + Math.floor(e / 16), Float64Array.from(roundF16(w)), null, 1e-6).y,
-      // inputs are exact f32 values near 1000 and unit spread: a one-pass E[x²]−E[x]² would lose about 3 digits
-      tol: { atol: 2e-3, rtol: 2e-3 },
+      inputs: normInputs([1, 4, 12, 12], 4, { grads: [true, false, true], f16Weight: true }),
+      forward: ([x, w, b]) => groupNorm(x!, 1, w!, b!, 1e-6),
+      ...refCheck(refGroupNorm(1, 4, 1, 144, 1e-6), true),
+      tol: TOL,
+      fd: FD,
     });
   });
+
+  it('without weight or bias', async () => {
+    const ref = refGroupNorm(2, 6, 2, 4, 1e-5);
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [2, 6, 4], grad: true }],
+      forward: ([x]) => groupNorm(x!, 2, undefined, null, 1e-5),
+      reference: ([x]) => ref(x!, null, null).y,
+      referenceGrad: ([x], g) => [ref(x!, null, null, g).dx],
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('a large mean does not cancel (values 1000 ± 1), forward and backward, f16 weight', async () => {
+    const shape = [2, 4, 4, 4];
+    const xData = Array.from(randomArray(128, 9), (v) => Math.fround(1000 + v));
+    const ref = refGroupNorm(2, 4, 2, 16, 1e-6);
+    // Show the test can tell: a one-pass f32 variance E[x²] − E[x]² of the first group is far off.
+    let s = 0, s2 = 0;
+    for (let i = 0; i < 32; i++) {
+      s = Math.fround(s + xData[i]!);
+      s2 = Math.fround(s2 + Math.fround(xData[i]! * xData[i]!));
+    }
+    const naiveVar = Math.fround(s2 / 32 - Math.fround(s / 32) ** 2);
+    const exactVar = variance(xData.slice(0, 32));
+    expect(Math.abs(naiveVar - exactVar) / exactVar).toBeGreaterThan(0.05);
+    await checkOp(await testBackend(), {
+      inputs: normInputs(shape, 4, { xData, grads: [true, true, false], f16Weight: true }),
+      forward: ([x, w, b]) => groupNorm(x!, 2, w!, b!, 1e-6),
+      ...refCheck(ref, true),
+      // inputs are exact f32 values; f32 holds 1000 ± 1 to 6e-5, so about 1e-4 of a unit-variance output
+      tol: { atol: 5e-4, rtol: 5e-4 },
+      // the step must move 1000-ish values well beyond their f32 spacing (6e-5): 3e-2, looser tolerance
+      fd: { eps: 3e-2, tol: { atol: 1e-2, rtol: 5e-2 } },
+    });
+  });
+
+  it('rejects channels that do not split into groups, and mismatched weights', async () => {
+    const b = await testBackend();
+    const x = tensor(b, new Float32Array(12), [2, 6]);
+    const w = tensor(b, new Float32Array(5), [5]);
+    expect(() => groupNorm(x, 4, undefined, undefined, 1e-5)).toThrow(/do not split into 4 groups/);
+    expect(() => groupNorm(x, 3, w, undefined, 1e-5)).toThrow(/weight of shape \[5\] for 6 channels/);
+    x.dispose();
+    w.dispose();
+  });
 });
+
+function variance(v: number[]): number {
+  const m = v.reduce((a, b) => a + b, 0) / v.length;
+  return v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length;
+}
 
 describe('layerNorm', () => {
   it('[2, 3, 10] with weight and bias', async () => {
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 3, 10], grad: true }, { shape: [10], grad: true }, { shape: [10], grad: true }],
+      inputs: normInputs([2, 3, 10], 10, { grads: [true, true, true] }),
       forward: ([x, w, b]) => layerNorm(x!, w!, b!),
-      reference: ([x, w, b]) => refNorm(x!, 6, 10, (_r, e) => e, w!, b!, 1e-5).y,
-      referenceGrad: ([x, w, b], g) => { const r = refNorm(x!, 6, 10, (_r, e) => e, w!, b!, 1e-5, g); return [r.dx, r.dw, r.db]; },
-      tol: { atol: 1e-5, rtol: 1e-4 },
+      ...refCheck(refLayerNorm(6, 10, 1e-5)),
+      tol: TOL,
       fd: FD,
     });
   });
-});
 
-describe('geglu', () => {
-  it('value * gelu(gate)', async () => {
-    const erf = (x: number) => { const t = 1 / (1 + 0.3275911 * Math.abs(x)); const y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-x * x); return x >= 0 ? y : -y; };
-    const gelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
-    const dgelu = (x: number) => 0.5 * (1 + erf(x / Math.SQRT2)) + x * Math.exp(-x * x / 2) / Math.sqrt(2 * Math.PI);
-    const [R, F] = [6, 5];
+  it('[150, 8]: parameter gradients in three row chunks', async () => {
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 3, 2 * F], grad: true }],
-      forward: ([x]) => geglu(x!),
-      reference: ([x]) => Float64Array.from({ length: R * F }, (_, i) => { const r = Math.floor(i / F), j = i % F; return x![r * 2 * F + j]! * gelu(x![r * 2 * F + F + j]!); }),
-      referenceGrad: ([x], g) => {
-        const d = new Float64Array(x!.length);
-        for (let i = 0; i < R * F; i++) {
-          const r = Math.floor(i / F), j = i % F, v = x![r * 2 * F + j]!, gt = x![r * 2 * F + F + j]!;
-          d[r * 2 * F + j] = g[i]! * gelu(gt);
-          d[r * 2 * F + F + j] = g[i]! * v * dgelu(gt);
-        }
-        return [d];
-      },
-      // the reference erf (A&S 7.1.26) is good to 1.5e-7
-      tol: { atol: 2e-6, rtol: 1e-5 },
+      inputs: normInputs([150, 8], 8, { grads: [true, true, true] }),
+      forward: ([x, w, b]) => layerNorm(x!, w!, b!),
+      ...refCheck(refLayerNorm(150, 8, 1e-5)),
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('C = 300 (rows longer than the lanes), frozen f16 weight, no bias', async () => {
+    const ref = refLayerNorm(3, 300, 1e-5);
+    await checkOp(await testBackend(), {
+      inputs: normInputs([3, 300], 300, { grads: [true, false, false], f16Weight: true }).slice(0, 2),
+      forward: ([x, w]) => layerNorm(x!, w!, undefined),
+      reference: ([x, w]) => ref(x!, Float64Array.from(roundF16(w!)), null).y,
+      referenceGrad: ([x, w], g) => [ref(x!, Float64Array.from(roundF16(w!)), null, g).dx, null],
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('a large mean does not cancel (values 1000 ± 1, C = 300), forward', async () => {
+    const xData = Array.from(randomArray(3 * 300, 5), (v) => Math.fround(1000 + v));
+    const ref = refLayerNorm(3, 300, 1e-5);
+    await checkOp(await testBackend(), {
+      inputs: normInputs([3, 300], 300, { xData, grads: [false, false, false] }),
+      forward: ([x, w, b]) => layerNorm(x!, w!, b!),
+      reference: ([x, w, b]) => ref(x!, w!, b!).y,
+      // as for group norm: about 1e-4 of a unit-variance output is what f32 inputs near 1000 allow
+      tol: { atol: 5e-4, rtol: 5e-4 },
     });
   });
 });
 
-describe('timestepEmbedding', () => {
-  for (const dim of [320, 8]) {
-    it(`dim ${dim}, cos first`, async () => {
-      const b = await testBackend();
-      const ts = [0, 1, 500, 999];
-      const y = timestepEmbedding(b, ts, dim);
-      const got = await y.read();
-      y.dispose();
-      const half = dim / 2;
-      const want = Float64Array.from({ length: ts.length * dim }, (_, i) => {
-        const t = ts[Math.floor(i / dim)]!, j = i % dim, k = j % half;
-        const arg = t * Math.exp((-Math.log(10000) * k) / half);
-        return j < half ? Math.cos(arg) : Math.sin(arg);
-      });
-      // f32 sin/cos of arguments up to 999 rad: absolute error ~1e-4 from argument rounding
-      assertClose(got, want, { atol: 2e-4, rtol: 0 }, 'timestep embedding');
-    });
+describe('norms on the meta device', () => {
+  /** Run the recorded norm's backward rule on `g` and return the bytes it allocated at its peak. */
+  function rulePeak(meta: MetaBackend, y: Tensor, needs: boolean[]): { peak: number; grads: (number[] | null)[] } {
+    const node = y.node as TapeNode<'norm'>;
+    const g = empty(meta, y.shape);
+    meta.resetPeak();
+    const live = meta.pool().liveBytes;
+    const grads = scope(() => normRules.norm(node.saved, [g], needs).map((t) => (t ? [...t.shape] : null)));
+    const peak = meta.pool().peakLiveBytes - live;
+    g.dispose();
+    discardTape();
+    return { peak, grads };
   }
+
+  it('SD-sized group norm: counts, and backward allocates dx, dw, db only', () => {
+    const meta = new MetaBackend();
+    // [2, 320, 64, 64] in 32 groups: D = 40960 elements per group
+    const x = param(meta, [], [2, 320, 64, 64]);
+    const w = param(meta, [], [320]);
+    const y = groupNorm(x, 32, w, undefined, 1e-5);
+    expect(meta.stats.byKernel.get('group_norm')).toEqual({ dispatches: 1, flops: 10 * x.size, bytes: 8 * x.size + 4 * 320 + 8 * 64 });
+    const { peak, grads } = rulePeak(meta, y, [true, true, false]);
+    expect(grads).toEqual([[2, 320, 64, 64], [320], null]);
+    expect(peak).toBe(sizeClass(x.bytes) + 2 * sizeClass(4 * 320));
+    expect(meta.stats.byKernel.get('norm_dx')?.dispatches).toBe(1);
+    expect(meta.stats.byKernel.get('norm_dw')?.dispatches).toBe(1);
+    for (const t of [x, w, y]) t.dispose();
+    expect(meta.pool().liveBytes).toBe(0);
+  });
+
+  it('SD-sized layer norm: weight gradients through at most 64 partial rows', () => {
+    const meta = new MetaBackend();
+    const x = param(meta, [], [8192, 320]);
+    const w = param(meta, [], [320]);
+    const b = param(meta, [], [320]);
+    const y = layerNorm(x, w, b);
+    const { peak, grads } = rulePeak(meta, y, [true, true, true]);
+    expect(grads).toEqual([[8192, 320], [320], [320]]);
+    // dx, two [64, 320] partial sums, the two [320] gradients
+    expect(peak).toBe(sizeClass(x.bytes) + 2 * sizeClass(64 * 320 * 4) + 2 * sizeClass(4 * 320));
+    expect(meta.stats.byKernel.get('reduce')?.dispatches).toBe(2);
+    for (const t of [x, w, b, y]) t.dispose();
+    expect(meta.pool().liveBytes).toBe(0);
+  });
+});
+
+describe('groupNorm statistics', () => {
+  it('matches float64 on a long group (E = 4096 per row), no affine', async () => {
+    const b = await testBackend();
+    const data = randomArray(2 * 8 * 512, 3, -3, 5);
+    const x = tensor(b, data, [2, 8, 512]);
+    const y = groupNorm(x, 2, undefined, undefined, 1e-5);
+    const got = await y.read();
+    const want = refGroupNorm(2, 8, 2, 512, 1e-5)(data, null, null).y;
+    assertClose(got, want, { atol: 1e-5, rtol: 1e-4 }, 'group norm E=4096');
+    x.dispose();
+    y.dispose();
+  });
 });

@@ -9,6 +9,7 @@ import { convRules } from './conv.js';
 import { attentionRules } from './attention.js';
 import { softmaxRules } from './softmax.js';
 import { normRules } from './norm.js';
+import { gegluRules } from './geglu.js';
 import { layoutRules } from './layout.js';
 import { dropoutRules } from './dropout.js';
 import { lossRules } from './loss.js';
@@ -21,6 +22,7 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...attentionRules,
   ...softmaxRules,
   ...normRules,
+  ...gegluRules,
   ...layoutRules,
   ...dropoutRules,
   ...lossRules,
