@@ -195,7 +195,7 @@ function TrainPanel() {
         </div>
       )}
       <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
-      <Chart title="Learning rate" x={x} series={[{ label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' }]} />
+      <Chart title="Learning rate" exponent x={x} series={[{ label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' }]} />
       <h2>5. Result</h2>
       {s.lora ? (
         <div>

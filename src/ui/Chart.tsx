@@ -8,10 +8,12 @@ export interface ChartProps {
   x: number[];
   series: { label: string; values: number[]; color: string }[];
   log?: boolean;
+  /** Label the y axis in exponent notation (learning rates). */
+  exponent?: boolean;
   testId?: string;
 }
 
-export function Chart({ title, x, series, log, testId }: ChartProps) {
+export function Chart({ title, x, series, log, exponent, testId }: ChartProps) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   useEffect(() => {
@@ -24,7 +26,7 @@ export function Chart({ title, x, series, log, testId }: ChartProps) {
         height: 220,
         scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
         series: [{ label: 'step' }, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5 }))],
-        axes: [{ label: 'step' }, {}],
+        axes: [{ label: 'step' }, exponent ? { size: 70, values: (_u: uPlot, vals: number[]) => vals.map((v) => v.toExponential(1)) } : {}],
       },
       [x, ...series.map((s) => s.values)],
       el.current,
@@ -32,7 +34,7 @@ export function Chart({ title, x, series, log, testId }: ChartProps) {
     return () => plot.current?.destroy();
     // rebuild only when the shape of the chart changes
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [title, log, series.length]);
+  }, [title, log, exponent, series.length]);
   useEffect(() => {
     plot.current?.setData([x, ...series.map((s) => s.values)]);
   }, [x, series]);
