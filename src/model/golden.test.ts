@@ -55,15 +55,15 @@ describe('tiny pipeline vs PyTorch goldens', () => {
   let tokenizerPipeline: Pipeline;
   beforeAll(async () => {
     tokenizerPipeline = await loadDiffusers(await testBackend(), folderRepo(`${root}/public/tiny`));
-  });
+  }, 10 * 60_000);
 
   it('diffusers layout: U-Net, text encoder (clip skip 1 and 2), VAE encoder and decoder', async () => {
     await runAll(tokenizerPipeline);
-  });
+  }, 15 * 60_000);
 
   it('single-file (LDM) layout loads the same weights and matches too', async () => {
     const p = await loadSingleFile(await testBackend(), await fileSource(`${root}/public/tiny-sd1.safetensors`), tokenizerPipeline.tokenizer);
     await runAll(p);
     p.dispose();
-  });
+  }, 15 * 60_000);
 });
