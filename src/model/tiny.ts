@@ -77,6 +77,7 @@ export function vaeConfigJson(c: VaeConfig): Record<string, unknown> {
 }
 
 /** Read a diffusers config.json back into our configs (SD 1.x keys; anything else is refused by detect). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- config.json fields are read loosely and checked by the loaders
 export function unetConfigFromJson(j: Record<string, any>): UNetConfig {
   const heads = j.attention_head_dim;
   return {
@@ -91,6 +92,7 @@ export function unetConfigFromJson(j: Record<string, any>): UNetConfig {
   };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function clipConfigFromJson(j: Record<string, any>): ClipConfig {
   return {
     vocabSize: j.vocab_size,
@@ -102,6 +104,7 @@ export function clipConfigFromJson(j: Record<string, any>): ClipConfig {
   };
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function vaeConfigFromJson(j: Record<string, any>): VaeConfig {
   return {
     inChannels: j.in_channels ?? 3,

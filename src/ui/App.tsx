@@ -17,7 +17,6 @@ export function App() {
     acquireGpu()
       .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}` } }))
       .catch((e: unknown) => s.set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   useEffect(() => {
     if (s.run.status !== 'running' && s.run.status !== 'paused') return;

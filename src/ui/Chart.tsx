@@ -33,7 +33,6 @@ export function Chart({ title, x, series, log, exponent, testId }: ChartProps) {
     );
     return () => plot.current?.destroy();
     // rebuild only when the shape of the chart changes
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [title, log, exponent, series.length]);
   useEffect(() => {
     plot.current?.setData([x, ...series.map((s) => s.values)]);
