@@ -34,6 +34,7 @@ step() {
 }
 
 step typecheck npx tsc --noEmit -p .
+step lint npx eslint src workers e2e
 step "unit and kernel tests (Node + Dawn, headless Chromium)" npx vitest run
 if [ -d e2e ] && ls e2e/*.spec.ts >/dev/null 2>&1; then
   step build npx vite build
