@@ -1,156 +1,200 @@
 import { describe, expect, it } from 'vitest';
-import { backward } from '../grad.js';
-import { noGrad } from '../autograd.js';
-import { param, scope, tensor } from '../tensor.js';
+import { MetaBackend } from '../backend.js';
+import { collapsePermute } from '../kernels/layout.js';
+import { empty, param, scope } from '../tensor.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
-import { randomArray } from '../testing/allclose.js';
+import { backward } from '../grad.js';
 import { concat, permute, split, transpose } from './layout.js';
-import { dropout } from './dropout.js';
-import { huberLoss, mseLoss } from './loss.js';
-import { mul, sum } from './elementwise.js';
+import { sum } from './elementwise.js';
 
-// copies are exact; the tolerance only absorbs the f32 rounding of the float64 inputs
+// Copies are exact: the only error is the f32 rounding of the float64 inputs (rtol 1e-7 covers it).
 const EXACT = { atol: 0, rtol: 1e-7 };
-const TOL = { atol: 1e-6, rtol: 1e-5 };
 
-/** Permute a row-major array on the CPU. */
-function refPermute(x: Float64Array, shape: number[], perm: number[]): Float64Array {
+/** Row-major permute on the CPU: out.shape[d] = shape[perm[d]]. */
+function refPermute(x: Float64Array, shape: readonly number[], perm: readonly number[]): Float64Array {
   const out = new Float64Array(x.length);
   const outShape = perm.map((p) => shape[p]!);
   const st = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
   for (let i = 0; i < x.length; i++) {
-    let rem = i, off = 0;
-    for (let d = outShape.length - 1; d >= 0; d--) { off += (rem % outShape[d]!) * st[perm[d]!]!; rem = Math.floor(rem / outShape[d]!); }
+    let rem = i;
+    let off = 0;
+    for (let d = outShape.length - 1; d >= 0; d--) {
+      off += (rem % outShape[d]!) * st[perm[d]!]!;
+      rem = Math.floor(rem / outShape[d]!);
+    }
     out[i] = x[off]!;
   }
   return out;
 }
 
-describe('layout ops', () => {
-  it('permute [2,3,4,5] -> [0,2,3,1] and back', async () => {
-    const perm = [0, 2, 3, 1];
-    const inv = [0, 3, 1, 2];
+const inverse = (perm: readonly number[]) => perm.map((_, i) => perm.indexOf(i));
+
+/** Row-major concat on the CPU. */
+function refConcat(xs: Float64Array[], shapes: number[][], axis: number): Float64Array {
+  const outer = shapes[0]!.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = shapes[0]!.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const out: number[] = [];
+  for (let o = 0; o < outer; o++) xs.forEach((x, i) => out.push(...x.subarray(o * shapes[i]![axis]! * inner, (o + 1) * shapes[i]![axis]! * inner)));
+  return Float64Array.from(out);
+}
+
+/** Row-major split on the CPU (the inverse of refConcat). */
+function refSplit(x: Float64Array, shape: number[], sizes: number[], axis: number): Float64Array[] {
+  const outer = shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const parts = sizes.map(() => [] as number[]);
+  let off = 0;
+  for (let o = 0; o < outer; o++) sizes.forEach((s, i) => parts[i]!.push(...x.subarray(off, (off += s * inner))));
+  return parts.map((p) => Float64Array.from(p));
+}
+
+async function checkPermute(shape: number[], perm: number[], dtype: 'f32' | 'f16' = 'f32'): Promise<void> {
+  const outShape = perm.map((p) => shape[p]!);
+  const n = shape.reduce((a, b) => a * b, 1);
+  // f16 storage: values on a 1/64 grid are exact in half precision
+  const data = dtype === 'f16' ? Float64Array.from({ length: n }, (_, i) => ((i * 37) % 128) / 64 - 1) : undefined;
+  await checkOp(await testBackend(), {
+    inputs: [{ shape, grad: dtype === 'f32', dtype, data }],
+    forward: ([x]) => permute(x!, perm),
+    reference: ([x]) => refPermute(x!, shape, perm),
+    referenceGrad: (_x, g) => [refPermute(g, outShape, inverse(perm))],
+    tol: EXACT,
+  });
+}
+
+describe('permute', () => {
+  it('collapses size-1 dims and dims that stay adjacent', () => {
+    expect(collapsePermute([2, 3, 4, 5], [0, 2, 3, 1])).toEqual({ shape: [2, 3, 20], perm: [0, 2, 1] });
+    expect(collapsePermute([2, 1, 4, 5], [1, 0, 3, 2])).toEqual({ shape: [2, 4, 5], perm: [0, 2, 1] });
+    expect(collapsePermute([2, 3, 4], [0, 1, 2])).toEqual({ shape: [24], perm: [0] });
+    expect(collapsePermute([3, 4, 5, 6], [3, 1, 0, 2])).toEqual({ shape: [3, 4, 5, 6], perm: [3, 1, 0, 2] });
+  });
+
+  it('innermost dim kept (plain kernel): [2,3,4,5] -> [1,0,2,3]', () => checkPermute([2, 3, 4, 5], [1, 0, 2, 3]));
+  it('NCHW -> NHWC (tiled transpose): [2,3,4,5] -> [0,2,3,1]', () => checkPermute([2, 3, 4, 5], [0, 2, 3, 1]));
+  it('tiled transpose with ragged edge tiles: [2,37,45] -> [0,2,1]', () => checkPermute([2, 37, 45], [0, 2, 1]));
+  it('tiled, no dims merge: [3,4,5,6] -> [3,1,0,2]', () => checkPermute([3, 4, 5, 6], [3, 1, 0, 2]));
+  it('f16 storage through the tiled kernel', () => checkPermute([3, 40, 33], [2, 0, 1], 'f16'));
+
+  it('transpose swaps two axes, negative axes count from the end', async () => {
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 3, 4, 5], grad: true }],
-      forward: ([x]) => permute(x!, perm),
-      reference: ([x]) => refPermute(x!, [2, 3, 4, 5], perm),
-      referenceGrad: (_x, g) => [refPermute(g, [2, 4, 5, 3], inv)],
+      inputs: [{ shape: [2, 3, 7], grad: true }],
+      forward: ([x]) => transpose(x!, -1, -2),
+      reference: ([x]) => refPermute(x!, [2, 3, 7], [0, 2, 1]),
+      referenceGrad: (_x, g) => [refPermute(g, [2, 7, 3], [0, 2, 1])],
       tol: EXACT,
     });
   });
 
-  it('transpose', async () => {
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [3, 7], grad: true }],
-      forward: ([x]) => transpose(x!, 0, 1),
-      reference: ([x]) => refPermute(x!, [3, 7], [1, 0]),
-      tol: EXACT,
-    });
+  it('picks the tiled kernel only when the innermost dim moves', () => {
+    const b = new MetaBackend();
+    permute(empty(b, [2, 8, 16, 16]), [0, 2, 3, 1]);
+    permute(empty(b, [2, 8, 16, 4]), [0, 2, 1, 3]);
+    expect(b.stats.byKernel.get('transpose')?.dispatches).toBe(1);
+    expect(b.stats.byKernel.get('permute')?.dispatches).toBe(1);
   });
+});
 
-  it('concat along channels and its gradient', async () => {
+describe('concat', () => {
+  const cases: { shapes: number[][]; axis: number }[] = [
+    { shapes: [[2, 3, 2, 2], [2, 5, 2, 2], [2, 1, 2, 2]], axis: 1 },
+    { shapes: [[3, 2], [3, 4]], axis: -1 },
+    { shapes: [[1, 3], [2, 3]], axis: 0 },
+  ];
+  for (const { shapes, axis } of cases) {
+    it(`[${shapes.map((s) => `[${s}]`).join(', ')}] along ${axis}`, async () => {
+      const ax = axis < 0 ? axis + shapes[0]!.length : axis;
+      const sizes = shapes.map((s) => s[ax]!);
+      const outShape = shapes[0]!.map((d, i) => (i === ax ? sizes.reduce((a, b) => a + b, 0) : d));
+      await checkOp(await testBackend(), {
+        inputs: shapes.map((shape) => ({ shape, grad: true })),
+        forward: (xs) => concat(xs, axis),
+        reference: (xs) => refConcat(xs, shapes, ax),
+        referenceGrad: (_xs, g) => refSplit(g, outShape, sizes, ax),
+        tol: EXACT,
+      });
+    });
+  }
+
+  it('more pieces than one dispatch binds (9 -> two dispatches), gradient to some', async () => {
+    const shapes = Array.from({ length: 9 }, (_, i) => [2, 1 + (i % 3), 3]);
+    const sizes = shapes.map((s) => s[1]!);
+    const grads = new Set([0, 6, 8]);
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 3, 2, 2], grad: true }, { shape: [2, 5, 2, 2], grad: true }],
-      forward: ([a, b]) => concat([a!, b!], 1),
-      reference: ([a, b]) => {
-        const out = new Float64Array(2 * 8 * 4);
-        for (let n = 0; n < 2; n++) {
-          out.set(a!.subarray(n * 12, n * 12 + 12), n * 32);
-          out.set(b!.subarray(n * 20, n * 20 + 20), n * 32 + 12);
-        }
-        return out;
+      inputs: shapes.map((shape, i) => ({ shape, grad: grads.has(i) })),
+      forward: (xs) => concat(xs, 1),
+      reference: (xs) => refConcat(xs, shapes, 1),
+      referenceGrad: (_xs, g) => refSplit(g, [2, sizes.reduce((a, b) => a + b, 0), 3], sizes, 1).map((p, i) => (grads.has(i) ? p : null)),
+      tol: EXACT,
+      fd: { samples: 3 },
+    });
+    const b = new MetaBackend();
+    concat(shapes.map((s) => empty(b, s)), 1);
+    expect(b.stats.byKernel.get('concat')?.dispatches).toBe(2);
+  });
+});
+
+describe('split', () => {
+  it('one node with several outputs; an unused piece gets no gradient (treated as zeros)', async () => {
+    const shape = [2, 6, 3];
+    const sizes = [1, 3, 2];
+    await checkOp(await testBackend(), {
+      inputs: [{ shape, grad: true }],
+      // piece 1 is dropped: its gradient slot is null and must come back as zeros
+      forward: ([x]) => {
+        const [a, , c] = split(x!, sizes, 1);
+        return concat([c!, a!], 1);
+      },
+      reference: ([x]) => {
+        const [a, , c] = refSplit(x!, shape, sizes, 1);
+        return refConcat([c!, a!], [[2, 2, 3], [2, 1, 3]], 1);
+      },
+      referenceGrad: (_x, g) => {
+        const [gc, ga] = refSplit(g, [2, 3, 3], [2, 1], 1);
+        return [refConcat([ga!, new Float64Array(2 * 3 * 3), gc!], [[2, 1, 3], [2, 3, 3], [2, 2, 3]], 1)];
       },
       tol: EXACT,
     });
   });
 
-  it('split with an unused piece', async () => {
+  it('nine pieces along the last axis, all used', async () => {
+    const sizes = [1, 2, 1, 3, 1, 1, 2, 1, 2];
+    const shape = [3, 14];
+    await checkOp(await testBackend(), {
+      inputs: [{ shape, grad: true }],
+      forward: ([x]) => concat(split(x!, sizes, -1).reverse(), -1),
+      reference: ([x]) => refConcat(refSplit(x!, shape, sizes, 1).reverse(), [...sizes].reverse().map((s) => [3, s]), 1),
+      referenceGrad: (_x, g) => [refConcat(refSplit(g, shape, [...sizes].reverse(), 1).reverse(), sizes.map((s) => [3, s]), 1)],
+      tol: EXACT,
+    });
+  });
+
+  it('records one tape node and runs one dispatch for up to 7 pieces', async () => {
+    const b = new MetaBackend();
+    const x = empty(b, [2, 10, 4]);
+    x.requiresGrad = true;
+    const parts = split(x, [2, 3, 5], 1);
+    expect(b.stats.byKernel.get('split')?.dispatches).toBe(1);
+    expect(new Set(parts.map((p) => p.node)).size).toBe(1);
+    expect(parts.map((p) => p.shape)).toEqual([[2, 2, 4], [2, 3, 4], [2, 5, 4]]);
+  });
+
+  it('rejects sizes that do not add up', async () => {
+    const b = new MetaBackend();
+    expect(() => split(empty(b, [2, 5]), [2, 2], 1)).toThrow(/do not add up/);
+  });
+
+  it('gradient through split of a parameter accumulates into .grad once per backward', async () => {
     const b = await testBackend();
-    const data = randomArray(2 * 6, 3);
-    const x = param(b, data, [2, 6]);
+    const x = param(b, [1, 2, 3, 4, 5, 6], [6]);
     const loss = scope(() => {
-      const [p0] = split(x, [1, 3, 2], 1); // the other two pieces get no gradient
-      return sum(mul(p0!, p0!));
+      const [a, c] = split(x, [2, 4], 0);
+      return sum(concat([c!, a!, a!], 0));
     });
     backward(loss);
-    const g = await x.grad!.read();
-    // loss = Σ p0², so d/dx = 2 p0 on column 0 and 0 elsewhere
-    const want = Array.from(data, (v, i) => (i % 6 === 0 ? 2 * v : 0));
-    g.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 5));
+    expect(Array.from(await x.grad!.read())).toEqual([2, 2, 1, 1, 1, 1]);
     loss.dispose();
     x.dispose();
-  });
-
-  it('split forward matches slices', async () => {
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 8, 3], grad: true }],
-      forward: ([x]) => split(x!, [4, 4], 1)[1]!,
-      reference: ([x]) => Float64Array.from({ length: 2 * 4 * 3 }, (_, i) => x![Math.floor(i / 12) * 24 + 12 + (i % 12)]!),
-      tol: EXACT,
-    });
-  });
-});
-
-describe('dropout', () => {
-  it('keeps about 1-p, scales by 1/(1-p), replays by seed, differs across seeds', async () => {
-    const b = await testBackend();
-    const x = tensor(b, new Float32Array(10000).fill(1), [10000]);
-    const [a1, a2, c] = await noGrad(() => Promise.all([dropout(x, 0.1, 42).read(), dropout(x, 0.1, 42).read(), dropout(x, 0.1, 43).read()]));
-    const kept = a1.filter((v) => v !== 0);
-    expect(kept.length / 10000).toBeGreaterThan(0.88);
-    expect(kept.length / 10000).toBeLessThan(0.92);
-    expect(kept.every((v) => Math.abs(v - 1 / 0.9) < 1e-6)).toBe(true);
-    expect(a2).toEqual(a1);
-    expect(c).not.toEqual(a1);
-    x.dispose();
-  });
-
-  it('backward applies the same mask as the forward', async () => {
-    const b = await testBackend();
-    const data = randomArray(256, 5);
-    const x = param(b, data, [256]);
-    const y = scope(() => dropout(x, 0.3, 7));
-    const out = await y.read();
-    const g = randomArray(256, 6);
-    const seed = tensor(b, g, [256]);
-    backward(y, seed);
-    const dx = await x.grad!.read();
-    for (let i = 0; i < 256; i++) {
-      const kept = out[i] !== 0;
-      expect(dx[i]).toBeCloseTo(kept ? g[i]! / 0.7 : 0, 5);
-      if (kept) expect(out[i]).toBeCloseTo(data[i]! / 0.7, 5);
-    }
-    for (const t of [x, y, seed]) t.dispose();
-  });
-});
-
-describe('losses', () => {
-  const B = 3, E = 8;
-  const w = [0.5, 1, 2];
-  it('weighted MSE', async () => {
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [B, 2, 4], grad: true }, { shape: [B, 2, 4] }, { shape: [B], data: w }],
-      forward: ([p, t, ww]) => mseLoss(p!, t!, ww!),
-      reference: ([p, t]) => {
-        let s = 0;
-        for (let b = 0; b < B; b++) { let m = 0; for (let e = 0; e < E; e++) m += (p![b * E + e]! - t![b * E + e]!) ** 2; s += w[b]! * m / E; }
-        return Float64Array.of(s / B);
-      },
-      referenceGrad: ([p, t], g) => [Float64Array.from(p!, (v, i) => g[0]! * w[Math.floor(i / E)]! * 2 * (v - t![i]!) / (E * B)), null, null],
-      tol: TOL,
-    });
-  });
-
-  it('pseudo-Huber', async () => {
-    const d = 0.3;
-    const ph = (r: number) => 2 * d * d * (Math.sqrt(1 + (r / d) ** 2) - 1);
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [B, E], grad: true }, { shape: [B, E] }],
-      forward: ([p, t]) => huberLoss(p!, t!, d),
-      reference: ([p, t]) => Float64Array.of(p!.reduce((s, v, i) => s + ph(v - t![i]!), 0) / (B * E)),
-      referenceGrad: ([p, t], g) => [Float64Array.from(p!, (v, i) => { const r = v - t![i]!; return g[0]! * 2 * r / Math.sqrt(1 + (r / d) ** 2) / (B * E); }), null],
-      tol: TOL,
-    });
   });
 });

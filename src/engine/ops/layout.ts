@@ -1,9 +1,7 @@
 // Layout ops: permute/transpose, concat and split along an axis — index-mapped copies with backward.
-import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { grid, memoSource, type Kernel } from '../kernel.js';
-import { broadcastIndex, input, main1d, output, strides } from '../kernels/wgsl.js';
-import type { DType } from '../dtype.js';
-import { zeros, type Tensor } from '../tensor.js';
+import { record, type BackwardRule } from '../autograd.js';
+import { collapsePermute, MAX_SLAB_PIECES, permuteKernel, slabKernel, type SlabPiece } from '../kernels/layout.js';
+import type { Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
 
 declare module '../autograd.js' {
@@ -14,123 +12,104 @@ declare module '../autograd.js' {
   }
 }
 
-interface CopyParams {
-  shape: number[];
-  srcStrides: number[];
-  srcOffset: number;
-  dstStrides: number[];
-  dstOffset: number;
-  dtype: DType;
-}
-
-const WG = 256;
-
-/*
- * One thread per element of the copied region; source and destination offsets come from the
- * thread's coordinates with constant strides, so the same kernel is a permute, a slice read or a
- * slice write. Threads are ordered along the destination when that is contiguous (permute), which
- * keeps the writes coalesced.
- */
-const copySource = memoSource('copy', (p: CopyParams) => {
-  const n = p.shape.reduce((a, b) => a * b, 1);
-  return `${input('x', 0, p.dtype)}\n${output('out', 1)}\n${main1d(WG)}
-  if (gi >= ${n}u) { return; }
-  out[${p.dstOffset}u + ${broadcastIndex('gi', p.shape, p.dstStrides)}] = ld_x(${p.srcOffset}u + ${broadcastIndex('gi', p.shape, p.srcStrides)});
-}`;
-});
-
-function copyKernel(name: string, p: CopyParams): Kernel {
-  const n = p.shape.reduce((a, b) => a * b, 1);
-  return { name, source: copySource(p), workgroups: grid(Math.ceil(n / WG)), flops: 0, bytes: 8 * n };
-}
-
 /** Reorder dimensions: out.shape[d] = x.shape[perm[d]]. */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
-  check(perm.length === x.rank && [...perm].sort().every((p, i) => p === i), () => `permute: [${perm}] is not a permutation of ${x.rank} dims`);
-  const outShape = perm.map((p) => x.shape[p]!);
-  const out = emptyLike(x, outShape);
-  const st = strides(x.shape);
-  launch(copyKernel('permute', { shape: outShape, srcStrides: perm.map((p) => st[p]!), srcOffset: 0, dstStrides: strides(outShape), dstOffset: 0, dtype: x.dtype }), [x], [out]);
+  check(perm.length === x.rank && [...perm].sort((a, b) => a - b).every((p, i) => p === i), () => `permute: [${perm}] is not a permutation of ${x.rank} dims`);
+  const out = emptyLike(x, perm.map((p) => x.shape[p]!));
+  launch(permuteKernel({ ...collapsePermute(x.shape, perm), dtype: x.dtype }), [x], [out]);
   record('permute', [x], [out], { perm: [...perm] });
   return out;
 }
 
-/** Swap two dimensions. */
+/** Swap two dimensions (negative axes count from the end). */
 export function transpose(x: Tensor, a: number, b: number): Tensor {
   const perm = x.shape.map((_, i) => i);
-  [perm[a], perm[b]] = [perm[b]!, perm[a]!];
+  const i = axisOf(x, a, 'transpose');
+  const j = axisOf(x, b, 'transpose');
+  [perm[i], perm[j]] = [perm[j]!, perm[i]!];
   return permute(x, perm);
 }
 
+// x: [...], out: [...perm], g: like out -> dx = permute(g, perm⁻¹)
 const permuteBackward: BackwardRule<'permute'> = ({ perm }, [g]) => {
   const inv = new Array<number>(perm.length);
   perm.forEach((p, i) => (inv[p] = i));
   return [permute(g!, inv)];
 };
 
-/** Write `src` into `dst` at `start` along `axis`. */
-function writeSlice(dst: Tensor, src: Tensor, axis: number, start: number): void {
-  const ds = strides(dst.shape);
-  launch(copyKernel('slice_write', { shape: [...src.shape], srcStrides: strides(src.shape), srcOffset: 0, dstStrides: ds, dstOffset: start * ds[axis]!, dtype: src.dtype }), [src], [dst]);
+function axisOf(x: Tensor, axis: number, op: string): number {
+  const ax = axis < 0 ? axis + x.rank : axis;
+  check(Number.isInteger(ax) && ax >= 0 && ax < x.rank, () => `${op}: axis ${axis} out of range for [${x.shape}]`);
+  return ax;
 }
 
-/** Read the slice of `x` of `size` at `start` along `axis`. */
-function readSlice(x: Tensor, axis: number, start: number, size: number): Tensor {
-  const shape = x.shape.map((d, i) => (i === axis ? size : d));
-  const out = emptyLike(x, shape);
-  const xs = strides(x.shape);
-  launch(copyKernel('slice_read', { shape, srcStrides: xs, srcOffset: start * xs[axis]!, dstStrides: strides(shape), dstOffset: 0, dtype: x.dtype }), [x], [out]);
-  return out;
+/**
+ * Copy between `whole` ([outer, Σ sizes, inner] around `axis`) and its pieces, in as few dispatches
+ * as the binding limit allows. A null piece is zeros when gathering and skipped when scattering.
+ */
+function slabs(dir: 'gather' | 'scatter', whole: Tensor, pieces: readonly (Tensor | null)[], sizes: readonly number[], axis: number): void {
+  const outer = whole.shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = whole.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const total = whole.shape[axis]!;
+  let i = 0;
+  let start = 0;
+  while (i < pieces.length) {
+    const group: SlabPiece[] = [];
+    const bound: Tensor[] = [];
+    let groupStart = start;
+    for (; i < pieces.length && bound.length < MAX_SLAB_PIECES; i++) {
+      const t = pieces[i];
+      if (!t && dir === 'scatter' && group.length === 0) {
+        groupStart += sizes[i]!; // leading skipped pieces cost nothing
+      } else {
+        group.push({ size: sizes[i]!, dtype: t ? t.dtype : null });
+        if (t) bound.push(t);
+      }
+      start += sizes[i]!;
+    }
+    if (dir === 'scatter') while (group.length && !group[group.length - 1]!.dtype) group.pop(); // nor do trailing ones
+    if (dir === 'scatter' && bound.length === 0) continue;
+    const k = slabKernel({ dir, outer, inner, total, start: groupStart, pieces: group, dtype: whole.dtype });
+    if (dir === 'gather') launch(k, bound, [whole]);
+    else launch(k, [whole], bound);
+  }
 }
 
-/** Concatenate along `axis`; all other dimensions must agree. */
+/** Concatenate along `axis` (negative counts from the end); all other dimensions must agree. */
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
+  check(xs.length > 0, () => 'concat: no tensors');
   const x0 = xs[0]!;
-  const ax = axis < 0 ? axis + x0.rank : axis;
+  const ax = axisOf(x0, axis, 'concat');
   for (const x of xs) check(x.rank === x0.rank && x.shape.every((d, i) => i === ax || d === x0.shape[i]), () => `concat: shapes ${xs.map((t) => `[${t.shape}]`).join(', ')} differ off axis ${ax}`);
   const sizes = xs.map((x) => x.shape[ax]!);
   const out = emptyLike(x0, x0.shape.map((d, i) => (i === ax ? sizes.reduce((a, b) => a + b, 0) : d)));
-  let start = 0;
-  xs.forEach((x, i) => {
-    writeSlice(out, x, ax, start);
-    start += sizes[i]!;
-  });
+  slabs('gather', out, xs, sizes, ax);
   record('concat', xs, [out], { axis: ax, sizes });
   return out;
 }
 
+// xs[i]: [..., sizes[i], ...], g: [..., Σ sizes, ...] -> dxs[i] = the slice of g, only where needed
 const concatBackward: BackwardRule<'concat'> = ({ axis, sizes }, [g], needs) => {
-  let start = 0;
-  return sizes.map((s, i) => {
-    const piece = needs[i] ? readSlice(g!, axis, start, s) : null;
-    start += s;
-    return piece;
-  });
+  const dxs = sizes.map((s, i) => (needs[i] ? emptyLike(g!, g!.shape.map((d, k) => (k === axis ? s : d))) : null));
+  slabs('scatter', g!, dxs, sizes, axis);
+  return dxs;
 };
 
-/** Split along `axis` into pieces of the given sizes. */
+/** Split along `axis` (negative counts from the end) into pieces of the given sizes: one node, several outputs. */
 export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
-  const ax = axis < 0 ? axis + x.rank : axis;
-  check(sizes.reduce((a, b) => a + b, 0) === x.shape[ax], () => `split: sizes [${sizes}] do not add up to ${x.shape[ax]} along axis ${ax} of [${x.shape}]`);
-  let start = 0;
-  const outs = sizes.map((s) => {
-    const o = readSlice(x, ax, start, s);
-    start += s;
-    return o;
-  });
+  const ax = axisOf(x, axis, 'split');
+  check(sizes.every((s) => Number.isInteger(s) && s > 0) && sizes.reduce((a, b) => a + b, 0) === x.shape[ax], () => `split: sizes [${sizes}] do not add up to ${x.shape[ax]} along axis ${ax} of [${x.shape}]`);
+  const outs = sizes.map((s) => emptyLike(x, x.shape.map((d, i) => (i === ax ? s : d))));
+  slabs('scatter', x, outs, sizes, ax);
   record('split', [x], outs, { axis: ax, sizes: [...sizes], shape: x.shape });
   return outs;
 }
 
-const splitBackward: BackwardRule<'split'> = ({ axis, sizes, shape }, gs) =>
-  noGrad(() => {
-    const dx = zeros(gs.find((g) => g)!.backend, shape);
-    let start = 0;
-    sizes.forEach((s, i) => {
-      if (gs[i]) writeSlice(dx, gs[i]!, axis, start);
-      start += s;
-    });
-    return [dx];
-  });
+// x: [..., Σ sizes, ...], gs[i]: [..., sizes[i], ...] or null (unused piece: zeros) -> dx = concat(gs)
+const splitBackward: BackwardRule<'split'> = ({ axis, sizes, shape }, gs) => {
+  const dx = emptyLike(gs.find((g) => g)!, shape);
+  slabs('gather', dx, sizes.map((_, i) => gs[i] ?? null), sizes, axis);
+  return [dx];
+};
 
 export const layoutRules = { permute: permuteBackward, concat: concatBackward, split: splitBackward };

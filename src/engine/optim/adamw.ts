@@ -1,98 +1,67 @@
-// Fused AdamW over a parameter arena, the global gradient norm, and the non-finite guard.
-import { grid, memoSource } from '../kernel.js';
-import { reduceKernel } from '../kernels/reduce.js';
-import { input, main1d, output } from '../kernels/wgsl.js';
-import { map } from '../ops/elementwise.js';
+// Fused AdamW over a parameter arena, the global gradient norm, and the non-finite guard: no CPU sync anywhere.
+import { adamwKernel, normFinishKernel, NORM_PARTIALS, sumSquaresGroups, sumSquaresKernel } from '../kernels/optim.js';
 import { launch } from '../ops/util.js';
-import { empty, tensor, type Tensor } from '../tensor.js';
+import { empty, zeros, type Tensor } from '../tensor.js';
 import type { ParamArena } from './arena.js';
 
 /**
- * L2 norm of every gradient of the arenas as a 1-element GPU tensor (nothing is read back).
- * Two-stage reduction: 64-element chunks, then the chunk sums.
+ * L2 norm of every gradient of the arenas, as a 1-element GPU tensor (nothing is read back; the
+ * caller disposes it). One partial-sums dispatch per arena, then one finishing dispatch: A + 1 in all.
+ * A NaN or Inf gradient makes the norm non-finite, which `adamwStep` treats as "skip this step".
  */
 export function globalGradNorm(arenas: readonly ParamArena[]): Tensor {
-  const parts = arenas.map((a) => {
-    const rows = a.numel / 64;
-    const chunk = empty(a.backend, [rows]);
-    launch(reduceKernel({ inShape: [rows, 64], axes: [1], dtype: 'f32', scale: 1, square: true }), [a.flatGrads], [chunk]);
-    const total = empty(a.backend, [1]);
-    launch(reduceKernel({ inShape: [rows], axes: [0], dtype: 'f32', scale: 1 }), [chunk], [total]);
-    chunk.dispose();
-    return total;
+  if (arenas.length === 0) throw new Error('globalGradNorm: no arenas');
+  const backend = arenas[0]!.backend;
+  if (arenas.some((a) => a.backend !== backend)) throw new Error('globalGradNorm: arenas live on different backends');
+  const partials = empty(backend, [arenas.length * NORM_PARTIALS]);
+  const ranges: [number, number][] = arenas.map((a, i) => {
+    const n4 = a.numel / 4;
+    const groups = sumSquaresGroups(n4);
+    launch(sumSquaresKernel({ n4, groups, slot: i * NORM_PARTIALS }), [a.flatGrads], [partials]);
+    return [i * NORM_PARTIALS, groups];
   });
-  const sq = parts.reduce((acc, p) => {
-    const s = map('add', [acc, p], 'a + b');
-    acc.dispose();
-    p.dispose();
-    return s;
-  });
-  const norm = map('sqrt', [sq], 'sqrt(a)');
-  sq.dispose();
+  const norm = empty(backend, [1]);
+  launch(normFinishKernel(ranges), [partials], [norm]);
+  partials.dispose();
   return norm;
 }
 
+/** Hyperparameters of one AdamW step. */
 export interface AdamWOptions {
   lr: number;
   beta1: number;
   beta2: number;
   eps: number;
+  /** Decoupled weight decay: p -= lr * weightDecay * p. */
   weightDecay: number;
   /** 1-based step count, for bias correction. */
   step: number;
-  /** Clip gradients to this global norm (needs `gradNorm`). */
+  /** Scale gradients by min(1, maxGradNorm / (norm + 1e-6)); off when absent or <= 0. */
   maxGradNorm?: number;
-  /** The global gradient norm (from `globalGradNorm`), read on the GPU. */
+  /** The global gradient norm (from `globalGradNorm`, possibly over several arenas); computed from this arena when absent. */
   gradNorm?: Tensor;
-  /** A 1-element tensor set to 1 when the norm is not finite (the update is then skipped). */
+  /** A 1-element tensor set to 1 when the norm is not finite; never cleared, so zero it when creating it. */
   nanFlag?: Tensor;
 }
 
-const WG = 256;
-
-/*
- * One thread per element of the flat buffers. Hyperparameters arrive in a small buffer written
- * each step, so the pipeline is compiled once. A non-finite gradient norm skips the whole update
- * (parameters and moments unchanged) and raises the flag instead.
+/**
+ * One AdamW step for every parameter of the arena in one dispatch over the flat buffers (plus the
+ * norm's two when `gradNorm` is absent): bias-corrected moments, decoupled weight decay, optional
+ * global-norm clipping read on the GPU. When the norm is NaN or Inf nothing changes (parameters and
+ * moments stay as they were) and the flag is raised. Returns the flag: `nanFlag` when given, else a
+ * fresh zero-initialized one the caller disposes. Read it a step later, never inside this one.
  */
-const adamwSource = memoSource('adamw', (p: { n: number }) => `${input('g', 0)}
-${input('hp', 1)}
-${input('norm', 2)}
-@group(0) @binding(3) var<storage, read_write> param: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m: array<f32>;
-@group(0) @binding(5) var<storage, read_write> v: array<f32>;
-${output('flag', 6)}
-${main1d(WG)}
-  if (gi >= ${p.n}u) { return; }
-  let lr = hp[0]; let b1 = hp[1]; let b2 = hp[2]; let eps = hp[3]; let wd = hp[4];
-  let bc1 = hp[5]; let bc2 = hp[6]; let maxNorm = hp[7];
-  let nrm = ld_norm(0u);
-  let bad = !(nrm == nrm) || abs(nrm) > 3.0e38;
-  if (bad) { if (gi == 0u) { flag[0] = 1.0; } return; }
-  var clip = 1.0;
-  if (maxNorm > 0.0) { clip = min(1.0, maxNorm / (nrm + 1e-6)); }
-  let gr = ld_g(gi) * clip;
-  let mi = b1 * m[gi] + (1.0 - b1) * gr;
-  let vi = b2 * v[gi] + (1.0 - b2) * gr * gr;
-  m[gi] = mi;
-  v[gi] = vi;
-  let pi = param[gi] * (1.0 - lr * wd);
-  param[gi] = pi - lr * (mi / bc1) / (sqrt(vi / bc2) + eps);
-}`);
-
-/** One AdamW step (decoupled weight decay, bias correction, optional clipping) for every parameter of the arena. */
-export function adamwStep(arena: ParamArena, o: AdamWOptions): void {
+export function adamwStep(arena: ParamArena, o: AdamWOptions): Tensor {
+  if (!(o.step >= 1 && Number.isInteger(o.step))) throw new Error(`adamwStep: step must be a 1-based integer, got ${o.step}`);
   const b = arena.backend;
-  const hp = tensor(b, [o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, 1 - o.beta1 ** o.step, 1 - o.beta2 ** o.step, o.maxGradNorm ?? 0], [8]);
-  const norm = o.gradNorm ?? tensor(b, [0], [1]);
-  const flag = o.nanFlag ?? empty(b, [1]);
-  const m = arena.stateBuffer('adam_m');
-  const v = arena.stateBuffer('adam_v');
-  const n = arena.numel;
-  launch({ name: 'adamw', source: adamwSource({ n }), workgroups: grid(Math.ceil(n / WG)), flops: 18 * n, bytes: 4 * 7 * n }, [arena.flatGrads, hp, norm], [arena.flatParams, m, v, flag]);
+  const bc1 = 1 - o.beta1 ** o.step;
+  const bc2 = 1 - o.beta2 ** o.step;
+  const hp = empty(b, [8]);
+  if (b.kind === 'gpu') hp.write([1 - o.lr * o.weightDecay, o.lr / bc1, o.beta1, o.beta2, o.eps, 1 / bc2, o.maxGradNorm ?? 0, 0]);
+  const norm = o.gradNorm ?? globalGradNorm([arena]);
+  const flag = o.nanFlag ?? zeros(b, [1]);
+  launch(adamwKernel(arena.numel / 4), [arena.flatGrads, hp, norm], [arena.flatParams, arena.stateBuffer('adam_m'), arena.stateBuffer('adam_v'), flag]);
   hp.dispose();
-  m.dispose();
-  v.dispose();
   if (!o.gradNorm) norm.dispose();
-  if (!o.nanFlag) flag.dispose();
+  return flag;
 }

@@ -1,0 +1,49 @@
+// Dropout's mask kernel: keep or drop from a counter-based hash of (seed, element index), so one seed always replays one mask.
+import { storageBytes, type DType } from '../dtype.js';
+import { grid, memoSource, type Kernel } from '../kernel.js';
+import { f, input, main1d, output } from './wgsl.js';
+
+export interface DropoutParams {
+  n: number;
+  p: number;
+  dtype: DType;
+}
+
+const WG = 256;
+
+/**
+ * The mask hash in WGSL: PCG's output permutation (RXS-M-XS) applied to the index, offset by the
+ * hashed seed, permuted again. Each step is a bijection of u32, so within one seed no two indices
+ * share a hash. `dropoutKeepHost` in the tests is its CPU twin.
+ */
+export const MASK_HASH = `
+fn pcg_(v: u32) -> u32 {
+  let s = v * 747796405u + 2891336453u;
+  let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
+  return (w >> 22u) ^ w;
+}
+fn mask_hash(seed: u32, i: u32) -> u32 { return pcg_(pcg_(i) + pcg_(seed ^ 0x9e3779b9u)); }`;
+
+/** Element i is kept when mask_hash(seed, i) >= this threshold: probability 1 - p to within 2^-32. */
+export function keepThreshold(p: number): number {
+  return Math.min(0xffffffff, Math.round(p * 2 ** 32));
+}
+
+/*
+ * One thread per element, in order (coalesced). The seed arrives in a one-word buffer rather than
+ * as a constant so every seed shares one pipeline; p is a constant (it is fixed per model).
+ */
+const dropoutSource = memoSource('dropout', (q: DropoutParams) => `${input('x', 0, q.dtype)}
+@group(0) @binding(1) var<storage, read> seed: array<u32>;
+${output('out', 2)}
+${MASK_HASH}
+${main1d(WG)}
+  if (gi >= ${q.n}u) { return; }
+  let keep = mask_hash(seed[0], gi) >= ${keepThreshold(q.p)}u;
+  out[gi] = select(0.0, ld_x(gi) * ${f(Math.fround(1 / (1 - q.p)))}, keep);
+}`);
+
+/** out = mask(seed) * x / (1 - p); binds x, the seed word, out. */
+export function dropoutKernel(q: DropoutParams): Kernel {
+  return { name: 'dropout', source: dropoutSource(q), workgroups: grid(Math.ceil(q.n / WG)), flops: 14 * q.n, bytes: storageBytes(q.n, q.dtype) + 4 * q.n + 4 };
+}
