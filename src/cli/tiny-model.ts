@@ -3,7 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { f32ToF16Bits } from '../engine/dtype.js';
 import { clipWeightShapes } from '../model/clip.js';
-import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, LDM_UNET_PREFIX, LDM_VAE_PREFIX, vaeAttentionIsConvInLdm } from '../model/keymap.js';
+import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, vaeAttentionIsConvInLdm } from '../model/keymap.js';
 import type { WeightShapes } from '../model/layers.js';
 import { CONFIG_METADATA_KEY } from '../model/pipeline.js';
 import { writeSafetensors, type TensorToWrite } from '../model/safetensors.js';
@@ -90,9 +90,9 @@ export function writeTinyPipeline(root: string): void {
   write(join(dir, 'scheduler/scheduler_config.json'), JSON.stringify({ _class_name: 'DDPMScheduler', num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', prediction_type: 'epsilon' }, null, 2));
   // The same weights in the original single-file layout.
   const single = [
-    ...tensors(uw, us, (n) => LDM_UNET_PREFIX + diffusersToLdmUnet(n, TINY_UNET)),
-    ...tensors(cw, cs, diffusersToLdmClip),
-    ...tensors(vw, vs, (n) => LDM_VAE_PREFIX + diffusersToLdmVae(n, TINY_VAE), (n, s) => (vaeAttentionIsConvInLdm(n) ? [...s, 1, 1] : s)),
+    ...tensors(uw, us, (n) => diffusersToLdmUnet(n, TINY_UNET)),
+    ...tensors(cw, cs, (n) => diffusersToLdmClip(n)),
+    ...tensors(vw, vs, (n) => diffusersToLdmVae(n, TINY_VAE), (n, s) => (vaeAttentionIsConvInLdm(n) ? [...s, 1, 1] : s)),
   ];
   const configs = JSON.stringify({ unet: unetConfigJson(TINY_UNET), text_encoder: clipConfigJson(TINY_CLIP), vae: vaeConfigJson(TINY_VAE) });
   write(join(root, 'tiny-sd1.safetensors'), writeSafetensors(single, { ...meta, [CONFIG_METADATA_KEY]: configs }));

@@ -5,6 +5,7 @@ import { ParamArena } from '../engine/optim/arena.js';
 import type { Tensor } from '../engine/tensor.js';
 import type { Adapter, WeightShapes } from './layers.js';
 import { clipLoraTargets, type ClipConfig } from './clip.js';
+import { kohyaLoraName } from './keymap.js';
 import { unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
 
 /** Where a module lives and how it is shaped. */
@@ -83,7 +84,7 @@ export function loraTargets(unet: UNetConfig, clip: ClipConfig | null, o: LoraOp
 
 /** kohya's key prefix: `lora_unet_` / `lora_te_` plus the diffusers path with dots as underscores. */
 export function kohyaName(s: Pick<LoraModuleSpec, 'path' | 'part'>): string {
-  return `lora_${s.part}_${s.path.replaceAll('.', '_')}`;
+  return kohyaLoraName(s.path, s.part);
 }
 
 /** Shapes of a module's tensors as kohya writes them. */

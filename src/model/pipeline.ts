@@ -4,7 +4,7 @@ import type { DType } from '../engine/dtype.js';
 import { empty, keep, tensor, type Tensor } from '../engine/tensor.js';
 import { clipWeightShapes, SD15_CLIP, type ClipConfig } from './clip.js';
 import { detectCheckpoint } from './detect.js';
-import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, LDM_UNET_PREFIX, LDM_VAE_PREFIX, normalizeVaeDiffusersKey, vaeAttentionIsConvInLdm } from './keymap.js';
+import { clipLdmForm, diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, normalizeVaeDiffusersKey, vaeAttentionIsConvInLdm } from './keymap.js';
 import type { WeightShapes, WeightStore } from './layers.js';
 import { openSafetensors, type ByteSource, type SafetensorsFile } from './safetensors.js';
 import { clipConfigFromJson, unetConfigFromJson, vaeConfigFromJson } from './tiny.js';
@@ -84,7 +84,7 @@ async function upload(backend: Backend, parts: Part[], o: LoadOptions): Promise<
   for (const p of parts) for (const name of p.shapes.keys()) {
     const k = p.key(name);
     const info = k ? p.file.tensors.get(k) : undefined;
-    if (info) total += info.end - info.begin;
+    if (info) total += info.length;
   }
   let loaded = 0;
   for (const p of parts) {
@@ -97,7 +97,7 @@ async function upload(backend: Backend, parts: Part[], o: LoadOptions): Promise<
         throw new CheckpointMismatchError(`${p.file.source.name}: ${k} has shape [${info.shape}] but this ${p.stage} configuration needs [${want}]`);
       if (backend.kind === 'meta') p.out.set(name, empty(backend, want, dtype));
       else p.out.set(name, tensor(backend, await p.file.readTensor(k), want, dtype));
-      loaded += info.end - info.begin;
+      loaded += info.length;
       o.onProgress?.({ stage: p.stage, loadedBytes: loaded, totalBytes: total });
     }
   }
@@ -140,10 +140,11 @@ export async function loadDiffusers(backend: Backend, files: RepoFiles, o: LoadO
   const vaeCfg = vaeConfigFromJson(await json(files, 'vae/config.json'));
   const tokenizer = ClipTokenizer.fromFiles(await files.text('tokenizer/vocab.json'), await files.text('tokenizer/merges.txt'));
   const uf = await openSafetensors(await firstExisting(files, ['unet/diffusion_pytorch_model.safetensors', 'unet/diffusion_pytorch_model.fp16.safetensors']));
-  detectCheckpoint(uf.tensors, uf.source.name);
+  detectCheckpoint(uf.tensors, { file: uf.source.name, expect: 'unet' });
   const tf = await openSafetensors(await firstExisting(files, ['text_encoder/model.safetensors', 'text_encoder/model.fp16.safetensors']));
-  detectCheckpoint(tf.tensors, tf.source.name);
+  detectCheckpoint(tf.tensors, { file: tf.source.name, expect: 'text-encoder' });
   const vf = await openSafetensors(await firstExisting(files, ['vae/diffusion_pytorch_model.safetensors', 'vae/diffusion_pytorch_model.fp16.safetensors']));
+  detectCheckpoint(vf.tensors, { file: vf.source.name, expect: 'vae' });
   const vaeKeys = new Map([...vf.tensors.keys()].map((k) => [normalizeVaeDiffusersKey(k), k]));
   const p = emptyPipeline(files.name, unetCfg, clipCfg, vaeCfg, tokenizer);
   await upload(backend, [
@@ -164,7 +165,7 @@ export const CONFIG_METADATA_KEY = 'lorasmith.configs';
  */
 export async function loadSingleFile(backend: Backend, src: ByteSource, tokenizer: ClipTokenizer, o: LoadOptions = {}): Promise<Pipeline> {
   const f = await openSafetensors(src);
-  detectCheckpoint(f.tensors, src.name);
+  detectCheckpoint(f.tensors, { file: src.name });
   let unetCfg = SD15_UNET, clipCfg = SD15_CLIP, vaeCfg = SD15_VAE;
   const own = f.metadata[CONFIG_METADATA_KEY];
   if (own) {
@@ -173,12 +174,12 @@ export async function loadSingleFile(backend: Backend, src: ByteSource, tokenize
     clipCfg = clipConfigFromJson(c.text_encoder);
     vaeCfg = vaeConfigFromJson(c.vae);
   }
-  const oldClip = !f.tensors.has('cond_stage_model.transformer.text_model.final_layer_norm.weight');
+  const clipForm = clipLdmForm(f.tensors.keys());
   const p = emptyPipeline(src.name, unetCfg, clipCfg, vaeCfg, tokenizer);
   await upload(backend, [
-    { stage: 'U-Net', file: f, shapes: unetWeightShapes(unetCfg), key: (n) => LDM_UNET_PREFIX + diffusersToLdmUnet(n, unetCfg), out: p.unet.weights },
-    { stage: 'text encoder', file: f, shapes: clipWeightShapes(clipCfg), key: (n) => (oldClip ? diffusersToLdmClip(n).replace('text_model.', '') : diffusersToLdmClip(n)), out: p.clip.weights },
-    { stage: 'VAE', file: f, shapes: vaeWeightShapes(vaeCfg), key: (n) => LDM_VAE_PREFIX + diffusersToLdmVae(n, vaeCfg), accept: vaeAccept, out: p.vae.weights },
+    { stage: 'U-Net', file: f, shapes: unetWeightShapes(unetCfg), key: (n) => diffusersToLdmUnet(n, unetCfg), out: p.unet.weights },
+    { stage: 'text encoder', file: f, shapes: clipWeightShapes(clipCfg), key: (n) => diffusersToLdmClip(n, clipForm), out: p.clip.weights },
+    { stage: 'VAE', file: f, shapes: vaeWeightShapes(vaeCfg), key: (n) => diffusersToLdmVae(n, vaeCfg), accept: vaeAccept, out: p.vae.weights },
   ], o);
   await src.close?.();
   return p;

@@ -1,186 +1,165 @@
-// safetensors: lazy header parsing and per-tensor reads from any byte source, validation with named errors, and writing.
+// safetensors reading: the header parsed and validated on open, each tensor read by byte range only when asked for.
 import { bf16BitsToF32, f16BitsToF32 } from '../engine/dtype.js';
+import { expectLength, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
 
-/** Random access to a file's bytes: a dropped File, a URL with Range requests, or a path in Node. */
-export interface ByteSource {
-  readonly name: string;
-  readonly size: number;
-  read(offset: number, length: number): Promise<Uint8Array>;
-  /** Release the underlying handle (files in Node); reads after it fail. */
-  close?(): Promise<void>;
-}
+export { blobSource, bytesSource, urlSource, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
+export { writeSafetensors, type TensorToWrite } from './safetensors-write.js';
 
-export type SafetensorsErrorCode = 'truncated' | 'header-length' | 'header-json' | 'entry' | 'dtype' | 'offsets' | 'overlap' | 'size' | 'unsupported-dtype' | 'http';
+/** Bytes per element of every dtype the format defines; anything else is refused by name. */
+export const DTYPE_BYTES: Readonly<Record<string, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1,
+  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+};
 
-/** A malformed or unreadable file, with what is wrong and which file. */
-export class SafetensorsError extends Error {
-  constructor(readonly code: SafetensorsErrorCode, readonly file: string, detail: string) {
-    super(`${file}: ${detail}`);
-    this.name = 'SafetensorsError';
-  }
-}
+/** Dtypes `readTensor` decodes to f32. */
+export const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
 
-const DTYPE_BYTES: Record<string, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1 };
+/** Largest header accepted: real checkpoints have headers well under 1 MB. */
+export const MAX_HEADER_BYTES = 100 * 2 ** 20;
 
 export interface TensorInfo {
   dtype: string;
   shape: number[];
-  /** Byte range within the data section. */
-  begin: number;
-  end: number;
+  /** Absolute byte offset of the tensor's data in the file. */
+  offset: number;
+  /** Byte length of the tensor's data. */
+  length: number;
 }
 
 export interface SafetensorsFile {
   source: ByteSource;
   tensors: Map<string, TensorInfo>;
   metadata: Record<string, string>;
-  /** Byte offset of the data section in the file. */
+  /** Byte offset of the data section in the file (8 + header length). */
   dataStart: number;
-  /** Decode a floating tensor (F32, F16, BF16) to f32. */
+  /** Read a floating tensor (F32, F16, BF16) and decode it to f32. */
   readTensor(name: string): Promise<Float32Array>;
+  /** The tensor's bytes as stored (little-endian). */
   readRaw(name: string): Promise<Uint8Array>;
 }
 
-/** Parse the header (8 + N bytes) and validate every entry; tensor data is read only on request. */
+/** Read 8 + N bytes (the length and the header), validate every entry; tensor data stays unread. */
 export async function openSafetensors(src: ByteSource): Promise<SafetensorsFile> {
-  const fail = (code: SafetensorsErrorCode, d: string): never => {
-    throw new SafetensorsError(code, src.name, d);
+  const fail = (code: SafetensorsErrorCode, detail: string): never => {
+    throw new SafetensorsError(code, src.name, detail);
   };
-  if (src.size < 8) fail('truncated', `the file is ${src.size} bytes long, too short to be safetensors (it needs an 8-byte header length)`);
-  const lenBytes = await src.read(0, 8);
+  if (src.size < 8) fail('truncated', `the file is ${src.size} bytes long, too short to be safetensors (it starts with an 8-byte header length)`);
+  const lenBytes = expectLength(src.name, await src.read(0, 8), 0, 8);
   const n = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
-  if (n > 100 * 2 ** 20) fail('header-length', `the header claims ${n} bytes; this is not a safetensors file (or it is corrupt)`);
-  if (8 + n > src.size) fail('header-length', `the header claims ${n} bytes but the file has only ${src.size - 8} after the length: it is truncated or not safetensors`);
-  let header: unknown;
-  try {
-    header = JSON.parse(new TextDecoder().decode(await src.read(8, n)));
-  } catch (e) {
-    fail('header-json', `the header is not valid JSON (${(e as Error).message}): the file is corrupt or not safetensors`);
-  }
-  if (!header || typeof header !== 'object' || Array.isArray(header)) fail('header-json', 'the header is not a JSON object');
-  const h = header as Record<string, unknown>;
+  if (n > MAX_HEADER_BYTES) fail('header-length', `the header length field says ${n} bytes (over ${MAX_HEADER_BYTES / 2 ** 20} MB): this is not a safetensors file, or it is corrupt`);
+  if (8 + n > src.size) fail('header-length', `the header length field says ${n} bytes but only ${src.size - 8} follow it: the file is truncated or not safetensors`);
+  const header = parseHeader(expectLength(src.name, await src.read(8, n), 8, n), fail);
   const dataStart = 8 + n;
-  const dataSize = src.size - dataStart;
-  const metadata: Record<string, string> = {};
+  const metadata = parseMetadata(header.__metadata__, fail);
   const tensors = new Map<string, TensorInfo>();
-  for (const [name, v] of Object.entries(h)) {
-    if (name === '__metadata__') {
-      if (v && typeof v === 'object') for (const [k, s] of Object.entries(v)) metadata[k] = String(s);
-      continue;
-    }
-    const e = v as Partial<{ dtype: unknown; shape: unknown; data_offsets: unknown }>;
-    if (!e || typeof e !== 'object' || typeof e.dtype !== 'string' || !Array.isArray(e.shape) || !Array.isArray(e.data_offsets) || e.data_offsets.length !== 2)
-      fail('entry', `tensor "${name}" lacks a dtype, shape or data_offsets`);
-    const dtype = e.dtype as string;
-    const shape = e.shape as number[];
-    const [begin, end] = e.data_offsets as [number, number];
-    const bytes = DTYPE_BYTES[dtype];
-    if (bytes === undefined) fail('dtype', `tensor "${name}" has unknown dtype ${dtype}`);
-    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) fail('entry', `tensor "${name}" has an invalid shape [${shape}]`);
-    if (!Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end < begin || end > dataSize)
-      fail('offsets', `tensor "${name}" spans bytes ${begin}..${end} but the data section has ${dataSize} bytes (truncated file?)`);
-    const want = shape.reduce((a, b) => a * b, 1) * bytes!;
-    if (end - begin !== want) fail('size', `tensor "${name}" is ${dtype} [${shape}] = ${want} bytes but its offsets span ${end - begin}`);
-    tensors.set(name, { dtype, shape, begin, end });
+  for (const [name, entry] of Object.entries(header)) {
+    if (name !== '__metadata__') tensors.set(name, parseEntry(name, entry, dataStart, src.size - dataStart, fail));
   }
-  const sorted = [...tensors.entries()].sort((a, b) => a[1].begin - b[1].begin);
-  for (let i = 1; i < sorted.length; i++) {
-    const [pn, p] = sorted[i - 1]!;
-    const [cn, c] = sorted[i]!;
-    if (c.begin < p.end && c.end > c.begin) fail('overlap', `tensors "${pn}" and "${cn}" overlap (bytes ${p.begin}..${p.end} and ${c.begin}..${c.end})`);
-  }
-  const readRaw = (name: string) => {
-    const t = tensors.get(name);
-    if (!t) throw new SafetensorsError('entry', src.name, `has no tensor "${name}"`);
-    return src.read(dataStart + t.begin, t.end - t.begin);
+  checkOverlaps(tensors, dataStart, fail);
+
+  const info = (name: string): TensorInfo => tensors.get(name) ?? fail('missing', `has no tensor "${name}"`);
+  const readRaw = async (name: string) => {
+    const t = info(name);
+    return expectLength(src.name, await src.read(t.offset, t.length), t.offset, t.length);
   };
   const readTensor = async (name: string) => {
-    const t = tensors.get(name);
-    if (!t) throw new SafetensorsError('entry', src.name, `has no tensor "${name}"`);
-    if (!['F32', 'F16', 'BF16'].includes(t.dtype)) throw new SafetensorsError('unsupported-dtype', src.name, `tensor "${name}" is ${t.dtype}; only F32, F16 and BF16 weights can be loaded`);
-    return decode(await readRaw(name), t.dtype);
+    const t = info(name);
+    if (!FLOAT_DTYPES.includes(t.dtype)) fail('unsupported-dtype', `tensor "${name}" is ${t.dtype}; only F32, F16 and BF16 tensors can be read as weights`);
+    return decodeFloats(await readRaw(name), t.dtype);
   };
   return { source: src, tensors, metadata, dataStart, readTensor, readRaw };
 }
 
-/** Decode little-endian F32/F16/BF16 bytes to f32. */
-export function decode(raw: Uint8Array, dtype: string): Float32Array {
-  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-  if (dtype === 'F32') {
-    if (raw.byteOffset % 4 === 0) return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
-    return Float32Array.from({ length: raw.byteLength / 4 }, (_, i) => dv.getFloat32(4 * i, true));
+type Fail = (code: SafetensorsErrorCode, detail: string) => never;
+
+function parseHeader(bytes: Uint8Array, fail: Fail): Record<string, unknown> {
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+  } catch (e) {
+    fail('header-json', `the header is not valid JSON (${(e as Error).message}): the file is corrupt or not safetensors`);
   }
-  const n = raw.byteLength / 2;
+  if (header === null || typeof header !== 'object' || Array.isArray(header))
+    fail('header-json', `the header is JSON but not an object (it is ${Array.isArray(header) ? 'an array' : header === null ? 'null' : typeof header})`);
+  return header as Record<string, unknown>;
+}
+
+/** `__metadata__` is a string-to-string map (the reference implementation refuses anything else). */
+function parseMetadata(raw: unknown, fail: Fail): Record<string, string> {
+  if (raw === undefined) return {};
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('metadata', '__metadata__ is not an object of strings');
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw as object)) {
+    if (typeof v !== 'string') fail('metadata', `__metadata__ value "${k}" is a ${v === null ? 'null' : typeof v}, not a string`);
+    out[k] = v as string;
+  }
+  return out;
+}
+
+function parseEntry(name: string, entry: unknown, dataStart: number, dataSize: number, fail: Fail): TensorInfo {
+  const e = (entry ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  const missing = (['dtype', 'shape', 'data_offsets'] as const).filter((k) => typeof entry !== 'object' || e[k] === undefined);
+  if (missing.length) fail('entry', `tensor "${name}" lacks ${missing.join(', ')}`);
+  if (typeof e.dtype !== 'string') fail('entry', `tensor "${name}" has a dtype that is not a string`);
+  const dtype = e.dtype as string;
+  const bytes = DTYPE_BYTES[dtype] ?? fail('dtype', `tensor "${name}" has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+  const shape = e.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail('entry', `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+  const offs = e.data_offsets;
+  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) fail('offsets', `tensor "${name}" has invalid data_offsets ${JSON.stringify(offs)}`);
+  const [begin, end] = offs as [number, number];
+  if (end < begin || end > dataSize) fail('offsets', `tensor "${name}" spans data bytes ${begin}..${end} but the data section has ${dataSize} bytes (a truncated file?)`);
+  const want = (shape as number[]).reduce((a, b) => a * b, 1) * bytes;
+  if (end - begin !== want) fail('size', `tensor "${name}" is ${dtype} [${(shape as number[]).join(', ')}] = ${want} bytes but its data_offsets span ${end - begin}`);
+  return { dtype, shape: shape as number[], offset: dataStart + begin, length: end - begin };
+}
+
+/** Tensors may leave gaps but must not share bytes. */
+function checkOverlaps(tensors: Map<string, TensorInfo>, dataStart: number, fail: Fail): void {
+  const span = (t: TensorInfo) => `[${t.offset - dataStart}, ${t.offset - dataStart + t.length}]`;
+  const spans = [...tensors].filter(([, t]) => t.length > 0).sort((a, b) => a[1].offset - b[1].offset);
+  for (let i = 1; i < spans.length; i++) {
+    const [pn, p] = spans[i - 1]!;
+    const [cn, c] = spans[i]!;
+    if (c.offset < p.offset + p.length) fail('overlap', `tensors "${pn}" and "${cn}" overlap (data_offsets ${span(p)} and ${span(c)})`);
+  }
+}
+
+const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+let f16Table: Float32Array | null = null;
+
+/** All 65536 half values, so decoding a tensor is one table lookup per element. */
+function halfTable(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32(h);
+  }
+  return f16Table;
+}
+
+/** Decode little-endian F32, F16 or BF16 bytes to f32 (a fresh, aligned array). */
+export function decodeFloats(raw: Uint8Array, dtype: string): Float32Array {
+  const size = dtype === 'F32' ? 4 : 2;
+  if (!FLOAT_DTYPES.includes(dtype)) throw new Error(`decodeFloats: ${dtype} is not a float dtype this reader decodes`);
+  if (raw.byteLength % size) throw new Error(`decodeFloats: ${raw.byteLength} bytes is not a whole number of ${dtype} values`);
+  const n = raw.byteLength / size;
+  if (!littleEndian) {
+    const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    if (dtype === 'F32') return Float32Array.from({ length: n }, (_, i) => dv.getFloat32(4 * i, true));
+    const conv = dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32;
+    return Float32Array.from({ length: n }, (_, i) => conv(dv.getUint16(2 * i, true)));
+  }
+  // An aligned copy: typed-array views need offsets that are multiples of the element size.
+  const aligned = raw.byteOffset % size === 0 ? raw : raw.slice();
+  if (dtype === 'F32') return new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + aligned.byteLength));
+  const halves = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
   const out = new Float32Array(n);
-  const conv = dtype === 'F16' ? f16BitsToF32 : bf16BitsToF32;
-  for (let i = 0; i < n; i++) out[i] = conv(dv.getUint16(2 * i, true));
-  return out;
-}
-
-/** A tensor to write: F16 data is given as raw half bits. */
-export interface TensorToWrite {
-  name: string;
-  dtype: 'F32' | 'F16';
-  shape: number[];
-  data: Float32Array | Uint16Array;
-}
-
-/** Serialize tensors (sorted by name) and string metadata; the header is space-padded to a multiple of 8. */
-export function writeSafetensors(tensors: readonly TensorToWrite[], metadata: Record<string, string> = {}): Uint8Array {
-  const sorted = [...tensors].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  const header: Record<string, unknown> = {};
-  if (Object.keys(metadata).length) header.__metadata__ = metadata;
-  let off = 0;
-  for (const t of sorted) {
-    const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.data.length !== n) throw new Error(`writeSafetensors: ${t.name} has ${t.data.length} values for shape [${t.shape}]`);
-    const bytes = n * (t.dtype === 'F32' ? 4 : 2);
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + bytes] };
-    off += bytes;
-  }
-  let json = JSON.stringify(header);
-  const enc = new TextEncoder();
-  const pad = (8 - (enc.encode(json).length % 8)) % 8;
-  json += ' '.repeat(pad);
-  const hb = enc.encode(json);
-  const out = new Uint8Array(8 + hb.length + off);
-  const dv = new DataView(out.buffer);
-  dv.setBigUint64(0, BigInt(hb.length), true);
-  out.set(hb, 8);
-  let p = 8 + hb.length;
-  for (const t of sorted) {
-    if (t.dtype === 'F32') for (let i = 0; i < t.data.length; i++, p += 4) dv.setFloat32(p, t.data[i]!, true);
-    else for (let i = 0; i < t.data.length; i++, p += 2) dv.setUint16(p, t.data[i]!, true);
+  if (dtype === 'F16') {
+    const table = halfTable();
+    for (let i = 0; i < n; i++) out[i] = table[halves[i]!]!;
+  } else {
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) bits[i] = halves[i]! << 16;
   }
   return out;
-}
-
-/** A byte source over a Blob or File (browser and Node 20). */
-export function blobSource(blob: Blob, name = (blob as File).name ?? 'file'): ByteSource {
-  return { name, size: blob.size, read: async (o, l) => new Uint8Array(await blob.slice(o, o + l).arrayBuffer()) };
-}
-
-/** A byte source over bytes already in memory (small files, tests). */
-export function bytesSource(bytes: Uint8Array, name = 'bytes'): ByteSource {
-  return { name, size: bytes.length, read: async (o, l) => bytes.subarray(o, Math.min(o + l, bytes.length)) };
-}
-
-/**
- * A byte source over HTTP with Range requests (Hugging Face hub files). The size comes from the
- * first ranged response's Content-Range; servers that ignore Range are refused rather than
- * downloading gigabytes into memory.
- */
-export async function urlSource(url: string, fetchImpl: typeof fetch = fetch, init: RequestInit = {}): Promise<ByteSource> {
-  const get = async (o: number, l: number) => {
-    const res = await fetchImpl(url, { ...init, headers: { ...(init.headers as Record<string, string>), Range: `bytes=${o}-${o + l - 1}` } });
-    if (res.status === 401 || res.status === 403) throw new SafetensorsError('http', url, `the server refused access (HTTP ${res.status}); gated or private repositories need a token`);
-    if (res.status === 404) throw new SafetensorsError('http', url, 'not found (HTTP 404): check the repository id and file name');
-    if (res.status !== 206) throw new SafetensorsError('http', url, `expected a partial response (HTTP 206) to a Range request, got HTTP ${res.status}`);
-    return res;
-  };
-  const first = await get(0, 8);
-  const m = /\/(\d+)$/.exec(first.headers.get('content-range') ?? '');
-  if (!m) throw new SafetensorsError('http', url, 'the server did not report the file size (no Content-Range header)');
-  await first.arrayBuffer();
-  return { name: url, size: Number(m[1]), read: async (o, l) => new Uint8Array(await (await get(o, l)).arrayBuffer()) };
 }

@@ -12,7 +12,7 @@ export interface UNetConfig {
   /** ResBlocks per down level (up levels have one more). */
   layersPerBlock: number;
   /** Whether each down level has a transformer after each ResBlock (SD 1.x: all but the last). */
-  attention: boolean[];
+  attentionLevels: boolean[];
   /** Attention heads at every level (SD 1.x: 8). */
   heads: number;
   /** Width of the text context (SD 1.x: 768). */
@@ -27,7 +27,7 @@ export const SD15_UNET: UNetConfig = {
   outChannels: 4,
   blockChannels: [320, 640, 1280, 1280],
   layersPerBlock: 2,
-  attention: [true, true, true, false],
+  attentionLevels: [true, true, true, false],
   heads: 8,
   crossAttentionDim: 768,
   groups: 32,
@@ -60,13 +60,13 @@ function plan(c: UNetConfig): UNetPlan {
     const attentions: (string | null)[] = [];
     for (let j = 0; j < c.layersPerBlock; j++) {
       resnets.push({ name: `down_blocks.${i}.resnets.${j}`, cin: j === 0 ? cin : cout, cout });
-      attentions.push(c.attention[i] ? `down_blocks.${i}.attentions.${j}` : null);
+      attentions.push(c.attentionLevels[i] ? `down_blocks.${i}.attentions.${j}` : null);
     }
     down.push({ resnets, attentions, downsampler: i < n - 1 ? `down_blocks.${i}.downsamplers.0.conv` : null, channels: cout });
     cin = cout;
   }
   const rev = [...ch].reverse();
-  const revAttn = [...c.attention].reverse();
+  const revAttn = [...c.attentionLevels].reverse();
   const up: UNetPlan['up'] = [];
   let prev = rev[0]!;
   for (let i = 0; i < n; i++) {

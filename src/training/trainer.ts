@@ -230,7 +230,7 @@ export class Trainer {
     });
     this.lora.dropoutSeed = (this.step * 4099 + microIndex) >>> 0;
     return scope(() => {
-      const ids = samples.flatMap((s) => tokenizer.encodeForModel(s.caption, clip.config.maxPositions));
+      const ids = samples.flatMap((s) => [...tokenizer.encodeForModel(s.caption, clip.config.maxPositions)]);
       const teLayers = new Layers(clip.weights, c.trainTextEncoder ? this.lora.adapter('te') : null);
       const context = c.trainTextEncoder ? clipForward(teLayers, clip.config, ids, B, c.clipSkip) : noGrad(() => clipForward(teLayers, clip.config, ids, B, c.clipSkip));
       const pred = unetForward(new Layers(unet.weights, this.lora.adapter('unet')), unet.config, tensor(this.backend, noisy, [B, 4, h, w]), samples.map((s) => s.timestep), context, { gradientCheckpointing: c.gradientCheckpointing });
