@@ -1,109 +1,318 @@
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../backend.js';
+import { roundF16 } from '../dtype.js';
+import { backward } from '../grad.js';
+import { empty, param, tensor } from '../tensor.js';
+import { gemmKernel, type GemmParams } from '../kernels/matmul.js';
+import { assertClose, randomArray } from '../testing/allclose.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
-import { refMatmul, refTranspose } from '../testing/ref.js';
+import { sum } from './elementwise.js';
 import { linear, matmul, matmulNaive } from './matmul.js';
 
-const TOL = { atol: 1e-4, rtol: 1e-4 };
+// f32 accumulation over K <= 130 of values in [-1, 1): errors stay near 1e-6.
+const TOL = { atol: 1e-5, rtol: 1e-5 };
+
+// ---- CPU float64 reference: batched op(A) op(B) with NumPy broadcasting of the batch dims ----------
+
+const prod = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
+
+interface Geometry {
+  S: number[];
+  M: number;
+  N: number;
+  K: number;
+  /** Matrix index of A and of B used by output matrix z. */
+  za: (z: number) => number;
+  zb: (z: number) => number;
+  ai: (m: number, k: number) => number;
+  bi: (k: number, n: number) => number;
+}
+
+function batchIndex(z: number, S: number[], shape: number[]): number {
+  let idx = 0, stride = 1;
+  for (let d = S.length - 1, e = shape.length - 1; d >= 0; d--, e--) {
+    const c = z % S[d]!;
+    z = Math.floor(z / S[d]!);
+    if (e >= 0) {
+      if (shape[e]! > 1) idx += c * stride;
+      stride *= shape[e]!;
+    }
+  }
+  return idx;
+}
+
+function geometry(as: number[], bs: number[], tA: boolean, tB: boolean): Geometry {
+  const [ar, ac] = as.slice(-2) as [number, number];
+  const [br, bc] = bs.slice(-2) as [number, number];
+  const [M, K] = tA ? [ac, ar] : [ar, ac];
+  const N = tB ? br : bc;
+  const ab = as.slice(0, -2), bb = bs.slice(0, -2);
+  const n = Math.max(ab.length, bb.length);
+  const S = Array.from({ length: n }, (_, i) => Math.max(ab[ab.length - n + i] ?? 1, bb[bb.length - n + i] ?? 1));
+  return {
+    S, M, N, K,
+    za: (z) => batchIndex(z, S, ab),
+    zb: (z) => batchIndex(z, S, bb),
+    ai: (m, k) => (tA ? k * M + m : m * K + k),
+    bi: (k, n) => (tB ? n * K + k : k * N + n),
+  };
+}
+
+function refMatmul(a: Float64Array, as: number[], b: Float64Array, bs: number[], tA = false, tB = false): Float64Array {
+  const g = geometry(as, bs, tA, tB);
+  const out = new Float64Array(prod(g.S) * g.M * g.N);
+  for (let z = 0; z < prod(g.S); z++) {
+    const ao = g.za(z) * g.M * g.K, bo = g.zb(z) * g.K * g.N;
+    for (let m = 0; m < g.M; m++)
+      for (let n = 0; n < g.N; n++) {
+        let s = 0;
+        for (let k = 0; k < g.K; k++) s += a[ao + g.ai(m, k)]! * b[bo + g.bi(k, n)]!;
+        out[(z * g.M + m) * g.N + n] = s;
+      }
+  }
+  return out;
+}
+
+/** VJP of refMatmul: every product a*b sends gOut*b to a and gOut*a to b, broadcast copies summing. */
+function refMatmulGrad(a: Float64Array, as: number[], b: Float64Array, bs: number[], tA: boolean, tB: boolean, gOut: Float64Array): [Float64Array, Float64Array] {
+  const g = geometry(as, bs, tA, tB);
+  const da = new Float64Array(a.length), db = new Float64Array(b.length);
+  for (let z = 0; z < prod(g.S); z++) {
+    const ao = g.za(z) * g.M * g.K, bo = g.zb(z) * g.K * g.N;
+    for (let m = 0; m < g.M; m++)
+      for (let n = 0; n < g.N; n++) {
+        const go = gOut[(z * g.M + m) * g.N + n]!;
+        for (let k = 0; k < g.K; k++) {
+          const i = ao + g.ai(m, k), j = bo + g.bi(k, n);
+          da[i] = da[i]! + go * b[j]!;
+          db[j] = db[j]! + go * a[i]!;
+        }
+      }
+  }
+  return [da, db];
+}
+
+function refLinear(x: Float64Array, w: Float64Array, bias: Float64Array | null, O: number, I: number): Float64Array {
+  const y = refMatmul(x, [x.length / I, I], w, [O, I], false, true);
+  if (bias) for (let i = 0; i < y.length; i++) y[i] = y[i]! + bias[i % O]!;
+  return y;
+}
+
+function refLinearGrad(x: Float64Array, w: Float64Array, g: Float64Array, O: number, I: number): [Float64Array, Float64Array, Float64Array] {
+  const [dx, dw] = refMatmulGrad(x, [x.length / I, I], w, [O, I], false, true, g);
+  const db = new Float64Array(O);
+  for (let i = 0; i < g.length; i++) db[i % O] = db[i % O]! + g[i]!;
+  return [dx, dw, db];
+}
+
+/** Stored shape of an operand: [..., r, c] with the last two swapped when transposed. */
+const stored = (batch: number[], rows: number, cols: number, t: boolean) => [...batch, ...(t ? [cols, rows] : [rows, cols])];
+
+// ---- matmul -----------------------------------------------------------------------------------------
 
 describe('matmul', () => {
-  for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
-    it(`ragged 37x19x53 transA=${transA} transB=${transB}`, async () => {
-      const [M, K, N] = [37, 19, 53];
-      const aShape = transA ? [K, M] : [M, K];
-      const bShape = transB ? [N, K] : [K, N];
+  const combos = [[false, false], [true, false], [false, true], [true, true]] as const;
+
+  // [name, A batch, B batch, M, K, N, transpose combinations]: every combination on the ragged
+  // single tile; on the others, the ones that take distinct paths (batch folded into M or K, or
+  // summed over broadcast dims inside the kernel).
+  const shapes: [string, number[], number[], number, number, number, (readonly [boolean, boolean])[]][] = [
+    ['ragged 37x19x53', [], [], 37, 19, 53, [...combos]],
+    ['batched 2 with ragged tiles 70x33x130', [2], [2], 70, 33, 130, [combos[0], combos[3]]],
+    ['broadcast [2,1] x [3]', [2, 1], [3], 5, 6, 7, [combos[2]]],
+    ['shared B [3,2] x []', [3, 2], [], 9, 5, 4, [combos[0], combos[1]]],
+    ['shared A [] x [4]', [], [4], 6, 8, 3, [combos[0]]],
+  ];
+  for (const [name, ab, bb, M, K, N, which] of shapes) {
+    for (const [tA, tB] of which) {
+      it(`${name} transA=${tA} transB=${tB}`, async () => {
+        const as = stored(ab, M, K, tA), bs = stored(bb, K, N, tB);
+        await checkOp(await testBackend(), {
+          inputs: [{ shape: as, grad: true }, { shape: bs, grad: true }],
+          forward: ([a, b]) => matmul(a!, b!, { transA: tA, transB: tB }),
+          reference: ([a, b]) => refMatmul(a!, as, b!, bs, tA, tB),
+          referenceGrad: ([a, b], g) => refMatmulGrad(a!, as, b!, bs, tA, tB, g),
+          tol: TOL,
+          gradTol: { atol: 2e-5, rtol: 1e-5 },
+        });
+      });
+    }
+  }
+
+  it('f16 operand (frozen) times f32 activations, gradient to the f32 side only', async () => {
+    const as = [2, 5, 20], bs = [20, 7];
+    const bData = randomArray(140, 99);
+    const b16 = Float64Array.from(roundF16(bData));
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: as, grad: true }, { shape: bs, data: bData, dtype: 'f16' }],
+      forward: ([a, b]) => matmul(a!, b!),
+      // the reference sees the operand as stored: rounded to f16
+      reference: ([a]) => refMatmul(a!, as, b16, bs),
+      referenceGrad: ([a], g) => [refMatmulGrad(a!, as, b16, bs, false, false, g)[0], null],
+      tol: TOL,
+    });
+  });
+
+  it('f16 first operand, transposed', async () => {
+    const as = [12, 10], bs = [3, 12, 5];
+    const aData = randomArray(120, 5);
+    const a16 = Float64Array.from(roundF16(aData));
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: as, data: aData, dtype: 'f16' }, { shape: bs, grad: true }],
+      forward: ([a, b]) => matmul(a!, b!, { transA: true }),
+      reference: ([, b]) => refMatmul(a16, as, b!, bs, true),
+      referenceGrad: ([, b], g) => [null, refMatmulGrad(a16, as, b!, bs, true, false, g)[1]],
+      tol: TOL,
+    });
+  });
+
+  it('a 256x320x320 product matches the CPU (relative tolerance)', async () => {
+    // |values| < 1 and K = 320: f32 rounding of the sums is below 1e-5 relative to their scale (~10).
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [256, 320] }, { shape: [320, 320] }],
+      forward: ([a, b]) => matmul(a!, b!),
+      reference: ([a, b]) => refMatmul(a!, [256, 320], b!, [320, 320]),
+      tol: { atol: 1e-4, rtol: 1e-4 },
+    });
+  }, 120_000);
+
+  it('tiles decode from any x*y workgroup grid (the path past 65535 workgroups)', async () => {
+    const backend = await testBackend();
+    const [B, M, K, N] = [3, 70, 20, 130]; // 2 x 3 tiles per matrix, 18 workgroups
+    const p: GemmParams = { M, N, K, transA: false, transB: false, dtypeA: 'f32', dtypeB: 'f32', bias: null, batch: { shape: [B], a: [M * K], b: [K * N] }, sum: { shape: [], a: [], b: [] } };
+    const k = gemmKernel(p);
+    expect(k.workgroups).toEqual([18, 1, 1]);
+    // 70000 matrices of 6 tiles overflow one dimension: split over x and y
+    const [x, y, z] = gemmKernel({ ...p, batch: { ...p.batch, shape: [70_000] } }).workgroups;
+    expect(x <= 65535 && y > 1 && z === 1 && x * y >= 420_000).toBe(true);
+    // Dispatching the small case as a 4 x 5 grid (2 spare workgroups) runs the same decode.
+    const a = randomArray(B * M * K, 3), b = randomArray(B * K * N, 4);
+    const ta = tensor(backend, a, [B, M, K]), tb = tensor(backend, b, [B, K, N]), out = empty(backend, [B, M, N]);
+    backend.run({ ...k, workgroups: [4, 5, 1] }, [ta, tb, out].map((t) => t.binding()));
+    assertClose(await out.read(), refMatmul(a, [B, M, K], b, [B, K, N]), TOL, '2-D grid');
+    for (const t of [ta, tb, out]) t.dispose();
+  });
+
+  it('rejects mismatched inner dims', async () => {
+    const meta = new MetaBackend();
+    expect(() => matmul(empty(meta, [3, 4]), empty(meta, [5, 6]))).toThrow(/inner dims differ/);
+    expect(() => matmul(empty(meta, [2, 3, 4]), empty(meta, [3, 4, 6]))).toThrow(/do not broadcast/);
+  });
+});
+
+describe('matmulNaive', () => {
+  const cases: [string, number[], number[], boolean, boolean][] = [
+    ['ragged 37x19x53', [37, 19], [19, 53], false, false],
+    ['batched broadcast, transA', [2, 1, 7, 9], [3, 7, 11], true, false],
+    ['transB (linear layout)', [2, 9, 13], [11, 13], false, true],
+    ['both transposed', [4, 13, 6], [4, 5, 13], true, true],
+  ];
+  for (const [name, as, bs, tA, tB] of cases) {
+    it(name, async () => {
       await checkOp(await testBackend(), {
-        inputs: [{ shape: aShape, grad: true }, { shape: bShape, grad: true }],
-        forward: ([a, b]) => matmul(a!, b!, { transA, transB }),
-        reference: ([a, b]) => refMatmul(a!, [1, ...aShape], b!, [1, ...bShape], transA, transB),
-        referenceGrad: ([a, b], g) => {
-          // d op(A) = g op(B)ᵀ, d op(B) = op(A)ᵀ g, transposed back for transposed operands
-          const opB = transB ? b! : refTranspose(b!, 1, K, N); // op(B)ᵀ as [N, K] row-major
-          const dOpA = refMatmul(g, [1, M, N], opB, [1, N, K]);
-          const opAT = transA ? a! : refTranspose(a!, 1, M, K); // op(A)ᵀ [K, M]
-          const dOpB = refMatmul(opAT, [1, K, M], g, [1, M, N]);
-          return [transA ? refTranspose(dOpA, 1, M, K) : dOpA, transB ? refTranspose(dOpB, 1, K, N) : dOpB];
-        },
+        inputs: [{ shape: as }, { shape: bs }],
+        forward: ([a, b]) => matmulNaive(a!, b!, { transA: tA, transB: tB }),
+        reference: ([a, b]) => refMatmul(a!, as, b!, bs, tA, tB),
         tol: TOL,
       });
     });
   }
 
-  it('batched with a broadcast operand', async () => {
-    const [B, M, K, N] = [3, 5, 7, 4];
+  it('with a fused bias, as linear', async () => {
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [B, M, K], grad: true }, { shape: [K, N], grad: true }],
-      forward: ([a, b]) => matmul(a!, b!),
-      reference: ([a, b]) => refMatmul(a!, [B, M, K], b!, [1, K, N]),
-      referenceGrad: ([a, b], g) => {
-        const da = refMatmul(g, [B, M, N], refTranspose(b!, 1, K, N), [1, N, K]);
-        const db = new Float64Array(K * N);
-        for (let t = 0; t < B; t++) {
-          const part = refMatmul(refTranspose(a!.subarray(t * M * K, (t + 1) * M * K), 1, M, K), [1, K, M], g.subarray(t * M * N, (t + 1) * M * N), [1, M, N]);
-          for (let i = 0; i < db.length; i++) db[i] = db[i]! + part[i]!;
-        }
-        return [da, db];
-      },
-      tol: TOL,
-    });
-  });
-
-  it('a 256x320x320 product matches the CPU', async () => {
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [256, 320] }, { shape: [320, 320] }],
-      forward: ([a, b]) => matmul(a!, b!),
-      reference: ([a, b]) => refMatmul(a!, [1, 256, 320], b!, [1, 320, 320]),
-      tol: { atol: 2e-4, rtol: 1e-4 },
-    });
-  });
-
-  it('naive kernel agrees', async () => {
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [2, 9, 13] }, { shape: [2, 11, 13] }],
-      forward: ([a, b]) => matmulNaive(a!, b!, { transB: true }),
-      reference: ([a, b]) => refMatmul(a!, [2, 9, 13], b!, [2, 11, 13], false, true),
+      inputs: [{ shape: [3, 5, 24] }, { shape: [10, 24] }, { shape: [10] }],
+      forward: ([x, w, b]) => matmulNaive(x!, w!, { transB: true, bias: b! }),
+      reference: ([x, w, b]) => refLinear(x!, w!, b!, 10, 24),
       tol: TOL,
     });
   });
 });
 
-describe('linear', () => {
-  const refLinear = (x: Float64Array, w: Float64Array, b: Float64Array | null, R: number, I: number, O: number) => {
-    const y = refMatmul(x, [1, R, I], w, [1, O, I], false, true);
-    if (b) for (let r = 0; r < R; r++) for (let o = 0; o < O; o++) y[r * O + o] = y[r * O + o]! + b[o]!;
-    return y;
-  };
-  const gradLinear = (x: Float64Array, w: Float64Array, g: Float64Array, R: number, I: number, O: number) => {
-    const dx = refMatmul(g, [1, R, O], w, [1, O, I]);
-    const dw = refMatmul(g, [1, R, O], x, [1, R, I], true, false);
-    const db = new Float64Array(O);
-    for (let r = 0; r < R; r++) for (let o = 0; o < O; o++) db[o] = db[o]! + g[r * O + o]!;
-    return [dx, dw, db];
-  };
+// ---- linear -----------------------------------------------------------------------------------------
 
+describe('linear', () => {
   it('with bias over [2, 5, 24] -> 70, all gradients', async () => {
-    const [R, I, O] = [10, 24, 70];
+    const [I, O] = [24, 70];
     await checkOp(await testBackend(), {
       inputs: [{ shape: [2, 5, I], grad: true }, { shape: [O, I], grad: true }, { shape: [O], grad: true }],
       forward: ([x, w, b]) => linear(x!, w!, b!),
-      reference: ([x, w, b]) => refLinear(x!, w!, b!, R, I, O),
-      referenceGrad: ([x, w], g) => gradLinear(x!, w!, g, R, I, O),
+      reference: ([x, w, b]) => refLinear(x!, w!, b!, O, I),
+      referenceGrad: ([x, w], g) => refLinearGrad(x!, w!, g, O, I),
       tol: TOL,
     });
   });
 
-  it('without bias, frozen f16 weight: gradient to x only', async () => {
+  it('without bias, ragged multi-tile 130 rows x 40 -> 67', async () => {
+    const [I, O] = [40, 67];
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [130, I], grad: true }, { shape: [O, I], grad: true }],
+      forward: ([x, w]) => linear(x!, w!),
+      reference: ([x, w]) => refLinear(x!, w!, null, O, I),
+      referenceGrad: ([x, w], g) => refLinearGrad(x!, w!, g, O, I).slice(0, 2),
+      tol: TOL,
+      gradTol: { atol: 3e-5, rtol: 1e-5 },
+    });
+  });
+
+  it('frozen f16 weight without bias: gradient to x only', async () => {
     const [R, I, O] = [66, 17, 9];
-    const w = Array.from({ length: O * I }, (_, i) => ((i * 37) % 101) / 50 - 1);
-    // the reference sees the weight as stored: rounded to f16
-    const { roundF16 } = await import('../dtype.js');
+    const w = randomArray(O * I, 17);
     const w16 = Float64Array.from(roundF16(w));
     await checkOp(await testBackend(), {
       inputs: [{ shape: [R, I], grad: true }, { shape: [O, I], data: w, dtype: 'f16' }],
       forward: ([x, ww]) => linear(x!, ww!),
-      reference: ([x]) => refLinear(x!, w16, null, R, I, O),
-      referenceGrad: ([x], g) => [gradLinear(x!, w16, g, R, I, O)[0]!, null],
+      reference: ([x]) => refLinear(x!, w16, null, O, I),
+      referenceGrad: ([x], g) => [refLinearGrad(x!, w16, g, O, I)[0], null],
       tol: TOL,
     });
+  });
+
+  it('frozen f16 weight and f16 bias, trainable x of rank 1', async () => {
+    const [I, O] = [33, 20];
+    const w = randomArray(O * I, 23), b = randomArray(O, 29);
+    const w16 = Float64Array.from(roundF16(w)), b16 = Float64Array.from(roundF16(b));
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [I], grad: true }, { shape: [O, I], data: w, dtype: 'f16' }, { shape: [O], data: b, dtype: 'f16' }],
+      forward: ([x, ww, bb]) => linear(x!, ww!, bb!),
+      reference: ([x]) => refLinear(x!, w16, b16, O, I),
+      referenceGrad: ([x], g) => [refLinearGrad(x!, w16, g, O, I)[0], null, null],
+      tol: TOL,
+    });
+  });
+
+  it('frozen weight: no gradient GEMM for it and its input is not kept (meta device)', () => {
+    const meta = new MetaBackend();
+    const [R, I, O] = [64, 32, 16];
+    const x = param(meta, [], [R, I]);
+    const w = empty(meta, [O, I], 'f16');
+    const b = param(meta, [], [O]);
+    const y = linear(x, w, b);
+    // backward of linear reads w only (dX = dY w), so x is not held by the tape
+    x.dispose();
+    expect(x.disposed).toBe(true);
+    const loss = sum(y);
+    backward(loss);
+    const mm = meta.stats.byKernel.get('matmul')!;
+    expect(mm.dispatches).toBe(2); // forward and dX, no dW
+    expect(mm.flops).toBe(2 * (2 * R * I * O) + R * O); // two GEMMs plus the fused bias add
+    expect(w.grad).toBeNull();
+    expect(b.grad?.shape).toEqual([O]);
+    for (const t of [y, loss, w, b]) t.dispose();
+  });
+
+  it('trainable weight of a batched input: dW is one GEMM over all rows (meta device)', () => {
+    const meta = new MetaBackend();
+    const [B, T, I, O] = [4, 77, 32, 8];
+    const x = empty(meta, [B, T, I]);
+    const w = param(meta, [], [O, I]);
+    const y = linear(x, w);
+    const loss = sum(y);
+    backward(loss);
+    const mm = meta.stats.byKernel.get('matmul')!;
+    expect(mm.dispatches).toBe(2); // forward and dW, no dX for a frozen input
+    expect(mm.flops).toBe(2 * (2 * B * T * I * O));
+    expect(w.grad?.shape).toEqual([O, I]);
+    for (const t of [x, y, loss, w]) t.dispose();
   });
 });

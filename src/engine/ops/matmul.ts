@@ -1,156 +1,164 @@
-// Batched matmul and linear layers on the tiled GEMM, forward and backward side by side.
-import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { gemmKernel, gemmNaiveKernel, type GemmSpec } from '../kernels/gemm.js';
-import { broadcastIndex, input, output } from '../kernels/wgsl.js';
-import type { Tensor } from '../tensor.js';
-import { reduceTo } from './elementwise.js';
+// Batched matmul and linear (PyTorch weight layout), forward and backward on one tiled GEMM kernel.
+import { needsGrad, record, type BackwardRule } from '../autograd.js';
+import { gemmKernel, matmulNaiveKernel, type GemmParams } from '../kernels/matmul.js';
+import { reduceKernel } from '../kernels/reduce.js';
+import { numel, type Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, check, emptyLike, launch } from './util.js';
 
 declare module '../autograd.js' {
   interface OpSaved {
-    matmul: { a: Tensor; b: Tensor; transA: boolean; transB: boolean };
-    linear: { x: Tensor; w: Tensor; hasBias: boolean };
+    matmul: { a: Tensor | null; b: Tensor | null; aShape: readonly number[]; bShape: readonly number[]; transA: boolean; transB: boolean };
+    linear: { x: Tensor | null; w: Tensor | null; xShape: readonly number[]; wShape: readonly number[]; hasBias: boolean };
   }
 }
 
+/** Which operands `matmul` reads transposed (their last two dims swapped). */
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
 }
 
-interface MatmulPlan {
-  spec: GemmSpec;
+interface Plan {
+  params: GemmParams;
   outShape: number[];
 }
 
-function planMatmul(a: Tensor, b: Tensor, o: MatmulOptions): MatmulPlan {
-  check(a.rank >= 2 && b.rank >= 2, () => `matmul needs rank >= 2 operands, got [${a.shape}] and [${b.shape}]`);
-  const [ar, ac] = a.shape.slice(-2) as [number, number];
-  const [br, bc] = b.shape.slice(-2) as [number, number];
-  const [M, K] = o.transA ? [ac, ar] : [ar, ac];
-  const [K2, N] = o.transB ? [bc, br] : [br, bc];
-  check(K === K2, () => `matmul: inner dimensions differ: [${a.shape}]${o.transA ? 'ᵀ' : ''} x [${b.shape}]${o.transB ? 'ᵀ' : ''}`);
-  const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
-  const batch = batchShape.reduce((x, y) => x * y, 1);
-  const aOff = broadcastIndex('b', batchShape, broadcastStrides(a.shape.slice(0, -2), batchShape).map((s) => s * ar * ac));
-  const bOff = broadcastIndex('b', batchShape, broadcastStrides(b.shape.slice(0, -2), batchShape).map((s) => s * br * bc));
-  const spec: GemmSpec = {
-    name: 'matmul',
-    M,
-    N,
-    K,
-    batch,
-    decls: `${input('a', 0, a.dtype)}\n${input('bm', 1, b.dtype)}\n${output('out', 2)}`,
-    loadA: `ld_a(${aOff} + ${o.transA ? `k * ${M}u + m` : `m * ${K}u + k`})`,
-    loadB: `ld_bm(${bOff} + ${o.transB ? `n * ${K}u + k` : `k * ${N}u + n`})`,
-    aFastK: !o.transA,
-    bFastN: !o.transB,
-    store: `out[b * ${M * N}u + m * ${N}u + n] = v;`,
-    bytes: 0,
-  };
-  return { spec, outShape: [...batchShape, M, N] };
-}
-
-/** C = op(A) op(B) over broadcast batch dims; a [..., M, K] (or [..., K, M] with transA), b [..., K, N] (or [..., N, K]). */
-export function matmul(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
-  const { spec, outShape } = planMatmul(a, b, o);
-  const out = emptyLike(a, outShape);
-  launch(gemmKernel(spec), [a, b], [out]);
-  record('matmul', [a, b], [out], { a, b, transA: !!o.transA, transB: !!o.transB }, [a, b]);
-  return out;
-}
-
-/** The same product with one thread per output and no tiling: the benchmark's baseline. */
-export function matmulNaive(a: Tensor, b: Tensor, o: MatmulOptions = {}): Tensor {
-  const { spec, outShape } = planMatmul(a, b, o);
-  const out = emptyLike(a, outShape);
-  launch(gemmNaiveKernel(spec), [a, b], [out]);
-  return out;
-}
-
-// d op(A) = dC op(B)ᵀ and d op(B) = op(A)ᵀ dC, transposed back when the operand was transposed,
-// then summed over the batch dims the operand was broadcast along.
-const matmulBackward: BackwardRule<'matmul'> = ({ a, b, transA, transB }, [g], needs) => [
-  needs[0] ? reduceTo(transA ? matmul(b, g!, { transA: transB, transB: true }) : matmul(g!, b, { transB: !transB }), a.shape) : null,
-  needs[1] ? reduceTo(transB ? matmul(g!, a, { transA: true, transB: transA }) : matmul(a, g!, { transA: !transA }), b.shape) : null,
-];
-
-function linearSpec(name: string, rows: number, x: Tensor, w: Tensor, bias: Tensor | undefined, naive = false): GemmSpec {
-  const [out, inp] = w.shape as [number, number];
-  void naive;
-  return {
-    name,
-    M: rows,
-    N: out,
-    K: inp,
-    batch: 1,
-    decls: `${input('x', 0, x.dtype)}\n${input('w', 1, w.dtype)}\n${bias ? input('bias', 2, bias.dtype) : ''}\n${output('y', bias ? 3 : 2)}`,
-    loadA: `ld_x(m * ${inp}u + k)`,
-    loadB: `ld_w(n * ${inp}u + k)`,
-    aFastK: true,
-    bFastN: false,
-    store: `y[m * ${out}u + n] = v${bias ? ' + ld_bias(n)' : ''};`,
-    bytes: 0,
-  };
-}
-
-/** PyTorch's linear: y = x wᵀ + bias, with x [..., in], w [out, in] (any storage dtype), bias [out]. */
-export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
-  check(w.rank === 2 && x.shape[x.rank - 1] === w.shape[1], () => `linear: input [${x.shape}] does not match weight [${w.shape}]`);
-  check(!bias || (bias.rank === 1 && bias.shape[0] === w.shape[0]), () => `linear: bias [${bias!.shape}] does not match weight [${w.shape}]`);
-  const rows = x.size / w.shape[1]!;
-  const y = emptyLike(x, [...x.shape.slice(0, -1), w.shape[0]!]);
-  launch(gemmKernel(linearSpec('linear', rows, x, w, bias)), bias ? [x, w, bias] : [x, w], [y]);
-  record('linear', [x, w, bias ?? null], [y], { x, w, hasBias: !!bias }, [x, w]);
-  return y;
-}
-
-// y [R, out] = x [R, in] wᵀ:  dx [R, in] = dy w;  dw [out, in] = dyᵀ x;  dbias [out] = Σ_R dy.
-const linearBackward: BackwardRule<'linear'> = ({ x, w }, [g], needs) => {
-  const [out, inp] = w.shape as [number, number];
-  const rows = x.size / inp;
-  return noGrad(() => {
-    let dx: Tensor | null = null;
-    let dw: Tensor | null = null;
-    if (needs[0]) {
-      dx = emptyLike(x);
-      const spec: GemmSpec = {
-        name: 'linear_dx',
-        M: rows,
-        N: inp,
-        K: out,
-        batch: 1,
-        decls: `${input('g', 0)}\n${input('w', 1, w.dtype)}\n${output('dx', 2)}`,
-        loadA: `ld_g(m * ${out}u + k)`,
-        loadB: `ld_w(k * ${inp}u + n)`,
-        aFastK: true,
-        bFastN: true,
-        store: `dx[m * ${inp}u + n] = v;`,
-        bytes: 0,
-      };
-      launch(gemmKernel(spec), [g!, w], [dx]);
-    }
-    if (needs[1]) {
-      dw = emptyLike(w, w.shape);
-      const spec: GemmSpec = {
-        name: 'linear_dw',
-        M: out,
-        N: inp,
-        K: rows,
-        batch: 1,
-        decls: `${input('g', 0)}\n${input('x', 1, x.dtype)}\n${output('dw', 2)}`,
-        loadA: `ld_g(k * ${out}u + m)`,
-        loadB: `ld_x(k * ${inp}u + n)`,
-        aFastK: false,
-        bFastN: true,
-        store: `dw[m * ${inp}u + n] = v;`,
-        bytes: 0,
-      };
-      launch(gemmKernel(spec), [g!, x], [dw]);
-    }
-    const db = needs[2] ? reduceTo(g!, [out]) : null;
-    return [dx, dw, db];
+/**
+ * Plan op(x) @ op(y) for x [...xb, r, c] and y [...yb, r, c] with batch dims broadcast to S. The
+ * result has batch shape `target` (S by default); dims of S that `target` lacks or holds at 1 are
+ * summed (the gradient of a broadcast operand). Two foldings turn batches into one bigger GEMM:
+ * a shared y folds x's batch into M, and a fully summed batch over untransposed-contiguous rows
+ * folds into K (dW = dY^T X over all rows).
+ */
+function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boolean, target?: readonly number[]): Plan {
+  check(xs.length >= 2 && ys.length >= 2, () => `matmul: operands need 2 or more dims, got [${xs.join(', ')}] and [${ys.join(', ')}]`);
+  const [xr, xc] = xs.slice(-2) as [number, number];
+  const [yr, yc] = ys.slice(-2) as [number, number];
+  const [M, K] = tx ? [xc, xr] : [xr, xc];
+  const [Ky, N] = ty ? [yc, yr] : [yr, yc];
+  check(K === Ky, () => `matmul: inner dims differ: [${xs.join(', ')}]${tx ? '^T' : ''} x [${ys.join(', ')}]${ty ? '^T' : ''}`);
+  const xb = xs.slice(0, -2);
+  const yb = ys.slice(0, -2);
+  const S = broadcastShapes(xb, yb);
+  const tgt = target ?? S;
+  const lead = S.length - tgt.length;
+  check(lead >= 0, () => `matmul: gradient batch [${tgt.join(', ')}] has more dims than [${S.join(', ')}]`);
+  const kept = S.map((d, i) => {
+    const t = i < lead ? 1 : tgt[i - lead]!;
+    check(t === d || t === 1, () => `matmul: batch [${tgt.join(', ')}] does not reduce from [${S.join(', ')}]`);
+    return t;
   });
+  const summed = S.map((d, i) => (kept[i] === d ? 1 : d));
+  const nS = numel(S);
+  const outShape = [...tgt, M, N];
+  const base = { N, transA: tx, transB: ty, dtypeA: 'f32', dtypeB: 'f32', bias: null } as const;
+  const none = { shape: [], a: [], b: [] };
+  if (nS > 1 && numel(yb) === 1 && !tx && numel(kept) === nS) {
+    return { params: { ...base, M: nS * M, K, batch: none, sum: none }, outShape };
+  }
+  if (nS > 1 && numel(kept) === 1 && tx && !ty && numel(xb) === nS && numel(yb) === nS) {
+    return { params: { ...base, M, K: nS * K, batch: none, sum: none }, outShape };
+  }
+  const sa = broadcastStrides(xb, S).map((s) => s * xr * xc);
+  const sb = broadcastStrides(yb, S).map((s) => s * yr * yc);
+  return { params: { ...base, M, K, batch: { shape: kept, a: sa, b: sb }, sum: { shape: summed, a: sa, b: sb } }, outShape };
+}
+
+/** Run a planned GEMM over x, y (and bias); returns a fresh f32 tensor. */
+function run(pl: Plan, x: Tensor, y: Tensor, bias?: Tensor, naive = false): Tensor {
+  const params: GemmParams = { ...pl.params, dtypeA: x.dtype, dtypeB: y.dtype, bias: bias ? bias.dtype : null };
+  const out = emptyLike(x, pl.outShape);
+  launch((naive ? matmulNaiveKernel : gemmKernel)(params), bias ? [x, y, bias] : [x, y], [out]);
+  return out;
+}
+
+/** op(x) @ op(y), summing batch dims down to `target` (backward helper, no autograd). */
+function gemm(x: Tensor, y: Tensor, tx: boolean, ty: boolean, target?: readonly number[]): Tensor {
+  return run(plan(x.shape, y.shape, tx, ty, target), x, y);
+}
+
+// ---- matmul ------------------------------------------------------------------------------------
+
+/**
+ * Batched matrix product: a [...batch, M, K] (or [..., K, M] with `transA`) times b [...batch, K, N]
+ * (or [..., N, K] with `transB`), batch dims broadcast, giving f32 [...batch, M, N]. Either operand
+ * may be stored f16.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = !!opts.transA;
+  const transB = !!opts.transB;
+  const out = run(plan(a.shape, b.shape, transA, transB), a, b);
+  // dA needs only b and dB needs only a: keep just what a requested gradient reads.
+  const keepA = needsGrad(b) ? a : null;
+  const keepB = needsGrad(a) ? b : null;
+  const held = [keepA, keepB].filter((t): t is Tensor => t !== null);
+  record('matmul', [a, b], [out], { a: keepA, b: keepB, aShape: a.shape, bShape: b.shape, transA, transB }, held);
+  return out;
+}
+
+/*
+ * C = op(A) op(B), gC [...S, M, N]:
+ *   dA  [..., M, K] = gC op(B)^T          (transA: dA [..., K, M] = op(B) gC^T)
+ *   dB  [..., K, N] = op(A)^T gC          (transB: dB [..., N, K] = gC^T op(A))
+ * each summed over the batch dims its operand was broadcast along.
+ */
+const matmulBackward: BackwardRule<'matmul'> = ({ a, b, aShape, bShape, transA, transB }, [g], needs) => {
+  const aBatch = aShape.slice(0, -2);
+  const bBatch = bShape.slice(0, -2);
+  const dA = !needs[0] ? null : transA ? gemm(b!, g!, transB, true, aBatch) : gemm(g!, b!, false, !transB, aBatch);
+  const dB = !needs[1] ? null : transB ? gemm(g!, a!, true, transA, bBatch) : gemm(a!, g!, !transA, false, bBatch);
+  return [dA, dB];
+};
+
+/** `matmul` on the naive one-thread-per-output kernel (forward only, for benchmark ratios). */
+export function matmulNaive(a: Tensor, b: Tensor, opts: MatmulOptions & { bias?: Tensor } = {}): Tensor {
+  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, opts.bias, true);
+}
+
+// ---- linear ------------------------------------------------------------------------------------
+
+/**
+ * y = x w^T + bias with PyTorch's layout: x [..., in], w [out, in] (often frozen f16), bias [out];
+ * y is f32 [..., out]. One GEMM over all leading rows, reading w transposed in place, bias fused.
+ */
+export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+  check(w.rank === 2, () => `linear: weight must be [out, in], got [${w.shape.join(', ')}]`);
+  const [outF, inF] = w.shape as [number, number];
+  check(x.rank >= 1 && x.shape[x.rank - 1] === inF, () => `linear: input [${x.shape.join(', ')}] does not end in ${inF}`);
+  check(!bias || (bias.rank === 1 && bias.shape[0] === outF), () => `linear: bias must be [${outF}]`);
+  const rows = x.size / inF;
+  const pl = plan([rows, inF], w.shape, false, true);
+  pl.outShape = [...x.shape.slice(0, -1), outF];
+  const out = run(pl, x, w, bias);
+  const keepX = needsGrad(w) ? x : null;
+  const keepW = needsGrad(x) ? w : null;
+  const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
+  record('linear', [x, w, bias ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias }, held);
+  return out;
+}
+
+/*
+ * y [R, out] = x [R, in] w^T + bias, with R all leading dims of x flattened, gY [R, out]:
+ *   dX    [R, in]   = gY w            (one GEMM, no transposes)
+ *   dW    [out, in] = gY^T x          (one GEMM, contraction over all R rows)
+ *   dBias [out]     = sum_R gY
+ */
+const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape }, [g], needs) => {
+  const [outF, inF] = wShape as [number, number];
+  const rows = numel(xShape) / inF;
+  let dX: Tensor | null = null;
+  if (needs[0]) {
+    const pl = plan([rows, outF], wShape, false, false);
+    pl.outShape = [...xShape];
+    dX = run(pl, g!, w!);
+  }
+  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!) : null;
+  let dBias: Tensor | null = null;
+  if (needs[2]) {
+    dBias = emptyLike(g!, [outF]);
+    launch(reduceKernel({ inShape: [rows, outF], axes: [0], dtype: g!.dtype, scale: 1 }), [g!], [dBias]);
+  }
+  return [dX, dW, dBias];
 };
 
 export const matmulRules = { matmul: matmulBackward, linear: linearBackward };
