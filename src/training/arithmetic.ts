@@ -1,37 +1,111 @@
-// The recipe's arithmetic, exactly: effective batch, optimizer steps, scaled learning rates, warmup, epochs.
+// The recipe's arithmetic, exactly: effective batch, optimizer steps, scaled learning rates, warmup, epochs, cadences.
 import type { TrainConfig } from './config.js';
+import { makeSchedule, type Schedule } from './schedule.js';
 
+/** What a run's settings imply, shown before training and used by the loop. */
 export interface RunPlan {
+  /** batchSize × gradAccumulation [images per update]. */
   effectiveBatch: number;
-  /** Optimizer updates (the step counter). */
+  /** Optimizer updates in the run (the step counter). */
   steps: number;
+  /** The factor both LRs were multiplied by (1, b or √b; 1 for Prodigy). */
+  lrFactor: number;
+  /** Scaled U-Net and text-encoder LRs (the schedules' peak). */
   unetLr: number;
   textEncoderLr: number;
+  /** Steps of linear warmup. */
   warmupSteps: number;
+  /** numImages × repeats. */
   imagesPerEpoch: number;
+  /** ceil(imagesPerEpoch / batchSize); buckets that do not fill their last batch can add a few. */
+  microBatchesPerEpoch: number;
+  /** ceil(steps × effectiveBatch / imagesPerEpoch); 0 without images. */
   epochs: number;
-  /** Save the LoRA every this many steps. */
+  /** Save the LoRA every this many steps (and at the end). */
   saveEvery: number;
+  /** Render samples every this many steps. */
+  sampleEvery: number;
 }
 
-/** What the settings imply; throws with the field name when the plan is impossible (warmup longer than the run). */
-export function planRun(c: TrainConfig, numImages: number): RunPlan {
-  const effectiveBatch = c.batchSize * c.gradAccumulation;
-  const steps = Math.max(1, c.divideStepsByBatch ? Math.round(c.baseSteps / effectiveBatch) : c.baseSteps);
-  const factor = c.lrScaling === 'linear' ? effectiveBatch : c.lrScaling === 'sqrt' ? Math.sqrt(effectiveBatch) : 1;
-  if (c.warmupUnit === 'fraction' && c.warmup >= 1) throw new PlanError('warmup', 'A warmup fraction must be below 1');
-  const warmupSteps = c.warmupUnit === 'fraction' ? Math.round(steps * c.warmup) : c.warmup;
-  if (warmupSteps > steps) throw new PlanError('warmup', `Warmup (${warmupSteps} steps) is longer than the run (${steps} steps)`);
-  const imagesPerEpoch = numImages * c.repeats;
-  const epochs = imagesPerEpoch > 0 ? Math.ceil((steps * effectiveBatch) / imagesPerEpoch) : 0;
-  const saveEvery = c.saveEvery > 0 ? c.saveEvery : Math.max(1, Math.round(steps / 10));
-  return { effectiveBatch, steps, unetLr: c.unetLr * factor, textEncoderLr: c.textEncoderLr * factor, warmupSteps, imagesPerEpoch, epochs, saveEvery };
-}
-
-/** An impossible plan, with the field to blame. */
+/** An impossible plan, with the config field to blame. */
 export class PlanError extends Error {
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: keyof TrainConfig | 'numImages',
+    message: string,
+  ) {
     super(message);
     this.name = 'PlanError';
   }
+}
+
+/**
+ * Round to the nearest integer, halves to even. The guide computes in PowerShell, whose
+ * [Math]::Round rounds halves to even (2000 / 32 = 62.5 → 62), as Python's round does.
+ */
+export function roundHalfEven(x: number): number {
+  const f = Math.floor(x);
+  const d = x - f;
+  if (d !== 0.5) return d < 0.5 ? f : f + 1;
+  return f % 2 === 0 ? f : f + 1;
+}
+
+/** Optimizer steps: round(baseSteps / effective batch) when dividing is on, else baseSteps; at least 1. */
+export function optimizerSteps(c: Pick<TrainConfig, 'baseSteps' | 'divideStepsByBatch' | 'batchSize' | 'gradAccumulation'>): number {
+  const eff = c.batchSize * c.gradAccumulation;
+  return Math.max(1, c.divideStepsByBatch ? roundHalfEven(c.baseSteps / eff) : c.baseSteps);
+}
+
+/** The LR multiplier for an effective batch b: none 1, linear b, sqrt √b. LR-free Prodigy always 1, as the guide sets it. */
+export function lrFactor(c: Pick<TrainConfig, 'lrScaling' | 'optimizer'>, effectiveBatch: number): number {
+  if (c.optimizer === 'prodigy') return 1;
+  switch (c.lrScaling) {
+    case 'none':
+      return 1;
+    case 'linear':
+      return effectiveBatch;
+    case 'sqrt':
+      return Math.sqrt(effectiveBatch);
+    default:
+      return c.lrScaling satisfies never;
+  }
+}
+
+/** Warmup steps: round(steps × w) for a fraction 0 <= w < 1, or w itself when given in steps; never longer than the run. */
+export function warmupSteps(c: Pick<TrainConfig, 'warmup' | 'warmupUnit' | 'scheduler'>, steps: number): number {
+  if (c.warmupUnit === 'fraction') {
+    if (!(c.warmup >= 0 && c.warmup < 1)) throw new PlanError('warmup', `A warmup fraction must be at least 0 and below 1 (got ${c.warmup})`);
+  } else if (!Number.isInteger(c.warmup) || c.warmup < 0) throw new PlanError('warmup', `Warmup steps must be a whole number >= 0 (got ${c.warmup})`);
+  const w = c.warmupUnit === 'fraction' ? roundHalfEven(steps * c.warmup) : c.warmup;
+  if (w > steps) throw new PlanError('warmup', `Warmup (${w} steps) is longer than the run (${steps} steps)`);
+  if (w > 0 && c.scheduler === 'constant') throw new PlanError('warmup', 'The constant schedule has no warmup: set warmup to 0, or pick constant_with_warmup');
+  return w;
+}
+
+/** Everything the settings imply for a dataset of `numImages` images; throws PlanError naming the field when impossible. */
+export function planRun(c: TrainConfig, numImages: number): RunPlan {
+  if (!Number.isInteger(numImages) || numImages < 0) throw new PlanError('numImages', `The number of images must be a whole number >= 0 (got ${numImages})`);
+  const effectiveBatch = c.batchSize * c.gradAccumulation;
+  const steps = optimizerSteps(c);
+  const factor = lrFactor(c, effectiveBatch);
+  const imagesPerEpoch = numImages * c.repeats;
+  const tenth = Math.max(1, roundHalfEven(steps / 10));
+  return {
+    effectiveBatch,
+    steps,
+    lrFactor: factor,
+    unetLr: c.unetLr * factor,
+    textEncoderLr: c.textEncoderLr * factor,
+    warmupSteps: warmupSteps(c, steps),
+    imagesPerEpoch,
+    microBatchesPerEpoch: Math.ceil(imagesPerEpoch / c.batchSize),
+    epochs: imagesPerEpoch > 0 ? Math.ceil((steps * effectiveBatch) / imagesPerEpoch) : 0,
+    saveEvery: c.saveEvery > 0 ? c.saveEvery : tenth,
+    sampleEvery: c.sampleEvery > 0 ? c.sampleEvery : tenth,
+  };
+}
+
+/** The U-Net and text-encoder LR schedules of a planned run (the text encoder's is 0 when it is frozen). */
+export function planSchedules(c: TrainConfig, plan: RunPlan): { unet: Schedule; textEncoder: Schedule } {
+  const make = (baseLr: number) => makeSchedule({ kind: c.scheduler, baseLr, totalSteps: plan.steps, warmupSteps: plan.warmupSteps, cycles: c.lrCycles, power: c.lrPower });
+  return { unet: make(plan.unetLr), textEncoder: c.trainTextEncoder ? make(plan.textEncoderLr) : () => 0 };
 }
