@@ -1,84 +1,167 @@
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../backend.js';
+import { sizeClass } from '../pool.js';
 import { roundF16 } from '../dtype.js';
-import { checkOp } from '../testing/opcheck.js';
-import { testBackend } from '../testing/gpu.js';
+import { backward } from '../grad.js';
 import { randomArray } from '../testing/allclose.js';
-import { refConv, refConvGrad, refConvOut, type RefConv } from '../testing/ref.js';
+import { testBackend } from '../testing/gpu.js';
+import { checkOp } from '../testing/opcheck.js';
+import { refConv, refConvGrad, type RefConv } from '../testing/ref.js';
+import { empty, scope } from '../tensor.js';
 import { conv2d, conv2dNaive, upsampleNearest2x } from './conv.js';
 
+// f32 sums of at most a few hundred products of values in [-1, 1): 1e-4 leaves a wide margin.
 const TOL = { atol: 1e-4, rtol: 1e-4 };
 
+const grads = (c: RefConv) => ([x, w]: Float64Array[], g: Float64Array) => refConvGrad(x!, w!, g, c);
+
 const configs: [string, RefConv][] = [
-  ['1x1', { N: 2, C: 5, H: 6, W: 5, O: 7, k: 1, stride: 1, pad: [0, 0, 0, 0] }],
+  ['1x1', { N: 2, C: 5, H: 6, W: 6, O: 7, k: 1, stride: 1, pad: [0, 0, 0, 0] }],
+  ['1x1 stride 2 (dX phases no tap reaches)', { N: 1, C: 5, H: 5, W: 6, O: 7, k: 1, stride: 2, pad: [0, 0, 0, 0] }],
   ['3x3 stride 1 pad 1', { N: 2, C: 5, H: 6, W: 6, O: 7, k: 3, stride: 1, pad: [1, 1, 1, 1] }],
-  ['3x3 stride 2 pad 1', { N: 2, C: 3, H: 7, W: 6, O: 4, k: 3, stride: 2, pad: [1, 1, 1, 1] }],
-  ['3x3 stride 2 asymmetric (VAE)', { N: 1, C: 4, H: 8, W: 8, O: 5, k: 3, stride: 2, pad: [0, 1, 0, 1] }],
+  ['3x3 stride 1 no padding', { N: 1, C: 5, H: 6, W: 5, O: 7, k: 3, stride: 1, pad: [0, 0, 0, 0] }],
+  ['3x3 stride 2 pad 1, odd height', { N: 2, C: 5, H: 7, W: 6, O: 7, k: 3, stride: 2, pad: [1, 1, 1, 1] }],
+  // Odd height: the bottom pad row is never reached; even width: the right one is.
+  ['3x3 stride 2 asymmetric [0, 1, 0, 1] (VAE encoder)', { N: 2, C: 5, H: 7, W: 6, O: 7, k: 3, stride: 2, pad: [0, 1, 0, 1] }],
+];
+
+const inputsOf = (c: RefConv) => [
+  { shape: [c.N, c.C, c.H, c.W], grad: true },
+  { shape: [c.O, c.C, c.k, c.k], grad: true },
+  { shape: [c.O], grad: true },
 ];
 
 describe('conv2d (implicit GEMM)', () => {
   for (const [name, c] of configs) {
-    it(`${name}: forward and gradients of x, w, bias`, async () => {
-      const [OH, OW] = refConvOut(c);
+    it(`${name}: forward, and gradients of x, w, bias vs reference and central differences`, async () => {
       await checkOp(await testBackend(), {
-        inputs: [
-          { shape: [c.N, c.C, c.H, c.W], grad: true },
-          { shape: [c.O, c.C, c.k, c.k], grad: true },
-          { shape: [c.O], grad: true },
-        ],
+        inputs: inputsOf(c),
         forward: ([x, w, b]) => conv2d(x!, w!, b!, { stride: c.stride, padding: c.pad }),
         reference: ([x, w, b]) => refConv(x!, w!, b!, c),
-        referenceGrad: ([x, w], g) => refConvGrad(x!, w!, g, c),
+        referenceGrad: grads(c),
         tol: TOL,
       });
-      void OH;
-      void OW;
     });
   }
 
-  it('f16 weight, no bias', async () => {
-    const c: RefConv = { N: 1, C: 6, H: 5, W: 5, O: 3, k: 3, stride: 1, pad: [1, 1, 1, 1] };
+  it('split-K (few tiles, long reductions) in forward with bias, dX and dW', async () => {
+    // Every GEMM here is one tile with K = 288, so each runs as two K slices plus a split-sum pass.
+    const c: RefConv = { N: 2, C: 32, H: 12, W: 12, O: 32, k: 3, stride: 1, pad: [1, 1, 1, 1] };
+    await checkOp(await testBackend(), {
+      inputs: inputsOf(c),
+      forward: ([x, w, b]) => conv2d(x!, w!, b!, { padding: 1 }),
+      reference: ([x, w, b]) => refConv(x!, w!, b!, c),
+      referenceGrad: grads(c),
+      tol: { atol: 3e-4, rtol: 1e-4 },
+    });
+  });
+
+  it('split-K over stride-2 dX phases with unequal tap counts', async () => {
+    const c: RefConv = { N: 1, C: 6, H: 9, W: 8, O: 64, k: 3, stride: 2, pad: [1, 1, 1, 1] };
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [c.N, c.C, c.H, c.W], grad: true }, { shape: [c.O, c.C, 3, 3] }],
+      forward: ([x, w]) => conv2d(x!, w!, undefined, { stride: 2, padding: 1 }),
+      reference: ([x, w]) => refConv(x!, w!, null, c),
+      referenceGrad: ([x, w], g) => [refConvGrad(x!, w!, g, c)[0], null],
+      tol: { atol: 3e-4, rtol: 1e-4 },
+    });
+  });
+
+  it('f16-stored frozen weight: forward and dX', async () => {
+    const c: RefConv = { N: 2, C: 5, H: 6, W: 6, O: 7, k: 3, stride: 1, pad: [1, 1, 1, 1] };
     const w = randomArray(c.O * c.C * 9, 77);
     const w16 = Float64Array.from(roundF16(w));
     await checkOp(await testBackend(), {
-      inputs: [{ shape: [1, 6, 5, 5], grad: true }, { shape: [3, 6, 3, 3], data: w, dtype: 'f16' }],
-      forward: ([x, ww]) => conv2d(x!, ww!, undefined, { padding: 1 }),
-      reference: ([x]) => refConv(x!, w16, null, c),
-      referenceGrad: ([x], g) => [refConvGrad(x!, w16, g, c)[0], null],
+      inputs: [{ shape: [2, 5, 6, 6], grad: true }, { shape: [7, 5, 3, 3], data: w, dtype: 'f16' }, { shape: [7] }],
+      forward: ([x, ww, b]) => conv2d(x!, ww!, b!, { padding: 1 }),
+      reference: ([x, _w, b]) => refConv(x!, w16, b!, c),
+      referenceGrad: ([x], g) => [refConvGrad(x!, w16, g, c)[0], null, null],
       tol: TOL,
     });
   });
 
-  it('naive kernel agrees', async () => {
-    const c = configs[2]![1];
-    await checkOp(await testBackend(), {
-      inputs: [{ shape: [c.N, c.C, c.H, c.W] }, { shape: [c.O, c.C, 3, 3] }, { shape: [c.O] }],
-      forward: ([x, w, b]) => conv2dNaive(x!, w!, b!, { stride: 2, padding: 1 }),
-      reference: ([x, w, b]) => refConv(x!, w!, b!, c),
-      tol: TOL,
-    });
+  it('naive kernel agrees with the reference', async () => {
+    for (const [, c] of [configs[2]!, configs[5]!]) {
+      await checkOp(await testBackend(), {
+        inputs: [{ shape: [c.N, c.C, c.H, c.W] }, { shape: [c.O, c.C, c.k, c.k] }, { shape: [c.O] }],
+        forward: ([x, w, b]) => conv2dNaive(x!, w!, b!, { stride: c.stride, padding: c.pad }),
+        reference: ([x, w, b]) => refConv(x!, w!, b!, c),
+        tol: TOL,
+      });
+    }
+  });
+
+  it('frozen weight: backward runs only dX and keeps no activation (meta device)', () => {
+    const meta = new MetaBackend();
+    const x = empty(meta, [1, 320, 64, 64]);
+    const w = empty(meta, [320, 320, 3, 3], 'f16');
+    x.requiresGrad = true;
+    meta.resetStats();
+    meta.resetPeak();
+    const y = scope(() => conv2d(x, w, undefined, { padding: 1 }));
+    const seed = empty(meta, y.shape);
+    backward(y, seed);
+    // (backward's own 'copy' moves dX into x.grad)
+    expect([...meta.stats.byKernel.keys()].filter((k) => k !== 'copy')).toEqual(['conv2d', 'conv2d_dx']);
+    expect(meta.stats.byKernel.get('conv2d')!.flops + meta.stats.byKernel.get('conv2d_dx')!.flops).toBe(2 * (2 * 4096 * 320 * 2880));
+    // Peak is x, w, y, dY, dX and the copy backward makes of dX for x.grad: no conv workspace at all,
+    // let alone an im2col buffer (4096 x 2880 floats, 45 MiB).
+    const needed = [x, w, y, seed, x.grad!, x.grad!].reduce((a, t) => a + t.storage.bytes, 0);
+    expect(meta.pool().peakLiveBytes).toBeLessThanOrEqual(needed);
+    for (const t of [x, w, y, seed]) t.dispose();
+  });
+
+  it('trainable weight and bias: dW and dBias, no im2col buffer (meta device)', () => {
+    const meta = new MetaBackend();
+    const x = empty(meta, [2, 64, 32, 32]);
+    const w = empty(meta, [4, 64, 3, 3]);
+    const b = empty(meta, [4]);
+    w.requiresGrad = true;
+    b.requiresGrad = true;
+    meta.resetStats();
+    meta.resetPeak();
+    const y = scope(() => conv2d(x, w, b, { stride: 2, padding: [0, 1, 0, 1] }));
+    expect(y.shape).toEqual([2, 4, 16, 16]);
+    const seed = empty(meta, y.shape);
+    backward(y, seed);
+    // dW of a rank-4 LoRA-like conv is 9 tiles with K = 512 output pixels: split into 4 K slices.
+    const kernels = [...meta.stats.byKernel.keys()].filter((k) => k !== 'copy');
+    expect(kernels.sort()).toEqual(['conv2d', 'conv2d_dw', 'conv2d_splitsum', 'reduce']);
+    expect(w.grad?.shape).toEqual([4, 64, 3, 3]);
+    expect(b.grad?.shape).toEqual([4]);
+    const needed = [x, w, b, y, seed, w.grad!, b.grad!].reduce((a, t) => a + t.storage.bytes, 0);
+    // Beyond those, only the 4 slices of dW (36 KiB, in a 64 KiB pool class).
+    expect(meta.pool().peakLiveBytes - needed).toBeLessThanOrEqual(sizeClass(4 * 4 * 64 * 9 * 4));
+    for (const t of [x, w, b, y, seed]) t.dispose();
+  });
+
+  it('rejects mismatched shapes', async () => {
+    const be = await testBackend();
+    const x = empty(be, [1, 3, 4, 4]);
+    const w = empty(be, [2, 4, 3, 3]);
+    expect(() => conv2d(x, w)).toThrow(/3 channels/);
+    x.dispose();
+    w.dispose();
   });
 });
 
 describe('upsampleNearest2x', () => {
-  it('forward and backward', async () => {
-    const [N, C, H, W] = [2, 3, 3, 4];
+  it('forward and backward (2x2 block sums)', async () => {
+    const [N, C, H, W] = [2, 3, 3, 5];
+    const src = (i: number) => {
+      const p = Math.floor(i / (4 * H * W)), r = i % (4 * H * W);
+      return p * H * W + Math.floor(Math.floor(r / (2 * W)) / 2) * W + Math.floor((r % (2 * W)) / 2);
+    };
     await checkOp(await testBackend(), {
       inputs: [{ shape: [N, C, H, W], grad: true }],
       forward: ([x]) => upsampleNearest2x(x!),
-      reference: ([x]) => Float64Array.from({ length: N * C * 4 * H * W }, (_, i) => {
-        const p = Math.floor(i / (4 * H * W)), r = i % (4 * H * W), h = Math.floor(r / (2 * W)), w = r % (2 * W);
-        return x![p * H * W + Math.floor(h / 2) * W + Math.floor(w / 2)]!;
-      }),
+      reference: ([x]) => Float64Array.from({ length: N * C * 4 * H * W }, (_, i) => x![src(i)]!),
       referenceGrad: (_x, g) => {
         const d = new Float64Array(N * C * H * W);
-        for (let i = 0; i < g.length; i++) {
-          const p = Math.floor(i / (4 * H * W)), r = i % (4 * H * W), h = Math.floor(r / (2 * W)), w = r % (2 * W);
-          const j = p * H * W + Math.floor(h / 2) * W + Math.floor(w / 2);
-          d[j] = d[j]! + g[i]!;
-        }
+        g.forEach((v, i) => (d[src(i)] = d[src(i)]! + v));
         return [d];
       },
-      tol: TOL,
+      tol: { atol: 1e-6, rtol: 1e-6 },
     });
   });
 });

@@ -1,0 +1,493 @@
+// 2-D convolution kernels (NCHW): implicit-GEMM forward, dX and dW, a split-K finish, a naive baseline, nearest 2x upsampling.
+import type { DType } from '../dtype.js';
+import { grid, memoSource, type Kernel } from '../kernel.js';
+import { input, main1d, output } from './wgsl.js';
+
+/** Every size a conv kernel bakes in: x [N, C, H, W], w [O, C, kh, kw], y [N, O, OH, OW]; pt and pl pad top and left. */
+export interface ConvGeometry {
+  N: number;
+  C: number;
+  H: number;
+  W: number;
+  O: number;
+  kh: number;
+  kw: number;
+  stride: number;
+  pt: number;
+  pl: number;
+  OH: number;
+  OW: number;
+}
+
+/** Storage dtypes of the tensors a conv dispatch reads (x, w, the output gradient g, bias or null). */
+export interface ConvDTypes {
+  x: DType;
+  w: DType;
+  g: DType;
+  bias: DType | null;
+}
+
+/**
+ * Which GEMM a dispatch computes: the forward, one stride phase (ph, pw) of dX (input pixels with
+ * ih mod stride = ph, iw mod stride = pw), or dW.
+ */
+export type ConvPass = { kind: 'forward' } | { kind: 'dx'; ph: number; pw: number } | { kind: 'dw' };
+
+/** Split-K: `splits` dispatch slices, slice z covering k in [z * chunk, min(K, (z + 1) * chunk)). */
+export interface Split {
+  splits: number;
+  chunk: number;
+}
+
+export interface ConvGemmParams {
+  g: ConvGeometry;
+  pass: ConvPass;
+  dt: ConvDTypes;
+  split: Split;
+}
+
+const TILE = 64;
+const TK = 16;
+/** Row pitch of the staged slices: one pad word so k-major stores from 16 lanes hit 16 banks. */
+const PITCH = TILE + 1;
+/** Split K only when the tiles give fewer workgroups than this... */
+const SPLIT_BELOW = 128;
+/** ...aiming at about this many, with each slice at least MIN_CHUNK long, and at most MAX_SPLITS slices. */
+const TARGET_GROUPS = 256;
+const MIN_CHUNK = 128;
+const MAX_SPLITS = 32;
+
+const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+
+/** Taps and offsets of dX phase (ph, pw): see the tiling comment. */
+function phase(g: ConvGeometry, ph: number, pw: number) {
+  const s = g.stride;
+  const rh = (ph + g.pt) % s;
+  const rw = (pw + g.pl) % s;
+  return {
+    rh,
+    rw,
+    th: Math.max(0, ceilDiv(g.kh - rh, s)),
+    tw: Math.max(0, ceilDiv(g.kw - rw, s)),
+    dh: Math.floor((ph + g.pt) / s),
+    dw: Math.floor((pw + g.pl) / s),
+    Hu: Math.max(0, ceilDiv(g.H - ph, s)),
+    Wv: Math.max(0, ceilDiv(g.W - pw, s)),
+  };
+}
+
+/** The phases of dX that own at least one input pixel (one for stride 1, up to stride² otherwise). */
+export function dxPhases(g: ConvGeometry): ConvPass[] {
+  const out: ConvPass[] = [];
+  for (let ph = 0; ph < g.stride; ph++)
+    for (let pw = 0; pw < g.stride; pw++) {
+      const p = phase(g, ph, pw);
+      if (p.Hu > 0 && p.Wv > 0) out.push({ kind: 'dx', ph, pw });
+    }
+  return out;
+}
+
+/** GEMM extents of a pass: rows M, columns N, reduction K. */
+export function convGemmShape(g: ConvGeometry, pass: ConvPass): { M: number; N: number; K: number } {
+  const kk = g.kh * g.kw;
+  if (pass.kind === 'forward') return { M: g.N * g.OH * g.OW, N: g.O, K: g.C * kk };
+  if (pass.kind === 'dw') return { M: g.O, N: g.C * kk, K: g.N * g.OH * g.OW };
+  const p = phase(g, pass.ph, pass.pw);
+  return { M: g.N * p.Hu * p.Wv, N: g.C, K: g.O * p.th * p.tw };
+}
+
+/** How many K slices a GEMM of these extents runs as (see the tiling comment). */
+export function splitK(M: number, N: number, K: number): Split {
+  const tiles = ceilDiv(M, TILE) * ceilDiv(N, TILE);
+  const splits = tiles >= SPLIT_BELOW ? 1 : Math.max(1, Math.min(MAX_SPLITS, ceilDiv(TARGET_GROUPS, tiles), Math.floor(K / MIN_CHUNK)));
+  return withSplits(K, splits);
+}
+
+/** A reduction of length K cut into `splits` slices of whole K-steps (trailing slices may be empty). */
+export function withSplits(K: number, splits: number): Split {
+  return { splits, chunk: Math.max(TK, ceilDiv(ceilDiv(K, splits), TK) * TK) };
+}
+
+/** Elements of the tensor a pass writes (each split slice writes one such copy). */
+export function convOutSize(g: ConvGeometry, pass: ConvPass): number {
+  if (pass.kind === 'forward') return g.N * g.O * g.OH * g.OW;
+  if (pass.kind === 'dw') return g.O * g.C * g.kh * g.kw;
+  return g.N * g.C * g.H * g.W;
+}
+
+/** The parts of one implicit GEMM that differ between passes; `gemmShell` assembles the rest. */
+interface Shell {
+  M: number;
+  N: number;
+  K: number;
+  split: Split;
+  /** Lanes (tx) walk output rows; else output columns. Chosen so that stores coalesce. */
+  rowLanes: boolean;
+  decls: string;
+  /** Per-thread set-up before the K loop (gather coordinates that do not change along K). */
+  prologue: string;
+  /** Fills As[k * PITCH + m] and Bs[k * PITCH + n] for the K-step at k0, zero outside [0, kEnd). */
+  stage: string;
+  /** Statement storing `v` at GEMM position (m, n), adding `zOff` (the split slice's offset) to its index. */
+  store: string;
+  /** Elements of one copy of the output (the stride between split slices). */
+  slice: number;
+}
+
+/*
+ * Tiling. Each pass is a GEMM C[M, N] = A[M, K] B[K, N] whose operands are never formed in memory
+ * (no im2col, no col2im): every K-step gathers them from the tensors in place.
+ *   forward  M = (n, oh, ow)  N = o          K = (c, i, j)   A = x under tap (i, j), zero in the padding; B = w
+ *   dX       M = (n, u, v)    N = c          K = (o, a, b)   A = dY around the pixel; B = w, taps of the phase
+ *   dW       M = o            N = (c, i, j)  K = (n, oh, ow) A = dY; B = x gathered as in forward
+ * A workgroup of 16x16 threads owns a 64x64 tile of C and each thread a 4x4 register block (four
+ * vec4 accumulators) at rows r + 16i, columns c + 16j. Per K-step of 16, the 256 threads stage a
+ * 64x16 slice of A and a 16x64 slice of B into workgroup memory (2 x 16 x 65 floats = 8.1 KiB, k-major,
+ * the pad word keeping stores off one bank), 4 elements each, with consecutive lanes on whichever
+ * axis is contiguous in memory (pixels for x and dY, k for w), then run 16 rank-1 updates from
+ * workgroup memory. Each thread decodes the gather coordinates that do not change along K (its
+ * pixel for A, its tap for dW's B) once, before the K loop. The lane axis of the register block
+ * follows the output's contiguous axis (pixels for forward and dX, (c, i, j) for dW), so stores
+ * coalesce. Ragged M, N and K are zero-filled on load and masked on store; the bias is added in the
+ * epilogue. Workgroups are numbered over (split, tile row, tile column) on a 2-D grid.
+ * Split-K: when the tiles give fewer than 128 workgroups (small deep layers, dW of a narrow LoRA
+ * conv, whose K is every output pixel), K is cut into up to 32 slices of at least 128 and slice z
+ * writes its own copy of the output into a workspace that the split-sum pass adds up; per GEMM
+ * the workspace stays under (256 + 128) x 64 x 64 floats (6 MiB).
+ * dX of a stride-s conv: input row ih takes tap i from output row (ih + pt - i) / s only when that
+ * divides exactly, so the input pixels are split into s x s phases by (ih mod s, iw mod s). In phase
+ * ph only the taps i = rh + a*s act (rh = (ph + pt) mod s), reading output row u + dh - a for input
+ * row ih = ph + s*u (dh = floor((ph + pt) / s)); each phase is one stride-1 dispatch, so no multiply
+ * is spent on the zero terms and asymmetric padding needs no special case. Stride 1 is one phase.
+ */
+function gemmShell(s: Shell): string {
+  const tilesN = ceilDiv(s.N, TILE);
+  const tilesM = ceilDiv(s.M, TILE);
+  const total = tilesN * tilesM * s.split.splits;
+  const R = [0, 1, 2, 3];
+  const kRange =
+    s.split.splits === 1
+      ? `let kBegin = 0u; let kEnd = ${s.K}u;`
+      : `let kBegin = z * ${s.split.chunk}u; let kEnd = min(${s.K}u, kBegin + ${s.split.chunk}u);`;
+  // Lanes = the axis tx walks; the register block is acc[other axis][lane axis component].
+  const [lane, other] = s.rowLanes ? ['As', 'Bs'] : ['Bs', 'As'];
+  const inner = `let lr = k * ${PITCH}u + tx; let orow = k * ${PITCH}u + ty;
+        let lv = vec4<f32>(${lane}[lr], ${lane}[lr + 16u], ${lane}[lr + 32u], ${lane}[lr + 48u]);
+${R.map((j) => `        acc${j} += lv * ${other}[orow + ${16 * j}u];`).join('\n')}`;
+  // Bounds checks only along a ragged extent.
+  const inside = [s.M % TILE ? `m < ${s.M}u` : '', s.N % TILE ? `n < ${s.N}u` : ''].filter(Boolean).join(' && ');
+  const stores = R.map((j) => {
+    const [m, n] = s.rowLanes ? [`m0 + tx + 16u * i`, `n0 + ty + ${16 * j}u`] : [`m0 + ty + ${16 * j}u`, `n0 + tx + 16u * i`];
+    const body = `let v = acc${j}[i]; ${s.store}`;
+    return `  for (var i = 0u; i < 4u; i++) {
+    let m = ${m}; let n = ${n};
+    ${inside ? `if (${inside}) { ${body} }` : body}
+  }`;
+  }).join('\n');
+  return `${s.decls}
+var<workgroup> As: array<f32, ${TK * PITCH}>;
+var<workgroup> Bs: array<f32, ${TK * PITCH}>;
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= ${total}u) { return; }
+  let n0 = (id % ${tilesN}u) * ${TILE}u;
+  let m0 = ((id / ${tilesN}u) % ${tilesM}u) * ${TILE}u;
+  let z = id / ${tilesN * tilesM}u;
+  let zOff = z * ${s.split.splits === 1 ? 0 : s.slice}u;
+  let tx = lid3.x;
+  let ty = lid3.y;
+  ${kRange}
+  ${s.prologue}
+${R.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join('\n')}
+  for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
+    ${s.stage}
+    workgroupBarrier();
+    for (var k = 0u; k < ${TK}u; k++) {
+        ${inner}
+    }
+    workgroupBarrier();
+  }
+${stores}
+}`;
+}
+
+/** WGSL condition that (ih, iw) lies inside the image, or '' when the geometry never leaves it. */
+function inImage(g: ConvGeometry): string {
+  const leaves = g.pt > 0 || g.pl > 0 || (g.OH - 1) * g.stride - g.pt + g.kh > g.H || (g.OW - 1) * g.stride - g.pl + g.kw > g.W;
+  return leaves ? `ih >= 0 && ih < ${g.H} && iw >= 0 && iw < ${g.W}` : '';
+}
+
+function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
+  const kk = g.kh * g.kw;
+  const ohw = g.OH * g.OW;
+  const { M, N, K } = convGemmShape(g, { kind: 'forward' });
+  const fused = split.splits === 1 && dt.bias !== null;
+  const tap = kk === 1 ? 'let c = k; let ih = ih0; let iw = iw0;' : `let c = k / ${kk}u; let t = k % ${kk}u; let ih = ih0 + i32(t / ${g.kw}u); let iw = iw0 + i32(t % ${g.kw}u);`;
+  const bounds = inImage(g);
+  const stage = `for (var s = 0u; s < 4u; s++) {
+      {
+        let kl = kq + 4u * s; let k = k0 + kl;
+        var v = 0.0;
+        if (aValid && k < kEnd) {
+          ${tap}
+          ${bounds ? `if (${bounds}) { v = ld_x(xBase + c * ${g.H * g.W}u + u32(ih) * ${g.W}u + u32(iw)); }` : `v = ld_x(xBase + c * ${g.H * g.W}u + u32(ih) * ${g.W}u + u32(iw));`}
+        }
+        As[kl * ${PITCH}u + aml] = v;
+      }
+      {
+        let bn = bq + 16u * s; let k = k0 + bk;
+        var v = 0.0;
+        if (n0 + bn < ${N}u && k < kEnd) { v = ld_w((n0 + bn) * ${K}u + k); }
+        Bs[bk * ${PITCH}u + bn] = v;
+      }
+    }`;
+  return {
+    M,
+    N,
+    K,
+    split,
+    rowLanes: true,
+    slice: convOutSize(g, { kind: 'forward' }),
+    decls: [input('x', 0, dt.x), input('w', 1, dt.w), fused ? input('bias', 2, dt.bias!) : '', output('out', fused ? 3 : 2)].join('\n'),
+    prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
+  let am = m0 + aml; let aValid = am < ${M}u;
+  let ap = am % ${ohw}u;
+  let ih0 = i32(ap / ${g.OW}u) * ${g.stride} - ${g.pt}; let iw0 = i32(ap % ${g.OW}u) * ${g.stride} - ${g.pl};
+  let xBase = (am / ${ohw}u) * ${g.C * g.H * g.W}u;
+  let bk = lid % ${TK}u; let bq = lid / ${TK}u;`,
+    stage,
+    store: `out[zOff + (m / ${ohw}u) * ${g.O * ohw}u + n * ${ohw}u + m % ${ohw}u] = v${fused ? ' + ld_bias(n)' : ''};`,
+  };
+}
+
+function dxShell(g: ConvGeometry, dt: ConvDTypes, split: Split, ph: number, pw: number): Shell {
+  const s = g.stride;
+  const kk = g.kh * g.kw;
+  const ohw = g.OH * g.OW;
+  const p = phase(g, ph, pw);
+  const T = p.th * p.tw;
+  const uv = p.Hu * p.Wv;
+  const { M, N, K } = convGemmShape(g, { kind: 'dx', ph, pw });
+  // A phase no tap reaches (a 1x1 kernel at stride 2) has K = 0: the loop never runs and stores
+  // zeros, but its body still names g and w so that the bindings stay in the pipeline layout.
+  const tap = T <= 1 ? 'let o = k; let a = 0u; let b = 0u;' : `let o = k / ${T}u; let t = k % ${T}u; let a = t / ${p.tw}u; let b = t % ${p.tw}u;`;
+  const stage = `for (var s = 0u; s < 4u; s++) {
+      let kl = kq + 4u * s; let k = k0 + kl;
+      var av = 0.0;
+      var bv = 0.0;
+      if (k < kEnd) {
+        ${tap}
+        let oh = yh0 - i32(a); let ow = yw0 - i32(b);
+        if (aValid && oh >= 0 && oh < ${g.OH} && ow >= 0 && ow < ${g.OW}) { av = ld_g(gBase + o * ${ohw}u + u32(oh) * ${g.OW}u + u32(ow)); }
+        if (bValid) { bv = ld_w(o * ${g.C * kk}u + wBase + a * ${s * g.kw}u + b * ${s}u); }
+      }
+      As[kl * ${PITCH}u + aml] = av;
+      Bs[kl * ${PITCH}u + aml] = bv;
+    }`;
+  const pixel = s === 1 ? 'r' : `(${ph}u + ${s}u * (r / ${p.Wv}u)) * ${g.W}u + ${pw}u + ${s}u * (r % ${p.Wv}u)`;
+  return {
+    M,
+    N,
+    K,
+    split,
+    rowLanes: true,
+    slice: convOutSize(g, { kind: 'dx', ph, pw }),
+    decls: [input('g', 0, dt.g), input('w', 1, dt.w), output('out', 2)].join('\n'),
+    prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
+  let am = m0 + aml; let aValid = am < ${M}u;
+  let ar = am % ${uv}u;
+  let yh0 = i32(ar / ${p.Wv}u) + ${p.dh}; let yw0 = i32(ar % ${p.Wv}u) + ${p.dw};
+  let gBase = (am / ${uv}u) * ${g.O * ohw}u;
+  let bc = n0 + aml; let bValid = bc < ${g.C}u;
+  let wBase = bc * ${kk}u + ${p.rh * g.kw + p.rw}u;`,
+    stage,
+    store: `let r = m % ${uv}u; out[zOff + ((m / ${uv}u) * ${g.C}u + n) * ${g.H * g.W}u + ${pixel}] = v;`,
+  };
+}
+
+function dwShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
+  const kk = g.kh * g.kw;
+  const ohw = g.OH * g.OW;
+  const { M, N, K } = convGemmShape(g, { kind: 'dw' });
+  const bounds = inImage(g);
+  // The four columns (c, i, j) this thread stages for B, decoded once.
+  const taps = `let q = vec4<u32>(n0 + lq) + vec4<u32>(0u, 16u, 32u, 48u); let qv = q < vec4<u32>(${N}u);
+  let xo = (q / ${kk}u) * ${g.H * g.W}u; let di = vec4<i32>((q % ${kk}u) / ${g.kw}u) - ${g.pt}; let dj = vec4<i32>(q % ${g.kw}u) - ${g.pl};`;
+  const slots = `for (var s = 0u; s < 4u; s++) {
+      let row = lq + 16u * s;
+      var av = 0.0;
+      if (rv && m0 + row < ${M}u) { av = ld_g(gOff + (m0 + row) * ${ohw}u); }
+      As[kl * ${PITCH}u + row] = av;
+      var bv = 0.0;
+      if (rv && qv[s]) {
+        let ih = oh + di[s]; let iw = ow + dj[s];
+        ${bounds ? `if (${bounds}) { bv = ld_x(xOff + xo[s] + u32(ih) * ${g.W}u + u32(iw)); }` : `bv = ld_x(xOff + xo[s] + u32(ih) * ${g.W}u + u32(iw));`}
+      }
+      Bs[kl * ${PITCH}u + row] = bv;
+    }`;
+  return {
+    M,
+    N,
+    K,
+    split,
+    rowLanes: false,
+    slice: convOutSize(g, { kind: 'dw' }),
+    decls: [input('g', 0, dt.g), input('x', 1, dt.x), output('out', 2)].join('\n'),
+    prologue: `let kl = lid % ${TK}u; let lq = lid / ${TK}u;
+  ${taps}`,
+    stage: `let r = k0 + kl; let rv = r < kEnd;
+    let p = r % ${ohw}u;
+    let oh = i32(p / ${g.OW}u) * ${g.stride}; let ow = i32(p % ${g.OW}u) * ${g.stride};
+    let gOff = (r / ${ohw}u) * ${g.O * ohw}u + p; let xOff = (r / ${ohw}u) * ${g.C * g.H * g.W}u;
+    ${slots}`,
+    store: `out[zOff + m * ${N}u + n] = v;`,
+  };
+}
+
+const convSource = memoSource('conv2d', (p: ConvGemmParams) => {
+  const { g, pass, dt, split } = p;
+  if (pass.kind === 'forward') return gemmShell(forwardShell(g, dt, split));
+  if (pass.kind === 'dw') return gemmShell(dwShell(g, dt, split));
+  return gemmShell(dxShell(g, dt, split, pass.ph, pass.pw));
+});
+
+const bytesOf = (d: DType) => (d === 'f32' ? 4 : 2);
+
+/** One implicit-GEMM dispatch of a conv pass (bindings: forward x, w[, bias], out; dX g, w, out; dW g, x, out). */
+export function convGemmKernel(p: ConvGemmParams): Kernel {
+  const { g, pass, dt, split } = p;
+  const { M, N, K } = convGemmShape(g, pass);
+  const groups = ceilDiv(M, TILE) * ceilDiv(N, TILE) * split.splits;
+  const xBytes = g.N * g.C * g.H * g.W * bytesOf(dt.x);
+  const gBytes = g.N * g.O * g.OH * g.OW * bytesOf(dt.g);
+  const written = M * N * split.splits * 4;
+  const name = pass.kind === 'forward' ? 'conv2d' : `conv2d_${pass.kind}`;
+  const fused = pass.kind === 'forward' && split.splits === 1 && dt.bias !== null;
+  const read =
+    pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + (fused ? N * bytesOf(dt.bias!) : 0) : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
+  return { name, source: convSource(p), workgroups: grid(groups), flops: 2 * M * N * K + (fused ? M * N : 0), bytes: read + written };
+}
+
+const WG = 256;
+
+/** Parameters of the split-K finish: out[i] = sum over z of ws[z * size + i] (+ bias[(i / plane) % channels]). */
+export interface SplitSumParams {
+  size: number;
+  splits: number;
+  bias: DType | null;
+  plane: number;
+  channels: number;
+}
+
+/*
+ * Tiling: one thread per output element, reading its `splits` partial sums (one per K slice, each
+ * a full copy of the output, so a warp's reads are contiguous in every slice) and adding the bias.
+ */
+const splitSumSource = memoSource('conv2d_splitsum', (p: SplitSumParams) => `${input('ws', 0)}
+${p.bias ? input('bias', 1, p.bias) : ''}
+${output('out', p.bias ? 2 : 1)}
+${main1d(WG)}
+  if (gi >= ${p.size}u) { return; }
+  var v = ${p.bias ? `ld_bias((gi / ${p.plane}u) % ${p.channels}u)` : '0.0'};
+  for (var z = 0u; z < ${p.splits}u; z++) { v += ld_ws(z * ${p.size}u + gi); }
+  out[gi] = v;
+}`);
+
+/** Sum split-K slices into the output (bindings: ws[, bias], out). */
+export function splitSumKernel(p: SplitSumParams): Kernel {
+  return {
+    name: 'conv2d_splitsum',
+    source: splitSumSource(p),
+    workgroups: grid(ceilDiv(p.size, WG)),
+    flops: p.size * (p.splits - 1 + (p.bias ? 1 : 0)),
+    bytes: 4 * p.size * (p.splits + 1) + (p.bias ? p.channels * bytesOf(p.bias) : 0),
+  };
+}
+
+/*
+ * Tiling: none, on purpose. One thread per output element walks its C x kh x kw window straight
+ * from storage; this is the baseline the benchmark's "vs naive" ratio divides by.
+ */
+const naiveSource = memoSource('conv2d_naive', (p: { g: ConvGeometry; dt: ConvDTypes }) => {
+  const { g, dt } = p;
+  const ohw = g.OH * g.OW;
+  const n = g.N * g.O * ohw;
+  return `${input('x', 0, dt.x)}
+${input('w', 1, dt.w)}
+${dt.bias ? input('bias', 2, dt.bias) : ''}
+${output('out', dt.bias ? 3 : 2)}
+${main1d(WG)}
+  if (gi >= ${n}u) { return; }
+  let img = gi / ${g.O * ohw}u; let o = (gi / ${ohw}u) % ${g.O}u; let p = gi % ${ohw}u;
+  let ih0 = i32(p / ${g.OW}u) * ${g.stride} - ${g.pt}; let iw0 = i32(p % ${g.OW}u) * ${g.stride} - ${g.pl};
+  var acc = 0.0;
+  for (var c = 0u; c < ${g.C}u; c++) {
+    for (var i = 0; i < ${g.kh}; i++) {
+      for (var j = 0; j < ${g.kw}; j++) {
+        let ih = ih0 + i; let iw = iw0 + j;
+        if (ih >= 0 && ih < ${g.H} && iw >= 0 && iw < ${g.W}) {
+          acc += ld_x(((img * ${g.C}u + c) * ${g.H}u + u32(ih)) * ${g.W}u + u32(iw)) * ld_w(((o * ${g.C}u + c) * ${g.kh}u + u32(i)) * ${g.kw}u + u32(j));
+        }
+      }
+    }
+  }
+  out[gi] = acc${dt.bias ? ' + ld_bias(o)' : ''};
+}`;
+});
+
+/** The naive forward (bindings: x, w[, bias], out). */
+export function conv2dNaiveKernel(g: ConvGeometry, dt: ConvDTypes): Kernel {
+  const n = g.N * g.O * g.OH * g.OW;
+  const K = g.C * g.kh * g.kw;
+  return {
+    name: 'conv2d_naive',
+    source: naiveSource({ g, dt }),
+    workgroups: grid(ceilDiv(n, WG)),
+    flops: 2 * n * K + (dt.bias ? n : 0),
+    bytes: g.N * g.C * g.H * g.W * bytesOf(dt.x) + g.O * K * bytesOf(dt.w) + (dt.bias ? g.O * bytesOf(dt.bias) : 0) + 4 * n,
+  };
+}
+
+/** Nearest 2x upsampling over `planes` planes of H x W (backward: each input sums its 2x2 block). */
+export interface UpsampleParams {
+  planes: number;
+  H: number;
+  W: number;
+  backward: boolean;
+  dtype: DType;
+}
+
+/*
+ * Tiling: one thread per input pixel. Forward reads it once and writes its 2x2 block as two pairs
+ * of adjacent words, so a warp writes two contiguous runs; backward reads the same two pairs and
+ * writes their sum, so both directions move each element once.
+ */
+const upsampleSource = memoSource('upsample2x', (p: UpsampleParams) => {
+  const W2 = 2 * p.W;
+  const index = `let plane = gi / ${p.H * p.W}u; let r = gi % ${p.H * p.W}u;
+  let top = plane * ${4 * p.H * p.W}u + (r / ${p.W}u) * ${2 * W2}u + 2u * (r % ${p.W}u);`;
+  const body = p.backward
+    ? `out[gi] = (ld_x(top) + ld_x(top + 1u)) + (ld_x(top + ${W2}u) + ld_x(top + ${W2 + 1}u));`
+    : `let v = ld_x(gi);
+  out[top] = v; out[top + 1u] = v; out[top + ${W2}u] = v; out[top + ${W2 + 1}u] = v;`;
+  return `${input('x', 0, p.dtype)}
+${output('out', 1)}
+${main1d(WG)}
+  if (gi >= ${p.planes * p.H * p.W}u) { return; }
+  ${index}
+  ${body}
+}`;
+});
+
+export function upsampleKernel(p: UpsampleParams): Kernel {
+  const n = p.planes * p.H * p.W;
+  return {
+    name: p.backward ? 'upsample2x_backward' : 'upsample2x',
+    source: upsampleSource(p),
+    workgroups: grid(ceilDiv(n, WG)),
+    flops: p.backward ? 3 * n : 0,
+    bytes: p.backward ? 4 * n * 4 + 4 * n : n * bytesOf(p.dtype) + 4 * n * 4,
+  };
+}
