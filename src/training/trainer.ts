@@ -178,7 +178,8 @@ export class Trainer {
         for (let i = 0; i < idx.length; i += c.batchSize) batches.push(idx.slice(i, i + c.batchSize));
       }
       rng.shuffle(batches);
-      for (const b of batches) yield b.map((item, j) => this.makeSample(item, rng.fork(`s${j}`)));
+      // One stream per (batch, position): samples differ across batches yet stay independent of micro-batch splits.
+      for (const [bi, b] of batches.entries()) yield b.map((item, j) => this.makeSample(item, rng.fork(`b${bi}s${j}`)));
       this.epoch++;
     }
   }
