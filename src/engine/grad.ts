@@ -70,6 +70,9 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
     if (t.grad) {
       addInto(t.grad, g);
       g.release();
+    } else if (g.unshared && g.dtype === 'f32' && sameShape(g.shape, t.shape)) {
+      // Nothing else sees this gradient's storage: the leaf adopts it without a copy.
+      t.grad = g;
     } else {
       // A copy: the leaf's gradient outlives this pass and must not share storage with one that flows on.
       t.grad = keep(map('copy', [g], 'a', 0, t.shape));
@@ -104,4 +107,8 @@ export function checkpointBackward(saved: { fn: (...xs: Tensor[]) => Tensor; inp
     return g;
   });
   return out;
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }

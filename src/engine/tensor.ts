@@ -59,6 +59,11 @@ export class Tensor {
     return { storage: this.storage, offset: this.offset, size: Math.max(4, this.bytes) };
   }
 
+  /** True when this handle is the only hold on the only view of its storage: it may be adopted instead of copied. */
+  get unshared(): boolean {
+    return this.holds === 1 && this.storage.refs === 1;
+  }
+
   /** Hold this tensor once more (a tape node saving it for backward); pair with `release`. */
   retain(): this {
     this.holds++;
