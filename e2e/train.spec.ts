@@ -40,6 +40,8 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   await page.getByLabel('Base steps').fill('12');
   await page.getByLabel('Run name').fill('e2e-lora');
   await expect(page.getByTestId('summary')).toContainText('12 optimizer steps');
+  // With the model loaded, the meta device's estimate appears against the adapter's binding limit.
+  await expect(page.getByTestId('memory')).toContainText(/Estimated GPU memory [\d.]+ MiB .* of \d+ MiB allowed/);
 
   // Settings survive a reload (images do not, by design).
   await page.reload();

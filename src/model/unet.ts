@@ -1,5 +1,5 @@
 // The SD 1.x U-Net (diffusers UNet2DConditionModel layout), config-driven so a tiny model shares the code.
-import { add, attention, checkpoint, concat, geglu, permute, reshape, silu, timestepEmbedding, upsampleNearest2x } from '../engine/index.js';
+import { add, attention, checkpoint, concat, geglu, permute, reshape, scope, silu, timestepEmbedding, upsampleNearest2x } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
 
@@ -169,7 +169,8 @@ export interface UNetOptions {
 export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: readonly number[], context: Tensor, opts: UNetOptions = {}): Tensor {
   const p = plan(c);
   const c0 = c.blockChannels[0]!;
-  const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : fn(...xs));
+  // Each block in its own scope: what the tape did not save is freed as the block ends (all of it under noGrad).
+  const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : scope(() => fn(...xs)));
 
   const tSin = timestepEmbedding(x.backend, timesteps, c0, { flipSinToCos: true, downscaleFreqShift: 0 });
   const temb = L.linear('time_embedding.linear_2', silu(L.linear('time_embedding.linear_1', tSin)));

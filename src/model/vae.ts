@@ -1,5 +1,5 @@
 // The SD 1.x VAE (diffusers AutoencoderKL names): encoder to latent mean/log-variance, decoder back to pixels.
-import { add, attention, map, permute, reshape, silu, split, upsampleNearest2x } from '../engine/index.js';
+import { add, attention, map, permute, reshape, scope, silu, split, upsampleNearest2x } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
 import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
 
@@ -111,27 +111,42 @@ function mid(L: Layers, c: VaeConfig, prefix: string, h: Tensor): Tensor {
  * [B, latent, H/8, W/8] (unscaled; multiply a sample by `scalingFactor`).
  */
 export function vaeEncode(L: Layers, c: VaeConfig, x: Tensor): { mean: Tensor; logvar: Tensor } {
-  let h = L.conv('encoder.conv_in', x, { padding: 1 });
+  const chain = new Chain(x);
+  chain.next((h) => L.conv('encoder.conv_in', h, { padding: 1 }));
   for (const lvl of encoderPlan(c)) {
-    for (const r of lvl.resnets) h = resnet(L, c, r, h);
+    for (const r of lvl.resnets) chain.next((h) => resnet(L, c, r, h));
     // SD's encoder pads right and bottom by one, then a 3x3 stride-2 conv without padding.
-    if (lvl.down) h = L.conv(lvl.down, h, { stride: 2, padding: [0, 1, 0, 1] });
+    if (lvl.down) chain.next((h) => L.conv(lvl.down!, h, { stride: 2, padding: [0, 1, 0, 1] }));
   }
-  h = mid(L, c, 'encoder', h);
-  h = L.conv('encoder.conv_out', silu(L.groupNorm('encoder.conv_norm_out', h, c.groups, EPS)), { padding: 1 });
-  const moments = L.conv('quant_conv', h);
+  chain.next((h) => mid(L, c, 'encoder', h));
+  const moments = chain.next((h) => L.conv('quant_conv', L.conv('encoder.conv_out', silu(L.groupNorm('encoder.conv_norm_out', h, c.groups, EPS)), { padding: 1 })));
   const [mean, logvar] = split(moments, [c.latentChannels, c.latentChannels], 1) as [Tensor, Tensor];
   // As diffusers' DiagonalGaussianDistribution: log-variance clamped to [-30, 20] (the encoder is never differentiated).
   return { mean, logvar: map('clamp', [logvar], 'clamp(a, -30.0, 20.0)') };
 }
 
+/**
+ * A sequence of stages, each in its own scope, dropping the previous stage's output once the next
+ * is built: at 512x512 the VAE's full-resolution activations are 128 MiB each, and holding them all
+ * to the end would take gigabytes. (Under autograd the tape keeps what backward needs.)
+ */
+class Chain {
+  constructor(private readonly input: Tensor, private h = input) {}
+  next(f: (h: Tensor) => Tensor): Tensor {
+    const out = scope(() => f(this.h));
+    if (this.h !== this.input) this.h.dispose();
+    return (this.h = out);
+  }
+}
+
 /** Decode latents [B, latent, h, w] (already divided by `scalingFactor`) to images in about [-1, 1]. */
 export function vaeDecode(L: Layers, c: VaeConfig, z: Tensor): Tensor {
-  let h = L.conv('decoder.conv_in', L.conv('post_quant_conv', z), { padding: 1 });
-  h = mid(L, c, 'decoder', h);
+  const chain = new Chain(z);
+  chain.next((h) => L.conv('decoder.conv_in', L.conv('post_quant_conv', h), { padding: 1 }));
+  chain.next((h) => mid(L, c, 'decoder', h));
   for (const lvl of decoderPlan(c)) {
-    for (const r of lvl.resnets) h = resnet(L, c, r, h);
-    if (lvl.up) h = L.conv(lvl.up, upsampleNearest2x(h), { padding: 1 });
+    for (const r of lvl.resnets) chain.next((h) => resnet(L, c, r, h));
+    if (lvl.up) chain.next((h) => L.conv(lvl.up!, upsampleNearest2x(h), { padding: 1 }));
   }
-  return L.conv('decoder.conv_out', silu(L.groupNorm('decoder.conv_norm_out', h, c.groups, EPS)), { padding: 1 });
+  return chain.next((h) => L.conv('decoder.conv_out', silu(L.groupNorm('decoder.conv_norm_out', h, c.groups, EPS)), { padding: 1 }));
 }

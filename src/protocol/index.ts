@@ -3,8 +3,18 @@ import type { AdapterReport } from '../engine/gpu.js';
 import type { TrainConfig, ValidationResult } from '../training/config.js';
 import type { RunPlan } from '../training/arithmetic.js';
 import type { StepMetrics } from '../training/trainer.js';
+import type { HubLoadReport } from '../model/hub-cache.js';
+import type { MemoryEstimate } from '../training/memory.js';
 
-export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics };
+export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate };
+
+/** The memory a run needs against what the adapter allows. */
+export interface MemoryReport extends MemoryEstimate {
+  /** The adapter's largest storage binding; a bigger buffer cannot run at all. */
+  maxBindingBytes: number;
+  /** Set when the run cannot work or probably will not fit, in words. */
+  warning: string | null;
+}
 
 /** Where the base model comes from. */
 export type ModelSource =
@@ -17,6 +27,8 @@ export interface ModelInfo {
   /** GPU bytes the frozen weights take. */
   weightBytes: number;
   resolutionHint: number;
+  /** Hub models only: which files came from the browser cache and which were downloaded. */
+  hub?: HubLoadReport;
 }
 
 /** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */
@@ -50,7 +62,8 @@ export interface TrainerApi {
   init(): Promise<AdapterReport>;
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
-  validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan }>;
+  /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
+  validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
   start(config: TrainConfig, callbacks: RunCallbacks): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;

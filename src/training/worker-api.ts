@@ -2,12 +2,14 @@
 import * as Comlink from 'comlink';
 import { acquireGpu, type Gpu } from '../engine/gpu.js';
 import { loadDiffusers, loadSingleFile, type Pipeline, type RepoFiles } from '../model/pipeline.js';
+import { openHubRepo, type HubLoadReport } from '../model/hub-cache.js';
 import { blobSource, urlSource } from '../model/safetensors.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
-import type { DatasetFile, DatasetReport, ModelSource, TrainerApi } from '../protocol/index.js';
+import type { DatasetFile, DatasetReport, MemoryReport, ModelSource, TrainerApi } from '../protocol/index.js';
 import { planRun, PlanError } from './arithmetic.js';
 import { assignBucket, makeBuckets } from './buckets.js';
-import { validateConfig } from './config.js';
+import { validateConfig, type TrainConfig } from './config.js';
+import { estimateTrainingMemory } from './memory.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 import { RunControl, Trainer, type TrainItem } from './trainer.js';
 
@@ -40,6 +42,21 @@ function httpRepo(base: string, name: string): RepoFiles {
   };
 }
 
+/** WebGPU does not say how much memory the GPU has; past this, say which GPUs a run needs. */
+const COMMON_GPU_BYTES = 8 * 2 ** 30;
+
+function memoryReport(pipeline: Pipeline, gpu: Gpu, c: TrainConfig): MemoryReport {
+  const e = estimateTrainingMemory({ unet: pipeline.unet.config, clip: pipeline.clip.config, vae: pipeline.vae.config }, c);
+  const maxBindingBytes = gpu.adapter.limits.maxStorageBufferBindingSize;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+  let warning: string | null = null;
+  if (e.largestBuffer > maxBindingBytes)
+    warning = `One buffer needs ${gib(e.largestBuffer)} but this GPU allows ${gib(maxBindingBytes)} per buffer: lower the resolution or the batch size`;
+  else if (e.peakBytes > COMMON_GPU_BYTES)
+    warning = `This needs about ${gib(e.peakBytes)} of GPU memory, more than most 8 GiB cards have: turn on gradient checkpointing, lower the batch size (use accumulation instead) or the resolution`;
+  return { ...e, maxBindingBytes, warning };
+}
+
 export function createTrainerApi(): TrainerApi {
   let gpu: Gpu | null = null;
   let pipeline: Pipeline | null = null;
@@ -47,6 +64,14 @@ export function createTrainerApi(): TrainerApi {
   let trainer: Trainer | null = null;
   let control: RunControl | null = null;
   const device = async () => (gpu ??= await acquireGpu());
+  // The estimate runs the model on the meta device (under a second for SD 1.5); keep the last one.
+  let memo: { key: string; report: MemoryReport } | null = null;
+  const memory = (c: TrainConfig): MemoryReport | undefined => {
+    if (!pipeline || !gpu) return undefined;
+    const key = JSON.stringify([pipeline.name, c.resolution, c.batchSize, c.gradAccumulation, c.networkDim, c.convDim, c.trainTextEncoder, c.gradientCheckpointing, c.optimizer, c.clipSkip]);
+    if (memo?.key !== key) memo = { key, report: memoryReport(pipeline, gpu, c) };
+    return memo.report;
+  };
 
   return {
     async init() {
@@ -58,15 +83,19 @@ export function createTrainerApi(): TrainerApi {
       pipeline?.dispose();
       pipeline = null;
       const o = { onProgress: (p: { stage: string; loadedBytes: number; totalBytes: number }) => onProgress(p) };
+      let hub: HubLoadReport | undefined;
       if (source.kind === 'tiny') pipeline = await loadDiffusers(backend, httpRepo(source.baseUrl, 'tiny demo model'), o);
-      else if (source.kind === 'hub') pipeline = await loadDiffusers(backend, httpRepo(`${source.endpoint ?? 'https://huggingface.co'}/${source.repo}/resolve/${source.revision ?? 'main'}`, source.repo), o);
-      else {
+      else if (source.kind === 'hub') {
+        const repo = await openHubRepo(source, o);
+        pipeline = await loadDiffusers(backend, repo, o);
+        hub = repo.report();
+      } else {
         const t = httpRepo(source.tokenizerUrl, 'CLIP tokenizer');
         const tok = ClipTokenizer.fromFiles(await t.text('vocab.json'), await t.text('merges.txt'));
         pipeline = await loadSingleFile(backend, blobSource(source.file), tok, o);
       }
       const tiny = pipeline.unet.config.blockChannels[0]! < 128;
-      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512 };
+      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub };
     },
 
     async setDataset(files: DatasetFile[]) {
@@ -90,7 +119,7 @@ export function createTrainerApi(): TrainerApi {
       const r = validateConfig(config);
       if (!r.ok) return r;
       try {
-        return { ...r, plan: planRun(r.config, Math.max(1, items.length)) };
+        return { ...r, plan: planRun(r.config, Math.max(1, items.length)), memory: memory(r.config) };
       } catch (e) {
         if (e instanceof PlanError) return { ok: false as const, errors: { [e.field]: e.message } };
         throw e;
@@ -100,6 +129,9 @@ export function createTrainerApi(): TrainerApi {
     async start(config, cb) {
       if (!pipeline) throw new Error('Load a model first');
       if (!items.length) throw new Error('The dataset is empty: drop some images first');
+      const v = validateConfig(config);
+      if (!v.ok) throw new Error(`Fix the settings first: ${Object.values(v.errors).join('; ')}`);
+      config = v.config;
       trainer?.dispose();
       control = new RunControl();
       const ctl = control;

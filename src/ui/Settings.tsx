@@ -44,6 +44,8 @@ const ADVANCED: Field[] = [
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
 ];
 
+const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+
 function Input({ f }: { f: Field }) {
   const { config, setConfig, errors } = useApp();
   const v = config[f.key];
@@ -71,14 +73,14 @@ function Input({ f }: { f: Field }) {
 }
 
 export function Settings() {
-  const { config, plan, errors, set, dataset } = useApp();
+  const { config, plan, errors, set, dataset, memory, model } = useApp();
   useEffect(() => {
     const t = setTimeout(async () => {
       const r = await trainer().validateConfig(config);
-      set(r.ok ? { errors: {}, plan: r.plan ?? null } : { errors: r.errors, plan: null });
+      set(r.ok ? { errors: {}, plan: r.plan ?? null, memory: r.memory ?? null } : { errors: r.errors, plan: null, memory: null });
     }, 150);
     return () => clearTimeout(t);
-  }, [config, dataset.length, set]);
+  }, [config, dataset.length, model.status, set]);
   const exportPreset = () => {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([JSON.stringify(config, null, 2)], { type: 'application/json' }));
@@ -109,6 +111,12 @@ export function Settings() {
         {plan
           ? `Effective batch ${plan.effectiveBatch} · ${plan.steps} optimizer steps · ${plan.epochs} epochs · U-Net LR ${plan.unetLr.toExponential(2)} · text-encoder LR ${plan.textEncoderLr.toExponential(2)} · warmup ${plan.warmupSteps} steps · saved every ${plan.saveEvery} steps`
           : 'Fix the settings marked in red.'}
+      </p>
+      <p className={`summary ${memory?.warning ? 'warn' : ''}`} data-testid="memory" role={memory?.warning ? 'alert' : undefined}>
+        {memory
+          ? `Estimated GPU memory ${gib(memory.peakBytes)} (weights ${gib(memory.weightBytes)}, LoRA with gradients and optimizer state ${gib(memory.networkBytes)}); largest buffer ${(memory.largestBuffer / 2 ** 20).toFixed(0)} MiB of ${(memory.maxBindingBytes / 2 ** 20).toFixed(0)} MiB allowed; ${(memory.flopsPerStep / 1e12).toFixed(2)} TFLOP per step.` +
+            (memory.warning ? ` ${memory.warning}.` : '')
+          : plan && 'Load a model to see the GPU memory this run needs.'}
       </p>
     </section>
   );

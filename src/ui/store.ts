@@ -2,7 +2,7 @@
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
 import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
-import type { DatasetReport, RunPlan, StepMetrics } from '../protocol/index.js';
+import type { DatasetReport, MemoryReport, RunPlan, StepMetrics } from '../protocol/index.js';
 
 export interface DatasetEntry {
   name: string;
@@ -20,6 +20,7 @@ export interface AppState {
   config: TrainConfig;
   errors: Record<string, string>;
   plan: RunPlan | null;
+  memory: MemoryReport | null;
   run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
   metrics: StepMetrics[];
   lora: { bytes: Uint8Array; step: number } | null;
@@ -38,6 +39,7 @@ export const useApp = create<AppState>()(
       config: { ...DEFAULT_CONFIG, resolution: 64, minBucket: 64, maxBucket: 128, baseSteps: 200 },
       errors: {},
       plan: null,
+      memory: null,
       run: { status: 'idle' },
       metrics: [],
       lora: null,
