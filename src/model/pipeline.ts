@@ -113,15 +113,16 @@ export interface RepoFiles {
 }
 
 async function firstExisting(files: RepoFiles, paths: string[]): Promise<ByteSource> {
-  let last: unknown;
+  // Every path's reason: the first may have failed for a cut download, the second for not existing.
+  const why: string[] = [];
   for (const p of paths) {
     try {
       return await files.open(p);
     } catch (e) {
-      last = e;
+      why.push((e as Error)?.message ?? 'missing');
     }
   }
-  throw new CheckpointMismatchError(`${files.name}: none of ${paths.join(', ')} could be read (${(last as Error)?.message ?? 'missing'}); is this a diffusers SD 1.x repository with safetensors weights?`);
+  throw new CheckpointMismatchError(`${files.name}: none of ${paths.join(', ')} could be read (${why.join('; ')}); is this a diffusers SD 1.x repository with safetensors weights?`);
 }
 
 async function json(files: RepoFiles, path: string): Promise<Record<string, unknown>> {

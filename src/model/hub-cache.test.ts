@@ -1,0 +1,153 @@
+import { describe, expect, it } from 'vitest';
+import { HF_ENDPOINT, hubFileUrl, HubError, openHubRepo, type CacheLike } from './hub-cache.js';
+
+const EP = 'http://hub.test';
+
+/** Cache Storage as the spec describes it: put consumes the body and stores nothing if the body errors. */
+function memoryCache() {
+  const entries = new Map<string, { blob: Blob; headers: Headers }>();
+  const cache: CacheLike = {
+    match: async (req) => {
+      const e = entries.get(String(req));
+      return e ? new Response(e.blob, { headers: e.headers }) : undefined;
+    },
+    put: async (req, res) => {
+      const blob = await res.blob();
+      entries.set(String(req), { blob, headers: res.headers });
+    },
+    delete: async (req) => entries.delete(String(req)),
+  };
+  return { cache, entries };
+}
+
+type Mode = 'ok' | 'error-midway' | 'short';
+
+/** A hub answering `/<repo>/resolve/main/<path>`, with Range, counting requests; `mode` breaks one file. */
+function fakeHub(files: Record<string, Uint8Array | string>, mode: Record<string, Mode> = {}) {
+  const log: string[] = [];
+  let offline = false;
+  const fetchImpl = (async (input: RequestInfo | URL, init?: RequestInit) => {
+    const url = String(input);
+    if (offline) throw new TypeError('Failed to fetch');
+    log.push(url);
+    const m = /^http:\/\/hub\.test\/(.+?\/.+?)\/resolve\/main\/(.+)$/.exec(url);
+    const raw = m ? files[`${m[1]}/${m[2]}`] : undefined;
+    if (raw === undefined) return new Response('Entry not found', { status: 404 });
+    const body: Uint8Array<ArrayBuffer> = typeof raw === 'string' ? new TextEncoder().encode(raw) : new Uint8Array(raw);
+    const range = new Headers(init?.headers).get('range');
+    if (range) {
+      const [, a, b] = /bytes=(\d+)-(\d+)/.exec(range)!;
+      const part = body.subarray(Number(a), Number(b) + 1);
+      return new Response(part, { status: 206, headers: { 'content-range': `bytes ${a}-${b}/${body.length}`, 'content-length': String(part.length) } });
+    }
+    const how = mode[`${m![1]}/${m![2]}`] ?? 'ok';
+    const half = body.subarray(0, body.length >> 1);
+    const stream = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        if (how === 'ok') ctl.enqueue(body);
+        else ctl.enqueue(half.slice());
+        if (how === 'error-midway') ctl.error(new TypeError('network error'));
+        else ctl.close();
+      },
+    });
+    return new Response(stream, { status: 200, headers: { 'content-length': String(body.length) } });
+  }) as typeof fetch;
+  return { fetchImpl, log, setOffline: (v: boolean) => (offline = v) };
+}
+
+const weights = Uint8Array.from({ length: 1000 }, (_, i) => i % 251);
+const repoFiles = { 'o/r/unet/config.json': '{"a":1}', 'o/r/unet/w.safetensors': weights };
+
+describe('openHubRepo', () => {
+  it('downloads once with progress, then serves every file from the cache without a request', async () => {
+    const { cache, entries } = memoryCache();
+    const hub = fakeHub(repoFiles);
+    const progress: number[] = [];
+    const r1 = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, onProgress: (p) => progress.push(p.loadedBytes), freeBytes: async () => null });
+    expect(await r1.text('unet/config.json')).toBe('{"a":1}');
+    const src = await r1.open('unet/w.safetensors');
+    expect(src.size).toBe(1000);
+    expect([...(await src.read(250, 4))]).toEqual([250, 0, 1, 2]);
+    expect(r1.report()).toEqual({ cachedFiles: 0, downloadedFiles: 2, downloadedBytes: 1007, uncachedFiles: 0 });
+    expect(progress.at(-1)).toBe(1000);
+    expect(hub.log).toHaveLength(2);
+    expect([...entries.keys()]).toEqual([`${EP}/o/r/resolve/main/unet/config.json`, `${EP}/o/r/resolve/main/unet/w.safetensors`]);
+
+    hub.setOffline(true);
+    const r2 = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl });
+    expect(await r2.text('unet/config.json')).toBe('{"a":1}');
+    expect([...(await (await r2.open('unet/w.safetensors')).read(996, 4))]).toEqual([243, 244, 245, 246]);
+    expect(r2.report()).toEqual({ cachedFiles: 2, downloadedFiles: 0, downloadedBytes: 0, uncachedFiles: 0 });
+    expect(hub.log).toHaveLength(2);
+  });
+
+  it('a missing file names the repository, the file and what to check, and caches nothing', async () => {
+    const { cache, entries } = memoryCache();
+    const r = await openHubRepo({ repo: 'o/nope', endpoint: EP }, { cache, fetchImpl: fakeHub(repoFiles).fetchImpl });
+    const err = await r.text('unet/config.json').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HubError);
+    expect((err as HubError).code).toBe('not-found');
+    expect((err as Error).message).toMatch(/^o\/nope: unet\/config\.json was not found on http:\/\/hub\.test \(HTTP 404\)\. Check the repository id/);
+    expect(entries.size).toBe(0);
+  });
+
+  it('offline with nothing cached says so', async () => {
+    const hub = fakeHub(repoFiles);
+    hub.setOffline(true);
+    const r = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache: memoryCache().cache, fetchImpl: hub.fetchImpl });
+    await expect(r.open('unet/w.safetensors')).rejects.toThrow(/^o\/r: could not download unet\/w\.safetensors from http:\/\/hub\.test \(Failed to fetch\), and it is not in the browser cache/);
+  });
+
+  for (const mode of ['error-midway', 'short'] as const) {
+    it(`an interrupted download (${mode}) leaves no cache entry and the next load downloads again`, async () => {
+      const { cache, entries } = memoryCache();
+      const broken = fakeHub(repoFiles, { 'o/r/unet/w.safetensors': mode });
+      const r1 = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: broken.fetchImpl, freeBytes: async () => null });
+      const err = await r1.open('unet/w.safetensors').catch((e: unknown) => e);
+      expect((err as HubError).code).toBe('interrupted');
+      expect((err as Error).message).toMatch(/^o\/r: the download of unet\/w\.safetensors from http:\/\/hub\.test stopped after 0\.0 MiB of 0\.0 MiB .*nothing was cached/);
+      expect(entries.size).toBe(0);
+      const r2 = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: fakeHub(repoFiles).fetchImpl });
+      expect((await r2.open('unet/w.safetensors')).size).toBe(1000);
+      expect(r2.report().downloadedFiles).toBe(1);
+    });
+  }
+
+  it('a cache entry shorter than the server announced is dropped and downloaded again', async () => {
+    const { cache, entries } = memoryCache();
+    const url = `${EP}/o/r/resolve/main/unet/w.safetensors`;
+    entries.set(url, { blob: new Blob([weights.subarray(0, 10)]), headers: new Headers({ 'x-lorasmith-content-length': '1000' }) });
+    const hub = fakeHub(repoFiles);
+    const r = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null });
+    expect((await r.open('unet/w.safetensors')).size).toBe(1000);
+    expect(r.report()).toMatchObject({ cachedFiles: 0, downloadedFiles: 1 });
+    expect(entries.get(url)!.blob.size).toBe(1000);
+  });
+
+  it('a file larger than the storage left is read by range requests, uncached, and the report says why', async () => {
+    const { cache, entries } = memoryCache();
+    const hub = fakeHub(repoFiles);
+    const r = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => 500 });
+    const src = await r.open('unet/w.safetensors');
+    expect([...(await src.read(500, 2))]).toEqual([500 % 251, 501 % 251]);
+    expect(r.report()).toMatchObject({ uncachedFiles: 1, downloadedFiles: 0 });
+    expect(r.report().note).toMatch(/unet\/w\.safetensors needs 0\.0 MiB but the browser lets this site store only 0\.0 MiB more/);
+    expect(entries.size).toBe(0);
+  });
+
+  it('without a cache, text is fetched and weights are read by range', async () => {
+    const hub = fakeHub(repoFiles);
+    const r = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache: null, fetchImpl: hub.fetchImpl });
+    expect(await r.text('unet/config.json')).toBe('{"a":1}');
+    expect((await r.open('unet/w.safetensors')).size).toBe(1000);
+    expect(r.report()).toEqual({ cachedFiles: 0, downloadedFiles: 0, downloadedBytes: 0, uncachedFiles: 2, note: 'caching is off' });
+  });
+
+  it('file URLs follow the hub layout; bad endpoints and repo ids are refused up front', async () => {
+    expect(hubFileUrl({ repo: 'o/r' }, 'vae/config.json')).toBe(`${HF_ENDPOINT}/o/r/resolve/main/vae/config.json`);
+    expect(hubFileUrl({ repo: 'o/r', endpoint: 'https://mirror.test/', revision: 'refs/pr/1' }, 'a.json')).toBe('https://mirror.test/o/r/resolve/refs%2Fpr%2F1/a.json');
+    await expect(openHubRepo({ repo: 'o/r', endpoint: 'huggingface' }, { cache: null })).rejects.toThrow(/Hub endpoint "huggingface" is not a URL/);
+    await expect(openHubRepo({ repo: 'o/r', endpoint: 'ftp://x' }, { cache: null })).rejects.toThrow(/must start with https:\/\//);
+    await expect(openHubRepo({ repo: 'o r', endpoint: EP }, { cache: null })).rejects.toThrow(/is not a Hugging Face repository id/);
+  });
+});
