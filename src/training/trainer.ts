@@ -4,7 +4,9 @@ import type { Backend } from '../engine/backend.js';
 import { noGrad } from '../engine/autograd.js';
 import { backward } from '../engine/grad.js';
 import { scale, mseLoss, huberLoss } from '../engine/index.js';
-import { adamwStep, globalGradNorm } from '../engine/optim/adamw.js';
+import { globalGradNorm } from '../engine/optim/adamw.js';
+import type { Optimizer } from '../engine/optim/optimizer.js';
+import { createOptimizer } from './optimizer.js';
 import { keep, scope, tensor, type Tensor } from '../engine/tensor.js';
 import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
@@ -113,11 +115,12 @@ export class Trainer {
   private smooth: number | null = null;
   private readonly schedU: (s: number) => number;
   private readonly schedT: (s: number) => number;
+  private readonly optimizer: Optimizer;
 
   /** `resume`: weights read with `readLoraFile` from an earlier run's file, to continue training it. */
   constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, resume?: Map<string, { down: Float32Array; up: Float32Array }>) {
     if (!items.length) throw new Error('The dataset is empty: add at least one image');
-    if (config.optimizer !== 'adamw') throw new Error(`The ${config.optimizer} optimizer is not available yet; use AdamW`);
+    this.optimizer = createOptimizer(config);
     this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
     this.plan = planRun(config, items.length);
     this.acp = alphasCumprod(config.zeroTerminalSnr);
@@ -246,7 +249,7 @@ export class Trainer {
 
   /**
    * One optimizer update from the given micro-batches: each micro-batch's loss is divided by their
-   * number, gradients sum in the arenas, then global-norm clipping and AdamW. Nothing is read back
+   * number, gradients sum in the arenas, then global-norm clipping and the optimizer. Nothing is read back
    * here; the returned promise resolves with the mean loss and whether the update was skipped as
    * non-finite, once the GPU gets there.
    */
@@ -258,9 +261,8 @@ export class Trainer {
     const norm = globalGradNorm(arenas);
     const flag = tensor(this.backend, [0], [1]);
     const step = this.step + 1;
-    const common = { beta1: c.beta1, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, step, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag };
-    adamwStep(this.lora.arenas.unet, { ...common, lr: this.schedU(this.step) });
-    if (this.lora.arenas.te) adamwStep(this.lora.arenas.te, { ...common, lr: this.schedT(this.step) });
+    const groups = [{ arena: this.lora.arenas.unet, lr: this.schedU(this.step) }, ...(this.lora.arenas.te ? [{ arena: this.lora.arenas.te, lr: this.schedT(this.step) }] : [])];
+    this.optimizer.update(groups, { step, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag });
     norm.dispose();
     this.step = step;
     this.backend.flush();
@@ -353,6 +355,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.optimizer.dispose();
     this.lora.dispose();
   }
 }
