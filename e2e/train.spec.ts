@@ -39,6 +39,9 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   await page.getByLabel('Batch size').fill('1');
   await page.getByLabel('Base steps').fill('12');
   await page.getByLabel('Run name').fill('e2e-lora');
+  await page.getByText('Advanced', { exact: true }).click();
+  await page.getByLabel('Sample every').fill('6');
+  await page.getByLabel('Sample steps').fill('2');
   await expect(page.getByTestId('summary')).toContainText('12 optimizer steps');
   // With the model loaded, the meta device's estimate appears against the adapter's binding limit.
   await expect(page.getByTestId('memory')).toContainText(/Estimated GPU memory [\d.]+ MiB .* of \d+ MiB allowed/);
@@ -63,6 +66,9 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   const points = Number(await page.getByTestId('loss-chart').getAttribute('data-points'));
   expect(points).toBe(12);
   expect(Number(paused)).toBeLessThan(12);
+  // A preview rendered with the LoRA at the end of the run (and one at step 6 before it).
+  await expect(page.getByTestId('sample')).toContainText('Step 12', { timeout: 5 * 60_000 });
+  expect(await page.getByTestId('sample').locator('img').evaluate((i: HTMLImageElement) => i.naturalWidth)).toBe(64);
   await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
 
   await expect(page.getByTestId('download')).toBeVisible({ timeout: 120_000 });

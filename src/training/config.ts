@@ -129,6 +129,12 @@ export interface TrainConfig {
   saveEvery: number;
   /** Render sample images every this many steps, 0 to 1,000,000; 0 = every tenth of the run. Recipe: a tenth. */
   sampleEvery: number;
+  /** Prompt of the sample images; empty = the trigger word and the first image's caption. */
+  samplePrompt: string;
+  /** DDIM steps per sample image, 0 to 150; 0 = no sample images. Default 20. */
+  sampleSteps: number;
+  /** Classifier-free guidance scale of the sample images, 1 to 30. Default 7.5. */
+  sampleGuidance: number;
   /** Dtype of the saved LoRA weights (and alphas). Recipe: fp16. */
   savePrecision: 'fp16' | 'fp32';
   /** Name of the run and of the downloaded file: 1 to 100 letters, digits, spaces, dots, dashes, underscores. */
@@ -186,6 +192,9 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   gradientCheckpointing: true,
   saveEvery: 0,
   sampleEvery: 0,
+  samplePrompt: '',
+  sampleSteps: 20,
+  sampleGuidance: 7.5,
   savePrecision: 'fp16',
   runName: 'my-lora',
 } satisfies TrainConfig);
@@ -268,6 +277,9 @@ const schema = z.object({
   gradientCheckpointing: flag('Gradient checkpointing'),
   saveEvery: num('Save every', 0, 1_000_000, { int: true }),
   sampleEvery: num('Sample every', 0, 1_000_000, { int: true }),
+  samplePrompt: z.string({ error: 'The sample prompt must be text' }).max(1000, 'The sample prompt must be at most 1000 characters'),
+  sampleSteps: num('Sample steps', 0, 150, { int: true }),
+  sampleGuidance: num('Sample guidance', 1, 30),
   savePrecision: oneOf('Save precision', ['fp16', 'fp32']),
   runName: z
     .string({ error: 'The run name must be text' })

@@ -45,6 +45,25 @@ describe('micro-batch gradient accumulation', () => {
   }, 30 * 60_000);
 });
 
+describe('cached text-encoder outputs', () => {
+  it('give the same update as running the frozen encoder every step', async () => {
+    const items = sampleItems(3);
+    const results: Float32Array[] = [];
+    for (const cache of [false, true]) {
+      const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: 3, baseSteps: 10, shuffleCaptions: false, triggerWord: 'smth', cacheTextEncoderOutputs: cache }, items);
+      await t.cacheLatents();
+      expect(t.cachedContexts).toBe(cache ? new Set(items.map((i) => i.caption)).size : 0);
+      const samples = [0, 1, 2].map((i) => t.makeSample(i, new Rng(7 + i)));
+      await t.optimizerStep([samples]);
+      results.push(await t.lora.arenas.unet.flatGrads.read());
+      t.dispose();
+    }
+    const scaleOf = results[0]!.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    expect(scaleOf).toBeGreaterThan(0);
+    assertClose(results[1]!, results[0]!, { atol: 1e-5 * scaleOf, rtol: 1e-3 }, 'gradients with cached text-encoder outputs');
+  }, 30 * 60_000);
+});
+
 describe('a 200-step run on the tiny pipeline', () => {
   it('lowers the loss, saves along the way and exports a LoRA that loads back', async () => {
     const metrics: StepMetrics[] = [];

@@ -13,6 +13,7 @@ import { Layers } from '../model/layers.js';
 import { writeLoraFile } from '../model/lora-file.js';
 import { LoraNetwork, loraTargets } from '../model/lora.js';
 import type { Pipeline } from '../model/pipeline.js';
+import { sampleImage, type RgbaImage as SampleImage } from '../model/sampler.js';
 import { unetForward } from '../model/unet.js';
 import { vaeEncode } from '../model/vae.js';
 import { planRun, type RunPlan } from './arithmetic.js';
@@ -50,6 +51,8 @@ export interface TrainEvents {
   onMetrics?(m: StepMetrics): void;
   /** A saved LoRA (every `plan.saveEvery` steps and at the end). */
   onCheckpoint?(file: Uint8Array, step: number): void;
+  /** A preview image rendered with the LoRA as trained so far (every `plan.sampleEvery` steps). */
+  onSample?(image: SampleImage, step: number, prompt: string): void;
   onLog?(message: string): void;
 }
 
@@ -106,6 +109,8 @@ export class Trainer {
   private readonly acp: Float64Array;
   private readonly rng: Rng;
   private latents: Latent[] = [];
+  /** Frozen text-encoder outputs by final caption, when `cacheTextEncoderOutputs` is on. */
+  private readonly contexts = new Map<string, Float32Array>();
   private buckets: Bucket[];
   step = 0;
   epoch = 0;
@@ -138,7 +143,7 @@ export class Trainer {
     this.schedU = makeSchedule(spec(this.plan.unetLr));
     this.schedT = makeSchedule(spec(this.plan.textEncoderLr));
     const r = config.resolution;
-    this.buckets = config.enableBuckets ? makeBuckets({ resolution: r, step: 64, min: Math.min(config.minBucket, r), max: Math.max(config.maxBucket, r), maxAspect: config.maxAspect }) : [{ width: r, height: r }];
+    this.buckets = config.enableBuckets ? makeBuckets({ resolution: r, step: config.bucketStep, min: Math.min(config.minBucket, r), max: Math.max(config.maxBucket, r), maxAspect: config.maxAspect }) : [{ width: r, height: r }];
   }
 
   /** Encode every image once with the VAE (and its mirror image when flipping is on). */
@@ -162,6 +167,49 @@ export class Trainer {
       this.latents.push({ bucket, data: await encode(false), flipped: this.config.flipAug ? await encode(true) : null });
       onProgress?.(i + 1, this.items.length);
     }
+    if (this.config.cacheTextEncoderOutputs) await this.cacheContexts();
+  }
+
+  /**
+   * Run the frozen text encoder once per distinct caption and keep its output on the host. Valid
+   * configs allow this only with a frozen encoder and captions that no random choice changes, so
+   * every sample's caption is one of these.
+   */
+  private async cacheContexts(): Promise<void> {
+    const c = this.config;
+    if (c.trainTextEncoder) throw new Error('Text-encoder outputs cannot be cached while the text encoder is trained');
+    const { clip, tokenizer } = this.pipeline;
+    const L = new Layers(clip.weights);
+    const fixed = new Rng(0);
+    this.contexts.clear();
+    for (const it of this.items) {
+      const caption = processCaption(it.caption, { shuffle: false, keepTokens: c.keepTokens, captionDropout: 0, tagDropout: 0, triggerWord: c.triggerWord }, fixed);
+      if (this.contexts.has(caption)) continue;
+      const ctx = noGrad(() => scope(() => clipForward(L, clip.config, tokenizer.encodeForModel(caption, clip.config.maxPositions), 1, c.clipSkip)));
+      this.contexts.set(caption, await ctx.read());
+      ctx.dispose();
+    }
+  }
+
+  /** The U-Net's conditioning for these captions: cached encoder outputs when every caption has one, else the encoder run now. */
+  private context(captions: string[]): Tensor {
+    const { clip, tokenizer } = this.pipeline;
+    const c = this.config;
+    const cached = captions.map((cap) => this.contexts.get(cap));
+    if (cached.every((x) => x !== undefined)) {
+      const per = cached[0]!.length;
+      const data = new Float32Array(per * captions.length);
+      cached.forEach((x, i) => data.set(x!, i * per));
+      return tensor(this.backend, data, [captions.length, clip.config.maxPositions, per / clip.config.maxPositions]);
+    }
+    const ids = captions.flatMap((cap) => [...tokenizer.encodeForModel(cap, clip.config.maxPositions)]);
+    const teLayers = new Layers(clip.weights, c.trainTextEncoder ? this.lora.adapter('te') : null);
+    return c.trainTextEncoder ? clipForward(teLayers, clip.config, ids, captions.length, c.clipSkip) : noGrad(() => clipForward(teLayers, clip.config, ids, captions.length, c.clipSkip));
+  }
+
+  /** How many distinct captions have a cached text-encoder output. */
+  get cachedContexts(): number {
+    return this.contexts.size;
   }
 
   /** The next effective batch as micro-batches of samples sharing a bucket. */
@@ -212,7 +260,7 @@ export class Trainer {
   /** Loss of one micro-batch, scaled by 1/accumulation, backpropagated into the LoRA gradients. Returns the scalar loss tensor. */
   private microStep(samples: Sample[], accum: number, microIndex: number): Tensor {
     const c = this.config;
-    const { unet, clip, tokenizer } = this.pipeline;
+    const { unet } = this.pipeline;
     const B = samples.length;
     const l0 = this.latents[samples[0]!.item]!;
     const [h, w] = [l0.bucket.height / 8, l0.bucket.width / 8];
@@ -234,9 +282,7 @@ export class Trainer {
     });
     this.lora.dropoutSeed = (this.step * 4099 + microIndex) >>> 0;
     return scope(() => {
-      const ids = samples.flatMap((s) => [...tokenizer.encodeForModel(s.caption, clip.config.maxPositions)]);
-      const teLayers = new Layers(clip.weights, c.trainTextEncoder ? this.lora.adapter('te') : null);
-      const context = c.trainTextEncoder ? clipForward(teLayers, clip.config, ids, B, c.clipSkip) : noGrad(() => clipForward(teLayers, clip.config, ids, B, c.clipSkip));
+      const context = this.context(samples.map((s) => s.caption));
       const pred = unetForward(new Layers(unet.weights, this.lora.adapter('unet')), unet.config, tensor(this.backend, noisy, [B, 4, h, w]), samples.map((s) => s.timestep), context, { gradientCheckpointing: c.gradientCheckpointing });
       const tgt = tensor(this.backend, target, [B, 4, h, w]);
       const wt = tensor(this.backend, weights, [B]);
@@ -274,6 +320,42 @@ export class Trainer {
       return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss) };
     });
     return result;
+  }
+
+  /** The prompt of the preview images: the configured one, else the trigger word and the first caption. */
+  get samplePrompt(): string {
+    const c = this.config;
+    if (c.samplePrompt.trim()) return c.samplePrompt;
+    const first = this.items[0]!.caption;
+    return c.triggerWord && !first.startsWith(c.triggerWord) ? [c.triggerWord, first].filter(Boolean).join(', ') : first;
+  }
+
+  /**
+   * Render a preview image at the training resolution with the LoRA as it is now (dropout off),
+   * from the same seeded noise every time, so the images of a run are comparable.
+   */
+  async sample(): Promise<SampleImage> {
+    const c = this.config;
+    const r = c.resolution;
+    const noise = this.rng.fork('sample').normals(4 * (r / 8) * (r / 8));
+    const wasTraining = this.lora.training;
+    this.lora.training = false;
+    try {
+      return await sampleImage(this.pipeline, {
+        prompt: this.samplePrompt,
+        width: r,
+        height: r,
+        steps: Math.max(1, c.sampleSteps),
+        guidance: c.sampleGuidance,
+        noise,
+        alphasCumprod: this.acp,
+        prediction: c.prediction,
+        clipSkip: c.clipSkip,
+        adapters: { unet: this.lora.adapter('unet'), te: this.lora.arenas.te ? this.lora.adapter('te') : null },
+      });
+    } finally {
+      this.lora.training = wasTraining;
+    }
   }
 
   /** Run to the end (or until stopped), saving every `plan.saveEvery` steps; metrics arrive one step late. */
@@ -317,9 +399,16 @@ export class Trainer {
         pending = null;
         await this.save();
       }
+      if (c.sampleSteps > 0 && this.events.onSample && this.step % this.plan.sampleEvery === 0 && this.step < this.plan.steps) await this.emitSample();
     }
     if (pending) await report(pending);
     await this.save();
+    if (c.sampleSteps > 0 && this.events.onSample) await this.emitSample();
+  }
+
+  private async emitSample(): Promise<void> {
+    const img = await this.sample();
+    this.events.onSample?.(img, this.step, this.samplePrompt);
   }
 
   /** Serialize the current LoRA (kohya format) and hand it to `onCheckpoint`. */

@@ -138,6 +138,7 @@ export function createTrainerApi(): TrainerApi {
       trainer = new Trainer(pipeline, config, items, {
         onMetrics: (m) => cb.onMetrics(m),
         onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
+        onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
       });
       const t = trainer;
       void (async () => {

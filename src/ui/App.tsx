@@ -162,6 +162,16 @@ function DatasetPanel() {
   );
 }
 
+/** Turn a preview's RGBA bytes into a PNG object URL (replacing the previous one). */
+async function showSample(img: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string) {
+  const canvas = new OffscreenCanvas(img.width, img.height);
+  canvas.getContext('2d')!.putImageData(new ImageData(img.data as Uint8ClampedArray<ArrayBuffer>, img.width, img.height), 0, 0);
+  const url = URL.createObjectURL(await canvas.convertToBlob({ type: 'image/png' }));
+  const prev = useApp.getState().sample;
+  if (prev) URL.revokeObjectURL(prev.url);
+  useApp.setState({ sample: { url, step, prompt } });
+}
+
 function TrainPanel() {
   const s = useApp();
   const [logScale, setLog] = useState(false);
@@ -177,6 +187,7 @@ function TrainPanel() {
       Comlink.proxy({
         onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
         onCheckpoint: (bytes, step) => useApp.setState({ lora: { bytes, step } }),
+        onSample: (img, step, prompt) => void showSample(img, step, prompt),
         onLog: (log) => useApp.setState((st) => ({ run: { ...st.run, log } })),
         onDone: (r) => useApp.setState({ run: { status: 'done', message: r.stopped ? `Stopped at step ${r.step}; the LoRA from that step is saved.` : `Finished ${r.step} steps.` } }),
         onError: (message) => useApp.setState({ run: { status: 'error', message } }),
@@ -215,6 +226,12 @@ function TrainPanel() {
       )}
       <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
       <Chart title="Learning rate" exponent x={x} series={[{ label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' }]} />
+      {s.sample && (
+        <figure className="sample" data-testid="sample">
+          <img src={s.sample.url} alt={`sample at step ${s.sample.step}`} />
+          <figcaption>Step {s.sample.step}: “{s.sample.prompt}”</figcaption>
+        </figure>
+      )}
       <h2>5. Result</h2>
       {s.lora ? (
         <div>

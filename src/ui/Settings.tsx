@@ -41,6 +41,11 @@ const ADVANCED: Field[] = [
   { key: 'repeats', label: 'Repeats', help: 'Times each image appears per epoch.', kind: 'number' },
   { key: 'gradientCheckpointing', label: 'Gradient checkpointing', help: 'Less memory, about a third slower.', kind: 'bool' },
   { key: 'seed', label: 'Seed', help: 'Same seed, same run.', kind: 'number' },
+  { key: 'saveEvery', label: 'Save every', help: 'Steps between saved LoRAs (0 = every tenth of the run).', kind: 'number' },
+  { key: 'sampleEvery', label: 'Sample every', help: 'Steps between preview images (0 = every tenth of the run).', kind: 'number' },
+  { key: 'sampleSteps', label: 'Sample steps', help: 'Denoising steps per preview image (0 = no previews; 20 is typical).', kind: 'number' },
+  { key: 'samplePrompt', label: 'Sample prompt', help: 'Prompt of the previews; empty uses the trigger word and the first caption.', kind: 'text' },
+  { key: 'sampleGuidance', label: 'Sample guidance', help: 'Classifier-free guidance scale of the previews (7.5).', kind: 'number', step: 0.5 },
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
 ];
 

@@ -24,6 +24,8 @@ export interface AppState {
   run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
   metrics: StepMetrics[];
   lora: { bytes: Uint8Array; step: number } | null;
+  /** The latest preview image (a PNG object URL). */
+  sample: { url: string; step: number; prompt: string } | null;
   set(p: Partial<AppState>): void;
   setConfig(p: Partial<TrainConfig>): void;
 }
@@ -36,17 +38,23 @@ export const useApp = create<AppState>()(
       dataset: [],
       report: null,
       nonImages: [],
-      config: { ...DEFAULT_CONFIG, resolution: 64, minBucket: 64, maxBucket: 128, baseSteps: 200 },
+      config: { ...DEFAULT_CONFIG, resolution: 64, minBucket: 64, maxBucket: 128, baseSteps: 200, sampleSteps: 8 },
       errors: {},
       plan: null,
       memory: null,
       run: { status: 'idle' },
       metrics: [],
       lora: null,
+      sample: null,
       set: (p) => set(p),
       setConfig: (p) => set((s) => ({ config: { ...s.config, ...p } })),
     }),
     // Settings survive a reload; images and runs stay in memory only.
-    { name: 'lorasmith-settings', partialize: (s) => ({ config: s.config }) },
+    // Fields added since the settings were saved take their defaults.
+    {
+      name: 'lorasmith-settings',
+      partialize: (s) => ({ config: s.config }),
+      merge: (saved, current) => ({ ...current, config: { ...current.config, ...((saved as { config?: Partial<TrainConfig> } | undefined)?.config ?? {}) } }),
+    },
   ),
 );
