@@ -1,5 +1,6 @@
 // `lorasmith train` and `lorasmith inspect`: the trainer and file inspection from the command line, on Dawn.
-import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { encode as encodePng } from 'fast-png';
 import { basename, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodeGpu } from '../engine/node.js';
@@ -11,7 +12,7 @@ import { ClipTokenizer } from '../model/tokenizer.js';
 import { validateConfig } from '../training/config.js';
 import { decodeImageNode } from '../training/decode-node.js';
 import { ImageDecodeError } from '../training/images.js';
-import { Trainer, type TrainItem } from '../training/trainer.js';
+import { RunControl, Trainer, type TrainItem } from '../training/trainer.js';
 import type { Backend } from '../engine/backend.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -19,6 +20,8 @@ const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const USAGE = `usage:
   lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N] [--batch N] [--accum N]
                   [--lr X] [--te-lr X] [--dim N] [--alpha X] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
+                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+      Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>`;
 
 async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
@@ -68,14 +71,15 @@ async function train(argv: string[]): Promise<void> {
     options: {
       model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
       lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
-      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' },
+      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' },
+      samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
     },
   });
   if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);
   const preset = v.config ? JSON.parse(readFileSync(v.config, 'utf8')) : {};
   const n = (s: string | undefined) => (s === undefined ? undefined : Number(s));
   const overrides = Object.fromEntries(
-    Object.entries({ baseSteps: n(v.steps), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+    Object.entries({ baseSteps: n(v.steps), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: v.optimizer, saveEvery: n(v['save-every']), sampleEvery: n(v['sample-every']), sampleSteps: n(v['sample-steps']), samplePrompt: v['sample-prompt'], runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
   const r = validateConfig({ ...(v.model === 'tiny' ? { resolution: 64, minBucket: 64, maxBucket: 128 } : {}), ...preset, ...overrides });
   if (!r.ok) throw new Error('invalid settings:\n' + Object.entries(r.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
@@ -85,18 +89,33 @@ async function train(argv: string[]): Promise<void> {
   if (!items.length) throw new Error(`no usable images in ${v.images} (PNG or JPEG, captions in .txt beside them)`);
   const pipeline = await loadModel(backend, v.model);
   const out = v.out;
+  const samples = v.samples;
+  if (samples) mkdirSync(samples, { recursive: true });
   const t = new Trainer(pipeline, r.config, items, {
     onMetrics: (m) => process.stdout.write(`\r${bar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps} loss ${m.loss.toFixed(4)} (avg ${m.smoothLoss.toFixed(4)}) ${(1000 / Math.max(1, m.elapsedMs / m.step)).toFixed(2)} it/s ETA ${fmtTime(m.etaMs)}   `),
     onCheckpoint: (f, step) => {
       writeFileSync(out, f);
       process.stdout.write(`\nsaved ${out} at step ${step}\n`);
     },
+    onSample: samples
+      ? (img, step, prompt) => {
+          const file = join(samples, `${basename(out, '.safetensors')}-${String(step).padStart(6, '0')}.png`);
+          writeFileSync(file, encodePng({ width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), channels: 4 }));
+          process.stdout.write(`\nsample ${file} ("${prompt}")\n`);
+        }
+      : undefined,
   });
   console.log(`${items.length} images, ${t.plan.steps} steps (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
   const t0 = performance.now();
   await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));
   process.stdout.write('\n');
-  await t.run();
+  const control = new RunControl();
+  process.once('SIGINT', () => {
+    process.stdout.write('\nstopping after this step and saving (Ctrl-C again to quit now)\n');
+    control.stop();
+    process.once('SIGINT', () => process.exit(130));
+  });
+  await t.run(control);
   const ms = performance.now() - t0;
   console.log(`done in ${fmtTime(ms)} (${(ms / t.plan.steps).toFixed(0)} ms per step including latents and compilation)`);
 }

@@ -1,6 +1,7 @@
-// Image decoding in Node (CLI, tests): PNG via fast-png, JPEG via jpeg-js. The page decodes with the browser instead.
+// Image decoding in Node (CLI, tests): PNG via fast-png, JPEG via jpeg-js with EXIF orientation. The page decodes with the browser instead.
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
+import { applyOrientation, jpegOrientation } from './exif.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 
 /** Decode PNG or JPEG bytes to RGBA; anything else (or a broken file) raises ImageDecodeError naming the file. */
@@ -30,7 +31,7 @@ export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
     }
     if (isJpeg) {
       const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
-      return { width: j.width, height: j.height, data: j.data };
+      return applyOrientation({ width: j.width, height: j.height, data: j.data }, jpegOrientation(bytes));
     }
   } catch (e) {
     throw new ImageDecodeError(name, `the image is corrupt or truncated (${(e as Error).message})`);

@@ -16,6 +16,14 @@ export interface RunFacts {
 }
 
 /** All values are strings, as safetensors metadata requires. */
+/** The optimizer as kohya records it: the class path of the PyTorch implementation with the same maths. */
+const OPTIMIZER_CLASS: Record<TrainConfig['optimizer'], string> = {
+  adamw: 'torch.optim.adamw.AdamW',
+  lion: 'lion_pytorch.lion_pytorch.Lion',
+  sgd: 'torch.optim.sgd.SGD',
+  prodigy: 'prodigyopt.prodigy.Prodigy',
+};
+
 export function loraMetadata(f: RunFacts): Record<string, string> {
   const c = f.config;
   const res = `${c.resolution}x${c.resolution}`;
@@ -33,7 +41,7 @@ export function loraMetadata(f: RunFacts): Record<string, string> {
     ss_text_encoder_lr: s(c.trainTextEncoder ? f.plan.textEncoderLr : 0),
     ss_lr_scheduler: c.scheduler,
     ss_lr_warmup_steps: s(f.plan.warmupSteps),
-    ss_optimizer: c.optimizer === 'adamw' ? 'torch.optim.adamw.AdamW' : c.optimizer,
+    ss_optimizer: OPTIMIZER_CLASS[c.optimizer],
     ss_max_train_steps: s(f.plan.steps),
     ss_steps: s(f.step),
     ss_epoch: s(f.epoch),
