@@ -12,7 +12,8 @@ import { ClipTokenizer } from '../model/tokenizer.js';
 import { validateConfig } from '../training/config.js';
 import { decodeImageNode } from '../training/decode-node.js';
 import { ImageDecodeError } from '../training/images.js';
-import { RunControl, Trainer, type TrainItem } from '../training/trainer.js';
+import { loraSpecs, RunControl, Trainer, type TrainItem } from '../training/trainer.js';
+import { readLoraFile } from '../model/lora-file.js';
 import type { Backend } from '../engine/backend.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -20,7 +21,7 @@ const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const USAGE = `usage:
   lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N] [--batch N] [--accum N]
                   [--lr X] [--te-lr X] [--dim N] [--alpha X] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
-                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--resume earlier.safetensors] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>`;
 
@@ -71,7 +72,7 @@ async function train(argv: string[]): Promise<void> {
     options: {
       model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
       lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
-      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' },
+      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
       samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
     },
   });
@@ -91,6 +92,9 @@ async function train(argv: string[]): Promise<void> {
   const out = v.out;
   const samples = v.samples;
   if (samples) mkdirSync(samples, { recursive: true });
+  // Continue from an earlier run's LoRA: same targets and ranks, weights from the file.
+  const resume = v.resume ? await readLoraFile(readFileSync(v.resume), loraSpecs(pipeline, r.config), v.resume) : undefined;
+  if (resume) console.log(`resuming from ${v.resume} (${resume.size} modules)`);
   const t = new Trainer(pipeline, r.config, items, {
     onMetrics: (m) => process.stdout.write(`\r${bar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps} loss ${m.loss.toFixed(4)} (avg ${m.smoothLoss.toFixed(4)}) ${(1000 / Math.max(1, m.elapsedMs / m.step)).toFixed(2)} it/s ETA ${fmtTime(m.etaMs)}   `),
     onCheckpoint: (f, step) => {
@@ -104,7 +108,7 @@ async function train(argv: string[]): Promise<void> {
           process.stdout.write(`\nsample ${file} ("${prompt}")\n`);
         }
       : undefined,
-  });
+  }, resume);
   console.log(`${items.length} images, ${t.plan.steps} steps (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
   const t0 = performance.now();
   await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));

@@ -66,7 +66,8 @@ export interface TrainerApi {
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
   validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
-  start(config: TrainConfig, callbacks: RunCallbacks): Promise<void>;
+  /** Start a run; `resume` is an earlier LoRA file (same targets and rank) to continue training. */
+  start(config: TrainConfig, callbacks: RunCallbacks, resume?: Uint8Array): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;
   stop(): Promise<void>;

@@ -11,7 +11,7 @@ import { keep, scope, tensor, type Tensor } from '../engine/tensor.js';
 import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
 import { writeLoraFile } from '../model/lora-file.js';
-import { LoraNetwork, loraTargets } from '../model/lora.js';
+import { LoraNetwork, loraTargets, type LoraModuleSpec } from '../model/lora.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { sampleImage, type RgbaImage as SampleImage } from '../model/sampler.js';
 import { unetForward } from '../model/unet.js';
@@ -102,6 +102,17 @@ export class RunControl {
   }
 }
 
+/** The LoRA modules these settings train on this model (kohya's targets; LoCon and the text encoder as set). */
+export function loraSpecs(pipeline: Pipeline, config: TrainConfig): LoraModuleSpec[] {
+  return loraTargets(pipeline.unet.config, config.trainTextEncoder ? pipeline.clip.config : null, {
+    rank: config.networkDim,
+    alpha: config.networkAlpha,
+    convRank: config.convDim,
+    convAlpha: config.convAlpha,
+    textEncoder: config.trainTextEncoder,
+  });
+}
+
 export class Trainer {
   readonly plan: RunPlan;
   readonly lora: LoraNetwork;
@@ -130,14 +141,7 @@ export class Trainer {
     this.plan = planRun(config, items.length);
     this.acp = alphasCumprod(config.zeroTerminalSnr);
     this.rng = new Rng(config.seed);
-    const specs = loraTargets(pipeline.unet.config, config.trainTextEncoder ? pipeline.clip.config : null, {
-      rank: config.networkDim,
-      alpha: config.networkAlpha,
-      convRank: config.convDim,
-      convAlpha: config.convAlpha,
-      textEncoder: config.trainTextEncoder,
-    });
-    this.lora = new LoraNetwork(this.backend, specs, config.seed, resume);
+    this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, resume);
     this.lora.dropout = config.networkDropout;
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
     this.schedU = makeSchedule(spec(this.plan.unetLr));

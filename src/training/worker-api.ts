@@ -11,7 +11,8 @@ import { assignBucket, makeBuckets } from './buckets.js';
 import { validateConfig, type TrainConfig } from './config.js';
 import { estimateTrainingMemory } from './memory.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
-import { RunControl, Trainer, type TrainItem } from './trainer.js';
+import { loraSpecs, RunControl, Trainer, type TrainItem } from './trainer.js';
+import { readLoraFile } from '../model/lora-file.js';
 
 /** Decode with the browser (PNG, JPEG, WebP; EXIF orientation honoured; alpha kept for flattening). */
 async function decodeInWorker(name: string, bytes: ArrayBuffer): Promise<RgbaImage> {
@@ -126,7 +127,7 @@ export function createTrainerApi(): TrainerApi {
       }
     },
 
-    async start(config, cb) {
+    async start(config, cb, resume) {
       if (!pipeline) throw new Error('Load a model first');
       if (!items.length) throw new Error('The dataset is empty: drop some images first');
       const v = validateConfig(config);
@@ -135,11 +136,12 @@ export function createTrainerApi(): TrainerApi {
       trainer?.dispose();
       control = new RunControl();
       const ctl = control;
+      const weights = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
       trainer = new Trainer(pipeline, config, items, {
         onMetrics: (m) => cb.onMetrics(m),
         onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
         onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
-      });
+      }, weights);
       const t = trainer;
       void (async () => {
         try {

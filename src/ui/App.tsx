@@ -175,6 +175,7 @@ async function showSample(img: { width: number; height: number; data: Uint8Clamp
 function TrainPanel() {
   const s = useApp();
   const [logScale, setLog] = useState(false);
+  const [resume, setResume] = useState<File | null>(null);
   const last = s.metrics.at(-1);
   const start = async () => {
     const v = await trainer().validateConfig(s.config);
@@ -192,7 +193,8 @@ function TrainPanel() {
         onDone: (r) => useApp.setState({ run: { status: 'done', message: r.stopped ? `Stopped at step ${r.step}; the LoRA from that step is saved.` : `Finished ${r.step} steps.` } }),
         onError: (message) => useApp.setState({ run: { status: 'error', message } }),
       }),
-    );
+      resume ? new Uint8Array(await resume.arrayBuffer()) : undefined,
+    ).catch((e: unknown) => s.set({ run: { status: 'error', message: e instanceof Error ? e.message : String(e) } }));
   };
   const x = s.metrics.map((m) => m.step);
   const download = () => {
@@ -211,6 +213,10 @@ function TrainPanel() {
         <button onClick={() => (trainer().resume(), s.set({ run: { ...s.run, status: 'running' } }))} disabled={s.run.status !== 'paused'}>Resume</button>
         <button onClick={() => trainer().stop()} disabled={s.run.status !== 'running' && s.run.status !== 'paused'}>Stop</button>
         <label><input type="checkbox" checked={logScale} onChange={(e) => setLog(e.target.checked)} /> log scale</label>
+        <label className="file" title="Same network dim and targets as the earlier run">
+          {resume ? `Continuing ${resume.name}` : 'Continue an earlier LoRA (optional)'}
+          <input type="file" accept=".safetensors" data-testid="resume-input" onChange={(e) => setResume(e.target.files?.[0] ?? null)} />
+        </label>
       </div>
       <p data-testid="run-status" role={s.run.status === 'error' ? 'alert' : undefined} className={s.run.status === 'error' ? 'error' : ''}>
         {s.run.status === 'paused' ? 'Paused. ' : ''}
