@@ -64,6 +64,8 @@ export interface TrainerApi {
   init(): Promise<AdapterReport>;
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
+  /** Change one image's caption (no re-decoding). */
+  setCaption(name: string, caption: string): Promise<void>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
   validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
   /** Start a run; `resume` is an earlier LoRA file (same targets and rank) to continue training. */

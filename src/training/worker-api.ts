@@ -116,6 +116,12 @@ export function createTrainerApi(): TrainerApi {
       return report;
     },
 
+    async setCaption(name: string, caption: string) {
+      const it = items.find((i) => i.name === name);
+      if (!it) throw new Error(`No image named ${name} in the dataset`);
+      it.caption = caption;
+    },
+
     async validateConfig(config: unknown) {
       const r = validateConfig(config);
       if (!r.ok) return r;

@@ -8,6 +8,7 @@ import type { LoadProgress, ModelInfo } from '../protocol/index.js';
 import { filesFrom, sortFiles, stem } from './dataset.js';
 import { Chart } from './Chart.js';
 import { Settings } from './Settings.js';
+import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
 import './app.css';
 
 const fmtBytes = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
@@ -116,13 +117,25 @@ function DatasetPanel() {
   const setCaption = (i: number, caption: string) => {
     const ds = dataset.map((d, j) => (j === i ? { ...d, caption } : d));
     set({ dataset: ds });
-    void trainer().setDataset(ds.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+    void trainer().setCaption(ds[i]!.name, caption);
   };
+  // The bucket each image will train in, with the current settings.
+  const { resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets } = useApp((st) => st.config);
   const buckets = useMemo(() => {
     const m = new Map<string, number>();
-    for (const i of report?.images ?? []) m.set(i.bucket, (m.get(i.bucket) ?? 0) + 1);
+    let grid: Bucket[] = [];
+    try {
+      grid = enableBuckets ? makeBuckets({ resolution, step: bucketStep, min: Math.min(minBucket, resolution), max: Math.max(maxBucket, resolution), maxAspect }) : [{ width: resolution, height: resolution }];
+    } catch {
+      return ''; // settings mid-edit; the settings form shows the error
+    }
+    for (const i of report?.images ?? []) {
+      const b = assignBucket(i.width, i.height, grid);
+      const k = `${b.width}x${b.height}`;
+      m.set(k, (m.get(k) ?? 0) + 1);
+    }
     return [...m].map(([b, n]) => `${b}: ${n}`).join(', ');
-  }, [report]);
+  }, [report, resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets]);
   const skipped = [...nonImages, ...(report?.skipped ?? [])];
   return (
     <section aria-labelledby="data-h">
@@ -142,7 +155,7 @@ function DatasetPanel() {
         Drop images with .txt captions, a folder or a zip here, or
         <label className="file"> choose files<input type="file" multiple onChange={async (e) => add(await filesFrom(null, e.target.files))} /></label>
       </div>
-      <p data-testid="dataset-count">{dataset.length} images{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets at 512: ${buckets}` : ''}</p>
+      <p data-testid="dataset-count">{dataset.length} images{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets: ${buckets}` : ''}</p>
       {skipped.length > 0 && (
         <ul className="skipped" data-testid="skipped">
           {skipped.map((k) => <li key={k.name}>{k.name}: {k.reason}</li>)}

@@ -35,6 +35,8 @@ export async function filesFrom(dt: DataTransfer | null, list?: FileList | null)
 export async function sortFiles(files: File[]): Promise<Dropped> {
   const out: Dropped = { images: [], captions: new Map(), skipped: [] };
   const take = (name: string, bytes: ArrayBuffer) => {
+    // Finder's resource forks and hidden files ride along in zips; they are not part of the dataset.
+    if (/(^|\/)(__MACOSX\/|\.)/.test(name)) return;
     if (IMAGE.test(name)) out.images.push({ name: name.replace(/^.*\//, ''), bytes });
     else if (/\.txt$/i.test(name)) out.captions.set(stem(name), new TextDecoder().decode(bytes).trim());
     else if (!name.endsWith('/')) out.skipped.push({ name, reason: 'not an image (PNG, JPEG or WebP) or a caption (.txt)' });
