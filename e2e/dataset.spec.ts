@@ -32,4 +32,10 @@ test('a dropped zip: images with captions, junk listed and skipped, captions edi
   await expect(page.getByTestId('dataset-count')).toContainText(/buckets: \d+x\d+: \d/);
   await page.getByLabel('Resolution').fill('512');
   await expect(page.getByTestId('dataset-count')).toContainText(/buckets: .*(512x512|576x448|640x384)/);
+  // Removing one image, then clearing all.
+  await page.getByRole('button', { name: 'remove coffee.jpg' }).click();
+  await expect(page.getByTestId('dataset-count')).toContainText('1 image');
+  await expect(page.getByLabel('caption of coffee.jpg')).toHaveCount(0);
+  await page.getByRole('button', { name: 'Clear all' }).click();
+  await expect(page.getByTestId('dataset-count')).toHaveText('0 images');
 });

@@ -114,6 +114,13 @@ function DatasetPanel() {
     const bad = new Set(rep.skipped.map((x) => x.name));
     set({ dataset: entries.filter((e) => !bad.has(e.name)), report: rep, nonImages: [...useApp.getState().nonImages, ...d.skipped] });
   };
+  const remove = async (keep: (name: string) => boolean) => {
+    const ds = useApp.getState().dataset;
+    for (const d of ds) if (!keep(d.name)) URL.revokeObjectURL(d.url);
+    const left = ds.filter((d) => keep(d.name));
+    const rep = await trainer().setDataset(left.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+    set({ dataset: left, report: rep, ...(left.length ? {} : { nonImages: [] }) });
+  };
   const setCaption = (i: number, caption: string) => {
     const ds = dataset.map((d, j) => (j === i ? { ...d, caption } : d));
     set({ dataset: ds });
@@ -155,7 +162,10 @@ function DatasetPanel() {
         Drop images with .txt captions, a folder or a zip here, or
         <label className="file"> choose files<input type="file" multiple onChange={async (e) => add(await filesFrom(null, e.target.files))} /></label>
       </div>
-      <p data-testid="dataset-count">{dataset.length} images{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets: ${buckets}` : ''}</p>
+      <p data-testid="dataset-count">
+        {dataset.length} {dataset.length === 1 ? 'image' : 'images'}{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets: ${buckets}` : ''}
+        {dataset.length > 0 && <button className="link" onClick={() => remove(() => false)}>Clear all</button>}
+      </p>
       {skipped.length > 0 && (
         <ul className="skipped" data-testid="skipped">
           {skipped.map((k) => <li key={k.name}>{k.name}: {k.reason}</li>)}
@@ -167,6 +177,7 @@ function DatasetPanel() {
             <img src={d.url} alt={d.name} />
             <figcaption>
               <input aria-label={`caption of ${d.name}`} value={d.caption} onChange={(e) => setCaption(i, e.target.value)} />
+              <button className="remove" aria-label={`remove ${d.name}`} title="Remove from the dataset" onClick={() => remove((n) => n !== d.name)}>×</button>
             </figcaption>
           </figure>
         ))}
