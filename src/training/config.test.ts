@@ -103,6 +103,12 @@ describe('checks between fields', () => {
     expect(errors({ scheduler: 'polynomial', unetLr: 1e-8 }).unetLr).toMatch(/decays to 1e-7/);
     expect(validateConfig({ scheduler: 'polynomial', textEncoderLr: 0 }).ok).toBe(true);
   });
+  it('refuses turning the latent cache off, and checks the sample settings', () => {
+    expect(errors({ cacheLatents: false }).cacheLatents).toMatch(/always cached/);
+    expect(errors({ sampleSteps: 151 }).sampleSteps).toMatch(/Sample steps must be/);
+    expect(errors({ sampleGuidance: 0.5 }).sampleGuidance).toMatch(/Sample guidance must be/);
+    expect(errors({ sampleSteps: 0, samplePrompt: 'a photo of sks' })).toEqual({});
+  });
   it('a field with its own error is not judged again', () => {
     expect(errors({ warmup: 'lots' }).warmup).toMatch(/Warmup must be a number/);
   });

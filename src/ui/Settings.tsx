@@ -20,6 +20,7 @@ const BASIC: Field[] = [
 ];
 
 const ADVANCED: Field[] = [
+  { key: 'optimizer', label: 'Optimizer', help: 'AdamW (default), Lion (LR about a third of AdamW\'s), SGD with momentum, or Prodigy (set both LRs to 1).', kind: 'select', options: ['adamw', 'lion', 'sgd', 'prodigy'] },
   { key: 'lrScaling', label: 'LR scaling with batch', help: 'none, linear (×batch) or sqrt (×√batch).', kind: 'select', options: ['none', 'linear', 'sqrt'] },
   { key: 'divideStepsByBatch', label: 'Divide steps by batch', help: 'Keep the number of images seen constant.', kind: 'bool' },
   { key: 'scheduler', label: 'LR schedule', help: 'Shape of the learning rate over the run.', kind: 'select', options: ['constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial'] },
@@ -39,6 +40,7 @@ const ADVANCED: Field[] = [
   { key: 'shuffleCaptions', label: 'Shuffle caption tags', help: 'After the kept ones.', kind: 'bool' },
   { key: 'keepTokens', label: 'Keep tokens', help: 'Leading tags kept in place.', kind: 'number' },
   { key: 'repeats', label: 'Repeats', help: 'Times each image appears per epoch.', kind: 'number' },
+  { key: 'cacheTextEncoderOutputs', label: 'Cache text-encoder outputs', help: 'Encode each caption once (frozen text encoder, no shuffling or dropout).', kind: 'bool' },
   { key: 'gradientCheckpointing', label: 'Gradient checkpointing', help: 'Less memory, about a third slower.', kind: 'bool' },
   { key: 'seed', label: 'Seed', help: 'Same seed, same run.', kind: 'number' },
   { key: 'saveEvery', label: 'Save every', help: 'Steps between saved LoRAs (0 = every tenth of the run).', kind: 'number' },
