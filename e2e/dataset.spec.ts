@@ -39,3 +39,12 @@ test('a dropped zip: images with captions, junk listed and skipped, captions edi
   await page.getByRole('button', { name: 'Clear all' }).click();
   await expect(page.getByTestId('dataset-count')).toHaveText('0 images');
 });
+
+test('without WebGPU the page says what to do instead of breaking', async ({ page }) => {
+  await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
+  await page.goto('/');
+  await expect(page.getByRole('heading', { name: 'LoRASmith needs WebGPU' })).toBeVisible();
+  await expect(page.getByRole('alert')).toContainText('navigator.gpu is undefined');
+  await expect(page.getByText(/Chrome and Edge 113 or newer/)).toContainText('chrome://flags/#enable-unsafe-webgpu');
+  await expect(page.getByTestId('dropzone')).toHaveCount(0);
+});
