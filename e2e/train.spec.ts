@@ -81,6 +81,14 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   expect(header.__metadata__.ss_output_name).toBe('e2e-lora');
   expect(Object.keys(header).filter((k) => k.endsWith('.lora_down.weight')).length).toBe(84 + 12);
   if (existsSync(checker)) expect(execFileSync('/usr/bin/python3', [checker, path], { encoding: 'utf8' })).toMatch(/^ok: 96 modules \(84 unet, 12 te\)/);
+
+  // The last saved LoRA survives closing the tab: after a reload it is offered again, byte for byte.
+  await page.reload();
+  await expect(page.getByTestId('recovered')).toContainText('e2e-lora');
+  await expect(page.getByTestId('recovered')).toContainText('step 12');
+  const [again] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
+  expect(again.suggestedFilename()).toBe('e2e-lora.safetensors');
+  expect(readFileSync(await again.path()).equals(bytes)).toBe(true);
 });
 
 test('a model file that is not SD 1.x gets a clear error', async ({ page }) => {

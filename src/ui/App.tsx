@@ -8,6 +8,7 @@ import type { LoadProgress, ModelInfo } from '../protocol/index.js';
 import { filesFrom, sortFiles, stem } from './dataset.js';
 import { Chart } from './Chart.js';
 import { Settings } from './Settings.js';
+import { keepLora, recoverLora } from './recovery.js';
 import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
 import './app.css';
 
@@ -30,6 +31,9 @@ export function App() {
     acquireGpu()
       .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}` } }))
       .catch((e: unknown) => s.set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
+  }, []);
+  useEffect(() => {
+    void recoverLora().then((l) => l && !useApp.getState().lora && useApp.setState({ lora: { bytes: l.bytes, step: l.step, runName: l.runName, recovered: true } }));
   }, []);
   useEffect(() => {
     if (s.run.status !== 'running' && s.run.status !== 'paused') return;
@@ -211,7 +215,11 @@ function TrainPanel() {
       v.config,
       Comlink.proxy({
         onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
-        onCheckpoint: (bytes, step) => useApp.setState({ lora: { bytes, step } }),
+        onCheckpoint: (bytes, step) => {
+          const runName = useApp.getState().config.runName;
+          useApp.setState({ lora: { bytes, step, runName } });
+          void keepLora({ bytes, step, runName, savedAt: Date.now() }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, log: warn } })));
+        },
         onSample: (img, step, prompt) => void showSample(img, step, prompt),
         onLog: (log) => useApp.setState((st) => ({ run: { ...st.run, log } })),
         onDone: (r) => useApp.setState({ run: { status: 'done', message: r.stopped ? `Stopped at step ${r.step}; the LoRA from that step is saved.` : `Finished ${r.step} steps.` } }),
@@ -225,7 +233,7 @@ function TrainPanel() {
     if (!s.lora) return;
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([s.lora.bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
-    a.download = `${s.config.runName}.safetensors`;
+    a.download = `${s.lora.runName}.safetensors`;
     a.click();
   };
   return (
@@ -265,8 +273,9 @@ function TrainPanel() {
       <h2>5. Result</h2>
       {s.lora ? (
         <div>
-          <button onClick={download} data-testid="download">Download {s.config.runName}.safetensors (step {s.lora.step})</button>
-          <p>Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{s.config.runName}:0.8&gt;</code>{s.config.triggerWord ? <> together with the trigger word <b>{s.config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
+          {s.lora.recovered && <p data-testid="recovered">Kept from your last session: the LoRA of run “{s.lora.runName}” as saved at step {s.lora.step}.</p>}
+          <button onClick={download} data-testid="download">Download {s.lora.runName}.safetensors (step {s.lora.step})</button>
+          <p>Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{s.lora.runName}:0.8&gt;</code>{s.config.triggerWord ? <> together with the trigger word <b>{s.config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
         </div>
       ) : (
         <p>The LoRA appears here after its first save.</p>

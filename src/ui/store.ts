@@ -23,7 +23,8 @@ export interface AppState {
   memory: MemoryReport | null;
   run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
   metrics: StepMetrics[];
-  lora: { bytes: Uint8Array; step: number } | null;
+  /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
+  lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean } | null;
   /** The latest preview image (a PNG object URL). */
   sample: { url: string; step: number; prompt: string } | null;
   set(p: Partial<AppState>): void;
