@@ -62,6 +62,9 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   const paused = await page.getByTestId('loss-chart').getAttribute('data-points');
   await page.waitForTimeout(3000);
   await page.getByRole('button', { name: 'Resume' }).click();
+  // The README's screenshot: mid-run, once the step-6 preview is on the page.
+  await expect(page.getByTestId('sample')).toBeVisible({ timeout: 10 * 60_000 });
+  await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
   await expect(page.getByTestId('step-counter')).toContainText('step 12 / 12', { timeout: 10 * 60_000 });
   const points = Number(await page.getByTestId('loss-chart').getAttribute('data-points'));
   expect(points).toBe(12);
@@ -69,7 +72,6 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   // A preview rendered with the LoRA at the end of the run (and one at step 6 before it).
   await expect(page.getByTestId('sample')).toContainText('Step 12', { timeout: 5 * 60_000 });
   expect(await page.getByTestId('sample').locator('img').evaluate((i: HTMLImageElement) => i.naturalWidth)).toBe(64);
-  await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
 
   await expect(page.getByTestId('download')).toBeVisible({ timeout: 120_000 });
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);

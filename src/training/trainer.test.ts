@@ -83,6 +83,13 @@ describe('a 200-step run on the tiny pipeline', () => {
     const lastLoss = mean(metrics.slice(-20));
     console.log(`tiny 200-step run: mean loss first 20 steps ${first.toFixed(4)}, last 20 steps ${lastLoss.toFixed(4)}; ${(metrics.at(-1)!.stepsPerSec).toFixed(2)} steps/s`);
     expect(lastLoss).toBeLessThan(0.9 * first);
+    // The smoothed loss is a debiased moving average: it starts at the first loss and stays within the losses seen.
+    expect(metrics[0]!.smoothLoss).toBeCloseTo(metrics[0]!.loss, 6);
+    metrics.forEach((m, i) => {
+      const seen = metrics.slice(0, i + 1).map((x) => x.loss);
+      expect(m.smoothLoss).toBeGreaterThanOrEqual(Math.min(...seen) - 1e-9);
+      expect(m.smoothLoss).toBeLessThanOrEqual(Math.max(...seen) + 1e-9);
+    });
     expect(saves).toEqual([20, 40, 60, 80, 100, 120, 140, 160, 180, 200]);
     const file = last!;
     const f = await openSafetensors(bytesSource(file));

@@ -128,7 +128,9 @@ export class Trainer {
   lastSavedStep = 0;
   private readonly startedAt = Date.now();
   private readonly sessionId = Math.random().toString(36).slice(2);
-  private smooth: number | null = null;
+  /** Exponential moving average of the loss (decay 0.95) and how many losses it has seen, for debiasing. */
+  private ema = 0;
+  private emaCount = 0;
   private readonly schedU: (s: number) => number;
   private readonly schedT: (s: number) => number;
   private readonly optimizer: Optimizer;
@@ -372,7 +374,10 @@ export class Trainer {
     const report = async (p: NonNullable<typeof pending>) => {
       const r = await p.result;
       if (r.nonFinite) throw new NonFiniteLossError(p.step, this.lastSavedStep);
-      this.smooth = this.smooth === null ? r.loss : 0.95 * this.smooth + 0.05 * r.loss;
+      // Debiased as Adam's moments: early values average the losses so far instead of leaning on the first.
+      this.ema = 0.95 * this.ema + 0.05 * r.loss;
+      this.emaCount++;
+      const smooth = this.ema / (1 - 0.95 ** this.emaCount);
       const elapsed = performance.now() - t0;
       const sps = p.step / (elapsed / 1000);
       this.events.onMetrics?.({
@@ -380,7 +385,7 @@ export class Trainer {
         totalSteps: this.plan.steps,
         epoch: this.epoch,
         loss: r.loss,
-        smoothLoss: this.smooth,
+        smoothLoss: smooth,
         lrUnet: this.schedU(p.step - 1),
         lrTextEncoder: c.trainTextEncoder ? this.schedT(p.step - 1) : 0,
         stepsPerSec: sps,

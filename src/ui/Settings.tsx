@@ -51,6 +51,7 @@ const ADVANCED: Field[] = [
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
 ];
 
+const flops = (f: number) => (f >= 1e12 ? `${(f / 1e12).toFixed(2)} TFLOP` : f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(1)} MFLOP`);
 const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 function Input({ f }: { f: Field }) {
@@ -121,7 +122,7 @@ export function Settings() {
       </p>
       <p className={`summary ${memory?.warning ? 'warn' : ''}`} data-testid="memory" role={memory?.warning ? 'alert' : undefined}>
         {memory
-          ? `Estimated GPU memory ${gib(memory.peakBytes)} (weights ${gib(memory.weightBytes)}, LoRA with gradients and optimizer state ${gib(memory.networkBytes)}); largest buffer ${(memory.largestBuffer / 2 ** 20).toFixed(0)} MiB of ${(memory.maxBindingBytes / 2 ** 20).toFixed(0)} MiB allowed; ${(memory.flopsPerStep / 1e12).toFixed(2)} TFLOP per step.` +
+          ? `Estimated GPU memory ${gib(memory.peakBytes)} (weights ${gib(memory.weightBytes)}, LoRA with gradients and optimizer state ${gib(memory.networkBytes)}); largest buffer ${(memory.largestBuffer / 2 ** 20).toFixed(0)} MiB of ${(memory.maxBindingBytes / 2 ** 20).toFixed(0)} MiB allowed; ${flops(memory.flopsPerStep)} per step.` +
             (memory.warning ? ` ${memory.warning}.` : '')
           : plan && 'Load a model to see the GPU memory this run needs.'}
       </p>
