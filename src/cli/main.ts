@@ -87,7 +87,7 @@ async function train(argv: string[]): Promise<void> {
   const { backend, adapter } = await nodeGpu();
   console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
   const items = readImages(v.images);
-  if (!items.length) throw new Error(`no usable images in ${v.images} (PNG or JPEG, captions in .txt beside them)`);
+  if (!items.length) throw new Error(`no usable images in ${v.images} (PNG, JPEG or WebP, captions in .txt beside them)`);
   const pipeline = await loadModel(backend, v.model);
   const out = v.out;
   const samples = v.samples;

@@ -1,13 +1,15 @@
-// Image decoding in Node (CLI, tests): PNG via fast-png, JPEG via jpeg-js with EXIF orientation. The page decodes with the browser instead.
+// Image decoding in Node (CLI, tests): PNG via fast-png, JPEG via jpeg-js, WebP via libwebp (wasm), with EXIF orientation. The page decodes with the browser instead.
+import { decode as decodeWebp } from '@cwasm/webp';
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
-import { applyOrientation, jpegOrientation } from './exif.js';
+import { applyOrientation, jpegOrientation, webpOrientation } from './exif.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 
-/** Decode PNG or JPEG bytes to RGBA; anything else (or a broken file) raises ImageDecodeError naming the file. */
+/** Decode PNG, JPEG or WebP bytes to RGBA; anything else (or a broken file) raises ImageDecodeError naming the file. */
 export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
   const isPng = bytes[0] === 0x89 && bytes[1] === 0x50;
   const isJpeg = bytes[0] === 0xff && bytes[1] === 0xd8;
+  const isWebp = bytes.length >= 12 && ascii(bytes, 0, 4) === 'RIFF' && ascii(bytes, 8, 12) === 'WEBP';
   try {
     if (isPng) {
       const p = decodePng(bytes);
@@ -33,8 +35,16 @@ export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
       const j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxMemoryUsageInMB: 1024 });
       return applyOrientation({ width: j.width, height: j.height, data: j.data }, jpegOrientation(bytes));
     }
+    if (isWebp) {
+      const w = decodeWebp(bytes);
+      return applyOrientation({ width: w.width, height: w.height, data: w.data }, webpOrientation(bytes));
+    }
   } catch (e) {
     throw new ImageDecodeError(name, `the image is corrupt or truncated (${(e as Error).message})`);
   }
-  throw new ImageDecodeError(name, 'not a PNG or JPEG image (the command-line trainer reads PNG and JPEG; the page also reads WebP)');
+  throw new ImageDecodeError(name, 'not a PNG, JPEG or WebP image');
+}
+
+function ascii(b: Uint8Array, from: number, to: number): string {
+  return String.fromCharCode(...b.subarray(from, to));
 }
