@@ -7,6 +7,7 @@ import { scale, mseLoss, huberLoss } from '../engine/index.js';
 import { globalGradNorm } from '../engine/optim/adamw.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import { createOptimizer } from './optimizer.js';
+import { StepRate } from './rate.js';
 import { keep, scope, tensor, type Tensor } from '../engine/tensor.js';
 import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
@@ -370,6 +371,7 @@ export class Trainer {
     const c = this.config;
     const gen = this.batches();
     const t0 = performance.now();
+    const rate = new StepRate();
     let pending: { step: number; result: Promise<{ loss: number; nonFinite: boolean }> } | null = null;
     const report = async (p: NonNullable<typeof pending>) => {
       const r = await p.result;
@@ -378,8 +380,11 @@ export class Trainer {
       this.ema = 0.95 * this.ema + 0.05 * r.loss;
       this.emaCount++;
       const smooth = this.ema / (1 - 0.95 ** this.emaCount);
-      const elapsed = performance.now() - t0;
-      const sps = p.step / (elapsed / 1000);
+      const now = performance.now();
+      const elapsed = now - t0;
+      rate.mark(p.step, now);
+      // The recent rate once there is one; before that, the run's average (which holds the compilation).
+      const sps = rate.perSecond() ?? p.step / (elapsed / 1000);
       this.events.onMetrics?.({
         step: p.step,
         totalSteps: this.plan.steps,
@@ -391,12 +396,15 @@ export class Trainer {
         stepsPerSec: sps,
         imagesPerSec: sps * this.plan.effectiveBatch,
         elapsedMs: elapsed,
-        etaMs: ((this.plan.steps - p.step) / Math.max(sps, 1e-9)) * 1000,
+        etaMs: (Math.max(0, this.plan.steps - p.step) / Math.max(sps, 1e-9)) * 1000,
         gpuBytes: this.backend.pool().liveBytes,
       });
     };
     while (this.step < this.plan.steps && control.state !== 'stopping') {
-      await control.waitWhilePaused();
+      if (control.state === 'paused') {
+        await control.waitWhilePaused();
+        rate.reset();
+      }
       if ((control.state as string) === 'stopping') break;
       const micro: Sample[][] = [];
       for (let i = 0; i < c.gradAccumulation; i++) micro.push(gen.next().value as Sample[]);
