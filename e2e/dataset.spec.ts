@@ -40,6 +40,20 @@ test('a dropped zip: images with captions, junk listed and skipped, captions edi
   await expect(page.getByTestId('dataset-count')).toHaveText('0 images');
 });
 
+test('the bundled sample photos in one click, with their captions; adding them again does not duplicate them', async ({ page }) => {
+  await page.goto('/');
+  await expect(page.getByTestId('adapter')).toContainText('GPU:');
+  const { files } = JSON.parse(readFileSync(`${samples}/manifest.json`, 'utf8')) as { files: string[] };
+  const photos = files.filter((f) => !f.endsWith('.txt'));
+  await page.getByRole('button', { name: 'Use the sample photos' }).click();
+  await expect(page.getByTestId('dataset-count')).toContainText(`${photos.length} images`);
+  await expect(page.getByLabel('caption of chelsea.png')).toHaveValue(readFileSync(`${samples}/chelsea.txt`, 'utf8').trim());
+  await page.getByRole('button', { name: 'Use the sample photos' }).click();
+  await expect(page.getByRole('button', { name: 'Use the sample photos' })).toBeEnabled();
+  await expect(page.getByTestId('dataset-count')).toContainText(`${photos.length} images`);
+  await expect(page.getByTestId('dataset-count')).not.toContainText('skipped');
+});
+
 test('without WebGPU the page says what to do instead of breaking', async ({ page }) => {
   await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
   await page.goto('/');
