@@ -123,6 +123,13 @@ test('a hub repo is downloaded once, then loads from the browser cache, also wit
   await loadFromHub(page, hub.url, 'lorasmith/other');
   await expect(status(page)).toContainText(`lorasmith/other: could not download unet/config.json from ${hub.url}`);
   await expect(status(page)).toContainText('not in the browser cache');
+
+  // The page lists what it keeps, and deleting it means the next load needs the server again.
+  await expect(page.getByTestId('cached-models')).toContainText(/Kept in this browser: lorasmith\/tiny-sd \(3\.\d MiB\)/);
+  await page.getByRole('button', { name: 'Delete downloaded models' }).click();
+  await expect(page.getByTestId('cached-models')).toHaveCount(0);
+  await loadFromHub(page, hub.url, 'lorasmith/tiny-sd');
+  await expect(status(page)).toContainText(`lorasmith/tiny-sd: could not download unet/config.json from ${hub.url}`);
 });
 
 test('a repo id that does not exist says so and what to check', async ({ page }) => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { HF_ENDPOINT, hubFileUrl, HubError, openHubRepo, type CacheLike } from './hub-cache.js';
+import { HF_ENDPOINT, hubCacheContents, hubFileUrl, HubError, openHubRepo, type CacheLike } from './hub-cache.js';
 
 const EP = 'http://hub.test';
 
@@ -17,7 +17,11 @@ function memoryCache() {
     },
     delete: async (req) => entries.delete(String(req)),
   };
-  return { cache, entries };
+  const listing = {
+    keys: async () => [...entries.keys()].map((u) => new Request(u)),
+    match: cache.match,
+  } as unknown as Pick<Cache, 'keys' | 'match'>;
+  return { cache, entries, listing };
 }
 
 type Mode = 'ok' | 'error-midway' | 'short';
@@ -79,6 +83,19 @@ describe('openHubRepo', () => {
     expect([...(await (await r2.open('unet/w.safetensors')).read(996, 4))]).toEqual([243, 244, 245, 246]);
     expect(r2.report()).toEqual({ cachedFiles: 2, downloadedFiles: 0, downloadedBytes: 0, uncachedFiles: 0 });
     expect(hub.log).toHaveLength(2);
+  });
+
+  it('lists what is cached per repository, endpoint and revision, with sizes', async () => {
+    const { cache, listing } = memoryCache();
+    const hub = fakeHub({ ...repoFiles, 'o/s/unet/w.safetensors': weights.subarray(0, 100) });
+    const r = await openHubRepo({ repo: 'o/r', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null });
+    await r.text('unet/config.json');
+    await r.open('unet/w.safetensors');
+    await (await openHubRepo({ repo: 'o/s', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null })).open('unet/w.safetensors');
+    expect(await hubCacheContents(listing)).toEqual([
+      { repo: 'o/r', endpoint: EP, revision: 'main', files: 2, bytes: 1007 },
+      { repo: 'o/s', endpoint: EP, revision: 'main', files: 1, bytes: 100 },
+    ]);
   });
 
   it('a missing file names the repository, the file and what to check, and caches nothing', async () => {

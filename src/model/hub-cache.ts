@@ -226,3 +226,37 @@ export async function openHubRepo(ref: HubRef, o: HubRepoOptions = {}): Promise<
     report: () => ({ ...report }),
   };
 }
+
+/** One repository's files kept in the hub cache. */
+export interface CachedRepo {
+  /** `owner/name`, and the endpoint and revision it came from. */
+  repo: string;
+  endpoint: string;
+  revision: string;
+  files: number;
+  bytes: number;
+}
+
+/** What the hub cache holds, per repository (an empty list without Cache Storage). */
+export async function hubCacheContents(cache?: Pick<Cache, 'keys' | 'match'>): Promise<CachedRepo[]> {
+  const c = cache ?? (typeof caches === 'undefined' ? null : await caches.open(HUB_CACHE_NAME));
+  if (!c) return [];
+  const byRepo = new Map<string, CachedRepo>();
+  for (const req of await c.keys()) {
+    const m = /^(https?:\/\/.+?)\/(.+)\/resolve\/([^/]+)\/.+$/.exec(req.url);
+    if (!m) continue;
+    const [, endpoint, repo, rev] = m as unknown as [string, string, string, string];
+    const key = `${endpoint} ${repo} ${rev}`;
+    const entry = byRepo.get(key) ?? { repo, endpoint, revision: decodeURIComponent(rev), files: 0, bytes: 0 };
+    const res = await c.match(req.url);
+    entry.files++;
+    entry.bytes += Number(res?.headers.get(LENGTH_HEADER) ?? 0) || ((await res?.blob())?.size ?? 0);
+    byRepo.set(key, entry);
+  }
+  return [...byRepo.values()].sort((a, b) => a.repo.localeCompare(b.repo));
+}
+
+/** Delete every downloaded hub file from this browser; the next load downloads again. */
+export async function clearHubCache(): Promise<void> {
+  if (typeof caches !== 'undefined') await caches.delete(HUB_CACHE_NAME);
+}

@@ -3,10 +3,10 @@ import type { AdapterReport } from '../engine/gpu.js';
 import type { TrainConfig, ValidationResult } from '../training/config.js';
 import type { RunPlan } from '../training/arithmetic.js';
 import type { StepMetrics } from '../training/trainer.js';
-import type { HubLoadReport } from '../model/hub-cache.js';
+import type { CachedRepo, HubLoadReport } from '../model/hub-cache.js';
 import type { MemoryEstimate } from '../training/memory.js';
 
-export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate };
+export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo };
 
 /** The memory a run needs against what the adapter allows. */
 export interface MemoryReport extends MemoryEstimate {
@@ -63,6 +63,10 @@ export interface RunCallbacks {
 export interface TrainerApi {
   init(): Promise<AdapterReport>;
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
+  /** Hub repositories downloaded into this browser's cache, with their sizes. */
+  cachedModels(): Promise<CachedRepo[]>;
+  /** Delete every downloaded hub model from this browser (a loaded model stays loaded). */
+  deleteCachedModels(): Promise<void>;
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
   /** Change one image's caption (no re-decoding). */
   setCaption(name: string, caption: string): Promise<void>;

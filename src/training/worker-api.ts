@@ -2,7 +2,7 @@
 import * as Comlink from 'comlink';
 import { acquireGpu, type Gpu } from '../engine/gpu.js';
 import { loadDiffusers, loadSingleFile, type Pipeline, type RepoFiles } from '../model/pipeline.js';
-import { openHubRepo, type HubLoadReport } from '../model/hub-cache.js';
+import { clearHubCache, hubCacheContents, openHubRepo, type HubLoadReport } from '../model/hub-cache.js';
 import { blobSource, urlSource } from '../model/safetensors.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import type { DatasetFile, DatasetReport, MemoryReport, ModelSource, TrainerApi } from '../protocol/index.js';
@@ -98,6 +98,9 @@ export function createTrainerApi(): TrainerApi {
       const tiny = pipeline.unet.config.blockChannels[0]! < 128;
       return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub };
     },
+
+    cachedModels: () => hubCacheContents(),
+    deleteCachedModels: () => clearHubCache(),
 
     async setDataset(files: DatasetFile[]) {
       const report: DatasetReport = { images: [], skipped: [] };

@@ -1,7 +1,7 @@
 // Step 1: the base model — the tiny demo, a Hugging Face repo (cached in the browser) or a dropped checkpoint.
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import * as Comlink from 'comlink';
-import type { LoadProgress, ModelInfo } from '../protocol/index.js';
+import type { CachedRepo, LoadProgress, ModelInfo } from '../protocol/index.js';
 import { fmtBytes } from './format.js';
 import { useApp } from './store.js';
 import { trainer } from './worker.js';
@@ -22,6 +22,9 @@ export function ModelPanel() {
   const { model, set } = useApp();
   const [repo, setRepo] = useState('');
   const [endpoint, setEndpoint] = useState(HF_ENDPOINT);
+  const [cached, setCached] = useState<CachedRepo[]>([]);
+  const refreshCached = () => void trainer().cachedModels().then(setCached, () => setCached([]));
+  useEffect(refreshCached, [model.status]);
   const load = async (source: Parameters<ReturnType<typeof trainer>['loadModel']>[0]) => {
     set({ model: { status: 'loading', progress: 0 } });
     // Progress arrives on the callback's own message port, so a last report can land after the result.
@@ -51,6 +54,14 @@ export function ModelPanel() {
         <summary>Hub endpoint</summary>
         <input aria-label="Hub endpoint" value={endpoint} onChange={(e) => setEndpoint(e.target.value)} /> <small>a mirror or local server answering /&lt;repo&gt;/resolve/&lt;revision&gt;/&lt;file&gt; with CORS; files are cached in this browser after the first download</small>
       </details>
+      {cached.length > 0 && (
+        <p data-testid="cached-models">
+          Kept in this browser: {cached.map((c) => `${c.repo}${c.revision !== 'main' ? `@${c.revision}` : ''} (${fmtBytes(c.bytes)})`).join(', ')}{' '}
+          <button className="link" disabled={model.status === 'loading'} onClick={() => void trainer().deleteCachedModels().then(refreshCached)}>
+            Delete downloaded models
+          </button>
+        </p>
+      )}
       <p data-testid="model-status" className={model.status === 'error' ? 'error' : ''} role={model.status === 'error' ? 'alert' : undefined}>
         {model.status === 'none' && 'No model loaded.'}
         {model.status === 'loading' && `Loading ${model.message ?? ''}… ${Math.round((model.progress ?? 0) * 100)}%`}
