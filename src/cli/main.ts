@@ -38,7 +38,7 @@ function readImages(dir: string): TrainItem[] {
   const items: TrainItem[] = [];
   for (const f of readdirSync(dir).sort()) {
     const ext = extname(f).toLowerCase();
-    if (ext === '.txt' || ext === '.json' || f.startsWith('.')) continue;
+    if (['.txt', '.json', '.md'].includes(ext) || f.startsWith('.')) continue; // captions, manifests, read-mes
     try {
       const image = decodeImageNode(f, readFileSync(join(dir, f)));
       let caption = '';
