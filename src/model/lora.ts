@@ -180,7 +180,7 @@ export class LoraNetwork {
     if (!m) return null;
     // Pointwise (1x1 conv) modules are held as [rank, in] / [out, rank] and reshaped only on export.
     const h = this.maybeDropout(linear(x, m.down), m.index);
-    return scale(linear(h, m.up), (this.multiplier * m.spec.alpha) / m.spec.rank);
+    return linear(h, m.up, undefined, (this.multiplier * m.spec.alpha) / m.spec.rank);
   }
 
   /** LoCon: a conv with the base kernel, stride and padding down to the rank, then a 1x1 conv up. */

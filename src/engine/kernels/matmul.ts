@@ -11,7 +11,7 @@ export interface BatchDims {
 }
 
 /**
- * out[z] = sum over r of op(A[z, r]) op(B[z, r]) (+ bias), where op transposes when asked.
+ * out[z] = alpha * sum over r of op(A[z, r]) op(B[z, r]) (+ bias), where op transposes when asked.
  * op(A) is M x K (A stored K x M when `transA`), op(B) is K x N (B stored N x K when `transB`).
  * `batch` indexes output matrices (out is [batch..., M, N], contiguous); `sum` are batch dims
  * summed into each output (the gradient of a broadcast operand). Both are aligned dim for dim:
@@ -27,6 +27,8 @@ export interface GemmParams {
   dtypeB: DType;
   /** Storage dtype of a bias [N] added in the epilogue, or null for none. */
   bias: DType | null;
+  /** The product is multiplied by this in the epilogue, before the bias (default 1: no multiply). */
+  alpha?: number;
   batch: BatchDims;
   sum: BatchDims;
 }
@@ -52,9 +54,18 @@ function cost(p: GemmParams): { flops: number; bytes: number } {
   const nOut = prod(p.batch.shape) * p.M * p.N;
   const per = (d: DType) => (d === 'f32' ? 4 : 2);
   return {
-    flops: 2 * nOut * p.K * prod(p.sum.shape) + (p.bias ? nOut : 0),
+    flops: 2 * nOut * p.K * prod(p.sum.shape) + (p.bias ? nOut : 0) + (scaled(p) ? nOut : 0),
     bytes: operandElems(p, 'a') * per(p.dtypeA) + operandElems(p, 'b') * per(p.dtypeB) + nOut * 4 + (p.bias ? p.N * per(p.bias) : 0),
   };
+}
+
+/** Whether the epilogue multiplies by alpha. */
+const scaled = (p: GemmParams) => p.alpha !== undefined && p.alpha !== 1;
+
+/** The epilogue applied to an accumulated value: alpha (an exact f32 literal) and the bias. */
+function epilogue(p: GemmParams, v: string): string {
+  const a = scaled(p) ? ` * bitcast<f32>(${new Uint32Array(Float32Array.of(p.alpha!).buffer)[0]}u)` : '';
+  return `${v}${a}${p.bias ? ' + ld_bias(n)' : ''}`;
 }
 
 function bindings(p: GemmParams): string {
@@ -157,7 +168,7 @@ ${acc
     if (m < ${p.M}u) {
       for (var j = 0u; j < 4u; j++) {
         let n = n0 + tx + 16u * j;
-        if (n < ${p.N}u) { out[oBase + m * ${p.N}u + n] = acc${i}[j]${p.bias ? ' + ld_bias(n)' : ''}; }
+        if (n < ${p.N}u) { out[oBase + m * ${p.N}u + n] = ${epilogue(p, `acc${i}[j]`)}; }
       }
     }
   }`,
@@ -196,7 +207,7 @@ ${main1d(NAIVE_WG)}
       acc += ld_a(aOff + ${aIndex(p, 'm', 'k')}) * ld_b(bOff + ${bIndex(p, 'k', 'n')});
     }
   }
-  out[gi] = acc${p.bias ? ' + ld_bias(n)' : ''};
+  out[gi] = ${epilogue(p, 'acc')};
 }`;
 });
 

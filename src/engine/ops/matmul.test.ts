@@ -243,6 +243,22 @@ describe('linear', () => {
     });
   });
 
+  it('scaled in the epilogue (a LoRA up-projection times alpha / rank), with bias, all gradients', async () => {
+    const [I, O, s] = [24, 70, 0.37];
+    const scaled = (a: Float64Array, k: number) => a.map((v) => v * k);
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [3, 7, I], grad: true }, { shape: [O, I], grad: true }, { shape: [O], grad: true }],
+      forward: ([x, w, b]) => linear(x!, w!, b!, s),
+      // s (x w^T) + b: the bias is not scaled; dX and dW carry s, dBias does not
+      reference: ([x, w, b]) => scaled(refLinear(x!, w!, null, O, I), s).map((v, i) => v + b![i % O]!),
+      referenceGrad: ([x, w], g) => {
+        const [dx, dw, db] = refLinearGrad(x!, w!, g, O, I);
+        return [scaled(dx!, s), scaled(dw!, s), db!];
+      },
+      tol: TOL,
+    });
+  });
+
   it('without bias, ragged multi-tile 130 rows x 40 -> 67', async () => {
     const [I, O] = [40, 67];
     await checkOp(await testBackend(), {

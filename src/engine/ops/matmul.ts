@@ -8,7 +8,7 @@ import { broadcastShapes, broadcastStrides, check, emptyLike, launch } from './u
 declare module '../autograd.js' {
   interface OpSaved {
     matmul: { a: Tensor | null; b: Tensor | null; aShape: readonly number[]; bShape: readonly number[]; transA: boolean; transB: boolean };
-    linear: { x: Tensor | null; w: Tensor | null; xShape: readonly number[]; wShape: readonly number[]; hasBias: boolean };
+    linear: { x: Tensor | null; w: Tensor | null; xShape: readonly number[]; wShape: readonly number[]; hasBias: boolean; scale: number };
   }
 }
 
@@ -64,9 +64,9 @@ function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boo
   return { params: { ...base, M, K, batch: { shape: kept, a: sa, b: sb }, sum: { shape: summed, a: sa, b: sb } }, outShape };
 }
 
-/** Run a planned GEMM over x, y (and bias); returns a fresh f32 tensor. */
-function run(pl: Plan, x: Tensor, y: Tensor, bias?: Tensor, naive = false): Tensor {
-  const params: GemmParams = { ...pl.params, dtypeA: x.dtype, dtypeB: y.dtype, bias: bias ? bias.dtype : null };
+/** Run a planned GEMM over x, y (and bias), scaled by alpha; returns a fresh f32 tensor. */
+function run(pl: Plan, x: Tensor, y: Tensor, bias?: Tensor, naive = false, alpha = 1): Tensor {
+  const params: GemmParams = { ...pl.params, dtypeA: x.dtype, dtypeB: y.dtype, bias: bias ? bias.dtype : null, ...(alpha !== 1 ? { alpha } : {}) };
   const out = emptyLike(x, pl.outShape);
   launch((naive ? matmulNaiveKernel : gemmKernel)(params), bias ? [x, y, bias] : [x, y], [out]);
   return out;
@@ -118,10 +118,12 @@ export function matmulNaive(a: Tensor, b: Tensor, opts: MatmulOptions & { bias?:
 // ---- linear ------------------------------------------------------------------------------------
 
 /**
- * y = x w^T + bias with PyTorch's layout: x [..., in], w [out, in] (often frozen f16), bias [out];
- * y is f32 [..., out]. One GEMM over all leading rows, reading w transposed in place, bias fused.
+ * y = scale * x w^T + bias with PyTorch's layout: x [..., in], w [out, in] (often frozen f16),
+ * bias [out]; y is f32 [..., out]. One GEMM over all leading rows, reading w transposed in place,
+ * with the scale (a LoRA's alpha / rank) and the bias fused into its epilogue.
  */
-export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
+export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1): Tensor {
+  check(Number.isFinite(scale), () => `linear: scale must be finite, got ${scale}`);
   check(w.rank === 2, () => `linear: weight must be [out, in], got [${w.shape.join(', ')}]`);
   const [outF, inF] = w.shape as [number, number];
   check(x.rank >= 1 && x.shape[x.rank - 1] === inF, () => `linear: input [${x.shape.join(', ')}] does not end in ${inF}`);
@@ -129,30 +131,30 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor): Tensor {
   const rows = x.size / inF;
   const pl = plan([rows, inF], w.shape, false, true);
   pl.outShape = [...x.shape.slice(0, -1), outF];
-  const out = run(pl, x, w, bias);
+  const out = run(pl, x, w, bias, false, scale);
   const keepX = needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
-  record('linear', [x, w, bias ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias }, held);
+  record('linear', [x, w, bias ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias, scale }, held);
   return out;
 }
 
 /*
- * y [R, out] = x [R, in] w^T + bias, with R all leading dims of x flattened, gY [R, out]:
- *   dX    [R, in]   = gY w            (one GEMM, no transposes)
- *   dW    [out, in] = gY^T x          (one GEMM, contraction over all R rows)
+ * y [R, out] = s x [R, in] w^T + bias, with R all leading dims of x flattened, gY [R, out]:
+ *   dX    [R, in]   = s gY w          (one GEMM, no transposes, s in its epilogue)
+ *   dW    [out, in] = s gY^T x        (one GEMM, contraction over all R rows)
  *   dBias [out]     = sum_R gY
  */
-const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape }, [g], needs) => {
+const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape, scale }, [g], needs) => {
   const [outF, inF] = wShape as [number, number];
   const rows = numel(xShape) / inF;
   let dX: Tensor | null = null;
   if (needs[0]) {
     const pl = plan([rows, outF], wShape, false, false);
     pl.outShape = [...xShape];
-    dX = run(pl, g!, w!);
+    dX = run(pl, g!, w!, undefined, false, scale);
   }
-  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!) : null;
+  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!, undefined, false, scale) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g!, [outF]);
