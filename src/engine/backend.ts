@@ -125,6 +125,8 @@ export class GpuBackend implements Backend {
   private pass: GPUComputePassEncoder | null = null;
   private encoded = 0;
   private readonly errors: Error[] = [];
+  /** Set once the device is lost (driver reset, GPU removed, destroyed); nothing runs on it after that. */
+  lostInfo: GPUDeviceLostInfo | null = null;
   /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
   maxDispatchesPerSubmit = 512;
   private profiling: { set: GPUQuerySet; names: string[]; capacity: number } | null = null;
@@ -143,6 +145,7 @@ export class GpuBackend implements Backend {
       },
       destroy: (b) => b.destroy(),
     });
+    void device.lost?.then((info) => (this.lostInfo = info));
     device.addEventListener?.('uncapturederror', (ev) => {
       this.errors.push(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
     });
@@ -214,9 +217,17 @@ export class GpuBackend implements Backend {
     try {
       await staging.mapAsync(GPUMapMode.READ);
       return staging.getMappedRange().slice(0, bytes);
+    } catch (e) {
+      throw (await this.lostError()) ?? e;
     } finally {
       staging.destroy();
     }
+  }
+
+  /** A GpuDeviceLostError when the device is gone (waiting briefly, as the lost promise can trail a failed read), else null. */
+  async lostError(): Promise<GpuDeviceLostError | null> {
+    const info = this.lostInfo ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 100, null))]));
+    return info ? new GpuDeviceLostError(info.reason, info.message) : null;
   }
 
   flush(): void {
@@ -289,6 +300,15 @@ export class GpuBackend implements Backend {
     const parts = await Promise.all(this.profileOut);
     this.profileOut = [];
     return parts.flat();
+  }
+}
+
+/** The device stopped existing under us: a driver reset or crash, a removed GPU, or `destroy()`. */
+export class GpuDeviceLostError extends Error {
+  constructor(readonly reason: string, readonly detail: string) {
+    const why = reason === 'destroyed' ? 'destroyed' : `the driver reset or the GPU went away${detail ? `: ${detail}` : ''}`;
+    super(`The GPU device was lost (${why}). Nothing more can run on it; start again on a fresh device.`);
+    this.name = 'GpuDeviceLostError';
   }
 }
 

@@ -1,6 +1,6 @@
 // The training loop: cached latents, noised samples, LoRA forward/backward with micro-batch accumulation,
 // clipping, the optimizer step, periodic saves, and metrics read back one step late.
-import type { Backend } from '../engine/backend.js';
+import { GpuDeviceLostError, type Backend } from '../engine/backend.js';
 import { noGrad } from '../engine/autograd.js';
 import { backward } from '../engine/grad.js';
 import { scale, mseLoss, huberLoss } from '../engine/index.js';
@@ -74,6 +74,18 @@ export class NonFiniteLossError extends Error {
         'Try a lower learning rate (half of it), a smaller network alpha, or a max grad norm of 1.',
     );
     this.name = 'NonFiniteLossError';
+  }
+}
+
+/** The GPU went away mid-run (driver reset, GPU removed): what happened, where, and what is kept. */
+export class DeviceLostDuringTrainingError extends Error {
+  constructor(override readonly cause: GpuDeviceLostError, readonly step: number, readonly lastSavedStep: number) {
+    super(
+      `${cause.message.replace(/ Nothing more.*$/, '')} Training stopped at step ${step}. ` +
+        (lastSavedStep > 0 ? `The LoRA saved at step ${lastSavedStep} is kept: ` : 'Nothing was saved yet: ') +
+        'load the model again and start, choosing that file under "Continue an earlier LoRA" to go on from it.',
+    );
+    this.name = 'DeviceLostDuringTrainingError';
   }
 }
 
@@ -365,8 +377,20 @@ export class Trainer {
     }
   }
 
-  /** Run to the end (or until stopped), saving every `plan.saveEvery` steps; metrics arrive one step late. */
+  /**
+   * Run to the end (or until stopped), saving every `plan.saveEvery` steps; metrics arrive one step late.
+   * A lost GPU device ends the run with a DeviceLostDuringTrainingError naming the step and the last save.
+   */
   async run(control = new RunControl()): Promise<void> {
+    try {
+      await this.runSteps(control);
+    } catch (e) {
+      if (e instanceof GpuDeviceLostError) throw new DeviceLostDuringTrainingError(e, this.step, this.lastSavedStep);
+      throw e;
+    }
+  }
+
+  private async runSteps(control: RunControl): Promise<void> {
     if (!this.latents.length) await this.cacheLatents();
     const c = this.config;
     const gen = this.batches();

@@ -64,7 +64,19 @@ export function createTrainerApi(): TrainerApi {
   let items: TrainItem[] = [];
   let trainer: Trainer | null = null;
   let control: RunControl | null = null;
-  const device = async () => (gpu ??= await acquireGpu());
+  const device = async () => {
+    if (gpu) return gpu;
+    const g = (gpu = await acquireGpu());
+    // After a driver reset the device and everything on it are gone: the next load starts afresh.
+    void g.lost.then(() => {
+      if (gpu !== g) return;
+      gpu = null;
+      pipeline = null;
+      trainer = null;
+      memo = null;
+    });
+    return g;
+  };
   // The estimate runs the model on the meta device (under a second for SD 1.5); keep the last one.
   let memo: { key: string; report: MemoryReport } | null = null;
   const memory = (c: TrainConfig): MemoryReport | undefined => {
