@@ -225,7 +225,7 @@ export class GpuBackend implements Backend {
   }
 
   /** A GpuDeviceLostError when the device is gone (waiting briefly, as the lost promise can trail a failed read), else null. */
-  async lostError(): Promise<GpuDeviceLostError | null> {
+  private async lostError(): Promise<GpuDeviceLostError | null> {
     const info = this.lostInfo ?? (await Promise.race([this.device.lost, new Promise<null>((r) => setTimeout(r, 100, null))]));
     return info ? new GpuDeviceLostError(info.reason, info.message) : null;
   }

@@ -245,7 +245,7 @@ export async function hubCacheContents(cache?: Pick<Cache, 'keys' | 'match'>): P
   for (const req of await c.keys()) {
     const m = /^(https?:\/\/.+?)\/(.+)\/resolve\/([^/]+)\/.+$/.exec(req.url);
     if (!m) continue;
-    const [, endpoint, repo, rev] = m as unknown as [string, string, string, string];
+    const [, endpoint = '', repo = '', rev = ''] = m;
     const key = `${endpoint} ${repo} ${rev}`;
     const entry = byRepo.get(key) ?? { repo, endpoint, revision: decodeURIComponent(rev), files: 0, bytes: 0 };
     const res = await c.match(req.url);

@@ -2,7 +2,7 @@
 import { decode as decodeWebp } from '@cwasm/webp';
 import { decode as decodePng } from 'fast-png';
 import jpeg from 'jpeg-js';
-import { applyOrientation, jpegOrientation, webpOrientation } from './exif.js';
+import { applyOrientation, ascii, jpegOrientation, webpOrientation } from './exif.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 
 /** Decode PNG, JPEG or WebP bytes to RGBA; anything else (or a broken file) raises ImageDecodeError naming the file. */
@@ -43,8 +43,4 @@ export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
     throw new ImageDecodeError(name, `the image is corrupt or truncated (${(e as Error).message})`);
   }
   throw new ImageDecodeError(name, 'not a PNG, JPEG or WebP image');
-}
-
-function ascii(b: Uint8Array, from: number, to: number): string {
-  return String.fromCharCode(...b.subarray(from, to));
 }

@@ -1,6 +1,11 @@
 // EXIF orientation of a JPEG (the APP1 "Exif" segment's IFD0 tag 0x0112) or a WebP (its RIFF "EXIF" chunk), and applying it to RGBA pixels.
 import type { RgbaImage } from './images.js';
 
+/** The bytes [from, to) as Latin-1 text: chunk ids and magic numbers. */
+export function ascii(b: Uint8Array, from: number, to: number): string {
+  return String.fromCharCode(...b.subarray(from, to));
+}
+
 /** The orientation tag, 1 to 8 (1 = as stored), or 1 when the file has none or it cannot be read. */
 export function jpegOrientation(bytes: Uint8Array): number {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -9,7 +14,7 @@ export function jpegOrientation(bytes: Uint8Array): number {
     const marker = bytes[p + 1]!;
     if (marker === 0xda || marker === 0xd9) break; // start of scan / end: no more metadata
     const len = dv.getUint16(p + 2);
-    if (marker === 0xe1 && p + 10 <= bytes.length && String.fromCharCode(...bytes.subarray(p + 4, p + 10)) === 'Exif\0\0') return tiffOrientation(dv, p + 10, Math.min(bytes.length, p + 2 + len));
+    if (marker === 0xe1 && p + 10 <= bytes.length && ascii(bytes, p + 4, p + 10) === 'Exif\0\0') return tiffOrientation(dv, p + 10, Math.min(bytes.length, p + 2 + len));
     p += 2 + len;
   }
   return 1;
@@ -20,12 +25,12 @@ export function webpOrientation(bytes: Uint8Array): number {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let p = 12;
   while (p + 8 <= bytes.length) {
-    const id = String.fromCharCode(...bytes.subarray(p, p + 4));
+    const id = ascii(bytes, p, p + 4);
     const len = dv.getUint32(p + 4, true);
     const body = p + 8;
     const end = Math.min(bytes.length, body + len);
     if (id === 'EXIF') {
-      const skip = end - body >= 6 && String.fromCharCode(...bytes.subarray(body, body + 6)) === 'Exif\0\0' ? 6 : 0;
+      const skip = end - body >= 6 && ascii(bytes, body, body + 6) === 'Exif\0\0' ? 6 : 0;
       return tiffOrientation(dv, body + skip, end);
     }
     p = body + len + (len & 1); // chunks are padded to even sizes

@@ -1,12 +1,11 @@
 // Step 1: the base model — the tiny demo, a Hugging Face repo (cached in the browser) or a dropped checkpoint.
 import { useEffect, useState } from 'react';
 import * as Comlink from 'comlink';
+import { HF_ENDPOINT } from '../model/hub-cache.js';
 import type { CachedRepo, LoadProgress, ModelInfo } from '../protocol/index.js';
 import { fmtBytes } from './format.js';
 import { useApp } from './store.js';
 import { trainer } from './worker.js';
-
-const HF_ENDPOINT = 'https://huggingface.co';
 
 /** Where a hub model's files came from, for the status line. */
 function hubNote(h: NonNullable<ModelInfo['hub']>): string {
