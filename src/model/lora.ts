@@ -6,7 +6,7 @@ import type { Tensor } from '../engine/tensor.js';
 import type { Adapter, WeightShapes } from './layers.js';
 import { clipLoraTargets, type ClipConfig } from './clip.js';
 import { kohyaLoraName } from './keymap.js';
-import { unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
+import { transformerDepth, unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
 
 /** Where a module lives and how it is shaped. */
 export interface LoraModuleSpec {
@@ -34,23 +34,14 @@ export interface LoraOptions {
   textEncoder?: boolean;
 }
 
-const TRANSFORMER_LAYERS = [
-  'proj_in',
-  'transformer_blocks.0.attn1.to_q',
-  'transformer_blocks.0.attn1.to_k',
-  'transformer_blocks.0.attn1.to_v',
-  'transformer_blocks.0.attn1.to_out.0',
-  'transformer_blocks.0.attn2.to_q',
-  'transformer_blocks.0.attn2.to_k',
-  'transformer_blocks.0.attn2.to_v',
-  'transformer_blocks.0.attn2.to_out.0',
-  'transformer_blocks.0.ff.net.0.proj',
-  'transformer_blocks.0.ff.net.2',
-  'proj_out',
-];
+/** The adapted modules of one transformer with `depth` blocks, in kohya's order. */
+function transformerLayers(depth: number): string[] {
+  const block = ['attn1.to_q', 'attn1.to_k', 'attn1.to_v', 'attn1.to_out.0', 'attn2.to_q', 'attn2.to_k', 'attn2.to_v', 'attn2.to_out.0', 'ff.net.0.proj', 'ff.net.2'];
+  return ['proj_in', ...Array.from({ length: depth }, (_, d) => block.map((l) => `transformer_blocks.${d}.${l}`)).flat(), 'proj_out'];
+}
 
 /**
- * kohya's default targets: every Linear and 1x1 conv inside the U-Net's transformers (12 per block)
+ * kohya's default targets: every Linear and 1x1 conv inside the U-Net's transformers (12 per transformer of one block)
  * and the text encoder's attention and MLP projections (6 per layer). With LoCon, kohya also adapts
  * the modules inside ResBlocks and samplers: 3x3 convs at the conv rank, and the Linear/1x1 ones
  * there (time_emb_proj, conv_shortcut) at the network rank.
@@ -62,7 +53,8 @@ export function loraTargets(unet: UNetConfig, clip: ClipConfig | null, o: LoraOp
     const pointwise = w.length === 4 && w[2] === 1;
     specs.push({ path, part, kind: w.length === 4 && !pointwise ? 'conv' : 'linear', inFeatures: w[1]!, outFeatures: w[0]!, kernel: w.length === 4 ? w[2]! : 1, rank, alpha, pointwise });
   };
-  for (const t of unetTransformerNames(unet)) for (const l of TRANSFORMER_LAYERS) push(`${t}.${l}`, 'unet', shapes.get(`${t}.${l}.weight`)!, o.rank, o.alpha);
+  const layers = transformerLayers(transformerDepth(unet));
+  for (const t of unetTransformerNames(unet)) for (const l of layers) push(`${t}.${l}`, 'unet', shapes.get(`${t}.${l}.weight`)!, o.rank, o.alpha);
   if (o.convRank) {
     for (const [name, w] of shapes) {
       if (!name.endsWith('.weight')) continue;

@@ -42,6 +42,8 @@ export function unetConfigJson(c: UNetConfig): Record<string, unknown> {
     flip_sin_to_cos: true,
     freq_shift: 0,
     sample_size: 64,
+    ...(c.transformerDepth !== undefined && { transformer_layers_per_block: c.transformerDepth }),
+    ...(c.timeEmbedDim !== undefined && { time_embedding_dim: c.timeEmbedDim }),
   };
 }
 
@@ -89,6 +91,8 @@ export function unetConfigFromJson(j: Record<string, any>): UNetConfig {
     heads: Array.isArray(heads) ? heads[0] : heads ?? 8,
     crossAttentionDim: j.cross_attention_dim ?? 768,
     groups: j.norm_num_groups ?? 32,
+    ...(j.transformer_layers_per_block !== undefined && { transformerDepth: Array.isArray(j.transformer_layers_per_block) ? j.transformer_layers_per_block[0] : j.transformer_layers_per_block }),
+    ...(typeof j.time_embedding_dim === 'number' && { timeEmbedDim: j.time_embedding_dim }),
   };
 }
 

@@ -19,7 +19,14 @@ export interface UNetConfig {
   crossAttentionDim: number;
   /** GroupNorm groups (SD 1.x: 32). */
   groups: number;
+  /** Transformer blocks inside each transformer (SD 1.x: 1; diffusers' `transformer_layers_per_block`). */
+  transformerDepth?: number;
+  /** Width of the time embedding (SD 1.x: 4 x the first level's channels). */
+  timeEmbedDim?: number;
 }
+
+/** Transformer blocks per transformer (1 unless the configuration says otherwise). */
+export const transformerDepth = (c: UNetConfig): number => c.transformerDepth ?? 1;
 
 /** Stable Diffusion 1.x (859.5M parameters). */
 export const SD15_UNET: UNetConfig = {
@@ -95,21 +102,23 @@ function resnetShapes(m: WeightShapes, r: ResSpec, tembDim: number): void {
   if (r.cin !== r.cout) addConv(m, `${r.name}.conv_shortcut`, r.cout, r.cin, 1);
 }
 
-function transformerShapes(m: WeightShapes, name: string, c: number, ctx: number): void {
+function transformerShapes(m: WeightShapes, name: string, c: number, ctx: number, depth: number): void {
   addNorm(m, `${name}.norm`, c);
   addConv(m, `${name}.proj_in`, c, c, 1);
-  const t = `${name}.transformer_blocks.0`;
-  addNorm(m, `${t}.norm1`, c);
-  for (const p of ['to_q', 'to_k', 'to_v']) addLinear(m, `${t}.attn1.${p}`, c, c, false);
-  addLinear(m, `${t}.attn1.to_out.0`, c, c);
-  addNorm(m, `${t}.norm2`, c);
-  addLinear(m, `${t}.attn2.to_q`, c, c, false);
-  addLinear(m, `${t}.attn2.to_k`, c, ctx, false);
-  addLinear(m, `${t}.attn2.to_v`, c, ctx, false);
-  addLinear(m, `${t}.attn2.to_out.0`, c, c);
-  addNorm(m, `${t}.norm3`, c);
-  addLinear(m, `${t}.ff.net.0.proj`, 8 * c, c);
-  addLinear(m, `${t}.ff.net.2`, c, 4 * c);
+  for (let d = 0; d < depth; d++) {
+    const t = `${name}.transformer_blocks.${d}`;
+    addNorm(m, `${t}.norm1`, c);
+    for (const p of ['to_q', 'to_k', 'to_v']) addLinear(m, `${t}.attn1.${p}`, c, c, false);
+    addLinear(m, `${t}.attn1.to_out.0`, c, c);
+    addNorm(m, `${t}.norm2`, c);
+    addLinear(m, `${t}.attn2.to_q`, c, c, false);
+    addLinear(m, `${t}.attn2.to_k`, c, ctx, false);
+    addLinear(m, `${t}.attn2.to_v`, c, ctx, false);
+    addLinear(m, `${t}.attn2.to_out.0`, c, c);
+    addNorm(m, `${t}.norm3`, c);
+    addLinear(m, `${t}.ff.net.0.proj`, 8 * c, c);
+    addLinear(m, `${t}.ff.net.2`, c, 4 * c);
+  }
   addConv(m, `${name}.proj_out`, c, c, 1);
 }
 
@@ -117,7 +126,8 @@ function transformerShapes(m: WeightShapes, name: string, c: number, ctx: number
 export function unetWeightShapes(c: UNetConfig): WeightShapes {
   const m: WeightShapes = new Map();
   const c0 = c.blockChannels[0]!;
-  const temb = 4 * c0;
+  const temb = c.timeEmbedDim ?? 4 * c0;
+  const depth = transformerDepth(c);
   const p = plan(c);
   addConv(m, 'conv_in', c0, c.inChannels, 3);
   addLinear(m, 'time_embedding.linear_1', temb, c0);
@@ -126,19 +136,19 @@ export function unetWeightShapes(c: UNetConfig): WeightShapes {
     lvl.resnets.forEach((r, j) => {
       resnetShapes(m, r, temb);
       const a = lvl.attentions[j];
-      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim);
+      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim, depth);
     });
     if (lvl.downsampler) addConv(m, lvl.downsampler, lvl.channels, lvl.channels, 3);
   }
   const cm = c.blockChannels[c.blockChannels.length - 1]!;
   resnetShapes(m, { name: 'mid_block.resnets.0', cin: cm, cout: cm }, temb);
-  transformerShapes(m, 'mid_block.attentions.0', cm, c.crossAttentionDim);
+  transformerShapes(m, 'mid_block.attentions.0', cm, c.crossAttentionDim, depth);
   resnetShapes(m, { name: 'mid_block.resnets.1', cin: cm, cout: cm }, temb);
   for (const lvl of p.up) {
     lvl.resnets.forEach((r, j) => {
       resnetShapes(m, r, temb);
       const a = lvl.attentions[j];
-      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim);
+      if (a) transformerShapes(m, a, r.cout, c.crossAttentionDim, depth);
     });
     if (lvl.upsampler) addConv(m, lvl.upsampler, lvl.channels, lvl.channels, 3);
   }
@@ -216,15 +226,17 @@ function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, temb: Tensor): 
   return add(skip, h);
 }
 
-/** Transformer2DModel with one block: GN → proj_in → self-attn, cross-attn, GEGLU FF (pre-LN, residual) → proj_out → + x. */
+/** Transformer2DModel: GN → proj_in → per block self-attn, cross-attn, GEGLU FF (pre-LN, residual) → proj_out → + x. */
 function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context: Tensor): Tensor {
   const [B, C, H, W] = x.shape as [number, number, number, number];
   const n = L.groupNorm(`${name}.norm`, x, c.groups, ATTN_GN_EPS);
   let h = L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
-  const t = `${name}.transformer_blocks.0`;
-  h = add(h, attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads));
-  h = add(h, attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads));
-  h = add(h, L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h)))));
+  for (let d = 0; d < transformerDepth(c); d++) {
+    const t = `${name}.transformer_blocks.${d}`;
+    h = add(h, attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads));
+    h = add(h, attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads));
+    h = add(h, L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h)))));
+  }
   h = L.pointwise(`${name}.proj_out`, h);
   return add(permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2]), x);
 }
