@@ -5,15 +5,32 @@ import type { RunPlan } from '../training/arithmetic.js';
 import type { StepMetrics } from '../training/trainer.js';
 import type { CachedRepo, HubLoadReport } from '../model/hub-cache.js';
 import type { MemoryEstimate } from '../training/memory.js';
+import type { MemorySuggestion } from '../training/memory-advice.js';
 
-export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo };
+export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion };
 
 /** The memory a run needs against what the adapter allows. */
 export interface MemoryReport extends MemoryEstimate {
   /** The adapter's largest storage binding; a bigger buffer cannot run at all. */
   maxBindingBytes: number;
+  /** The adapter's largest buffer. */
+  maxBufferBytes: number;
+  /** The forecast's largest buffer as the pool allocates it (rounded up to its size class). */
+  largestBufferAllocated: number;
+  /** What is known of the device's memory (WebGPU does not report it), in words. */
+  deviceMemory: string;
   /** Set when the run cannot work or probably will not fit, in words. */
   warning: string | null;
+  /** With a warning: single changes of settings that the forecast says would fit. */
+  suggestions: MemorySuggestion[];
+}
+
+/** A step's metrics with what the device holds, measured by the worker's buffer pool. */
+export interface RunMetrics extends StepMetrics {
+  /** Live plus cached (free, kept for reuse) buffer bytes now. */
+  heldBytes: number;
+  /** The most bytes held at once since the run started (weights included): compare with the forecast's peak. */
+  peakHeldBytes: number;
 }
 
 /** Where the base model comes from. */
@@ -43,14 +60,35 @@ export interface DatasetReport {
   skipped: { name: string; reason: string }[];
 }
 
+/** A model part (U-Net, text encoder, VAE) as it downloads and moves to the GPU. */
+export interface ComponentProgress {
+  name: string;
+  /** Hub files only: bytes downloaded of the part's weight file (total 0 when unknown). */
+  downloaded?: { loadedBytes: number; totalBytes: number };
+  /** Bytes of weights on the GPU so far. */
+  loadedBytes: number;
+  /** The part's weight bytes (0 while unknown). */
+  totalBytes: number;
+  done: boolean;
+}
+
 export interface LoadProgress {
   stage: string;
   loadedBytes: number;
   totalBytes: number;
+  /** Per-part progress, in loading order. */
+  components?: ComponentProgress[];
+}
+
+/** What a hub load will download, and whether this browser has room for it. */
+export interface HubDownloadPlan {
+  /** The weight and config files not yet in the browser cache, with their sizes (0 when the server did not say). */
+  files: { path: string; bytes: number }[];
+  bytes: number;
 }
 
 export interface RunCallbacks {
-  onMetrics(m: StepMetrics): void;
+  onMetrics(m: RunMetrics): void;
   onCheckpoint(file: Uint8Array, step: number): void;
   /** A preview rendered with the LoRA so far: RGBA bytes, row-major. */
   onSample(image: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string): void;
@@ -65,6 +103,8 @@ export interface TrainerApi {
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
   /** Hub repositories downloaded into this browser's cache, with their sizes. */
   cachedModels(): Promise<CachedRepo[]>;
+  /** The files a hub load would download (what is already cached is left out), asked with HEAD requests before any download. */
+  hubDownloadPlan(source: Extract<ModelSource, { kind: 'hub' }>): Promise<HubDownloadPlan>;
   /** Delete every downloaded hub model from this browser (a loaded model stays loaded). */
   deleteCachedModels(): Promise<void>;
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;

@@ -2,14 +2,18 @@
 import * as Comlink from 'comlink';
 import { acquireGpu, type Gpu } from '../engine/gpu.js';
 import { loadDiffusers, loadSingleFile, type Pipeline, type RepoFiles } from '../model/pipeline.js';
-import { clearHubCache, hubCacheContents, openHubRepo, type HubLoadReport } from '../model/hub-cache.js';
-import { blobSource, urlSource } from '../model/safetensors.js';
+import { clearHubCache, HUB_CACHE_NAME, hubCacheContents, hubFileUrl, openHubRepo, type HubLoadReport, type HubRef } from '../model/hub-cache.js';
+import { blobSource, openSafetensors, urlSource } from '../model/safetensors.js';
+import type { Backend } from '../engine/backend.js';
+import type { PoolStats } from '../engine/pool.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
-import type { DatasetFile, DatasetReport, MemoryReport, ModelSource, TrainerApi } from '../protocol/index.js';
+import type { DatasetFile, DatasetReport, HubDownloadPlan, LoadProgress, MemoryReport, ModelSource, TrainerApi } from '../protocol/index.js';
 import { planRun, PlanError } from './arithmetic.js';
 import { assignBucket, makeBuckets } from './buckets.js';
 import { validateConfig, type TrainConfig } from './config.js';
 import { estimateTrainingMemory } from './memory.js';
+import { adviseMemory } from './memory-advice.js';
+import { LoadTracker, partOfKey } from './load-progress.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 import { loraSpecs, RunControl, Trainer, type TrainItem } from './trainer.js';
 import { readLoraFile } from '../model/lora-file.js';
@@ -43,19 +47,76 @@ function httpRepo(base: string, name: string): RepoFiles {
   };
 }
 
-/** WebGPU does not say how much memory the GPU has; past this, say which GPUs a run needs. */
-const COMMON_GPU_BYTES = 8 * 2 ** 30;
+/** What the page can know of the device's memory: WebGPU reports none; the browser gives the RAM, rounded and capped at 8 GiB. */
+function deviceMemoryNote(gpu: Gpu): string {
+  const ram = (globalThis.navigator as { deviceMemory?: number } | undefined)?.deviceMemory;
+  const soft = gpu.adapter.isFallback || /swiftshader|llvmpipe|lavapipe/i.test(`${gpu.adapter.description} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`);
+  const ramNote = ram ? `this computer reports about ${ram} GiB of RAM (browsers round this figure and may cap it)` : 'the browser does not say how much RAM this computer has';
+  return `WebGPU does not report how much memory the GPU has; ${ramNote}${soft ? ', which this software adapter uses as GPU memory' : ' (integrated GPUs share it)'}`;
+}
 
 function memoryReport(pipeline: Pipeline, gpu: Gpu, c: TrainConfig): MemoryReport {
-  const e = estimateTrainingMemory({ unet: pipeline.unet.config, clip: pipeline.clip.config, vae: pipeline.vae.config }, c);
-  const maxBindingBytes = gpu.adapter.limits.maxStorageBufferBindingSize;
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-  let warning: string | null = null;
-  if (e.largestBuffer > maxBindingBytes)
-    warning = `One buffer needs ${gib(e.largestBuffer)} but this GPU allows ${gib(maxBindingBytes)} per buffer: lower the resolution or the batch size`;
-  else if (e.peakBytes > COMMON_GPU_BYTES)
-    warning = `This needs about ${gib(e.peakBytes)} of GPU memory, more than most 8 GiB cards have: turn on gradient checkpointing, lower the batch size (use accumulation instead) or the resolution`;
-  return { ...e, maxBindingBytes, warning };
+  const models = { unet: pipeline.unet.config, clip: pipeline.clip.config, vae: pipeline.vae.config };
+  const forecast = (x: TrainConfig) => estimateTrainingMemory(models, x);
+  const e = forecast(c);
+  const { maxBufferSize, maxStorageBufferBindingSize } = gpu.adapter.limits;
+  const advice = adviseMemory(forecast, c, e, { maxBufferSize, maxStorageBufferBindingSize });
+  return { ...e, maxBindingBytes: maxStorageBufferBindingSize, maxBufferBytes: maxBufferSize, deviceMemory: deviceMemoryNote(gpu), ...advice };
+}
+
+/** The device's held bytes (live + cached) and their peak; pools without those counters give live + free and the live peak. */
+function heldBytes(backend: Backend): { heldBytes: number; peakHeldBytes: number } {
+  const s = backend.pool() as PoolStats & { heldBytes?: number; peakHeldBytes?: number };
+  const held = s.heldBytes ?? s.liveBytes + s.freeBytes;
+  return { heldBytes: held, peakHeldBytes: Math.max(held, s.peakHeldBytes ?? s.peakLiveBytes) };
+}
+
+/** A diffusers weight file of each part, the fp16 variant first (half the download). */
+const HUB_WEIGHTS = [
+  ['unet/diffusion_pytorch_model.fp16.safetensors', 'unet/diffusion_pytorch_model.safetensors'],
+  ['text_encoder/model.fp16.safetensors', 'text_encoder/model.safetensors'],
+  ['vae/diffusion_pytorch_model.fp16.safetensors', 'vae/diffusion_pytorch_model.safetensors'],
+];
+
+/** The weight files a hub load would download: per part, nothing if a variant is cached, else the first variant the server has. */
+async function hubDownloadPlan(ref: HubRef): Promise<HubDownloadPlan> {
+  const cache = typeof caches === 'undefined' ? null : await caches.open(HUB_CACHE_NAME).catch(() => null);
+  const files: HubDownloadPlan['files'] = [];
+  for (const variants of HUB_WEIGHTS) {
+    const urls = variants.map((p) => hubFileUrl(ref, p));
+    if (cache && (await Promise.all(urls.map((u) => cache.match(u)))).some(Boolean)) continue;
+    for (const [i, url] of urls.entries()) {
+      const r = await fetch(url, { method: 'HEAD' }).catch(() => null);
+      if (!r?.ok) continue;
+      files.push({ path: variants[i]!, bytes: Number(r.headers.get('content-length') ?? 0) || 0 });
+      break;
+    }
+  }
+  return { files, bytes: files.reduce((a, f) => a + f.bytes, 0) };
+}
+
+/** A repository whose opened files tell the tracker their sizes. */
+function tracked(files: RepoFiles, t: LoadTracker): RepoFiles {
+  return {
+    ...files,
+    open: async (p) => {
+      const src = await files.open(p);
+      t.opened(p, src.size);
+      return src;
+    },
+  };
+}
+
+/** Per-part sizes from a single file's header (a few kilobytes read; the load reads it again). */
+async function expectSingleFile(file: File, t: LoadTracker): Promise<void> {
+  const f = await openSafetensors(blobSource(file)).catch(() => null);
+  if (!f) return; // the load itself reports what is wrong with the file
+  const sums = new Map<string, number>();
+  for (const [k, info] of f.tensors) {
+    const part = partOfKey(k);
+    if (part) sums.set(part, (sums.get(part) ?? 0) + info.length);
+  }
+  for (const [part, bytes] of sums) t.expect(part, bytes);
 }
 
 export function createTrainerApi(): TrainerApi {
@@ -95,16 +156,19 @@ export function createTrainerApi(): TrainerApi {
       const { backend } = await device();
       pipeline?.dispose();
       pipeline = null;
-      const o = { onProgress: (p: { stage: string; loadedBytes: number; totalBytes: number }) => onProgress(p) };
+      const tracker = new LoadTracker();
+      const o = { onProgress: (p: LoadProgress) => onProgress(tracker.update(p)) };
       let hub: HubLoadReport | undefined;
-      if (source.kind === 'tiny') pipeline = await loadDiffusers(backend, httpRepo(source.baseUrl, 'tiny demo model'), o);
+      if (source.kind === 'tiny') pipeline = await loadDiffusers(backend, tracked(httpRepo(source.baseUrl, 'tiny demo model'), tracker), o);
       else if (source.kind === 'hub') {
         const repo = await openHubRepo(source, o);
-        pipeline = await loadDiffusers(backend, repo, o);
+        pipeline = await loadDiffusers(backend, tracked(repo, tracker), o);
         hub = repo.report();
       } else {
         const t = httpRepo(source.tokenizerUrl, 'CLIP tokenizer');
         const tok = ClipTokenizer.fromFiles(await t.text('vocab.json'), await t.text('merges.txt'));
+        // The File is a handle on the disk: tensors are read as byte-range slices, never the whole file.
+        await expectSingleFile(source.file, tracker);
         pipeline = await loadSingleFile(backend, blobSource(source.file), tok, o);
       }
       const tiny = pipeline.unet.config.blockChannels[0]! < 128;
@@ -112,6 +176,7 @@ export function createTrainerApi(): TrainerApi {
     },
 
     cachedModels: () => hubCacheContents(),
+    hubDownloadPlan: (source) => hubDownloadPlan(source),
     deleteCachedModels: () => clearHubCache(),
 
     async setDataset(files: DatasetFile[]) {
@@ -155,11 +220,20 @@ export function createTrainerApi(): TrainerApi {
       if (!v.ok) throw new Error(`Fix the settings first: ${Object.values(v.errors).join('; ')}`);
       config = v.config;
       trainer?.dispose();
+      // The measured peak covers this run: weights, latent caching and the steps, as the forecast does.
+      const { backend } = await device();
+      backend.resetPeak();
+      let runPeak = 0;
+      const held = () => {
+        const h = heldBytes(backend);
+        runPeak = Math.max(runPeak, h.peakHeldBytes);
+        return { heldBytes: h.heldBytes, peakHeldBytes: runPeak };
+      };
       control = new RunControl();
       const ctl = control;
       const weights = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
       trainer = new Trainer(pipeline, config, items, {
-        onMetrics: (m) => cb.onMetrics(m),
+        onMetrics: (m) => cb.onMetrics({ ...m, ...held() }),
         onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
         onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
       }, weights);

@@ -2,9 +2,11 @@
 import { useEffect, useState } from 'react';
 import * as Comlink from 'comlink';
 import { HF_ENDPOINT } from '../model/hub-cache.js';
-import type { CachedRepo, LoadProgress, ModelInfo } from '../protocol/index.js';
-import { fmtBytes } from './format.js';
-import { useApp } from './store.js';
+import type { CachedRepo, ComponentProgress, LoadProgress, ModelInfo, ModelSource } from '../protocol/index.js';
+import { CHECKPOINT_ACCEPT, HEAD_BYTES, pickleCheckpoint } from './checkpoint.js';
+import { fmtBytes, fmtSize } from './format.js';
+import { checkStorage } from './storage.js';
+import { applyModelSize, useApp } from './store.js';
 import { trainer } from './worker.js';
 
 /** Where a hub model's files came from, for the status line. */
@@ -17,36 +19,89 @@ function hubNote(h: NonNullable<ModelInfo['hub']>): string {
   return parts.join('; ');
 }
 
+/** One part's line: downloading, on the GPU, waiting, or done. */
+function componentText(c: ComponentProgress): string {
+  const of = (a: number, b: number) => (b ? `${fmtSize(a)} of ${fmtSize(b)}` : fmtSize(a));
+  if (c.done) return `${c.name}: ${fmtSize(c.loadedBytes)} on the GPU ✓`;
+  if (c.loadedBytes > 0) return `${c.name}: ${of(c.loadedBytes, c.totalBytes)} on the GPU`;
+  const d = c.downloaded;
+  if (d && (!d.totalBytes || d.loadedBytes < d.totalBytes)) return `${c.name}: downloading ${of(d.loadedBytes, d.totalBytes)}`;
+  return `${c.name}: waiting${c.totalBytes ? ` (${fmtSize(c.totalBytes)})` : ''}`;
+}
+
+const tokenizerUrl = () => new URL('clip-tokenizer/', document.baseURI).href;
+
 export function ModelPanel() {
   const { model, set } = useApp();
   const [repo, setRepo] = useState('');
   const [endpoint, setEndpoint] = useState(HF_ENDPOINT);
   const [cached, setCached] = useState<CachedRepo[]>([]);
+  const [over, setOver] = useState(false);
   const refreshCached = () => void trainer().cachedModels().then(setCached, () => setCached([]));
   useEffect(refreshCached, [model.status]);
-  const load = async (source: Parameters<ReturnType<typeof trainer>['loadModel']>[0]) => {
-    set({ model: { status: 'loading', progress: 0 } });
+
+  const load = async (source: ModelSource, note?: string) => {
+    set({ model: { status: 'loading', progress: 0, message: note } });
     // Progress arrives on the callback's own message port, so a last report can land after the result.
     let done = false;
-    const onProgress = (p: LoadProgress) => done || set({ model: { status: 'loading', progress: p.totalBytes ? p.loadedBytes / p.totalBytes : 0, message: p.stage } });
+    let components: ComponentProgress[] | undefined;
+    const onProgress = (p: LoadProgress) => {
+      if (done) return;
+      components = p.components ?? components;
+      set({ model: { status: 'loading', progress: p.totalBytes ? p.loadedBytes / p.totalBytes : 0, message: p.stage, components } });
+    };
     try {
       const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
-      set({ model: { status: 'ready', name: info.name, message: `${fmtBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}` } });
-      if (info.resolutionHint < 512) useApp.getState().setConfig({ resolution: 64, minBucket: 64, maxBucket: 128 });
+      set({ model: { status: 'ready', name: info.name, message: `${fmtBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components } });
+      const size = applyModelSize(info.name, info.resolutionHint);
+      if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
     } catch (e) {
-      set({ model: { status: 'error', message: e instanceof Error ? e.message : String(e) } });
+      set({ model: { status: 'error', message: e instanceof Error ? e.message : String(e), components } });
     }
   };
+
+  /** Hub loads: say how much will be downloaded against the browser's storage before any download starts. */
+  const loadHub = async (force = false) => {
+    const source: ModelSource = { kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT };
+    set({ model: { status: 'loading', progress: 0, message: 'checking what to download' } });
+    const plan = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
+    const storage = plan && plan.bytes > 0 ? await checkStorage(plan.bytes) : null;
+    if (storage && !storage.enough && !force)
+      return set({ model: { status: 'error', message: storage.message, retry: { label: 'Download anyway (files that do not fit are read from the network each time)', run: () => void loadHub(true) } } });
+    await load(source, storage?.message);
+  };
+
+  /** A picked or dropped checkpoint: pickles are explained, never sent; the rest is read by the worker in slices. */
+  const loadFile = async (file: File) => {
+    const head = new Uint8Array(await file.slice(0, HEAD_BYTES).arrayBuffer());
+    const pickle = pickleCheckpoint(file.name, head);
+    if (pickle) return set({ model: { status: 'error', message: pickle.message, help: pickle.help } });
+    await load({ kind: 'file', file, tokenizerUrl: tokenizerUrl() });
+  };
+
+  const busy = model.status === 'loading';
   return (
-    <section aria-labelledby="model-h">
+    <section
+      aria-labelledby="model-h"
+      className={over ? 'over' : ''}
+      data-testid="model-drop"
+      onDragOver={(e) => (e.preventDefault(), setOver(true))}
+      onDragLeave={() => setOver(false)}
+      onDrop={(e) => {
+        e.preventDefault();
+        setOver(false);
+        const f = e.dataTransfer.files[0];
+        if (f && !busy) void loadFile(f);
+      }}
+    >
       <h2 id="model-h">1. Base model</h2>
       <div className="row">
-        <button onClick={() => load({ kind: 'tiny', baseUrl: new URL('tiny/', document.baseURI).href })}>Use the tiny demo model</button>
+        <button disabled={busy} onClick={() => load({ kind: 'tiny', baseUrl: new URL('tiny/', document.baseURI).href })}>Use the tiny demo model</button>
         <input aria-label="Hugging Face repo id" placeholder="stable-diffusion-v1-5/stable-diffusion-v1-5" value={repo} onChange={(e) => setRepo(e.target.value)} />
-        <button disabled={!repo.trim()} onClick={() => load({ kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT })}>Load from the Hub</button>
-        <label className="file">
-          Or a .safetensors checkpoint
-          <input type="file" accept=".safetensors" data-testid="checkpoint-input" onChange={(e) => e.target.files?.[0] && load({ kind: 'file', file: e.target.files[0], tokenizerUrl: new URL('clip-tokenizer/', document.baseURI).href })} />
+        <button disabled={!repo.trim() || busy} onClick={() => loadHub()}>Load from the Hub</button>
+        <label className="file" title="A .ckpt, .pt, .pth or .bin file is a PyTorch pickle: the page says how to convert it">
+          Or a .safetensors checkpoint (drop it here)
+          <input type="file" accept={CHECKPOINT_ACCEPT} data-testid="checkpoint-input" disabled={busy} onChange={(e) => e.target.files?.[0] && loadFile(e.target.files[0])} />
         </label>
       </div>
       <details>
@@ -56,7 +111,7 @@ export function ModelPanel() {
       {cached.length > 0 && (
         <p data-testid="cached-models">
           Kept in this browser: {cached.map((c) => `${c.repo}${c.revision !== 'main' ? `@${c.revision}` : ''} (${fmtBytes(c.bytes)})`).join(', ')}{' '}
-          <button className="link" disabled={model.status === 'loading'} onClick={() => void trainer().deleteCachedModels().then(refreshCached)}>
+          <button className="link" disabled={busy} onClick={() => void trainer().deleteCachedModels().then(refreshCached)}>
             Delete downloaded models
           </button>
         </p>
@@ -66,7 +121,20 @@ export function ModelPanel() {
         {model.status === 'loading' && `Loading ${model.message ?? ''}… ${Math.round((model.progress ?? 0) * 100)}%`}
         {model.status === 'ready' && `Ready: ${model.name} (${model.message})`}
         {model.status === 'error' && model.message}
+        {model.status === 'error' && model.retry && (
+          <button className="link" onClick={model.retry.run}>
+            {model.retry.label}
+          </button>
+        )}
       </p>
+      {model.status === 'error' && model.help && <pre className="help" data-testid="model-help">{model.help}</pre>}
+      {model.components?.some((c) => c.loadedBytes || c.totalBytes || c.downloaded) && (
+        <ul className="components" data-testid="load-components">
+          {model.components.map((c) => (
+            <li key={c.name}>{componentText(c)}</li>
+          ))}
+        </ul>
+      )}
     </section>
   );
 }

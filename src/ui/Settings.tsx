@@ -1,6 +1,7 @@
 // The settings form: basics first, advanced folded away, help per field, per-field errors and a live summary.
 import { useEffect } from 'react';
-import { useApp } from './store.js';
+import { MemoryLine } from './MemoryLine.js';
+import { chooseConfig, useApp } from './store.js';
 import { trainer } from './worker.js';
 import type { TrainConfig } from '../training/config.js';
 
@@ -51,24 +52,23 @@ const ADVANCED: Field[] = [
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
 ];
 
-const flops = (f: number) => (f >= 1e12 ? `${(f / 1e12).toFixed(2)} TFLOP` : f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(1)} MFLOP`);
-const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
+const change = chooseConfig;
 
 function Input({ f }: { f: Field }) {
-  const { config, setConfig, errors } = useApp();
+  const { config, errors } = useApp();
   const v = config[f.key];
   const id = `cfg-${f.key}`;
   const err = errors[f.key];
   const control =
     f.kind === 'bool' ? (
-      <input id={id} type="checkbox" checked={Boolean(v)} onChange={(e) => setConfig({ [f.key]: e.target.checked } as Partial<TrainConfig>)} />
+      <input id={id} type="checkbox" checked={Boolean(v)} onChange={(e) => change({ [f.key]: e.target.checked } as Partial<TrainConfig>)} />
     ) : f.kind === 'select' ? (
-      <select id={id} value={String(v)} onChange={(e) => setConfig({ [f.key]: e.target.value } as Partial<TrainConfig>)}>
+      <select id={id} value={String(v)} onChange={(e) => change({ [f.key]: e.target.value } as Partial<TrainConfig>)}>
         {f.options!.map((o) => <option key={o}>{o}</option>)}
       </select>
     ) : (
       <input id={id} type={f.kind === 'number' ? 'number' : 'text'} step={f.step ?? 'any'} value={typeof v === 'number' && Number.isNaN(v) ? '' : String(v)} aria-invalid={!!err} aria-describedby={`${id}-help`}
-        onChange={(e) => setConfig({ [f.key]: f.kind === 'number' ? (e.target.value === '' ? NaN : Number(e.target.value)) : e.target.value } as Partial<TrainConfig>)} />
+        onChange={(e) => change({ [f.key]: f.kind === 'number' ? (e.target.value === '' ? NaN : Number(e.target.value)) : e.target.value } as Partial<TrainConfig>)} />
     );
   return (
     <div className="field">
@@ -81,7 +81,7 @@ function Input({ f }: { f: Field }) {
 }
 
 export function Settings() {
-  const { config, plan, errors, set, dataset, memory, model } = useApp();
+  const { config, plan, errors, set, dataset, model } = useApp();
   useEffect(() => {
     const t = setTimeout(async () => {
       const r = await trainer().validateConfig(config);
@@ -97,7 +97,7 @@ export function Settings() {
   };
   const importPreset = async (f: File) => {
     try {
-      useApp.getState().setConfig(JSON.parse(await f.text()));
+      change(JSON.parse(await f.text()));
     } catch {
       set({ errors: { preset: `${f.name} is not a JSON preset` } });
     }
@@ -120,12 +120,7 @@ export function Settings() {
           ? `Effective batch ${plan.effectiveBatch} · ${plan.steps} optimizer steps · ${plan.epochs} epochs · U-Net LR ${plan.unetLr.toExponential(2)} · text-encoder LR ${plan.textEncoderLr.toExponential(2)} · warmup ${plan.warmupSteps} steps · saved every ${plan.saveEvery} steps`
           : 'Fix the settings marked in red.'}
       </p>
-      <p className={`summary ${memory?.warning ? 'warn' : ''}`} data-testid="memory" role={memory?.warning ? 'alert' : undefined}>
-        {memory
-          ? `Estimated GPU memory ${gib(memory.peakBytes)} (weights ${gib(memory.weightBytes)}, LoRA with gradients and optimizer state ${gib(memory.networkBytes)}); largest buffer ${(memory.largestBuffer / 2 ** 20).toFixed(0)} MiB of ${(memory.maxBindingBytes / 2 ** 20).toFixed(0)} MiB allowed; ${flops(memory.flopsPerStep)} per step.` +
-            (memory.warning ? ` ${memory.warning}.` : '')
-          : plan && 'Load a model to see the GPU memory this run needs.'}
-      </p>
+      <MemoryLine />
     </section>
   );
 }

@@ -2,7 +2,7 @@
 import { useState } from 'react';
 import * as Comlink from 'comlink';
 import { Chart } from './Chart.js';
-import { fmtBytes } from './format.js';
+import { fmtSize } from './format.js';
 import { keepLora } from './recovery.js';
 import { useApp } from './store.js';
 import { trainer } from './worker.js';
@@ -75,7 +75,7 @@ export function TrainPanel() {
         <div>
           <progress max={last.totalSteps} value={last.step} />
           <p data-testid="step-counter">
-            step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {last.stepsPerSec.toFixed(2)} steps/s · ETA {Math.round(last.etaMs / 1000)} s · GPU {fmtBytes(last.gpuBytes)}
+            step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {last.stepsPerSec.toFixed(2)} steps/s · ETA {Math.round(last.etaMs / 1000)} s · GPU {fmtSize(last.heldBytes)} held, peak {fmtSize(last.peakHeldBytes)}{s.memory ? ` (forecast ${fmtSize(s.memory.peakBytes)})` : ''}
           </p>
         </div>
       )}

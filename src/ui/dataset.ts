@@ -8,6 +8,8 @@ export interface Dropped {
 }
 
 const IMAGE = /\.(png|jpe?g|webp)$/i;
+const CHECKPOINT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
+const NOT_DATA = 'not an image (PNG, JPEG or WebP) or a caption (.txt)';
 const stem = (n: string) => n.replace(/^.*\//, '').replace(/\.[^.]+$/, '');
 
 async function entriesOf(item: FileSystemEntry): Promise<File[]> {
@@ -39,9 +41,14 @@ export async function sortFiles(files: File[]): Promise<Dropped> {
     if (/(^|\/)(__MACOSX\/|\.)/.test(name)) return;
     if (IMAGE.test(name)) out.images.push({ name: name.replace(/^.*\//, ''), bytes });
     else if (/\.txt$/i.test(name)) out.captions.set(stem(name), new TextDecoder().decode(bytes).trim());
-    else if (!name.endsWith('/')) out.skipped.push({ name, reason: 'not an image (PNG, JPEG or WebP) or a caption (.txt)' });
+    else if (!name.endsWith('/')) out.skipped.push({ name, reason: NOT_DATA });
   };
   for (const f of files) {
+    // Only images, captions and zips are read: a 4 GB checkpoint dropped here by mistake is not loaded into memory.
+    if (!IMAGE.test(f.name) && !/\.(txt|zip)$/i.test(f.name)) {
+      if (!/(^|\/)(__MACOSX\/|\.)/.test(f.name)) out.skipped.push({ name: f.name, reason: CHECKPOINT.test(f.name) ? 'a model checkpoint: load it in step 1 (Base model)' : NOT_DATA });
+      continue;
+    }
     const bytes = await f.arrayBuffer();
     if (/\.zip$/i.test(f.name)) {
       try {

@@ -1,8 +1,9 @@
 // Page state (zustand): model, dataset, settings (persisted), run metrics and the latest LoRA.
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
+import { bucketSideLimits } from '../training/buckets.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
-import type { DatasetReport, MemoryReport, RunPlan, StepMetrics } from '../protocol/index.js';
+import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan } from '../protocol/index.js';
 
 export interface DatasetEntry {
   name: string;
@@ -13,7 +14,18 @@ export interface DatasetEntry {
 
 export interface AppState {
   gpu: { status: 'checking' } | { status: 'ok'; description: string } | { status: 'missing'; message: string };
-  model: { status: 'none' | 'loading' | 'ready' | 'error'; name?: string; message?: string; progress?: number };
+  model: {
+    status: 'none' | 'loading' | 'ready' | 'error';
+    name?: string;
+    message?: string;
+    progress?: number;
+    /** U-Net, text encoder and VAE as they load (kept after the load as a summary). */
+    components?: ComponentProgress[];
+    /** A command or steps that fix the error, shown as code. */
+    help?: string;
+    /** A choice the error leaves to the person (e.g. download although storage is short). */
+    retry?: { label: string; run(): void };
+  };
   dataset: DatasetEntry[];
   report: DatasetReport | null;
   nonImages: { name: string; reason: string }[];
@@ -22,13 +34,53 @@ export interface AppState {
   plan: RunPlan | null;
   memory: MemoryReport | null;
   run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
-  metrics: StepMetrics[];
+  metrics: RunMetrics[];
   /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
   lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean } | null;
   /** The latest preview image (a PNG object URL). */
   sample: { url: string; step: number; prompt: string } | null;
+  /** Resolution and bucket sides a person chose, per model name: reloading that model keeps them. */
+  sizeChoices: Record<string, SizeChoice>;
   set(p: Partial<AppState>): void;
   setConfig(p: Partial<TrainConfig>): void;
+}
+
+export type SizeChoice = Pick<TrainConfig, 'resolution' | 'minBucket' | 'maxBucket'>;
+export const SIZE_KEYS: readonly (keyof SizeChoice)[] = ['resolution', 'minBucket', 'maxBucket'];
+
+/** Remember the current resolution and bucket sides as the person's choice for the loaded model. */
+export function rememberSizeChoice(): void {
+  const { model, config, sizeChoices } = useApp.getState();
+  if (model.status !== 'ready' || !model.name) return;
+  const rest = Object.entries(sizeChoices).filter(([k]) => k !== model.name).slice(-19);
+  useApp.setState({ sizeChoices: { ...Object.fromEntries(rest), [model.name]: { resolution: config.resolution, minBucket: config.minBucket, maxBucket: config.maxBucket } } });
+}
+
+/**
+ * A change the person made on the page (a field, a preset, a suggested fix). Bucket sides are not on
+ * the form, so a new resolution brings the sides the recipe derives from it (320/768 at 512); a size
+ * chosen while a model is loaded is remembered for that model.
+ */
+export function chooseConfig(p: Partial<TrainConfig>): void {
+  const { config, setConfig } = useApp.getState();
+  const r = p.resolution;
+  const sides = r !== undefined && Number.isInteger(r) && r >= 64 && !('minBucket' in p) && !('maxBucket' in p) ? bucketSideLimits(r, config.maxAspect || 2, config.bucketStep || 64) : null;
+  setConfig(sides ? { ...p, minBucket: sides.min, maxBucket: sides.max } : p);
+  if (SIZE_KEYS.some((k) => k in p)) rememberSizeChoice();
+}
+
+/**
+ * Settings for a model that just loaded: the person's own choice for this model if they made one,
+ * else the model's native size (512 for SD 1.x, 64 for the tiny demo) with bucket sides derived from
+ * it. Returns what was done, in words, or null when nothing changed.
+ */
+export function applyModelSize(name: string, nativeResolution: number): string | null {
+  const { config, sizeChoices, setConfig } = useApp.getState();
+  const own = sizeChoices[name];
+  const want: SizeChoice = own ?? { resolution: nativeResolution, ...(({ min, max }) => ({ minBucket: min, maxBucket: max }))(bucketSideLimits(nativeResolution, config.maxAspect || 2, config.bucketStep || 64)) };
+  if (SIZE_KEYS.every((k) => config[k] === want[k])) return null;
+  setConfig(want);
+  return own ? `resolution ${want.resolution} as you last set it for this model` : `resolution set to ${want.resolution}, this model's native size`;
 }
 
 export const useApp = create<AppState>()(
@@ -47,6 +99,7 @@ export const useApp = create<AppState>()(
       metrics: [],
       lora: null,
       sample: null,
+      sizeChoices: {},
       set: (p) => set(p),
       setConfig: (p) => set((s) => ({ config: { ...s.config, ...p } })),
     }),
@@ -54,8 +107,11 @@ export const useApp = create<AppState>()(
     // Fields added since the settings were saved take their defaults.
     {
       name: 'lorasmith-settings',
-      partialize: (s) => ({ config: s.config }),
-      merge: (saved, current) => ({ ...current, config: { ...current.config, ...((saved as { config?: Partial<TrainConfig> } | undefined)?.config ?? {}) } }),
+      partialize: (s) => ({ config: s.config, sizeChoices: s.sizeChoices }),
+      merge: (saved, current) => {
+        const s = saved as { config?: Partial<TrainConfig>; sizeChoices?: Record<string, SizeChoice> } | undefined;
+        return { ...current, config: { ...current.config, ...(s?.config ?? {}) }, sizeChoices: s?.sizeChoices ?? {} };
+      },
     },
   ),
 );

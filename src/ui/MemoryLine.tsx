@@ -1,0 +1,50 @@
+// The memory line: the forecast against the adapter's limits, what is known of the device's memory, the measured peak during a run, and changes that would fit.
+import type { MemoryReport, RunMetrics } from '../protocol/index.js';
+import { fmtSize } from './format.js';
+import { chooseConfig, useApp } from './store.js';
+
+const flops = (f: number) => (f >= 1e12 ? `${(f / 1e12).toFixed(2)} TFLOP` : f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(1)} MFLOP`);
+const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+
+function forecastText(m: MemoryReport): string {
+  const cache = (m as MemoryReport & { cacheBytes?: number }).cacheBytes;
+  const limit = Math.min(m.maxBindingBytes, m.maxBufferBytes);
+  return (
+    `Estimated GPU memory ${fmtSize(m.peakBytes)} (weights ${fmtSize(m.weightBytes)}, LoRA with gradients and optimizer state ${fmtSize(m.networkBytes)}${cache ? `, buffers cached for reuse ${fmtSize(cache)}` : ''}); ` +
+    `largest buffer ${mib(m.largestBufferAllocated)} of ${mib(limit)} allowed (adapter: ${mib(m.maxBindingBytes)} per storage binding, ${mib(m.maxBufferBytes)} per buffer); ${flops(m.flopsPerStep)} per step.`
+  );
+}
+
+/** The run's measured peak against the forecast; only while a run's metrics are on the page. */
+function measuredText(last: RunMetrics, forecast: number | undefined): string {
+  const ratio = forecast ? ` (${((last.peakHeldBytes / forecast) * 100).toFixed(0)}% of the forecast)` : '';
+  return `Measured in this run: peak ${fmtSize(last.peakHeldBytes)} held on the GPU (live and cached buffers)${ratio}, ${fmtSize(last.heldBytes)} now.`;
+}
+
+export function MemoryLine() {
+  const { memory, plan, metrics, run } = useApp();
+  const last = metrics.at(-1);
+  if (!memory) return <p className="summary" data-testid="memory">{plan && 'Load a model to see the GPU memory this run needs.'}</p>;
+  return (
+    <div className={`summary ${memory.warning ? 'warn' : ''}`} data-testid="memory" role={memory.warning ? 'alert' : undefined}>
+      <p>{forecastText(memory)}</p>
+      <p><small data-testid="device-memory">{memory.deviceMemory}.</small></p>
+      {last && run.status !== 'idle' && <p data-testid="memory-measured">{measuredText(last, memory.peakBytes)}</p>}
+      {memory.warning && (
+        <div data-testid="memory-warning">
+          <p><b>{memory.warning}.</b> {memory.suggestions.length ? 'Any of these would fit:' : 'No single change of gradient checkpointing, batch size, network dim or resolution brings it under; try a smaller resolution and batch together.'}</p>
+          {memory.suggestions.length > 0 && (
+            <ul>
+              {memory.suggestions.map((s) => (
+                <li key={s.change}>
+                  {s.change}: about {fmtSize(s.peakBytes)}, largest buffer {mib(s.largestBuffer)}{' '}
+                  <button className="link" onClick={() => chooseConfig(s.patch)}>Apply</button>
+                </li>
+              ))}
+            </ul>
+          )}
+        </div>
+      )}
+    </div>
+  );
+}
