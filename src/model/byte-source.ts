@@ -24,6 +24,7 @@ export type SafetensorsErrorCode =
   | 'missing'
   | 'unsupported-dtype'
   | 'http'
+  | 'pickle'
   | 'write';
 
 /** A malformed or unreadable file: the message starts with the file's name and says what is wrong. */

@@ -19,6 +19,7 @@ const golden = async (name: string) => {
   const f = await openSafetensors(await fileSource(`${root}/src/model/golden/${name}.safetensors`));
   const out: Record<string, { data: Float32Array; shape: number[] }> = {};
   for (const [k, t] of f.tensors) out[k] = { data: await f.readTensor(k), shape: t.shape };
+  await f.source.close?.();
   return out;
 };
 

@@ -45,7 +45,10 @@ export async function openSafetensors(src: ByteSource): Promise<SafetensorsFile>
   };
   if (src.size < 8) fail('truncated', `the file is ${src.size} bytes long, too short to be safetensors (it starts with an 8-byte header length)`);
   const lenBytes = expectLength(src.name, await src.read(0, 8), 0, 8);
+  const pickle = pickleKind(lenBytes);
+  if (pickle) fail('pickle', pickleAdvice(pickle));
   const n = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
+  if (isPickleCheckpointName(src.name) && (n > MAX_HEADER_BYTES || 8 + n > src.size)) fail('pickle', pickleAdvice(`a ${extension(src.name)} file`));
   if (n > MAX_HEADER_BYTES) fail('header-length', `the header length field says ${n} bytes (over ${MAX_HEADER_BYTES / 2 ** 20} MB): this is not a safetensors file, or it is corrupt`);
   if (8 + n > src.size) fail('header-length', `the header length field says ${n} bytes but only ${src.size - 8} follow it: the file is truncated or not safetensors`);
   const header = parseHeader(expectLength(src.name, await src.read(8, n), 8, n), fail);
@@ -68,6 +71,34 @@ export async function openSafetensors(src: ByteSource): Promise<SafetensorsFile>
     return decodeFloats(await readRaw(name), t.dtype);
   };
   return { source: src, tensors, metadata, dataStart, readTensor, readRaw };
+}
+
+/** What the first bytes say a non-safetensors PyTorch file is, or null: torch.save writes a zip archive (PyTorch 1.6+) or a bare pickle stream. */
+function pickleKind(first: Uint8Array): string | null {
+  if (first[0] === 0x50 && first[1] === 0x4b && first[2] === 0x03 && first[3] === 0x04) return 'a zip archive, the format torch.save writes';
+  if (first[0] === 0x80 && first[1]! >= 2 && first[1]! <= 5) return 'a pickle stream, the format older torch.save wrote';
+  return null;
+}
+
+const extension = (name: string) => /\.[^./\\]+$/.exec(name)?.[0].toLowerCase() ?? '';
+
+/** Names PyTorch pickle checkpoints go by (.ckpt, .pt, .pth, .bin, .pkl). */
+export function isPickleCheckpointName(name: string): boolean {
+  return ['.ckpt', '.pt', '.pth', '.bin', '.pkl'].includes(extension(name));
+}
+
+/**
+ * What to tell someone holding a PyTorch pickle checkpoint (`kind` says how it was recognised):
+ * why it is not opened, and how to convert it to safetensors. The page's file picker shows it for
+ * a .ckpt; `openSafetensors` raises it (code 'pickle') for pickle bytes or a .ckpt-named non-safetensors file.
+ */
+export function pickleAdvice(kind = 'a PyTorch checkpoint'): string {
+  return (
+    `this is a PyTorch pickle checkpoint (${kind}), not safetensors. LoRASmith does not open pickles: loading one can run code hidden in the file, and a browser cannot read them. ` +
+    'Convert it once to .safetensors and load that: with Python, `pip install torch safetensors`, then ' +
+    `python -c "import torch, safetensors.torch as st; sd = torch.load('model.ckpt', map_location='cpu', weights_only=True); sd = sd.get('state_dict', sd); st.save_file({k: v.detach().clone().contiguous() for k, v in sd.items() if isinstance(v, torch.Tensor)}, 'model.safetensors')" ` +
+    "(or kohya_ss's or AUTOMATIC1111's checkpoint tools, saving as safetensors). Most model pages also offer the same model as .safetensors."
+  );
 }
 
 type Fail = (code: SafetensorsErrorCode, detail: string) => never;
