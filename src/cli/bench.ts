@@ -66,6 +66,12 @@ async function time(b: GpuBackend, xs: Tensor[], fn: (xs: Tensor[]) => Tensor, w
 }
 
 async function main() {
+  if (process.argv.includes('--sd15')) {
+    // Full-size SD 1.5 is its own bench (minutes to hours on a software GPU); the kernel cases stay quick.
+    const { benchSd15 } = await import('./bench-sd15.js');
+    await benchSd15(process.argv.slice(2));
+    process.exit(0);
+  }
   const { backend: b, adapter } = await nodeGpu();
   if (!json) console.log(`adapter: ${adapter.description || adapter.vendor} ${adapter.isFallback ? '(fallback)' : ''}; timestamp queries: ${b.canProfile}`);
   for (const c of cases) {
@@ -98,4 +104,7 @@ async function main() {
   process.exit(0);
 }
 
-void main();
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exit(1);
+});
