@@ -1,4 +1,8 @@
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../engine/backend.js';
+import { loadDiffusers } from './pipeline.js';
 import { HF_ENDPOINT, hubCacheContents, hubFileUrl, HubError, openHubRepo, type CacheLike } from './hub-cache.js';
 
 const EP = 'http://hub.test';
@@ -33,7 +37,7 @@ function fakeHub(files: Record<string, Uint8Array | string>, mode: Record<string
   const fetchImpl = (async (input: RequestInfo | URL, init?: RequestInit) => {
     const url = String(input);
     if (offline) throw new TypeError('Failed to fetch');
-    log.push(url);
+    log.push(init?.method === 'HEAD' ? `HEAD ${url}` : url);
     const m = /^http:\/\/hub\.test\/(.+?\/.+?)\/resolve\/main\/(.+)$/.exec(url);
     const raw = m ? files[`${m[1]}/${m[2]}`] : undefined;
     if (raw === undefined) return new Response('Entry not found', { status: 404 });
@@ -166,5 +170,63 @@ describe('openHubRepo', () => {
     await expect(openHubRepo({ repo: 'o/r', endpoint: 'huggingface' }, { cache: null })).rejects.toThrow(/Hub endpoint "huggingface" is not a URL/);
     await expect(openHubRepo({ repo: 'o/r', endpoint: 'ftp://x' }, { cache: null })).rejects.toThrow(/must start with https:\/\//);
     await expect(openHubRepo({ repo: 'o r', endpoint: EP }, { cache: null })).rejects.toThrow(/is not a Hugging Face repository id/);
+  });
+});
+
+/** Every file of the bundled tiny repository under `o/t/`, plus the given fp16 variants (copies of the fp32 files). */
+function tinyRepo(fp16: string[]): Record<string, Uint8Array> {
+  const dir = resolve(__dirname, '../../public/tiny');
+  const out: Record<string, Uint8Array> = {};
+  const walk = (d: string) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else out[`o/t/${relative(dir, p)}`] = new Uint8Array(readFileSync(p));
+    }
+  };
+  walk(dir);
+  for (const v of fp16) out[`o/t/${v}`] = out[`o/t/${v.replace('.fp16.', '.')}`]!;
+  return out;
+}
+
+describe('diffusers weight variants from the hub', () => {
+  const UNET16 = 'unet/diffusion_pytorch_model.fp16.safetensors', TE16 = 'text_encoder/model.fp16.safetensors', VAE16 = 'vae/diffusion_pytorch_model.fp16.safetensors';
+  const url = (p: string) => `${EP}/o/t/resolve/main/${p}`;
+
+  it('takes the fp16 files a repository has, asks about a missing one with one HEAD (remembered), and never downloads the fp32 file it replaces', async () => {
+    const { cache, listing } = memoryCache();
+    const hub = fakeHub(tinyRepo([UNET16, TE16]));
+    const p = await loadDiffusers(new MetaBackend(), await openHubRepo({ repo: 'o/t', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null }));
+    expect(p.files).toEqual([`o/t/${UNET16}`, `o/t/${TE16}`, 'o/t/vae/diffusion_pytorch_model.safetensors']);
+    const weightRequests = hub.log.filter((l) => l.includes('safetensors'));
+    expect(weightRequests).toEqual([`HEAD ${url(UNET16)}`, `HEAD ${url(TE16)}`, `HEAD ${url(VAE16)}`, url(UNET16), url(TE16), url('vae/diffusion_pytorch_model.safetensors')]);
+    // The remembered absence is not a file the page lists.
+    expect((await hubCacheContents(listing))[0]).toMatchObject({ repo: 'o/t', files: 8 });
+
+    // Loading again asks nothing: the chosen files are cached and the missing variant is remembered.
+    const before = hub.log.length;
+    const again = await openHubRepo({ repo: 'o/t', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl });
+    expect((await loadDiffusers(new MetaBackend(), again)).files).toEqual(p.files);
+    expect(hub.log.length).toBe(before);
+    expect(again.report()).toMatchObject({ cachedFiles: 8, downloadedFiles: 0 });
+  });
+
+  it('f32 storage prefers the full-precision files; a repository without variants costs one HEAD per component', async () => {
+    const hub = fakeHub(tinyRepo([UNET16]));
+    const p = await loadDiffusers(new MetaBackend(), await openHubRepo({ repo: 'o/t', endpoint: EP }, { cache: memoryCache().cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null }), { weightDtype: 'f32' });
+    expect(p.files).toEqual(['o/t/unet/diffusion_pytorch_model.safetensors', 'o/t/text_encoder/model.safetensors', 'o/t/vae/diffusion_pytorch_model.safetensors']);
+    expect(hub.log.filter((l) => l.includes(UNET16))).toEqual([]);
+    expect(hub.log.filter((l) => l.startsWith('HEAD'))).toHaveLength(3);
+  });
+
+  it('offline, a cached fp32 file is used although the fp16 variant was never asked about', async () => {
+    const { cache } = memoryCache();
+    const hub = fakeHub(tinyRepo([]));
+    const r1 = await openHubRepo({ repo: 'o/t', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl, freeBytes: async () => null });
+    for (const f of ['unet/config.json', 'text_encoder/config.json', 'vae/config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt']) await r1.text(f);
+    for (const f of ['unet/diffusion_pytorch_model.safetensors', 'text_encoder/model.safetensors', 'vae/diffusion_pytorch_model.safetensors']) await r1.open(f);
+    hub.setOffline(true);
+    const p = await loadDiffusers(new MetaBackend(), await openHubRepo({ repo: 'o/t', endpoint: EP }, { cache, fetchImpl: hub.fetchImpl }));
+    expect(p.files).toEqual(['o/t/unet/diffusion_pytorch_model.safetensors', 'o/t/text_encoder/model.safetensors', 'o/t/vae/diffusion_pytorch_model.safetensors']);
   });
 });

@@ -1,6 +1,6 @@
 // Hugging Face hub repositories read through the browser's Cache API: each file is downloaded once, whole, with progress, and later visits read it from disk.
 import { blobSource, urlSource, type ByteSource } from './byte-source.js';
-import type { RepoFiles } from './pipeline.js';
+import type { FileWhere, RepoFiles } from './pipeline.js';
 
 /** The public hub; mirrors and test servers answer the same `/<repo>/resolve/<revision>/<path>` layout. */
 export const HF_ENDPOINT = 'https://huggingface.co';
@@ -8,6 +8,8 @@ export const HF_ENDPOINT = 'https://huggingface.co';
 export const HUB_CACHE_NAME = 'lorasmith-hub-v1';
 /** The byte count the server announced, stored with each entry so that a short entry is never trusted. */
 const LENGTH_HEADER = 'x-lorasmith-content-length';
+/** Marks a cache entry that records a file the repository lacks (an absent fp16 variant), so that it is asked about once. */
+const MISSING_HEADER = 'x-lorasmith-missing';
 
 /** Which repository, where, at which revision. */
 export interface HubRef {
@@ -128,7 +130,7 @@ export async function openHubRepo(ref: HubRef, o: HubRepoOptions = {}): Promise<
 
   const fromCache = async (url: string): Promise<Blob | null> => {
     const hit = await cache?.match(url);
-    if (!hit) return null;
+    if (!hit || hit.headers.has(MISSING_HEADER)) return null;
     const blob = await hit.blob();
     const want = Number(hit.headers.get(LENGTH_HEADER) ?? 0);
     if (blob.size >= want) return blob;
@@ -208,8 +210,24 @@ export async function openHubRepo(ref: HubRef, o: HubRepoOptions = {}): Promise<
     return { url, got: await get(path, url) };
   };
 
+  /** Whether the repository has `path`: the cache answers first (a file, or a remembered absence), then a HEAD request, whose 404 is remembered. */
+  const locate = async (path: string, lo: { localOnly?: boolean } = {}): Promise<FileWhere> => {
+    const url = hubFileUrl(where, path);
+    if ((await cache?.match(url))?.headers.has(MISSING_HEADER)) return 'missing';
+    if (await fromCache(url)) return 'local';
+    if (lo.localOnly) return 'unknown';
+    const res = await fetchImpl(url, { method: 'HEAD' }).catch((e: unknown) => {
+      throw new HubError('offline', `${repo}: could not ask ${endpoint} whether it has ${path} (${(e as Error).message}).`);
+    });
+    if (res.ok) return 'remote';
+    if (res.status !== 404) throw statusError(repo, endpoint, path, res.status);
+    await cache?.put(url, new Response(null, { headers: { [MISSING_HEADER]: '1' } })).catch(() => undefined);
+    return 'missing';
+  };
+
   return {
     name: repo,
+    locate,
     async open(path): Promise<ByteSource> {
       const { url, got } = await fetchFile(path);
       if (got instanceof Blob) return blobSource(got, `${repo}/${path}`);
@@ -247,8 +265,9 @@ export async function hubCacheContents(cache?: Pick<Cache, 'keys' | 'match'>): P
     if (!m) continue;
     const [, endpoint = '', repo = '', rev = ''] = m;
     const key = `${endpoint} ${repo} ${rev}`;
-    const entry = byRepo.get(key) ?? { repo, endpoint, revision: decodeURIComponent(rev), files: 0, bytes: 0 };
     const res = await c.match(req.url);
+    if (res?.headers.has(MISSING_HEADER)) continue;
+    const entry = byRepo.get(key) ?? { repo, endpoint, revision: decodeURIComponent(rev), files: 0, bytes: 0 };
     entry.files++;
     entry.bytes += Number(res?.headers.get(LENGTH_HEADER) ?? 0) || ((await res?.blob())?.size ?? 0);
     byRepo.set(key, entry);

@@ -1,9 +1,15 @@
 // A diffusers repository in a local folder, for Node (CLI, tests).
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileSource } from './node-source.js';
 import type { RepoFiles } from './pipeline.js';
 
+/** A diffusers repository in a folder; `locate` says which weight variants are there. */
 export function folderRepo(dir: string): RepoFiles {
-  return { name: dir, open: (p) => fileSource(join(dir, p)), text: (p) => readFile(join(dir, p), 'utf8') };
+  return {
+    name: dir,
+    open: (p) => fileSource(join(dir, p)),
+    text: (p) => readFile(join(dir, p), 'utf8'),
+    locate: async (p) => ((await stat(join(dir, p)).then((s) => s.isFile(), () => false)) ? 'local' : 'missing'),
+  };
 }
