@@ -1,6 +1,6 @@
 // Backends run kernels: the GPU backend encodes dispatches into command buffers; the meta backend only counts.
 import type { Kernel } from './kernel.js';
-import { BufferPool, STORAGE_USAGE, type PoolStats } from './pool.js';
+import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
 import { PipelineCache } from './pipelines.js';
 
 /** A pooled allocation. `buffer` is a GPUBuffer on the GPU backend and a placeholder on the meta device. */
@@ -46,8 +46,12 @@ export interface Backend {
   flush(): void;
   /** Wait for all submitted work and surface any deferred error (compile, validation, out of memory). */
   sync(): Promise<void>;
+  /** Live, cached and retiring buffers, with peaks since `resetPeak`. */
   pool(): PoolStats;
+  /** Start measuring the peaks of live and held bytes from now. */
   resetPeak(): void;
+  /** How many free bytes the pool keeps cached between steps (see `cacheLimitFor`); the rest is destroyed once unused. */
+  setCacheLimit(bytes: number): void;
   readonly stats: RunStats;
   resetStats(): void;
 }
@@ -74,11 +78,19 @@ function count(stats: RunStats, k: Kernel): void {
   e.bytes += k.bytes;
 }
 
-/** Shapes and bytes only: runs the same op code, allocates nothing real, reports peak bytes and FLOPs. */
+/**
+ * Shapes and bytes only: runs the same op code, allocates nothing real, reports peak bytes and FLOPs.
+ * Its pool is the GPU backend's, with the same cache limit: `sync` stands for the GPU finishing the
+ * work submitted so far, so held bytes (live + cached) follow what a GPU run holds.
+ */
 export class MetaBackend implements Backend {
   readonly kind = 'meta' as const;
   readonly stats = emptyStats();
-  private readonly bufs = new BufferPool<MetaBuffer>({ create: (b) => ({ metaBytes: b }), destroy: () => {} }, 0);
+  private readonly bufs: BufferPool<MetaBuffer>;
+
+  constructor(cacheLimit = DEFAULT_CACHE_LIMIT) {
+    this.bufs = new BufferPool<MetaBuffer>({ create: (b) => ({ metaBytes: b }), destroy: () => {} }, { cacheLimit });
+  }
 
   alloc(bytes: number): Storage {
     const buffer = this.bufs.acquire(bytes);
@@ -97,12 +109,25 @@ export class MetaBackend implements Backend {
   clear(): void {}
   copy(): void {}
   flush(): void {}
-  async sync(): Promise<void> {}
+  /** A mark covering the work so far, for `complete`. */
+  mark(): number {
+    return this.bufs.mark();
+  }
+  /** As if the GPU had finished the work up to `mark` (default: all of it): what a GPU backend's pool would destroy then, this one drops. */
+  complete(mark = this.bufs.mark()): void {
+    this.bufs.done(mark);
+  }
+  async sync(): Promise<void> {
+    this.complete();
+  }
   pool(): PoolStats {
     return this.bufs.stats();
   }
   resetPeak(): void {
     this.bufs.resetPeak();
+  }
+  setCacheLimit(bytes: number): void {
+    this.bufs.setCacheLimit(bytes);
   }
   resetStats(): void {
     Object.assign(this.stats, emptyStats());
@@ -144,7 +169,7 @@ export class GpuBackend implements Backend {
         return b;
       },
       destroy: (b) => b.destroy(),
-    });
+    }, { cacheLimit: DEFAULT_CACHE_LIMIT, maxBufferSize: device.limits.maxBufferSize, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize });
     void device.lost?.then((info) => (this.lostInfo = info));
     device.addEventListener?.('uncapturederror', (ev) => {
       this.errors.push(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
@@ -214,8 +239,11 @@ export class GpuBackend implements Backend {
     this.endPass();
     this.enc().copyBufferToBuffer(s.buffer as GPUBuffer, offset, staging, 0, size);
     this.flush();
+    const mark = this.bufs.mark();
     try {
       await staging.mapAsync(GPUMapMode.READ);
+      // The copy ran after everything submitted before it: the pool may destroy what that work used.
+      this.bufs.done(mark);
       return staging.getMappedRange().slice(0, bytes);
     } catch (e) {
       throw (await this.lostError()) ?? e;
@@ -237,11 +265,16 @@ export class GpuBackend implements Backend {
     this.encoder = null;
     this.encoded = 0;
     this.stats.submits++;
+    // Buffers released so far are used by this submit at the latest: destroy them only once it is done.
+    const mark = this.bufs.mark();
+    this.device.queue.onSubmittedWorkDone().then(() => this.bufs.done(mark), () => {});
   }
 
   async sync(): Promise<void> {
     this.flush();
+    const mark = this.bufs.mark();
     await this.device.queue.onSubmittedWorkDone();
+    this.bufs.done(mark);
     await this.pipelines.check();
     if (this.errors.length) throw this.errors.shift()!;
   }
@@ -251,6 +284,9 @@ export class GpuBackend implements Backend {
   }
   resetPeak(): void {
     this.bufs.resetPeak();
+  }
+  setCacheLimit(bytes: number): void {
+    this.bufs.setCacheLimit(bytes);
   }
   resetStats(): void {
     Object.assign(this.stats, emptyStats());

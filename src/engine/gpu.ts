@@ -49,13 +49,19 @@ const LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
-/** Request an adapter and a device with the adapter's own limits (not the defaults, which cap buffers at 128 MiB). */
-export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gpu): Promise<Gpu> {
+/** Limits to ask for below the adapter's own, to run as a more limited GPU would (tests of WebGPU's defaults). */
+export type LimitOverrides = Partial<Record<(typeof LIMITS)[number], number>>;
+
+/**
+ * Request an adapter and a device with the adapter's own limits (not the defaults, which cap buffers
+ * at 128 MiB), or with `limits` where given.
+ */
+export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gpu, limits: LimitOverrides = {}): Promise<Gpu> {
   if (!gpu) throw new WebGpuUnavailableError('navigator.gpu is undefined in this browser');
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGpuUnavailableError('no GPU adapter was offered (blocklisted driver or disabled GPU)');
   const requiredLimits: Record<string, number> = {};
-  for (const k of LIMITS) requiredLimits[k] = adapter.limits[k];
+  for (const k of LIMITS) requiredLimits[k] = Math.min(limits[k] ?? Infinity, adapter.limits[k]);
   const wanted: GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });

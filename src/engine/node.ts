@@ -1,6 +1,6 @@
 // Node entry to WebGPU through Dawn (the `webgpu` npm package); points Vulkan at SwiftShader when no GPU driver is set.
 import { existsSync } from 'node:fs';
-import { acquireGpu, type Gpu } from './gpu.js';
+import { acquireGpu, type Gpu, type LimitOverrides } from './gpu.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -10,6 +10,17 @@ let instance: GPU | null = null;
 /** One shared Dawn device for this process. */
 export function nodeGpu(): Promise<Gpu> {
   return (cached ??= open());
+}
+
+/** Further devices, held for the process lifetime as the shared one is (Dawn crashes if they are collected mid-use). */
+const limited = new Map<string, Promise<Gpu>>();
+
+/** A Dawn device with lower limits than the adapter's (how a more limited GPU fares), one per set of limits. */
+export function limitedNodeGpu(limits: LimitOverrides): Promise<Gpu> {
+  const key = JSON.stringify(Object.entries(limits).sort());
+  let g = limited.get(key);
+  if (!g) limited.set(key, (g = nodeGpu().then(() => acquireGpu(instance!, limits))));
+  return g;
 }
 
 async function open(): Promise<Gpu> {

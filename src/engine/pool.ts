@@ -1,7 +1,13 @@
-// GPU buffer pool with size classes: buffers are reused, never destroyed mid-run, and every live byte is counted.
+// GPU buffer pool with size classes: buffers are reused at once, destroyed only after the GPU is done with them, and every held byte is counted.
 
 /** Storage buffer usage for every pooled buffer: readable, writable, copyable. */
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8 /* COPY_DST */;
+
+/** Free bytes kept for reuse when nothing better is known about the device (WebGPU does not say how much memory it has). */
+export const DEFAULT_CACHE_LIMIT = 256 * 2 ** 20;
+
+/** The most free bytes worth keeping cached, however much memory the device has. */
+export const MAX_CACHE_LIMIT = 2 ** 30;
 
 /**
  * Size classes: powers of two up to 1 MiB, then steps of 1/8 of the power of two, so
@@ -15,13 +21,34 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
-/** What the pool holds: live (owned by tensors) and free (cached for reuse), with the peak of live bytes. */
+/**
+ * The free-cache limit for a run: half the headroom between the forecast peak and the device's
+ * memory, at most 1 GiB; the default when the memory is unknown. Within one synchronous stretch of
+ * work nothing is destroyed anyway (see BufferPool), so the limit bounds what stays cached between
+ * steps and phases (latent caching, previews), where cached buffers of other sizes sit idle.
+ */
+export function cacheLimitFor(peakBytes: number, deviceBytes?: number): number {
+  if (deviceBytes === undefined || !(deviceBytes > 0)) return DEFAULT_CACHE_LIMIT;
+  return Math.min(MAX_CACHE_LIMIT, Math.max(0, Math.floor((deviceBytes - peakBytes) / 2)));
+}
+
+/** What the pool holds: live (owned by tensors) and free (cached for reuse), with peaks since `resetPeak`. */
 export interface PoolStats {
   liveBuffers: number;
   liveBytes: number;
   peakLiveBytes: number;
+  /** Free buffers, within the cache limit or beyond it (awaiting destruction); all reusable. */
   freeBuffers: number;
+  /** Free bytes within the cache limit. */
   freeBytes: number;
+  /** Free bytes beyond the cache limit, destroyed once the GPU has finished the work that used them. */
+  retiringBytes: number;
+  /** What the device holds for the pool: live + free + retiring. */
+  heldBytes: number;
+  peakHeldBytes: number;
+  cacheLimit: number;
+  /** The largest buffer made since the pool was, after size-class rounding. */
+  largestBuffer: number;
 }
 
 /** Anything that can create buffers: a real GPUDevice, or the meta device's shape-only stand-in. */
@@ -30,64 +57,161 @@ export interface BufferFactory<B> {
   destroy(buf: B): void;
 }
 
-/** A pool of buffers in size classes; `acquire`/`release` are the only ways buffers change hands. */
+/** Limits every buffer must respect (the adapter's), and how many free bytes to keep. */
+export interface PoolOptions {
+  cacheLimit?: number;
+  maxBufferSize?: number;
+  maxStorageBufferBindingSize?: number;
+}
+
+/** An allocation larger than the device allows: names the size, the limit and what to change. */
+export class BufferLimitError extends Error {
+  constructor(readonly requested: number, readonly bufferBytes: number, readonly limitName: string, readonly limit: number) {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    const what = bufferBytes > requested ? `a ${mib(requested)} tensor needs a ${mib(bufferBytes)} buffer` : `a ${mib(requested)} buffer is needed`;
+    super(
+      `GPU buffer too large: ${what}, but this GPU's ${limitName} is ${mib(limit)}. ` +
+        'Lower the resolution or the batch size, or turn on gradient checkpointing, so that no single tensor is that large.',
+    );
+    this.name = 'BufferLimitError';
+  }
+}
+
+/**
+ * A pool of buffers in size classes; `acquire`/`release` are the only ways buffers change hands.
+ *
+ * A released buffer is reusable by the next acquire at once: work is recorded and submitted in
+ * order, so a later dispatch that reuses it runs after the earlier ones that read it. Destroying is
+ * different: a buffer destroyed while recorded work still uses it fails that work's submit. So
+ * release never destroys; the backend calls `mark()` after each submit and `done(mark)` once the GPU
+ * has finished that work, and only then are free buffers beyond the cache limit destroyed, oldest
+ * first. Until then they stay reusable and are counted as retiring.
+ */
 export class BufferPool<B> {
+  /** Free buffers by size, most recently released last. */
   private free = new Map<number, B[]>();
+  /** Every free buffer with the sequence number of its release, oldest first (Map keeps insertion order). */
+  private order = new Map<B, number>();
   private sizes = new Map<B, number>();
   private live = new Set<B>();
   private liveBytes = 0;
-  private peak = 0;
-  private freeBytes = 0;
+  private freeTotal = 0;
+  private peakLive = 0;
+  private peakHeld = 0;
+  private largest = 0;
+  /** Releases so far; those numbered below `safe` are no longer used by any unfinished work. */
+  private seq = 0;
+  private safe = 0;
+  private limit: number;
+  private readonly maxBuffer: number;
+  private readonly maxBinding: number;
 
-  constructor(private readonly factory: BufferFactory<B>, private readonly maxFreeBytes = 2 ** 30) {}
+  constructor(private readonly factory: BufferFactory<B>, o: PoolOptions = {}) {
+    this.limit = o.cacheLimit ?? DEFAULT_CACHE_LIMIT;
+    this.maxBuffer = o.maxBufferSize ?? Infinity;
+    this.maxBinding = o.maxStorageBufferBindingSize ?? Infinity;
+  }
+
+  /**
+   * The buffer size for `bytes`: its size class, or the exact size (to 256 bytes) when only the
+   * rounding would cross the device's limits. Throws a BufferLimitError when even that does not fit.
+   */
+  bufferSize(bytes: number): number {
+    const cls = sizeClass(bytes);
+    const cap = Math.min(this.maxBuffer, this.maxBinding);
+    if (cls <= cap) return cls;
+    const exact = Math.max(256, Math.ceil(bytes / 256) * 256);
+    if (exact <= cap) return exact;
+    const [name, limit] = this.maxBinding <= this.maxBuffer ? ['maxStorageBufferBindingSize', this.maxBinding] : ['maxBufferSize', this.maxBuffer];
+    throw new BufferLimitError(bytes, cls, name, limit);
+  }
 
   /** A buffer of at least `bytes` bytes, owned by the caller until `release`. */
   acquire(bytes: number): B {
-    const cls = sizeClass(bytes);
-    const list = this.free.get(cls);
-    let buf = list?.pop();
-    if (buf !== undefined) this.freeBytes -= cls;
-    else {
-      buf = this.factory.create(cls);
-      this.sizes.set(buf, cls);
+    const size = this.bufferSize(bytes);
+    let buf = this.free.get(size)?.pop();
+    if (buf !== undefined) {
+      this.order.delete(buf);
+      this.freeTotal -= size;
+    } else {
+      buf = this.factory.create(size);
+      this.sizes.set(buf, size);
+      this.largest = Math.max(this.largest, size);
     }
     this.live.add(buf);
-    this.liveBytes += cls;
-    this.peak = Math.max(this.peak, this.liveBytes);
+    this.liveBytes += size;
+    this.peakLive = Math.max(this.peakLive, this.liveBytes);
+    this.peakHeld = Math.max(this.peakHeld, this.liveBytes + this.freeTotal);
     return buf;
   }
 
-  /** Give a buffer back; it is reused by the next acquire of its class. */
+  /** Give a buffer back; it is reused by the next acquire of its size and destroyed only after `done`. */
   release(buf: B): void {
     if (!this.live.delete(buf)) throw new Error('BufferPool.release: buffer is not live (double free?)');
-    const cls = this.sizes.get(buf)!;
-    this.liveBytes -= cls;
-    if (this.freeBytes + cls > this.maxFreeBytes) {
-      this.sizes.delete(buf);
-      this.factory.destroy(buf);
-      return;
-    }
-    let list = this.free.get(cls);
-    if (!list) this.free.set(cls, (list = []));
+    const size = this.sizes.get(buf)!;
+    this.liveBytes -= size;
+    let list = this.free.get(size);
+    if (!list) this.free.set(size, (list = []));
     list.push(buf);
-    this.freeBytes += cls;
+    this.order.set(buf, this.seq++);
+    this.freeTotal += size;
   }
 
-  /** Destroy every cached free buffer (live ones stay). */
+  /** A mark covering every release so far: pass it to `done` once the work submitted up to now has finished. */
+  mark(): number {
+    return this.seq;
+  }
+
+  /** The GPU has finished the work submitted when `mark` was taken: destroy free buffers beyond the limit. */
+  done(mark: number): void {
+    this.safe = Math.max(this.safe, mark);
+    this.evict(this.limit);
+  }
+
+  /** Destroy every free buffer the GPU is done with (live ones stay). */
   trim(): void {
-    for (const list of this.free.values()) for (const b of list) { this.sizes.delete(b); this.factory.destroy(b); }
-    this.free.clear();
-    this.freeBytes = 0;
+    this.evict(0);
   }
 
-  /** Start measuring a new peak from the current live bytes. */
+  /** How many free bytes to keep; the excess is destroyed as soon as the GPU is done with it. */
+  setCacheLimit(bytes: number): void {
+    if (!(bytes >= 0)) throw new Error(`setCacheLimit: ${bytes} is not a byte count`);
+    this.limit = bytes;
+    this.evict(bytes);
+  }
+
+  private evict(keep: number): void {
+    for (const [buf, s] of this.order) {
+      if (this.freeTotal <= keep || s >= this.safe) break;
+      const size = this.sizes.get(buf)!;
+      const list = this.free.get(size)!;
+      list.splice(list.indexOf(buf), 1);
+      this.order.delete(buf);
+      this.sizes.delete(buf);
+      this.freeTotal -= size;
+      this.factory.destroy(buf);
+    }
+  }
+
+  /** Start measuring new peaks from what is live and held now. */
   resetPeak(): void {
-    this.peak = this.liveBytes;
+    this.peakLive = this.liveBytes;
+    this.peakHeld = this.liveBytes + this.freeTotal;
   }
 
   stats(): PoolStats {
-    let freeBuffers = 0;
-    for (const l of this.free.values()) freeBuffers += l.length;
-    return { liveBuffers: this.live.size, liveBytes: this.liveBytes, peakLiveBytes: this.peak, freeBuffers, freeBytes: this.freeBytes };
+    const retiringBytes = Math.max(0, this.freeTotal - this.limit);
+    return {
+      liveBuffers: this.live.size,
+      liveBytes: this.liveBytes,
+      peakLiveBytes: this.peakLive,
+      freeBuffers: this.order.size,
+      freeBytes: this.freeTotal - retiringBytes,
+      retiringBytes,
+      heldBytes: this.liveBytes + this.freeTotal,
+      peakHeldBytes: this.peakHeld,
+      cacheLimit: this.limit,
+      largestBuffer: this.largest,
+    };
   }
 }
