@@ -95,7 +95,11 @@ test('a hub repo is downloaded once, then loads from the browser cache, also wit
     await page.goto('/');
     await loadFromHub(page, hub.url, 'lorasmith/tiny-sd');
     await expect(status(page)).toContainText(/Loading unet\/diffusion_pytorch_model\.safetensors \(\d\.\d MiB of 2\.8 MiB downloaded\)… \d+%/);
+    // Per part: the U-Net downloading, the others waiting.
+    await expect(page.getByTestId('load-components')).toContainText(/U-Net: downloading [\d.]+ MiB of 2\.8 MiB/);
     await expect(status(page)).toContainText('Ready: lorasmith/tiny-sd', { timeout: 120_000 });
+    await expect(page.getByTestId('load-components')).toContainText(/U-Net: 2\.\d MiB on the GPU ✓/);
+    await expect(page.getByTestId('load-components')).toContainText(/VAE: \d+ KiB on the GPU ✓/);
     await expect(status(page)).toContainText(/downloaded 3\.\d MiB \(8 files, now kept in the browser cache\)/);
     expect(hub.requests).toContain('GET /lorasmith/tiny-sd/resolve/main/unet/diffusion_pytorch_model.safetensors');
     expect(hub.requests).toContain('GET /lorasmith/tiny-sd/resolve/main/tokenizer/vocab.json');
@@ -161,7 +165,31 @@ test('a download cut off halfway leaves nothing in the cache; the next load down
     await expect(status(page)).toContainText('Ready: lorasmith/tiny-sd', { timeout: 120_000 });
     // The five config and tokenizer files read before the cut came from the cache; the three weights were downloaded.
     await expect(status(page)).toContainText('(3 files, now kept in the browser cache), 5 files loaded from browser cache');
-    expect(hub.requests.slice(before).map((r) => r.split('/').slice(-2).join('/'))).toEqual([unet, 'text_encoder/model.safetensors', 'vae/diffusion_pytorch_model.safetensors']);
+    // (HEAD requests ask for sizes and variants before anything is downloaded.)
+    const gets = hub.requests.slice(before).filter((r) => r.startsWith('GET '));
+    expect(gets.map((r) => r.split('/').slice(-2).join('/'))).toEqual([unet, 'text_encoder/model.safetensors', 'vae/diffusion_pytorch_model.safetensors']);
+  } finally {
+    await hub.close();
+  }
+});
+
+test('before downloading, the page compares what a repo needs with the browser storage left, and says so with the numbers', async ({ page }) => {
+  const hub = await startHub();
+  try {
+    // A browser that lets this site store 1 MiB more: less than the 3.4 MiB of weights.
+    await page.addInitScript(() => {
+      StorageManager.prototype.estimate = async () => ({ quota: 2 * 2 ** 20, usage: 2 ** 20 });
+    });
+    await page.goto('/');
+    await loadFromHub(page, hub.url, 'lorasmith/tiny-sd');
+    await expect(status(page)).toContainText(/The download needs 3\.\d MiB of browser storage but only 1\.0 MiB free of the 2\.0 MiB this browser allows the site \(1\.0 MiB used\)/);
+    await expect(status(page)).toHaveAttribute('role', 'alert');
+    expect(hub.requests.filter((r) => r.startsWith('GET ') && r.endsWith('.safetensors'))).toEqual([]);
+    expect(hub.requests.filter((r) => r.startsWith('HEAD '))).toContain('HEAD /lorasmith/tiny-sd/resolve/main/unet/diffusion_pytorch_model.safetensors');
+
+    // The person may go ahead anyway.
+    await page.getByRole('button', { name: /Download anyway/ }).click();
+    await expect(status(page)).toContainText('Ready: lorasmith/tiny-sd', { timeout: 120_000 });
   } finally {
     await hub.close();
   }

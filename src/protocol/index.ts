@@ -46,6 +46,8 @@ export interface ModelInfo {
   resolutionHint: number;
   /** Hub models only: which files came from the browser cache and which were downloaded. */
   hub?: HubLoadReport;
+  /** Each part's bytes on the GPU (the last progress report can arrive after the result). */
+  components: ComponentProgress[];
 }
 
 /** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */

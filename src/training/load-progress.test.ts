@@ -24,6 +24,7 @@ describe('LoadTracker', () => {
     c = parts(t, 'VAE', 900, 900);
     expect(c.every((x) => x.done)).toBe(true);
     expect(c.map((x) => x.loadedBytes)).toEqual([600, 200, 100]);
+    expect(t.finished()).toEqual(c);
   });
 
   it('reads hub download stages by folder', () => {

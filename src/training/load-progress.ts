@@ -41,7 +41,17 @@ export class LoadTracker {
     const i = this.parts.findIndex((x) => x.name === p.stage);
     if (i >= 0) this.uploaded(i, p);
     else this.downloaded(p);
-    return { ...p, components: this.parts.map((x) => ({ ...x, ...(x.downloaded ? { downloaded: { ...x.downloaded } } : {}) })) };
+    return { ...p, components: this.snapshot() };
+  }
+
+  /** After a successful load: every part is on the GPU, with its exact bytes. */
+  finished(): ComponentProgress[] {
+    for (let j = 0; j < this.parts.length; j++) this.finish(j);
+    return this.snapshot();
+  }
+
+  private snapshot(): ComponentProgress[] {
+    return this.parts.map((x) => ({ ...x, ...(x.downloaded ? { downloaded: { ...x.downloaded } } : {}) }));
   }
 
   private uploaded(i: number, p: LoadProgress): void {

@@ -84,7 +84,9 @@ async function hubDownloadPlan(ref: HubRef): Promise<HubDownloadPlan> {
   const files: HubDownloadPlan['files'] = [];
   for (const variants of HUB_WEIGHTS) {
     const urls = variants.map((p) => hubFileUrl(ref, p));
-    if (cache && (await Promise.all(urls.map((u) => cache.match(u)))).some(Boolean)) continue;
+    // A cached file counts; an empty entry (the hub cache remembering an absent variant) does not.
+    const hits = cache ? await Promise.all(urls.map(async (u) => ((await (await cache.match(u))?.blob())?.size ?? 0) > 0)) : [];
+    if (hits.some(Boolean)) continue;
     for (const [i, url] of urls.entries()) {
       const r = await fetch(url, { method: 'HEAD' }).catch(() => null);
       if (!r?.ok) continue;
@@ -172,7 +174,7 @@ export function createTrainerApi(): TrainerApi {
         pipeline = await loadSingleFile(backend, blobSource(source.file), tok, o);
       }
       const tiny = pipeline.unet.config.blockChannels[0]! < 128;
-      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub };
+      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished() };
     },
 
     cachedModels: () => hubCacheContents(),
