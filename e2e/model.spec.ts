@@ -1,4 +1,5 @@
 // Step 1 with the files people actually have: pickle checkpoints explained (never read), the resolution following the model, the memory line against the adapter's limits.
+import { statSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
 import { dropFiles } from './helpers.js';
 
@@ -33,9 +34,9 @@ test('the resolution follows the loaded model, a size chosen for that model is k
   await expect(page.getByTestId('model-status')).toContainText("resolution set to 64, this model's native size");
   await expect(page.getByLabel('Resolution')).toHaveValue('64');
   // Per-part load progress, kept as a summary.
-  await expect(page.getByTestId('load-components')).toContainText(/U-Net: [\d.]+ MiB on the GPU ✓/);
-  await expect(page.getByTestId('load-components')).toContainText(/text encoder: \d+ KiB on the GPU ✓/);
-  await expect(page.getByTestId('load-components')).toContainText(/VAE: \d+ KiB on the GPU ✓/);
+  await expect(page.getByTestId('load-components')).toContainText(/U-Net: [\d.]+ MiB loaded ✓/);
+  await expect(page.getByTestId('load-components')).toContainText(/text encoder: \d+ KiB loaded ✓/);
+  await expect(page.getByTestId('load-components')).toContainText(/VAE: \d+ KiB loaded ✓/);
 
   // The forecast against the adapter's limits, and what is known of the device's memory.
   await expect(page.getByTestId('memory')).toContainText(/Estimated GPU memory [\d.]+ MiB .*largest buffer \d+ MiB of \d+ MiB allowed \(adapter: \d+ MiB per storage binding, \d+ MiB per buffer\)/);
@@ -59,4 +60,30 @@ test('the resolution follows the loaded model, a size chosen for that model is k
   await expect(page.getByTestId('model-status')).toContainText('Ready', { timeout: 120_000 });
   await expect(page.getByLabel('Resolution')).toHaveValue('128');
   await expect(page.getByTestId('model-status')).not.toContainText('resolution');
+});
+
+test('a dropped single-file checkpoint is read in slices, never whole, with per-part progress', async ({ page }) => {
+  const worker = page.waitForEvent('worker');
+  await page.goto('/');
+  await expect(page.getByTestId('adapter')).toContainText('GPU:');
+  // Every read of a Blob's bytes inside the training worker, by size.
+  const w = await worker;
+  await w.evaluate(() => {
+    const reads: number[] = ((self as unknown as { __reads: number[] }).__reads = []);
+    const arrayBuffer = Blob.prototype.arrayBuffer;
+    Blob.prototype.arrayBuffer = function (this: Blob) {
+      reads.push(this.size);
+      return arrayBuffer.call(this);
+    };
+  });
+  const file = 'public/tiny-sd1.safetensors';
+  const size = statSync(file).size;
+  await dropFiles(page, 'model-drop', [{ name: 'tiny-sd1.safetensors', path: file }]);
+  await expect(page.getByTestId('model-status')).toContainText('Ready: tiny-sd1.safetensors', { timeout: 120_000 });
+  await expect(page.getByTestId('load-components')).toContainText(/U-Net: [\d.]+ MiB loaded ✓/);
+  await expect(page.getByTestId('load-components')).toContainText(/text encoder: \d+ KiB loaded ✓/);
+  await expect(page.getByTestId('load-components')).toContainText(/VAE: \d+ KiB loaded ✓/);
+  const reads = await w.evaluate(() => (self as unknown as { __reads: number[] }).__reads);
+  expect(reads.length).toBeGreaterThan(10);
+  expect(Math.max(...reads)).toBeLessThan(size / 4);
 });

@@ -60,6 +60,9 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   await page.getByRole('button', { name: 'Pause' }).click();
   await expect(page.getByTestId('run-status')).toContainText('Paused');
   const paused = await page.getByTestId('loss-chart').getAttribute('data-points');
+  // During the run: the pool's measured peak (live + cached buffers) beside the forecast.
+  await expect(page.getByTestId('step-counter')).toContainText(/GPU [\d.]+ MiB held, peak [\d.]+ MiB \(forecast [\d.]+ MiB\)/);
+  await expect(page.getByTestId('memory-measured')).toContainText(/Measured in this run: peak [\d.]+ MiB held on the GPU \(live and cached buffers\) \(\d+% of the forecast\), [\d.]+ MiB now/);
   await page.waitForTimeout(3000);
   await page.getByRole('button', { name: 'Resume' }).click();
   // The README's screenshot: mid-run, once the step-6 preview is on the page.

@@ -19,11 +19,11 @@ function hubNote(h: NonNullable<ModelInfo['hub']>): string {
   return parts.join('; ');
 }
 
-/** One part's line: downloading, on the GPU, waiting, or done. */
+/** One part's line: downloading, being read from the file onto the GPU, waiting, or done (bytes as stored in the file). */
 function componentText(c: ComponentProgress): string {
   const of = (a: number, b: number) => (b ? `${fmtSize(a)} of ${fmtSize(b)}` : fmtSize(a));
-  if (c.done) return `${c.name}: ${fmtSize(c.loadedBytes)} on the GPU ✓`;
-  if (c.loadedBytes > 0) return `${c.name}: ${of(c.loadedBytes, c.totalBytes)} on the GPU`;
+  if (c.done) return `${c.name}: ${fmtSize(c.loadedBytes)} loaded ✓`;
+  if (c.loadedBytes > 0) return `${c.name}: ${of(c.loadedBytes, c.totalBytes)} loaded`;
   const d = c.downloaded;
   if (d && (!d.totalBytes || d.loadedBytes < d.totalBytes)) return `${c.name}: downloading ${of(d.loadedBytes, d.totalBytes)}`;
   return `${c.name}: waiting${c.totalBytes ? ` (${fmtSize(c.totalBytes)})` : ''}`;
