@@ -238,10 +238,13 @@ async function train(o: Options, b: GpuBackend, largest: { largest: number }, p:
     b.resetPeak();
     largest.largest = 0;
     const pipes = b.pipelines.size;
+    report({ stage: 'train-step-start', resolution: r, step: i + 1, pipelines: pipes, at: new Date().toISOString() });
     t0 = performance.now();
     const result = t.optimizerStep([[sample]]);
     const encodeMs = performance.now() - t0;
-    const { loss, nonFinite } = await result;
+    // Encoding blocks the event loop; once it is done, a line a minute shows the step waiting on the GPU (a 256² step takes most of an hour here).
+    const beat = setInterval(() => report({ stage: 'train-step-waiting', resolution: r, step: i + 1, encodeMs: Math.round(encodeMs), dispatches: b.stats.dispatches, pipelinesCompiled: b.pipelines.size - pipes, elapsedMs: Math.round(performance.now() - t0) }), 60_000);
+    const { loss, nonFinite } = await result.finally(() => clearInterval(beat));
     await b.sync();
     const ms = performance.now() - t0;
     const pool = b.pool();
