@@ -19,8 +19,9 @@ interface Hub {
  * `/<repo>/resolve/main/<file>`: Range (206 + Content-Range), HEAD, CORS, 404 for what is not there.
  * `cutOnce` files are cut off halfway through the first time they are fetched whole; `slow` files
  * trickle out in 128 KiB pieces 40 ms apart, so that the page's download progress can be seen.
+ * Requests for `*.fp16.safetensors` get 404 unless `fp16` is set.
  */
-async function startHub({ cutOnce = [], slow = [] }: { cutOnce?: string[]; slow?: string[] } = {}): Promise<Hub> {
+async function startHub({ cutOnce = [], slow = [], fp16 = false }: { cutOnce?: string[]; slow?: string[]; fp16?: boolean } = {}): Promise<Hub> {
   const requests: string[] = [];
   const cut = new Set(cutOnce);
   const server: Server = createServer((req, res) => {
@@ -33,7 +34,8 @@ async function startHub({ cutOnce = [], slow = [] }: { cutOnce?: string[]; slow?
     }
     requests.push(`${req.method} ${req.url}`);
     const m = /^\/([^/]+)\/([^/]+)\/resolve\/main\/(.+)$/.exec(decodeURIComponent(new URL(req.url!, 'http://x').pathname));
-    const file = m && !m[1]!.startsWith('missing') ? join(ROOT, m[3]!) : null;
+    // With `fp16`, every weight file also has an fp16 variant (the same bytes here).
+    const file = m && !m[1]!.startsWith('missing') && (fp16 || !m[3]!.includes('.fp16.')) ? join(ROOT, m[3]!.replace('.fp16.', '.')) : null;
     if (!file || !file.startsWith(ROOT + sep) || !existsSync(file) || !statSync(file).isFile()) {
       res.writeHead(404, { 'Content-Type': 'text/plain' }).end('Entry not found');
       return;
@@ -174,7 +176,7 @@ test('a download cut off halfway leaves nothing in the cache; the next load down
 });
 
 test('before downloading, the page compares what a repo needs with the browser storage left, and says so with the numbers', async ({ page }) => {
-  const hub = await startHub();
+  const hub = await startHub({ fp16: true });
   try {
     // A browser that lets this site store 1 MiB more: less than the 3.4 MiB of weights.
     await page.addInitScript(() => {
@@ -185,11 +187,16 @@ test('before downloading, the page compares what a repo needs with the browser s
     await expect(status(page)).toContainText(/The download needs 3\.\d MiB of browser storage but only 1\.0 MiB free of the 2\.0 MiB this browser allows the site \(1\.0 MiB used\)/);
     await expect(status(page)).toHaveAttribute('role', 'alert');
     expect(hub.requests.filter((r) => r.startsWith('GET ') && r.endsWith('.safetensors'))).toEqual([]);
-    expect(hub.requests.filter((r) => r.startsWith('HEAD '))).toContain('HEAD /lorasmith/tiny-sd/resolve/main/unet/diffusion_pytorch_model.safetensors');
+    expect(hub.requests.filter((r) => r.startsWith('HEAD '))).toContain('HEAD /lorasmith/tiny-sd/resolve/main/unet/diffusion_pytorch_model.fp16.safetensors');
 
     // The person may go ahead anyway.
     await page.getByRole('button', { name: /Download anyway/ }).click();
     await expect(status(page)).toContainText('Ready: lorasmith/tiny-sd', { timeout: 120_000 });
+    // The fp16 variants were taken, and only they were downloaded.
+    await expect(page.getByTestId('model-notes')).toContainText('all three weight files taken as their fp16 variants');
+    const weights = hub.requests.filter((r) => r.startsWith('GET ') && r.endsWith('.safetensors'));
+    expect(weights.length).toBe(3);
+    expect(weights.every((r) => r.endsWith('.fp16.safetensors'))).toBe(true);
   } finally {
     await hub.close();
   }

@@ -48,6 +48,8 @@ export interface ModelInfo {
   hub?: HubLoadReport;
   /** Each part's bytes on the GPU (the last progress report can arrive after the result). */
   components: ComponentProgress[];
+  /** What the person should know about how the model was read (EMA weights skipped, values assumed, fp16 variants taken). */
+  notes: string[];
 }
 
 /** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */

@@ -2,7 +2,7 @@
 import * as Comlink from 'comlink';
 import { acquireGpu, type Gpu } from '../engine/gpu.js';
 import { loadDiffusers, loadSingleFile, type Pipeline, type RepoFiles } from '../model/pipeline.js';
-import { clearHubCache, HUB_CACHE_NAME, hubCacheContents, hubFileUrl, openHubRepo, type HubLoadReport, type HubRef } from '../model/hub-cache.js';
+import { clearHubCache, hubCacheContents, hubFileUrl, openHubRepo, type HubLoadReport, type HubRef } from '../model/hub-cache.js';
 import { blobSource, openSafetensors, urlSource } from '../model/safetensors.js';
 import type { Backend } from '../engine/backend.js';
 import type { PoolStats } from '../engine/pool.js';
@@ -78,19 +78,21 @@ const HUB_WEIGHTS = [
   ['vae/diffusion_pytorch_model.fp16.safetensors', 'vae/diffusion_pytorch_model.safetensors'],
 ];
 
-/** The weight files a hub load would download: per part, nothing if a variant is cached, else the first variant the server has. */
+/**
+ * The weight files a hub load would download: per part nothing when a variant is in the browser
+ * cache, else the first variant (fp16 first, as loads prefer) that a HEAD request finds, with its size.
+ */
 async function hubDownloadPlan(ref: HubRef): Promise<HubDownloadPlan> {
-  const cache = typeof caches === 'undefined' ? null : await caches.open(HUB_CACHE_NAME).catch(() => null);
+  const repo = await openHubRepo(ref); // opens the cache; no requests yet
   const files: HubDownloadPlan['files'] = [];
   for (const variants of HUB_WEIGHTS) {
-    const urls = variants.map((p) => hubFileUrl(ref, p));
-    // A cached file counts; an empty entry (the hub cache remembering an absent variant) does not.
-    const hits = cache ? await Promise.all(urls.map(async (u) => ((await (await cache.match(u))?.blob())?.size ?? 0) > 0)) : [];
-    if (hits.some(Boolean)) continue;
-    for (const [i, url] of urls.entries()) {
-      const r = await fetch(url, { method: 'HEAD' }).catch(() => null);
+    const where = await Promise.all(variants.map((p) => repo.locate?.(p, { localOnly: true }) ?? 'unknown'));
+    if (where.includes('local')) continue;
+    for (const [i, path] of variants.entries()) {
+      if (where[i] === 'missing') continue; // an absent variant the cache remembers
+      const r = await fetch(hubFileUrl(ref, path), { method: 'HEAD' }).catch(() => null);
       if (!r?.ok) continue;
-      files.push({ path: variants[i]!, bytes: Number(r.headers.get('content-length') ?? 0) || 0 });
+      files.push({ path, bytes: Number(r.headers.get('content-length') ?? 0) || 0 });
       break;
     }
   }
@@ -144,7 +146,7 @@ export function createTrainerApi(): TrainerApi {
   let memo: { key: string; report: MemoryReport } | null = null;
   const memory = (c: TrainConfig): MemoryReport | undefined => {
     if (!pipeline || !gpu) return undefined;
-    const key = JSON.stringify([pipeline.name, c.resolution, c.batchSize, c.gradAccumulation, c.networkDim, c.convDim, c.trainTextEncoder, c.gradientCheckpointing, c.optimizer, c.clipSkip]);
+    const key = JSON.stringify([pipeline.name, c.resolution, c.batchSize, c.gradAccumulation, c.networkDim, c.convDim, c.trainTextEncoder, c.gradientCheckpointing, c.optimizer, c.clipSkip, c.cacheTextEncoderOutputs]);
     if (memo?.key !== key) memo = { key, report: memoryReport(pipeline, gpu, c) };
     return memo.report;
   };
@@ -158,6 +160,7 @@ export function createTrainerApi(): TrainerApi {
       const { backend } = await device();
       pipeline?.dispose();
       pipeline = null;
+      memo = null;
       const tracker = new LoadTracker();
       const o = { onProgress: (p: LoadProgress) => onProgress(tracker.update(p)) };
       let hub: HubLoadReport | undefined;
@@ -174,7 +177,9 @@ export function createTrainerApi(): TrainerApi {
         pipeline = await loadSingleFile(backend, blobSource(source.file), tok, o);
       }
       const tiny = pipeline.unet.config.blockChannels[0]! < 128;
-      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished() };
+      const variants = pipeline.files?.filter((f) => f.includes('.fp16.')).length ?? 0;
+      const notes = [...(pipeline.info?.notes ?? []), ...(variants ? [`${variants === 3 ? 'all three' : variants} weight files taken as their fp16 variants (half the download)`] : [])];
+      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished(), notes };
     },
 
     cachedModels: () => hubCacheContents(),
@@ -224,6 +229,9 @@ export function createTrainerApi(): TrainerApi {
       trainer?.dispose();
       // The measured peak covers this run: weights, latent caching and the steps, as the forecast does.
       const { backend } = await device();
+      // The pool keeps as many free bytes cached as the forecast assumed, so that the two agree.
+      const forecast = memory(config);
+      if (forecast) backend.setCacheLimit(forecast.cacheLimit);
       backend.resetPeak();
       let runPeak = 0;
       const held = () => {

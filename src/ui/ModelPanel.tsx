@@ -52,7 +52,7 @@ export function ModelPanel() {
     };
     try {
       const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
-      set({ model: { status: 'ready', name: info.name, message: `${fmtBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components } });
+      set({ model: { status: 'ready', name: info.name, message: `${fmtBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes } });
       const size = applyModelSize(info.name, info.resolutionHint);
       if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
     } catch (e) {
@@ -128,6 +128,13 @@ export function ModelPanel() {
         )}
       </p>
       {model.status === 'error' && model.help && <pre className="help" data-testid="model-help">{model.help}</pre>}
+      {model.status === 'ready' && model.notes?.length ? (
+        <ul className="components" data-testid="model-notes">
+          {model.notes.map((n) => (
+            <li key={n}>{n}</li>
+          ))}
+        </ul>
+      ) : null}
       {model.components?.some((c) => c.loadedBytes || c.totalBytes || c.downloaded) && (
         <ul className="components" data-testid="load-components">
           {model.components.map((c) => (

@@ -21,6 +21,8 @@ export interface AppState {
     progress?: number;
     /** U-Net, text encoder and VAE as they load (kept after the load as a summary). */
     components?: ComponentProgress[];
+    /** How the model was read (EMA skipped, assumed values, fp16 variants), for a ready model. */
+    notes?: string[];
     /** A command or steps that fix the error, shown as code. */
     help?: string;
     /** A choice the error leaves to the person (e.g. download although storage is short). */
