@@ -8,7 +8,6 @@ import { backward } from '../engine/grad.js';
 import { mseLoss } from '../engine/index.js';
 import { globalGradNorm } from '../engine/optim/adamw.js';
 import { nodeGpu } from '../engine/node.js';
-import type { PoolStats } from '../engine/pool.js';
 import { empty, scope, tensor } from '../engine/tensor.js';
 import { clipForward, clipWeightShapes, SD15_CLIP } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
@@ -151,27 +150,6 @@ function metaFigures(resolutions: number[]): Map<number, { peakBytes: number; la
   return out;
 }
 
-/**
- * The largest buffer the backend is asked for between resets. The pool keeps no such figure, so the
- * bench wraps this one backend's `alloc` (a measurement harness, not engine behaviour).
- */
-function trackLargest(b: GpuBackend): { largest: number } {
-  const t = { largest: 0 };
-  const alloc = b.alloc.bind(b);
-  b.alloc = (bytes: number) => {
-    t.largest = Math.max(t.largest, bytes);
-    return alloc(bytes);
-  };
-  return t;
-}
-
-/** Live plus cached bytes: the pool's own peak once it reports one, else what it holds now (the cache only grows within a step). */
-function held(p: PoolStats): { peakHeldBytes: number; measuredBy: string } {
-  const q = p as PoolStats & { peakHeldBytes?: number };
-  if (typeof q.peakHeldBytes === 'number') return { peakHeldBytes: q.peakHeldBytes, measuredBy: 'pool.peakHeldBytes' };
-  return { peakHeldBytes: Math.max(p.peakLiveBytes, p.liveBytes + p.freeBytes), measuredBy: 'max(peakLiveBytes, liveBytes + freeBytes after the step)' };
-}
-
 async function load(o: Options, b: GpuBackend): Promise<Pipeline> {
   const tokDir = join(ROOT, 'public/clip-tokenizer');
   const tok = ClipTokenizer.fromFiles(readFileSync(join(tokDir, 'vocab.json'), 'utf8'), readFileSync(join(tokDir, 'merges.txt'), 'utf8'));
@@ -220,7 +198,7 @@ interface StageResult {
 }
 
 /** Training steps through the real Trainer: each one's JS encoding timed apart from waiting on the GPU. */
-async function train(o: Options, b: GpuBackend, largest: { largest: number }, p: Pipeline, r: number, meta: { peakBytes: number; largestBuffer: number; dispatches: number } | undefined): Promise<StageResult> {
+async function train(o: Options, b: GpuBackend, p: Pipeline, r: number, meta: { peakBytes: number; largestBuffer: number; dispatches: number } | undefined): Promise<StageResult> {
   const img = decodeImageNode('astronaut.png', readFileSync(join(ROOT, 'public/samples/astronaut.png')));
   const caption = readFileSync(join(ROOT, 'public/samples/astronaut.txt'), 'utf8').trim();
   const c = benchConfig(r, o.trainSteps);
@@ -236,7 +214,6 @@ async function train(o: Options, b: GpuBackend, largest: { largest: number }, p:
     await b.sync();
     b.resetStats();
     b.resetPeak();
-    largest.largest = 0;
     const pipes = b.pipelines.size;
     report({ stage: 'train-step-start', resolution: r, step: i + 1, pipelines: pipes, at: new Date().toISOString() });
     t0 = performance.now();
@@ -248,13 +225,13 @@ async function train(o: Options, b: GpuBackend, largest: { largest: number }, p:
     await b.sync();
     const ms = performance.now() - t0;
     const pool = b.pool();
-    const h = held(pool);
-    const s = { ms: Math.round(ms), encodeMs: Math.round(encodeMs), dispatches: b.stats.dispatches, pipelinesCompiled: b.pipelines.size - pipes, largestBuffer: largest.largest, peakLiveBytes: pool.peakLiveBytes, peakHeldBytes: h.peakHeldBytes, loss };
+    // Held = live + cached + retiring buffers, the pool's peak since resetPeak; largestBuffer is the run's so far, after size-class rounding.
+    const s = { ms: Math.round(ms), encodeMs: Math.round(encodeMs), dispatches: b.stats.dispatches, pipelinesCompiled: b.pipelines.size - pipes, largestBuffer: pool.largestBuffer, peakLiveBytes: pool.peakLiveBytes, peakHeldBytes: pool.peakHeldBytes, loss };
     steps.push(s);
     report({
       stage: 'train-step', resolution: r, step: i + 1, ...s, nonFinite, submits: b.stats.submits, gflop: +(b.stats.flops / 1e9).toFixed(1), gflopPerSec: +(b.stats.flops / ms / 1e6).toFixed(3),
-      pipelinesTotal: b.pipelines.size, liveBytes: pool.liveBytes, freeBytes: pool.freeBytes, heldMeasuredBy: h.measuredBy,
-      forecastPeakBytes: meta?.peakBytes, heldOverForecast: meta ? +(h.peakHeldBytes / meta.peakBytes).toFixed(3) : undefined, liveOverForecast: meta ? +(pool.peakLiveBytes / meta.peakBytes).toFixed(3) : undefined,
+      pipelinesTotal: b.pipelines.size, liveBytes: pool.liveBytes, freeBytes: pool.freeBytes, retiringBytes: pool.retiringBytes, cacheLimit: pool.cacheLimit,
+      forecastPeakBytes: meta?.peakBytes, heldOverForecast: meta ? +(pool.peakHeldBytes / meta.peakBytes).toFixed(3) : undefined, liveOverForecast: meta ? +(pool.peakLiveBytes / meta.peakBytes).toFixed(3) : undefined,
       forecastLargestBuffer: meta?.largestBuffer, forecastDispatches: meta?.dispatches,
     });
   }
@@ -288,12 +265,11 @@ export async function benchSd15(argv: string[]): Promise<void> {
   if (o.gpu) {
     const { backend: b, adapter } = await nodeGpu();
     report({ stage: 'adapter', description: adapter.description || adapter.vendor, fallback: adapter.isFallback, maxBufferSize: b.device.limits.maxBufferSize, maxStorageBufferBindingSize: b.device.limits.maxStorageBufferBindingSize });
-    const largest = trackLargest(b);
     const t0 = performance.now();
     const p = await load(o, b);
     loaded = { ms: performance.now() - t0, bytes: p.unet.weights.bytes + p.clip.weights.bytes + p.vae.weights.bytes };
     if (o.forward) forwardMs = await forward(o, b, p);
-    for (const r of o.resolutions) stages.push(await train(o, b, largest, p, r, meta.get(r)));
+    for (const r of o.resolutions) stages.push(await train(o, b, p, r, meta.get(r)));
     p.dispose();
   }
   summary(meta, loaded, forwardMs, o.latent, stages);
