@@ -52,6 +52,12 @@ export interface Backend {
   resetPeak(): void;
   /** How many free bytes the pool keeps cached between steps (see `cacheLimitFor`); the rest is destroyed once unused. */
   setCacheLimit(bytes: number): void;
+  /**
+   * The most bytes one buffer may hold and a kernel bind: the smaller of the adapter's maxBufferSize
+   * and maxStorageBufferBindingSize (unlimited on the meta device unless set). Models that can split
+   * a large activation (the VAE's channel slabs) read it.
+   */
+  readonly maxBindingBytes: number;
   readonly stats: RunStats;
   resetStats(): void;
 }
@@ -87,6 +93,9 @@ export class MetaBackend implements Backend {
   readonly kind = 'meta' as const;
   readonly stats = emptyStats();
   private readonly bufs: BufferPool<MetaBuffer>;
+
+  /** Set to a GPU's limit to forecast what runs there. */
+  maxBindingBytes = Infinity;
 
   constructor(cacheLimit = DEFAULT_CACHE_LIMIT) {
     this.bufs = new BufferPool<MetaBuffer>({ create: (b) => ({ metaBytes: b }), destroy: () => {} }, { cacheLimit });
@@ -156,6 +165,10 @@ export class GpuBackend implements Backend {
   maxDispatchesPerSubmit = 512;
   private profiling: { set: GPUQuerySet; names: string[]; capacity: number } | null = null;
   private profileOut: Promise<ProfileSample[]>[] = [];
+
+  get maxBindingBytes(): number {
+    return Math.min(this.device.limits.maxBufferSize, this.device.limits.maxStorageBufferBindingSize);
+  }
 
   constructor(readonly device: GPUDevice) {
     this.pipelines = new PipelineCache(device);

@@ -91,7 +91,7 @@ export interface VaeOptions {
   /**
    * The adapter's maxStorageBufferBindingSize. An activation [B, C, H, W] larger than this is held
    * as channel slabs, each within it (at 512x512 the decoder's last upsampler makes 256 MiB, over
-   * WebGPU's default 128 MiB). Unlimited by default.
+   * WebGPU's default 128 MiB). By default the input's backend's `maxBindingBytes`.
    */
   maxBindingBytes?: number;
 }
@@ -198,7 +198,7 @@ class Stages {
  * [B, latent, H/8, W/8] (unscaled; multiply a sample by `scalingFactor`).
  */
 export function vaeEncode(L: Layers, c: VaeConfig, x: Tensor, o: VaeOptions = {}): { mean: Tensor; logvar: Tensor } {
-  const s = new Stages(L, c, o.maxBindingBytes ?? Infinity);
+  const s = new Stages(L, c, o.maxBindingBytes ?? x.backend.maxBindingBytes);
   const chain = new Chain([x]);
   chain.next((h) => s.conv('encoder.conv_in', h, { padding: 1 }));
   for (const lvl of encoderPlan(c)) {
@@ -232,7 +232,7 @@ class Chain {
 
 /** Decode latents [B, latent, h, w] (already divided by `scalingFactor`) to images in about [-1, 1]. */
 export function vaeDecode(L: Layers, c: VaeConfig, z: Tensor, o: VaeOptions = {}): Tensor {
-  const s = new Stages(L, c, o.maxBindingBytes ?? Infinity);
+  const s = new Stages(L, c, o.maxBindingBytes ?? z.backend.maxBindingBytes);
   const chain = new Chain([z]);
   chain.next((h) => s.conv('decoder.conv_in', s.conv('post_quant_conv', h), { padding: 1 }));
   chain.next((h) => s.mid('decoder', h));

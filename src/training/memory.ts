@@ -41,6 +41,8 @@ export interface MemoryEstimate {
 export interface MemoryEstimateOptions {
   /** The GPU backend's free-cache limit (default: the backend's default). */
   cacheLimit?: number;
+  /** The GPU's limit on one buffer (Backend.maxBindingBytes): the VAE splits what would pass it. */
+  maxBindingBytes?: number;
 }
 
 interface Models {
@@ -60,6 +62,7 @@ interface Models {
 export function estimateTrainingMemory(models: Models, c: TrainConfig, o: MemoryEstimateOptions = {}): MemoryEstimate {
   const cacheLimit = o.cacheLimit ?? DEFAULT_CACHE_LIMIT;
   const meta = new MetaBackend(cacheLimit);
+  meta.maxBindingBytes = o.maxBindingBytes ?? Infinity;
   const unetW = metaWeights(meta, unetWeightShapes(models.unet));
   const clipW = metaWeights(meta, clipWeightShapes(models.clip));
   const vaeW = metaWeights(meta, vaeWeightShapes(models.vae));
