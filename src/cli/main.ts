@@ -7,6 +7,8 @@ import { nodeGpu } from '../engine/node.js';
 import { fileSource } from '../model/node-source.js';
 import { folderRepo } from '../model/node-repo.js';
 import { loadDiffusers, loadSingleFile, type Pipeline } from '../model/pipeline.js';
+import { detectCheckpoint } from '../model/detect.js';
+import { inferSingleFileConfigs } from '../model/infer-config.js';
 import { openSafetensors } from '../model/safetensors.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import { validateConfig } from '../training/config.js';
@@ -140,6 +142,20 @@ async function inspect(file: string): Promise<void> {
   if (Object.keys(f.metadata).length) {
     console.log('metadata:');
     for (const [k, val] of Object.entries(f.metadata)) console.log(`  ${k} = ${val.length > 120 ? val.slice(0, 117) + '...' : val}`);
+  }
+  await f.source.close?.();
+  // What loading it as an SD 1.x checkpoint would read from its shapes (other files: why not).
+  try {
+    detectCheckpoint(f.tensors, { file });
+    const info = inferSingleFileConfigs(f.tensors, f.metadata, file);
+    const u = info.unet;
+    console.log(`SD 1.x checkpoint (${info.dtype}), architecture read from the shapes:`);
+    console.log(`  U-Net: channels [${u.blockChannels}], ${u.layersPerBlock} ResBlocks per level, attention at [${u.attentionLevels}], ${u.transformerDepth ?? 1} transformer block(s), context ${u.crossAttentionDim}, in/out ${u.inChannels}/${u.outChannels}, ${u.heads} heads, ${u.groups} groups`);
+    console.log(`  text encoder: width ${info.clip.width}, ${info.clip.layers} layers, ${info.clip.heads} heads, MLP ${info.clip.mlp}, vocabulary ${info.clip.vocabSize}, ${info.clip.maxPositions} positions`);
+    console.log(`  VAE: channels [${info.vae.blockChannels}], ${info.vae.layersPerBlock} ResBlocks per level, ${info.vae.latentChannels} latent channels, ${info.vae.groups} groups, scaling ${info.vae.scalingFactor}`);
+    for (const n of info.notes) console.log(`  ${n}`);
+  } catch (e) {
+    console.log(`not loadable as an SD 1.x checkpoint: ${e instanceof Error ? e.message : String(e)}`);
   }
 }
 
