@@ -23,6 +23,8 @@ export interface MemoryReport extends MemoryEstimate {
   warning: string | null;
   /** With a warning: single changes of settings that the forecast says would fit. */
   suggestions: MemorySuggestion[];
+  /** False while a run goes on: changes are looked for after it (forecasts would hold up its steps). */
+  checked: boolean;
 }
 
 /** A step's metrics with what the device holds, measured by the worker's buffer pool. */

@@ -15,7 +15,7 @@ describe('adviseMemory', () => {
   it('says nothing when the forecast fits', () => {
     const e = forecast(base);
     const a = adviseMemory(forecast, base, e, big);
-    expect(a).toEqual({ largestBufferAllocated: sizeClass(e.largestBuffer), warning: null, suggestions: [] });
+    expect(a).toEqual({ largestBufferAllocated: sizeClass(e.largestBuffer), warning: null, suggestions: [], checked: true });
   });
 
   it('names the per-buffer limit (the smaller of the two, after size-class rounding) and lists only changes that fit', () => {
@@ -50,5 +50,13 @@ describe('adviseMemory', () => {
     const a = adviseMemory(forecast, base, e, { maxBufferSize: 1024, maxStorageBufferBindingSize: 1024 });
     expect(a.warning).not.toBeNull();
     expect(a.suggestions).toEqual([]);
+    expect(a.checked).toBe(true);
+  });
+
+  it('gives only the warning when it may not re-forecast (during a run)', () => {
+    const e = forecast(base);
+    const a = adviseMemory(null, base, e, { maxBufferSize: 1024, maxStorageBufferBindingSize: 1024 });
+    expect(a).toMatchObject({ suggestions: [], checked: false });
+    expect(a.warning).toMatch(/cannot start/);
   });
 });

@@ -26,6 +26,8 @@ export interface MemoryAdvice {
   warning: string | null;
   /** Changes that each bring the forecast under the limits, smallest change first; empty when it fits. */
   suggestions: MemorySuggestion[];
+  /** Whether changes were looked for (not during a run). */
+  checked: boolean;
 }
 
 /** WebGPU does not say how much memory a GPU has; past this, most consumer cards (8 GiB) run out. */
@@ -47,7 +49,8 @@ function candidates(c: TrainConfig): MemorySuggestion[] {
     const alpha = c.networkAlpha * (dim / c.networkDim);
     out.push({ change: `network dim ${dim} (alpha ${alpha}, same scale)`, patch: { networkDim: dim, networkAlpha: alpha, ...(c.convDim > dim ? { convDim: dim, convAlpha: c.convAlpha * (dim / c.convDim) } : {}) } });
   }
-  const sizes = [...new Set([c.resolution - 64, c.resolution - 128, down64(c.resolution * 0.75), down64(c.resolution * 0.5)])].filter((r) => r >= 64 && r < c.resolution).sort((a, b) => b - a);
+  // A few sizes, not every step of 64: each forecast of SD 1.5 takes a second or two.
+  const sizes = [...new Set([c.resolution - 128, down64(c.resolution * 0.75), down64(c.resolution * 0.5)])].filter((r) => r >= 64 && r < c.resolution).sort((a, b) => b - a);
   for (const r of sizes) out.push({ change: `resolution ${r}`, patch: { resolution: r } });
   return out.map((s) => ({ ...s, peakBytes: 0, largestBuffer: 0 }));
 }
@@ -56,18 +59,20 @@ function candidates(c: TrainConfig): MemorySuggestion[] {
  * Judge a forecast against the adapter's per-buffer limits (after the pool's size-class rounding)
  * and against {@link COMMON_GPU_BYTES}; when it does not fit, re-run the forecast for each single
  * change of checkpointing, batch, rank and resolution and keep those that fit (resolution: only the
- * largest that fits). If none does alone, try them all together.
+ * largest that fits). If none does alone, try them all together. Without `estimate` (a run is
+ * going on and forecasts would hold up its steps) only the warning is given.
  */
-export function adviseMemory(estimate: (c: TrainConfig) => MemoryEstimate, c: TrainConfig, e: MemoryEstimate, limits: BufferLimits, budgetBytes = COMMON_GPU_BYTES): MemoryAdvice {
+export function adviseMemory(estimate: ((c: TrainConfig) => MemoryEstimate) | null, c: TrainConfig, e: MemoryEstimate, limits: BufferLimits, budgetBytes = COMMON_GPU_BYTES): MemoryAdvice {
   const bufferLimit = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   const fits = (x: MemoryEstimate) => sizeClass(x.largestBuffer) <= bufferLimit && x.peakBytes <= budgetBytes;
   const largestBufferAllocated = sizeClass(e.largestBuffer);
-  if (fits(e)) return { largestBufferAllocated, warning: null, suggestions: [] };
+  if (fits(e)) return { largestBufferAllocated, warning: null, suggestions: [], checked: true };
   const warning =
     largestBufferAllocated > bufferLimit
       ? `One buffer needs ${gib(largestBufferAllocated)} but this GPU allows ${gib(bufferLimit)} per buffer, so the run cannot start`
       : `This needs about ${gib(e.peakBytes)} of GPU memory, more than most ${gib(budgetBytes)} cards have`;
   const suggestions: MemorySuggestion[] = [];
+  if (!estimate) return { largestBufferAllocated, warning, suggestions, checked: false };
   let resolutionFound = false;
   for (const s of candidates(c)) {
     if (resolutionFound && 'resolution' in s.patch) continue;
@@ -84,5 +89,5 @@ export function adviseMemory(estimate: (c: TrainConfig) => MemoryEstimate, c: Tr
       if (fits(x)) suggestions.push({ change: all.filter((s, i) => !('resolution' in s.patch) || i === all.length - 1).map((s) => s.change).join(', '), patch, peakBytes: x.peakBytes, largestBuffer: x.largestBuffer });
     }
   }
-  return { largestBufferAllocated, warning, suggestions };
+  return { largestBufferAllocated, warning, suggestions, checked: true };
 }

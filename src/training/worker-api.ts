@@ -55,12 +55,13 @@ function deviceMemoryNote(gpu: Gpu): string {
   return `WebGPU does not report how much memory the GPU has; ${ramNote}${soft ? ', which this software adapter uses as GPU memory' : ' (integrated GPUs share it)'}`;
 }
 
-function memoryReport(pipeline: Pipeline, gpu: Gpu, c: TrainConfig): MemoryReport {
+/** The forecast against the adapter; `advise` re-forecasts changes that would fit (seconds for SD 1.5, so not during a run). */
+function memoryReport(pipeline: Pipeline, gpu: Gpu, c: TrainConfig, advise: boolean): MemoryReport {
   const models = { unet: pipeline.unet.config, clip: pipeline.clip.config, vae: pipeline.vae.config };
-  const forecast = (x: TrainConfig) => estimateTrainingMemory(models, x);
-  const e = forecast(c);
   const { maxBufferSize, maxStorageBufferBindingSize } = gpu.adapter.limits;
-  const advice = adviseMemory(forecast, c, e, { maxBufferSize, maxStorageBufferBindingSize });
+  const forecast = (x: TrainConfig) => estimateTrainingMemory(models, x, { maxBindingBytes: Math.min(maxBufferSize, maxStorageBufferBindingSize) });
+  const e = forecast(c);
+  const advice = adviseMemory(advise ? forecast : null, c, e, { maxBufferSize, maxStorageBufferBindingSize });
   return { ...e, maxBindingBytes: maxStorageBufferBindingSize, maxBufferBytes: maxBufferSize, deviceMemory: deviceMemoryNote(gpu), ...advice };
 }
 
@@ -143,11 +144,12 @@ export function createTrainerApi(): TrainerApi {
     return g;
   };
   // The estimate runs the model on the meta device (under a second for SD 1.5); keep the last one.
-  let memo: { key: string; report: MemoryReport } | null = null;
+  let memo: { key: string; report: MemoryReport; duringRun: boolean } | null = null;
+  let running = false;
   const memory = (c: TrainConfig): MemoryReport | undefined => {
     if (!pipeline || !gpu) return undefined;
     const key = JSON.stringify([pipeline.name, c.resolution, c.batchSize, c.gradAccumulation, c.networkDim, c.convDim, c.trainTextEncoder, c.gradientCheckpointing, c.optimizer, c.clipSkip, c.cacheTextEncoderOutputs]);
-    if (memo?.key !== key) memo = { key, report: memoryReport(pipeline, gpu, c) };
+    if (memo?.key !== key || (!running && memo.duringRun)) memo = { key, report: memoryReport(pipeline, gpu, c, !running), duringRun: running };
     return memo.report;
   };
 
@@ -248,6 +250,7 @@ export function createTrainerApi(): TrainerApi {
         onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
       }, weights);
       const t = trainer;
+      running = true;
       void (async () => {
         try {
           cb.onLog(`Encoding ${items.length} images with the VAE…`);
@@ -257,6 +260,8 @@ export function createTrainerApi(): TrainerApi {
           cb.onDone({ step: t.step, stopped: ctl.state === 'stopping' });
         } catch (e) {
           cb.onError(e instanceof Error ? e.message : String(e));
+        } finally {
+          running = false;
         }
       })();
     },

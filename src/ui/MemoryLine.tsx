@@ -32,7 +32,7 @@ export function MemoryLine() {
       {last && run.status !== 'idle' && <p data-testid="memory-measured">{measuredText(last, memory.peakBytes)}</p>}
       {memory.warning && (
         <div data-testid="memory-warning">
-          <p><b>{memory.warning}.</b> {memory.suggestions.length ? 'Any of these would fit:' : 'No single change of gradient checkpointing, batch size, network dim or resolution brings it under; try a smaller resolution and batch together.'}</p>
+          <p><b>{memory.warning}.</b> {memory.suggestions.length ? 'Any of these would fit:' : !memory.checked ? 'Settings that would fit are looked for when the run ends.' : 'No change of gradient checkpointing, batch size, network dim or resolution brings it under, alone or together.'}</p>
           {memory.suggestions.length > 0 && (
             <ul>
               {memory.suggestions.map((s) => (

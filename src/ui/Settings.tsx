@@ -81,14 +81,15 @@ function Input({ f }: { f: Field }) {
 }
 
 export function Settings() {
-  const { config, plan, errors, set, dataset, model } = useApp();
+  const { config, plan, errors, set, dataset, model, run } = useApp();
   useEffect(() => {
     const t = setTimeout(async () => {
       const r = await trainer().validateConfig(config);
       set(r.ok ? { errors: {}, plan: r.plan ?? null, memory: r.memory ?? null } : { errors: r.errors, plan: null, memory: null });
     }, 150);
     return () => clearTimeout(t);
-  }, [config, dataset.length, model.status, set]);
+    // After a run the memory advice, held back while it ran, is worked out.
+  }, [config, dataset.length, model.status, run.status, set]);
   const exportPreset = () => {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([JSON.stringify(config, null, 2)], { type: 'application/json' }));
