@@ -143,7 +143,7 @@ export function createTrainerApi(): TrainerApi {
     });
     return g;
   };
-  // The estimate runs the model on the meta device (under a second for SD 1.5); keep the last one.
+  // The estimate runs the trainer's sequence on the meta device (1-3 s for SD 1.5 on a slow CPU); keep the last one.
   let memo: { key: string; report: MemoryReport; duringRun: boolean } | null = null;
   let running = false;
   const memory = (c: TrainConfig): MemoryReport | undefined => {
