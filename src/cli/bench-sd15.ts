@@ -94,6 +94,7 @@ function metaStepDispatches(c: TrainConfig): { dispatches: number; flops: number
   // The targets the Trainer's loraSpecs picks for these settings.
   const specs = loraTargets(SD15_UNET, c.trainTextEncoder ? SD15_CLIP : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
   const lora = new LoraNetwork(meta, specs, 0);
+  lora.dropout = c.networkDropout; // as the Trainer sets it: one dropout dispatch per adapted layer, forward, recompute and backward
   const opt = createOptimizer(c);
   const arenas = [lora.arenas.unet, ...(lora.arenas.te ? [lora.arenas.te] : [])];
   meta.resetStats();
