@@ -14,25 +14,9 @@ import { validateConfig, type TrainConfig } from './config.js';
 import { estimateTrainingMemory } from './memory.js';
 import { adviseMemory } from './memory-advice.js';
 import { LoadTracker, partOfKey } from './load-progress.js';
-import { ImageDecodeError, type RgbaImage } from './images.js';
+import { decodeImageBrowser } from './decode-browser.js';
 import { loraSpecs, RunControl, Trainer, type TrainItem } from './trainer.js';
 import { readLoraFile } from '../model/lora-file.js';
-
-/** Decode with the browser (PNG, JPEG, WebP; EXIF orientation honoured; alpha kept for flattening). */
-async function decodeInWorker(name: string, bytes: ArrayBuffer): Promise<RgbaImage> {
-  let bmp: ImageBitmap;
-  try {
-    bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
-  } catch {
-    throw new ImageDecodeError(name, 'not an image this browser can decode, or the file is corrupt');
-  }
-  const c = new OffscreenCanvas(bmp.width, bmp.height);
-  const ctx = c.getContext('2d')!;
-  ctx.drawImage(bmp, 0, 0);
-  const d = ctx.getImageData(0, 0, bmp.width, bmp.height);
-  bmp.close();
-  return { width: d.width, height: d.height, data: d.data };
-}
 
 function httpRepo(base: string, name: string): RepoFiles {
   const url = (p: string) => `${base.replace(/\/$/, '')}/${p}`;
@@ -194,7 +178,7 @@ export function createTrainerApi(): TrainerApi {
       const buckets = makeBuckets({ resolution: 512, step: 64, min: 320, max: 768, maxAspect: 2 });
       for (const f of files) {
         try {
-          const image = await decodeInWorker(f.name, f.bytes);
+          const image = await decodeImageBrowser(f.name, f.bytes);
           items.push({ name: f.name, image, caption: f.caption });
           const b = assignBucket(image.width, image.height, buckets);
           report.images.push({ name: f.name, width: image.width, height: image.height, bucket: `${b.width}x${b.height}` });
