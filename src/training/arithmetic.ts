@@ -6,7 +6,7 @@ import { makeSchedule, type Schedule } from './schedule.js';
 export interface RunPlan {
   /** batchSize × gradAccumulation [images per update]. */
   effectiveBatch: number;
-  /** Optimizer updates in the run (the step counter). */
+  /** Optimizer updates in the run (the step counter): from baseSteps, or from maxEpochs when set. */
   steps: number;
   /** The factor both LRs were multiplied by (1, b or √b; 1 for Prodigy). */
   lrFactor: number;
@@ -15,11 +15,11 @@ export interface RunPlan {
   textEncoderLr: number;
   /** Steps of linear warmup. */
   warmupSteps: number;
-  /** numImages × repeats. */
+  /** Σ over images of its repeats (its `N_` folder's, else config.repeats): numImages × repeats when all use the setting. */
   imagesPerEpoch: number;
   /** ceil(imagesPerEpoch / batchSize); buckets that do not fill their last batch can add a few. */
   microBatchesPerEpoch: number;
-  /** ceil(steps × effectiveBatch / imagesPerEpoch); 0 without images. */
+  /** maxEpochs when set, else ceil(steps × effectiveBatch / imagesPerEpoch); 0 without images. */
   epochs: number;
   /** Save the LoRA every this many steps (and at the end). */
   saveEvery: number;
@@ -81,13 +81,32 @@ export function warmupSteps(c: Pick<TrainConfig, 'warmup' | 'warmupUnit' | 'sche
   return w;
 }
 
-/** Everything the settings imply for a dataset of `numImages` images; throws PlanError naming the field when impossible. */
-export function planRun(c: TrainConfig, numImages: number): RunPlan {
-  if (!Number.isInteger(numImages) || numImages < 0) throw new PlanError('numImages', `The number of images must be a whole number >= 0 (got ${numImages})`);
+/** A run's images: how many (each repeated config.repeats times), or each image with its own repeats (absent: config.repeats). */
+export type PlanImages = number | readonly { repeats?: number }[];
+
+/** Images drawn per epoch: Σ of each image's own repeats (its kohya `N_` folder's), else the Repeats setting. */
+export function epochImages(c: Pick<TrainConfig, 'repeats'>, images: PlanImages): number {
+  if (typeof images === 'number') {
+    if (!Number.isInteger(images) || images < 0) throw new PlanError('numImages', `The number of images must be a whole number >= 0 (got ${images})`);
+    return images * c.repeats;
+  }
+  let sum = 0;
+  for (const i of images) {
+    const r = i.repeats ?? c.repeats;
+    if (!Number.isInteger(r) || r < 1) throw new PlanError('numImages', `An image's repeats must be a whole number >= 1 (got ${r})`);
+    sum += r;
+  }
+  return sum;
+}
+
+/** Everything the settings imply for these images; throws PlanError naming the field when impossible. */
+export function planRun(c: TrainConfig, images: PlanImages): RunPlan {
   const effectiveBatch = c.batchSize * c.gradAccumulation;
-  const steps = optimizerSteps(c);
+  const imagesPerEpoch = epochImages(c, images);
+  const microBatchesPerEpoch = Math.ceil(imagesPerEpoch / c.batchSize);
+  // Given in epochs (kohya's max_train_epochs): whole epochs of updates, a partial last update counting as one.
+  const steps = c.maxEpochs > 0 ? Math.max(1, c.maxEpochs * Math.ceil(microBatchesPerEpoch / c.gradAccumulation)) : optimizerSteps(c);
   const factor = lrFactor(c, effectiveBatch);
-  const imagesPerEpoch = numImages * c.repeats;
   const tenth = Math.max(1, roundHalfEven(steps / 10));
   return {
     effectiveBatch,
@@ -97,8 +116,8 @@ export function planRun(c: TrainConfig, numImages: number): RunPlan {
     textEncoderLr: c.textEncoderLr * factor,
     warmupSteps: warmupSteps(c, steps),
     imagesPerEpoch,
-    microBatchesPerEpoch: Math.ceil(imagesPerEpoch / c.batchSize),
-    epochs: imagesPerEpoch > 0 ? Math.ceil((steps * effectiveBatch) / imagesPerEpoch) : 0,
+    microBatchesPerEpoch,
+    epochs: imagesPerEpoch === 0 ? 0 : c.maxEpochs > 0 ? c.maxEpochs : Math.ceil((steps * effectiveBatch) / imagesPerEpoch),
     saveEvery: c.saveEvery > 0 ? c.saveEvery : tenth,
     sampleEvery: c.sampleEvery > 0 ? c.sampleEvery : tenth,
   };

@@ -41,7 +41,7 @@ describe('per-field errors name the field and the allowed range', () => {
   it('NaN, negative, out of range, not whole, wrong type', () => {
     const e = errors({ unetLr: NaN, batchSize: -2, baseSteps: 2.5, networkDropout: 2, seed: 'abc', lrPower: Infinity, flipAug: 'yes', scheduler: 'step', runName: '' });
     expect(e).toEqual({
-      unetLr: 'U-Net learning rate must be a number between 0 and 10 (got NaN)',
+      unetLr: 'U-Net learning rate is required: a number between 0 and 10',
       batchSize: 'Batch size must be between 1 and 64 (got -2)',
       baseSteps: 'Base steps must be a whole number between 1 and 1000000 (got 2.5)',
       networkDropout: 'Network dropout must be between 0 and 0.9 (got 2)',
@@ -122,5 +122,29 @@ describe('bucket sides', () => {
   });
   it('are kept when given', () => {
     expect(validateConfig({ resolution: 768, minBucket: 256, maxBucket: 1024 })).toMatchObject({ ok: true, config: { minBucket: 256, maxBucket: 1024 } });
+  });
+});
+
+describe('fields the page leaves empty or sets together', () => {
+  it('an emptied number field (NaN or nothing) says "required", not "got NaN"', () => {
+    const e = errors({ batchSize: NaN, networkAlpha: undefined, unetLr: '' });
+    expect(e.batchSize).toBe('Batch size is required: a whole number between 1 and 64');
+    expect(e.networkAlpha).toBe('Network alpha is required: a number between 0.001 and 1024');
+    expect(e.unetLr).toBe('U-Net learning rate is required: a number between 0 and 10');
+  });
+  it('conv alpha defaults to the conv dim (kohya) and may not be 0 with LoCon on', () => {
+    expect(validateConfig({ convDim: 8 })).toMatchObject({ ok: true, config: { convDim: 8, convAlpha: 8 } });
+    expect(validateConfig({ convDim: 8, convAlpha: 2 })).toMatchObject({ ok: true, config: { convAlpha: 2 } });
+    expect(errors({ convDim: 8, convAlpha: 0 }).convAlpha).toMatch(/scales the LoCon layers to nothing.*conv dim \(8\)/);
+    expect(validateConfig({ convDim: 0, convAlpha: 0 }).ok).toBe(true);
+  });
+  it('a run in epochs: warmup in steps is judged once the images are known', () => {
+    expect(validateConfig({ maxEpochs: 3, warmup: 5000, warmupUnit: 'steps' }).ok).toBe(true);
+    expect(errors({ maxEpochs: -1 }).maxEpochs).toBe('Epochs must be between 0 and 100000 (got -1)');
+    expect(errors({ maxEpochs: 1.5 }).maxEpochs).toMatch(/whole number/);
+  });
+  it('Prodigy with the presets applied has no errors; with AdamW\'s LRs it has two', () => {
+    expect(Object.keys(errors({ optimizer: 'prodigy' })).sort()).toEqual(['textEncoderLr', 'unetLr']);
+    expect(validateConfig({ ...DEFAULT_CONFIG, optimizer: 'prodigy', ...OPTIMIZER_PRESETS.prodigy })).toMatchObject({ ok: true, config: { unetLr: 1, textEncoderLr: 1, maxGradNorm: 0 } });
   });
 });

@@ -17,6 +17,12 @@ export interface TrainConfig {
   // ---- length and batch ----
   /** Optimizer steps at effective batch 1 [steps], 1 to 1,000,000; divided by the effective batch when `divideStepsByBatch` is on. Recipe: 2000. */
   baseSteps: number;
+  /**
+   * Run length in epochs instead [epochs], 0 to 100,000; 0 uses `baseSteps`. When set, the run is
+   * epochs × ceil(ceil(images × repeats / batchSize) / gradAccumulation) optimizer steps, as kohya's
+   * max_train_epochs. Default 0.
+   */
+  maxEpochs: number;
   /** Divide `baseSteps` by the effective batch (rounded), so the number of images seen stays the same. Recipe: on. */
   divideStepsByBatch: boolean;
   /** Images per forward/backward pass [images], 1 to 64; more needs more GPU memory. Recipe: 1. */
@@ -65,7 +71,7 @@ export interface TrainConfig {
   networkDropout: number;
   /** LoCon rank for the U-Net's 3x3 convolutions [channels], 0 to 1024; 0 leaves them alone. Default 0. */
   convDim: number;
-  /** LoCon alpha, 0 to 1024 (scale convAlpha / convDim). Default 0. */
+  /** LoCon alpha, 0 to 1024 (scale convAlpha / convDim); above 0 when convDim is. Default: convDim, as kohya (a partial config without it gets its conv dim). */
   convAlpha: number;
   /** Train a text-encoder LoRA too; off trains the U-Net only. Recipe: on. */
   trainTextEncoder: boolean;
@@ -144,6 +150,7 @@ export interface TrainConfig {
 /** The reference recipe's defaults (../shared/reference/training-recipe.md); the only place defaults live. */
 export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   baseSteps: 2000,
+  maxEpochs: 0,
   divideStepsByBatch: true,
   batchSize: 1,
   gradAccumulation: 1,
@@ -216,7 +223,8 @@ const got = (v: unknown) => (typeof v === 'number' ? String(v) : typeof v === 's
 function num(label: string, min: number, max: number, o: { int?: boolean; multipleOf?: number } = {}) {
   const kind = o.int ? 'a whole number' : 'a number';
   const range = `between ${min} and ${max}`;
-  return z.number({ error: (iss) => `${label} must be ${kind} ${range} (got ${got(iss.input)})` }).superRefine((v, ctx) => {
+  const error = (iss: { input?: unknown }) => (iss.input === undefined || iss.input === '' || Number.isNaN(iss.input) ? `${label} is required: ${kind} ${range}` : `${label} must be ${kind} ${range} (got ${got(iss.input)})`);
+  return z.number({ error }).superRefine((v, ctx) => {
     if (o.int && !Number.isInteger(v)) ctx.addIssue({ code: 'custom', message: `${label} must be a whole number ${range} (got ${v})` });
     else if (v < min || v > max) ctx.addIssue({ code: 'custom', message: `${label} must be ${range} (got ${v})` });
     else if (o.multipleOf && v % o.multipleOf !== 0) ctx.addIssue({ code: 'custom', message: `${label} must be a multiple of ${o.multipleOf} (got ${v})` });
@@ -228,6 +236,7 @@ const flag = (label: string) => z.boolean({ error: (iss) => `${label} must be on
 
 const schema = z.object({
   baseSteps: num('Base steps', 1, 1_000_000, { int: true }),
+  maxEpochs: num('Epochs', 0, 100_000, { int: true }),
   divideStepsByBatch: flag('Divide steps by batch'),
   batchSize: num('Batch size', 1, 64, { int: true }),
   gradAccumulation: num('Gradient accumulation', 1, 256, { int: true }),
@@ -301,7 +310,8 @@ function crossFieldErrors(c: TrainConfig, has: (f: keyof TrainConfig) => boolean
   if (ok('warmup', 'warmupUnit', 'scheduler')) {
     try {
       // Without a valid run length only the warmup's own rules can be judged.
-      warmupSteps(c, ok('baseSteps', 'batchSize', 'gradAccumulation', 'divideStepsByBatch') ? optimizerSteps(c) : Infinity);
+      // A run given in epochs has its length only once the images are known (planRun checks it then).
+      warmupSteps(c, ok('baseSteps', 'batchSize', 'gradAccumulation', 'divideStepsByBatch', 'maxEpochs') && !c.maxEpochs ? optimizerSteps(c) : Infinity);
     } catch (err) {
       if (!(err instanceof PlanError)) throw err;
       e.warmup = c.warmupUnit === 'fraction' && c.warmup >= 1 ? `${err.message}; set the unit to "steps" to give a number of steps` : err.message;
@@ -317,6 +327,8 @@ function crossFieldErrors(c: TrainConfig, has: (f: keyof TrainConfig) => boolean
     e.cacheTextEncoderOutputs = 'Text-encoder outputs can be cached only when the text encoder is not trained: turn one of them off';
   if (ok('cacheTextEncoderOutputs', 'shuffleCaptions', 'captionDropout', 'tagDropout') && c.cacheTextEncoderOutputs && (c.shuffleCaptions || c.captionDropout > 0 || c.tagDropout > 0))
     e.cacheTextEncoderOutputs = 'Caching text-encoder outputs needs fixed captions: turn off caption shuffling, caption dropout and tag dropout';
+  if (ok('convDim', 'convAlpha') && c.convDim > 0 && c.convAlpha === 0)
+    e.convAlpha = `Conv alpha 0 scales the LoCon layers to nothing (their output is multiplied by conv alpha / conv dim): set it above 0, e.g. to the conv dim (${c.convDim}) as kohya does`;
   if (ok('zeroTerminalSnr', 'prediction') && c.zeroTerminalSnr && c.prediction === 'epsilon')
     e.zeroTerminalSnr = 'Zero terminal SNR needs v-prediction (with epsilon the last timestep has nothing to learn)';
   const lrs = [['unetLr', true], ['textEncoderLr', c.trainTextEncoder === true]] as const;
@@ -329,6 +341,11 @@ function crossFieldErrors(c: TrainConfig, has: (f: keyof TrainConfig) => boolean
   return e;
 }
 
+/** Conv alpha follows the given conv dim when the input leaves it out (kohya's default). */
+function derivedConvAlpha(input: Record<string, unknown>): Partial<TrainConfig> {
+  return 'convAlpha' in input || typeof input.convDim !== 'number' ? {} : { convAlpha: input.convDim };
+}
+
 /** Bucket sides derived from the input's resolution, step and max aspect when it gives neither side. */
 function derivedBucketSides(input: Record<string, unknown>): Partial<TrainConfig> {
   const pick = (k: keyof TrainConfig) => (typeof input[k] === 'number' && Number.isFinite(input[k]) && (input[k] as number) > 0 ? (input[k] as number) : (DEFAULT_CONFIG[k] as number));
@@ -339,12 +356,13 @@ function derivedBucketSides(input: Record<string, unknown>): Partial<TrainConfig
 /**
  * Validate settings (a partial object is merged over the defaults) into per-field errors a person
  * can act on, each naming the allowed range. Unknown keys are ignored. Bucket sides left out are
- * derived from resolution, maxAspect and bucketStep, as the recipe derives 320/768 at 512.
+ * derived from resolution, maxAspect and bucketStep, as the recipe derives 320/768 at 512; a conv
+ * alpha left out is the conv dim.
  */
 export function validateConfig(input: unknown): ValidationResult {
   if (input !== undefined && (input === null || typeof input !== 'object' || Array.isArray(input))) return { ok: false, errors: { config: `Settings must be an object of named fields (got ${got(input)})` } };
   const given = (input ?? {}) as Record<string, unknown>;
-  const merged = { ...DEFAULT_CONFIG, ...derivedBucketSides(given), ...given };
+  const merged = { ...DEFAULT_CONFIG, ...derivedBucketSides(given), ...derivedConvAlpha(given), ...given };
   const r = schema.safeParse(merged);
   const errors: Record<string, string> = {};
   if (!r.success) for (const issue of r.error.issues) errors[issue.path.map(String).join('.') || 'config'] ??= issue.message;
