@@ -21,9 +21,11 @@ import type { Backend } from '../engine/backend.js';
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
 const USAGE = `usage:
-  lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N] [--batch N] [--accum N]
-                  [--lr X] [--te-lr X] [--dim N] [--alpha X] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
+  lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N | --epochs N] [--batch N] [--accum N]
+                  [--lr X] [--te-lr X] [--dim N] [--alpha X] [--conv-dim N [--conv-alpha X]] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
                   [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--resume earlier.safetensors] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+      --epochs sets the run length in epochs (images x repeats per epoch) instead of --steps; --conv-dim trains LoCon
+      (conv alpha defaults to the conv dim); --resume continues with the file's own rank and alpha.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>`;
 
@@ -73,6 +75,7 @@ async function train(argv: string[]): Promise<void> {
     args: argv,
     options: {
       model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
+      epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' },
       lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
       seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
       samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
@@ -82,7 +85,7 @@ async function train(argv: string[]): Promise<void> {
   const preset = v.config ? JSON.parse(readFileSync(v.config, 'utf8')) : {};
   const n = (s: string | undefined) => (s === undefined ? undefined : Number(s));
   const overrides = Object.fromEntries(
-    Object.entries({ baseSteps: n(v.steps), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: v.optimizer, saveEvery: n(v['save-every']), sampleEvery: n(v['sample-every']), sampleSteps: n(v['sample-steps']), samplePrompt: v['sample-prompt'], runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+    Object.entries({ baseSteps: n(v.steps), maxEpochs: n(v.epochs), convDim: n(v['conv-dim']), convAlpha: n(v['conv-alpha']) ?? n(v['conv-dim']), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: v.optimizer, saveEvery: n(v['save-every']), sampleEvery: n(v['sample-every']), sampleSteps: n(v['sample-steps']), samplePrompt: v['sample-prompt'], runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
   const r = validateConfig({ ...(v.model === 'tiny' ? { resolution: 64, minBucket: 64, maxBucket: 128 } : {}), ...preset, ...overrides });
   if (!r.ok) throw new Error('invalid settings:\n' + Object.entries(r.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
@@ -95,8 +98,10 @@ async function train(argv: string[]): Promise<void> {
   const samples = v.samples;
   if (samples) mkdirSync(samples, { recursive: true });
   // Continue from an earlier run's LoRA: same targets and ranks, weights from the file.
-  const resume = v.resume ? await readLoraFile(readFileSync(v.resume), loraSpecs(pipeline, r.config), v.resume) : undefined;
+  const read = v.resume ? await readLoraFile(readFileSync(v.resume), loraSpecs(pipeline, r.config), v.resume) : undefined;
+  const resume = read?.weights;
   if (resume) console.log(`resuming from ${v.resume} (${resume.size} modules)`);
+  for (const note of read?.notes ?? []) console.log(note);
   let first: { step: number; at: number } | undefined;
   let last: { step: number; at: number } | undefined;
   const t = new Trainer(pipeline, r.config, items, {
@@ -119,7 +124,7 @@ async function train(argv: string[]): Promise<void> {
         }
       : undefined,
   }, resume);
-  console.log(`${items.length} images, ${t.plan.steps} steps (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
+  console.log(`${items.length} images, ${t.plan.steps} steps, ${t.plan.epochs} ${t.plan.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
   const t0 = performance.now();
   await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));
   process.stdout.write('\n');

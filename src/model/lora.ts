@@ -1,5 +1,5 @@
 // A kohya-style LoRA network: which layers it adapts, its parameters, and the adapter hook the models call.
-import { conv2d, dropout, linear, scale, type Conv2dOptions } from '../engine/index.js';
+import { conv2d, dropout, linear, reshape, scale, type Conv2dOptions } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { ParamArena } from '../engine/optim/arena.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -98,6 +98,14 @@ function uniform(seed: number): () => number {
   };
 }
 
+/** Starting weights of one module (engine layout), and the rank and alpha of the file they came from. */
+export interface LoraInit {
+  down: Float32Array;
+  up: Float32Array;
+  rank?: number;
+  alpha?: number;
+}
+
 interface LiveModule {
   spec: LoraModuleSpec;
   index: number;
@@ -121,9 +129,16 @@ export class LoraNetwork {
   /** Base seed of this micro-step's dropout masks; the trainer sets it so checkpoint recompute replays them. */
   dropoutSeed = 0;
 
-  constructor(backend: Backend, readonly specs: LoraModuleSpec[], seed: number, init?: Map<string, { down: Float32Array; up: Float32Array }>) {
+  /** The modules trained: the given specs, with rank and alpha taken from `init` where it has them. */
+  readonly specs: LoraModuleSpec[];
+
+  constructor(backend: Backend, specs: LoraModuleSpec[], seed: number, init?: Map<string, LoraInit>) {
+    this.specs = specs.map((s) => {
+      const g = init?.get(kohyaName(s));
+      return g && (g.rank !== undefined || g.alpha !== undefined) ? { ...s, rank: g.rank ?? s.rank, alpha: g.alpha ?? s.alpha } : s;
+    });
     const build = (part: 'unet' | 'te') => {
-      const mine = specs.filter((s) => s.part === part);
+      const mine = this.specs.filter((s) => s.part === part);
       if (!mine.length) return null;
       const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
       const entries = mine.flatMap((s) => {
@@ -145,7 +160,7 @@ export class LoraNetwork {
     const unet = build('unet');
     if (!unet) throw new Error('LoRA network has no U-Net modules');
     this.arenas = { unet, te: build('te') };
-    specs.forEach((spec, index) => {
+    this.specs.forEach((spec, index) => {
       const arena = spec.part === 'unet' ? this.arenas.unet : this.arenas.te!;
       const down = arena.get(`${kohyaName(spec)}.lora_down.weight`);
       const up = arena.get(`${kohyaName(spec)}.lora_up.weight`);
@@ -175,12 +190,19 @@ export class LoraNetwork {
     return linear(h, m.up, undefined, (this.multiplier * m.spec.alpha) / m.spec.rank);
   }
 
-  /** LoCon: a conv with the base kernel, stride and padding down to the rank, then a 1x1 conv up. */
+  /**
+   * A conv layer's delta: LoCon's conv with the base kernel, stride and padding down to the rank,
+   * then a 1x1 conv up. A 1x1 base conv (conv_shortcut) holds its weights as [rank, in] / [out, rank]
+   * like a linear module; they are viewed as [.., .., 1, 1] kernels here.
+   */
   convDelta(part: 'unet' | 'te', name: string, x: Tensor, opts: Conv2dOptions): Tensor | null {
     const m = this.module(part, name);
     if (!m) return null;
-    const h = this.maybeDropout(conv2d(x, m.down, undefined, opts), m.index);
-    return scale(conv2d(h, m.up), (this.multiplier * m.spec.alpha) / m.spec.rank);
+    const { rank, inFeatures, outFeatures } = m.spec;
+    const down = m.spec.kind === 'conv' ? m.down : reshape(m.down, [rank, inFeatures, 1, 1]);
+    const up = m.spec.kind === 'conv' ? m.up : reshape(m.up, [outFeatures, rank, 1, 1]);
+    const h = this.maybeDropout(conv2d(x, down, undefined, opts), m.index);
+    return scale(conv2d(h, up), (this.multiplier * m.spec.alpha) / rank);
   }
 
   private maybeDropout(h: Tensor, index: number): Tensor {

@@ -227,7 +227,10 @@ export function createTrainerApi(): TrainerApi {
       };
       control = new RunControl();
       const ctl = control;
-      const weights = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
+      // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
+      const read = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
+      const weights = read?.weights;
+      for (const note of read?.notes ?? []) cb.onLog(note);
       trainer = new Trainer(pipeline, config, items, {
         onMetrics: (m) => cb.onMetrics({ ...m, ...held() }),
         onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
