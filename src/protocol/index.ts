@@ -56,11 +56,15 @@ export interface ModelInfo {
 
 /** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */
 export interface DatasetFile {
+  /** Its path in the dropped set (`train/10_cat/1.png`): the image's identity in the dataset. */
   name: string;
   bytes: ArrayBuffer;
   caption: string;
+  /** Times it is drawn per epoch, from its kohya `N_` folder; absent: the Repeats setting. */
+  repeats?: number;
 }
 
+/** The decoded dataset: each image by path with its size and bucket at 512; images that did not decode, by path, with the reason. */
 export interface DatasetReport {
   images: { name: string; width: number; height: number; bucket: string }[];
   skipped: { name: string; reason: string }[];

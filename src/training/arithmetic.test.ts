@@ -100,3 +100,14 @@ describe('planSchedules', () => {
     expect(planSchedules(cfg({ trainTextEncoder: false }), planRun(cfg(), 4)).textEncoder(500)).toBe(0);
   });
 });
+
+describe('per-folder repeats (kohya N_ folders)', () => {
+  it('sum each image’s own repeats; images without one take the Repeats setting', () => {
+    // 10_cat (1 image), 5_coffee (1 image) and one loose image at the setting's 2: 10 + 5 + 2 per epoch.
+    const p = planRun(cfg({ repeats: 2, batchSize: 2 }), [{ repeats: 10 }, { repeats: 5 }, {}]);
+    expect(p).toMatchObject({ imagesPerEpoch: 17, microBatchesPerEpoch: 9, epochs: Math.ceil((1000 * 2) / 17) });
+    expect(planRun(cfg({ repeats: 3 }), [{}, {}, {}, {}, {}, {}, {}])).toEqual(planRun(cfg({ repeats: 3 }), 7));
+    expect(planRun(cfg(), [])).toMatchObject({ imagesPerEpoch: 0, epochs: 0 });
+    expect(() => planRun(cfg(), [{ repeats: 0 }])).toThrow(PlanError);
+  });
+});

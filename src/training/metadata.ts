@@ -1,6 +1,8 @@
 // The ss_* and modelspec.* metadata kohya writes, from our config and run plan.
 import type { TrainConfig } from './config.js';
 import type { RunPlan } from './arithmetic.js';
+import { tagFrequency } from './captions.js';
+import { folderKey, folderSummary } from './dataset-files.js';
 
 export interface RunFacts {
   config: TrainConfig;
@@ -11,11 +13,11 @@ export interface RunFacts {
   modelName: string;
   sessionId: string;
   startedAt: number;
-  tagFrequency: Record<string, number>;
+  /** The run's images by path (folder names carry kohya's repeats), with their own repeats and raw captions. */
+  images: readonly { name: string; caption: string; repeats?: number }[];
   bucketInfo: unknown;
 }
 
-/** All values are strings, as safetensors metadata requires. */
 /** The optimizer as kohya records it: the class path of the PyTorch implementation with the same maths. */
 const OPTIMIZER_CLASS: Record<TrainConfig['optimizer'], string> = {
   adamw: 'torch.optim.adamw.AdamW',
@@ -24,6 +26,21 @@ const OPTIMIZER_CLASS: Record<TrainConfig['optimizer'], string> = {
   prodigy: 'prodigyopt.prodigy.Prodigy',
 };
 
+/** kohya's ss_dataset_dirs: per folder (its own name) the repeats and image count. */
+function datasetDirs(f: RunFacts): Record<string, { n_repeats: number; img_count: number }> {
+  const dirs: Record<string, { n_repeats: number; img_count: number }> = {};
+  for (const d of folderSummary(f.images, f.config.repeats)) dirs[d.name] = { n_repeats: d.repeats, img_count: (dirs[d.name]?.img_count ?? 0) + d.images };
+  return dirs;
+}
+
+/** kohya's ss_tag_frequency: tag counts nested per folder (its own name). */
+function tagsByFolder(f: RunFacts): Record<string, Record<string, number>> {
+  const by = new Map<string, string[]>();
+  for (const i of f.images) by.set(folderKey(i.name), [...(by.get(folderKey(i.name)) ?? []), i.caption]);
+  return Object.fromEntries([...by].map(([k, caps]) => [k, tagFrequency(caps)]));
+}
+
+/** The safetensors metadata of a LoRA file from this run; all values are strings, as safetensors metadata requires. */
 export function loraMetadata(f: RunFacts): Record<string, string> {
   const c = f.config;
   const res = `${c.resolution}x${c.resolution}`;
@@ -67,7 +84,8 @@ export function loraMetadata(f: RunFacts): Record<string, string> {
     ss_mixed_precision: 'no',
     ss_sd_model_name: f.modelName,
     ss_output_name: c.runName,
-    ss_tag_frequency: JSON.stringify({ dataset: f.tagFrequency }),
+    ss_tag_frequency: JSON.stringify(tagsByFolder(f)),
+    ss_dataset_dirs: JSON.stringify(datasetDirs(f)),
     ss_training_started_at: s(f.startedAt / 1000),
     ss_training_finished_at: s(Date.now() / 1000),
     ss_session_id: f.sessionId,

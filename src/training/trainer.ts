@@ -19,7 +19,7 @@ import { unetForward } from '../model/unet.js';
 import { vaeEncode } from '../model/vae.js';
 import { planRun, type RunPlan } from './arithmetic.js';
 import { assignBucket, bucketInfo, makeBuckets, type Bucket } from './buckets.js';
-import { processCaption, tagFrequency } from './captions.js';
+import { processCaption } from './captions.js';
 import type { TrainConfig } from './config.js';
 import { toTensorData, type RgbaImage } from './images.js';
 import { loraMetadata } from './metadata.js';
@@ -27,10 +27,13 @@ import { alphasCumprod, minSnrWeight } from './noise.js';
 import { Rng } from './rng.js';
 import { makeSchedule } from './schedule.js';
 
+/** An image of the dataset: its path in the set is its name (folders included, `10_cat/1.png`). */
 export interface TrainItem {
   name: string;
   image: RgbaImage;
   caption: string;
+  /** Times it is drawn per epoch, from its kohya `N_` folder; absent: config.repeats. */
+  repeats?: number;
 }
 
 export interface StepMetrics {
@@ -153,7 +156,7 @@ export class Trainer {
     if (!items.length) throw new Error('The dataset is empty: add at least one image');
     this.optimizer = createOptimizer(config);
     this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
-    this.plan = planRun(config, items.length);
+    this.plan = planRun(config, items);
     this.acp = alphasCumprod(config.zeroTerminalSnr);
     this.rng = new Rng(config.seed);
     this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, resume);
@@ -237,8 +240,11 @@ export class Trainer {
     for (;;) {
       const rng = this.rng.fork(`epoch${this.epoch}`);
       const byBucket = new Map<string, number[]>();
-      for (let r = 0; r < c.repeats; r++)
+      // Each image `repeats` times (its folder's, else the setting); with one count for all, the order is as it always was.
+      const reps = this.items.map((it) => it.repeats ?? c.repeats);
+      for (let r = 0; r < Math.max(...reps); r++)
         this.latents.forEach((l, i) => {
+          if (r >= reps[i]!) return;
           const k = `${l.bucket.width}x${l.bucket.height}`;
           byBucket.set(k, [...(byBucket.get(k) ?? []), i]);
         });
@@ -478,7 +484,7 @@ export class Trainer {
       modelName: this.pipeline.name,
       sessionId: this.sessionId,
       startedAt: this.startedAt,
-      tagFrequency: tagFrequency(this.items.map((i) => i.caption)),
+      images: this.items,
       bucketInfo: bucketInfo(this.latents.map((l) => l.bucket)),
     });
     return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), meta, this.config.savePrecision);

@@ -15,6 +15,7 @@ import { estimateTrainingMemory } from './memory.js';
 import { adviseMemory } from './memory-advice.js';
 import { LoadTracker, partOfKey } from './load-progress.js';
 import { decodeImageBrowser } from './decode-browser.js';
+import { REASON, skipReason } from './dataset-files.js';
 import { loraSpecs, RunControl, Trainer, type TrainItem } from './trainer.js';
 import { readLoraFile } from '../model/lora-file.js';
 
@@ -178,20 +179,21 @@ export function createTrainerApi(): TrainerApi {
       const buckets = makeBuckets({ resolution: 512, step: 64, min: 320, max: 768, maxAspect: 2 });
       for (const f of files) {
         try {
+          if (f.bytes.byteLength === 0) throw new Error(REASON.empty);
           const image = await decodeImageBrowser(f.name, f.bytes);
-          items.push({ name: f.name, image, caption: f.caption });
+          items.push({ name: f.name, image, caption: f.caption, ...(f.repeats !== undefined ? { repeats: f.repeats } : {}) });
           const b = assignBucket(image.width, image.height, buckets);
           report.images.push({ name: f.name, width: image.width, height: image.height, bucket: `${b.width}x${b.height}` });
         } catch (e) {
-          report.skipped.push({ name: f.name, reason: e instanceof Error ? e.message : String(e) });
+          report.skipped.push({ name: f.name, reason: skipReason(f.name, e) });
         }
       }
       return report;
     },
 
     async setCaption(name: string, caption: string) {
-      const it = items.find((i) => i.name === name);
-      if (!it) throw new Error(`No image named ${name} in the dataset`);
+      const it = items.find((i) => i.name === name); // the image's path in the dropped set
+      if (!it) throw new Error(`No image ${name} in the dataset`);
       it.caption = caption;
     },
 
@@ -199,7 +201,7 @@ export function createTrainerApi(): TrainerApi {
       const r = validateConfig(config);
       if (!r.ok) return r;
       try {
-        return { ...r, plan: planRun(r.config, Math.max(1, items.length)), memory: memory(r.config) };
+        return { ...r, plan: planRun(r.config, items.length ? items : 1), memory: memory(r.config) };
       } catch (e) {
         if (e instanceof PlanError) return { ok: false as const, errors: { [e.field]: e.message } };
         throw e;
