@@ -1,7 +1,7 @@
 // `lorasmith train` and `lorasmith inspect`: the trainer and file inspection from the command line, on Dawn.
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { encode as encodePng } from 'fast-png';
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodeGpu } from '../engine/node.js';
 import { fileSource } from '../model/node-source.js';
@@ -12,9 +12,8 @@ import { inferSingleFileConfigs } from '../model/infer-config.js';
 import { openSafetensors } from '../model/safetensors.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import { validateConfig } from '../training/config.js';
-import { decodeImageNode } from '../training/decode-node.js';
-import { ImageDecodeError } from '../training/images.js';
-import { loraSpecs, RunControl, Trainer, type TrainItem } from '../training/trainer.js';
+import { readImages } from './read-images.js';
+import { loraSpecs, RunControl, Trainer } from '../training/trainer.js';
 import { readLoraFile } from '../model/lora-file.js';
 import type { Backend } from '../engine/backend.js';
 
@@ -35,29 +34,6 @@ async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
   const tokDir = join(ROOT, 'public/clip-tokenizer');
   const tok = ClipTokenizer.fromFiles(readFileSync(join(tokDir, 'vocab.json'), 'utf8'), readFileSync(join(tokDir, 'merges.txt'), 'utf8'));
   return loadSingleFile(backend, await fileSource(model), tok);
-}
-
-/** Images with sidecar captions; broken or unsupported files are reported and skipped. */
-function readImages(dir: string): TrainItem[] {
-  const items: TrainItem[] = [];
-  for (const f of readdirSync(dir).sort()) {
-    const ext = extname(f).toLowerCase();
-    if (['.txt', '.json', '.md'].includes(ext) || f.startsWith('.')) continue; // captions, manifests, read-mes
-    try {
-      const image = decodeImageNode(f, readFileSync(join(dir, f)));
-      let caption = '';
-      try {
-        caption = readFileSync(join(dir, basename(f, extname(f)) + '.txt'), 'utf8').trim();
-      } catch {
-        /* no caption: the trigger word alone */
-      }
-      items.push({ name: f, image, caption });
-    } catch (e) {
-      if (e instanceof ImageDecodeError) console.warn(`skipped ${e.message}`);
-      else throw e;
-    }
-  }
-  return items;
 }
 
 function bar(done: number, total: number, width = 30): string {
@@ -91,7 +67,8 @@ async function train(argv: string[]): Promise<void> {
   if (!r.ok) throw new Error('invalid settings:\n' + Object.entries(r.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
   const { backend, adapter } = await nodeGpu();
   console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
-  const items = readImages(v.images);
+  const { items, messages } = readImages(v.images, r.config.repeats);
+  for (const m of messages) console.warn(m);
   if (!items.length) throw new Error(`no usable images in ${v.images} (PNG, JPEG or WebP, captions in .txt beside them)`);
   const pipeline = await loadModel(backend, v.model);
   const out = v.out;

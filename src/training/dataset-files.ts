@@ -89,8 +89,10 @@ export function pairFiles(files: readonly SetFile[]): { images: SetImage[]; skip
   const candidates: SetFile[] = [];
   for (const f of live) {
     if (f.size === 0) skipped.push({ path: f.path, reason: REASON.empty });
-    else if (isImagePath(f.path)) (candidates.push(f), imageStems.add(stemPath(f.path)));
-    else if (isCaptionPath(f.path)) captions.set(stemPath(f.path), f.path);
+    else if (isImagePath(f.path)) {
+      candidates.push(f);
+      imageStems.add(stemPath(f.path));
+    } else if (isCaptionPath(f.path)) captions.set(stemPath(f.path), f.path);
     else skipped.push({ path: f.path, reason: isCheckpointPath(f.path) ? REASON.checkpoint : REASON.notData });
   }
   const orphanCaptions = [...captions].filter(([s]) => !imageStems.has(s)).map(([, p]) => p);
