@@ -1,14 +1,22 @@
 // Step 2: the images — dropped files, folders or zips (or the bundled samples), captions edited in place, skipped files and buckets.
 import { useMemo, useState } from 'react';
 import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
-import { filesFrom, sampleFiles, sortFiles, stem } from './dataset.js';
-import { useApp } from './store.js';
+import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type Skip } from '../training/dataset-files.js';
+import { filesFrom, sampleFiles, sortFiles, type Picked } from './dataset.js';
+import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
+
+const asSkip = (x: { name: string; reason: string }): Skip => ({ path: x.name, reason: x.reason });
+const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption, ...(e.repeats !== undefined ? { repeats: e.repeats } : {}) });
+const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 export function DatasetPanel() {
   const { dataset, report, nonImages, set } = useApp();
+  const repeats = useApp((st) => st.config.repeats);
   const [over, setOver] = useState(false);
   const [samples, setSamples] = useState<{ busy: boolean; error?: string }>({ busy: false });
+  /** What the last add did, in words (replaced copies, captions for images already here, folder notes); cleared by the next. */
+  const [added, setAdded] = useState<string | null>(null);
   const addSamples = async () => {
     setSamples({ busy: true });
     try {
@@ -18,28 +26,47 @@ export function DatasetPanel() {
       setSamples({ busy: false, error: `Could not add the sample photos: ${e instanceof Error ? e.message : String(e)}` });
     }
   };
-  const add = async (files: File[]) => {
+  // An image's identity is its path in what was dropped: `10_cat/1.png` and `5_coffee/1.png` are two images.
+  const add = async (files: Picked[]) => {
+    setAdded(null);
     const d = await sortFiles(files);
-    const fresh = new Set(d.images.map((i) => i.name));
-    for (const e of useApp.getState().dataset) if (fresh.has(e.name)) URL.revokeObjectURL(e.url);
-    // A file added again (same name) replaces the earlier copy.
-    const entries = [...useApp.getState().dataset.filter((e) => !fresh.has(e.name)), ...d.images.map((i) => ({ name: i.name, bytes: i.bytes, url: URL.createObjectURL(new Blob([i.bytes])), caption: d.captions.get(stem(i.name)) ?? '' }))];
-    const rep = await trainer().setDataset(entries.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+    const fresh = new Set(d.images.map((i) => i.path));
+    const before = useApp.getState().dataset;
+    for (const e of before) if (fresh.has(e.name)) URL.revokeObjectURL(e.url);
+    // A caption dropped without its image captions the image already here at that path.
+    const late = new Map(d.orphanCaptions.map((c) => [stemPath(c.path), c]));
+    const kept = before.filter((e) => !fresh.has(e.name)).map((e) => (late.has(stemPath(e.name)) ? { ...e, caption: late.get(stemPath(e.name))!.text, note: undefined } : e));
+    const recaptioned = kept.filter((e) => late.has(stemPath(e.name))).length;
+    const orphans = d.orphanCaptions.filter((c) => !kept.some((e) => stemPath(e.name) === stemPath(c.path)));
+    const entries: DatasetEntry[] = [...kept, ...d.images.map((i) => ({ name: i.path, bytes: i.bytes, url: URL.createObjectURL(new Blob([i.bytes])), caption: i.caption, note: i.note, repeats: i.repeats }))];
+    const rep = await trainer().setDataset(entries.map(toFile));
     const bad = new Set(rep.skipped.map((x) => x.name));
-    set({ dataset: entries.filter((e) => !bad.has(e.name)), report: rep, nonImages: [...useApp.getState().nonImages, ...d.skipped] });
+    const left = entries.filter((e) => !bad.has(e.name));
+    const skips = mergeSkips([useApp.getState().nonImages.map(asSkip), d.skipped, orphans.map((c) => ({ path: c.path, reason: REASON.orphan })), rep.skipped.map(asSkip)], new Set(left.map((e) => e.name)));
+    set({ dataset: left, report: rep, nonImages: skips.map((x) => ({ name: x.path, reason: x.reason })) });
+    const replaced = before.length - kept.length;
+    const parts = [`Added ${plural(d.images.length - d.images.filter((i) => bad.has(i.path)).length, 'image')}`, ...(replaced ? [`${plural(replaced, 'earlier copy', 'earlier copies')} of the same path replaced`] : []), ...(recaptioned ? [`captions for ${plural(recaptioned, 'image')} already here`] : [])];
+    setAdded([parts.join(', ') + '.', ...d.notes].join(' '));
   };
   const remove = async (keep: (name: string) => boolean) => {
+    setAdded(null);
     const ds = useApp.getState().dataset;
     for (const d of ds) if (!keep(d.name)) URL.revokeObjectURL(d.url);
     const left = ds.filter((d) => keep(d.name));
-    const rep = await trainer().setDataset(left.map((e) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption })));
+    const rep = await trainer().setDataset(left.map(toFile));
     set({ dataset: left, report: rep, ...(left.length ? {} : { nonImages: [] }) });
   };
   const setCaption = (i: number, caption: string) => {
-    const ds = dataset.map((d, j) => (j === i ? { ...d, caption } : d));
+    const ds = dataset.map((d, j) => (j === i ? { ...d, caption, note: undefined } : d));
     set({ dataset: ds });
     void trainer().setCaption(ds[i]!.name, caption);
   };
+  // Per-folder repeats, when kohya folders set them: images × repeats = draws per epoch.
+  const perEpoch = useMemo(() => {
+    if (!dataset.some((d) => d.repeats !== undefined)) return null;
+    const folders = folderSummary(dataset, repeats);
+    return { lines: folders.map(folderLine), total: folders.reduce((a, f) => a + f.images * f.repeats, 0) };
+  }, [dataset, repeats]);
   // The bucket each image will train in, with the current settings.
   const { resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets } = useApp((st) => st.config);
   const buckets = useMemo(() => {
@@ -57,7 +84,7 @@ export function DatasetPanel() {
     }
     return [...m].map(([b, n]) => `${b}: ${n}`).join(', ');
   }, [report, resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets]);
-  const skipped = [...nonImages, ...(report?.skipped ?? [])];
+  const skipped = nonImages;
   return (
     <section aria-labelledby="data-h">
       <h2 id="data-h">2. Images</h2>
@@ -85,6 +112,12 @@ export function DatasetPanel() {
         {dataset.length} {dataset.length === 1 ? 'image' : 'images'}{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets: ${buckets}` : ''}
         {dataset.length > 0 && <button className="link" onClick={() => remove(() => false)}>Clear all</button>}
       </p>
+      {added && <p className="note" role="status" data-testid="dataset-added">{added}</p>}
+      {perEpoch && (
+        <p className="note" data-testid="dataset-folders">
+          Per epoch (a folder named N_concept is drawn N times; other images by the Repeats setting): {perEpoch.lines.join(' · ')} · {plural(perEpoch.total, 'image')} per epoch in all
+        </p>
+      )}
       {skipped.length > 0 && (
         <ul className="skipped" data-testid="skipped">
           {skipped.map((k) => <li key={k.name}>{k.name}: {k.reason}</li>)}
@@ -92,11 +125,13 @@ export function DatasetPanel() {
       )}
       <div className="grid">
         {dataset.map((d, i) => (
-          <figure key={d.name}>
+          <figure key={d.name} title={d.name}>
             <img src={d.url} alt={d.name} />
             <figcaption>
+              {d.name.includes('/') && <small className="note">{d.name}</small>}
               <input aria-label={`caption of ${d.name}`} value={d.caption} onChange={(e) => setCaption(i, e.target.value)} />
               <button className="remove" aria-label={`remove ${d.name}`} title="Remove from the dataset" onClick={() => remove((n) => n !== d.name)}>×</button>
+              {d.note && <small className="note" data-testid="caption-note">{d.note}</small>}
             </figcaption>
           </figure>
         ))}

@@ -1,21 +1,31 @@
-// Turning dropped files, folders and zips into images with captions; anything else is listed and skipped.
+// Turning dropped files, folders and zips into images with captions, by path (kohya's `N_concept` folders read); anything else is listed and skipped.
 import { unzipSync } from 'fflate';
+import { captionOf, folderOf, isHiddenPath, pairFiles, type SetFile, type Skip } from '../training/dataset-files.js';
 
-export interface Dropped {
-  images: { name: string; bytes: ArrayBuffer }[];
-  captions: Map<string, string>;
-  skipped: { name: string; reason: string }[];
+/** A file as picked or dropped, with its path inside what was dropped (`train/10_cat/1.png`; a loose file's name). */
+export interface Picked {
+  path: string;
+  file: Blob;
 }
 
-const IMAGE = /\.(png|jpe?g|webp)$/i;
-const CHECKPOINT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
-const NOT_DATA = 'not an image (PNG, JPEG or WebP) or a caption (.txt)';
-const stem = (n: string) => n.replace(/^.*\//, '').replace(/\.[^.]+$/, '');
+/** A dropped set sorted: images by path with their captions, captions whose image is not in it, and what was skipped. */
+export interface Dropped {
+  images: { path: string; bytes: ArrayBuffer; caption: string; note?: string; repeats?: number }[];
+  /** Captions without their image in this drop (the image may already be in the dataset). */
+  orphanCaptions: { path: string; text: string }[];
+  skipped: Skip[];
+  /** Folder names not read as repeat counts, in words. */
+  notes: string[];
+}
 
-async function entriesOf(item: FileSystemEntry): Promise<File[]> {
-  if (item.isFile) return [await new Promise<File>((res, rej) => (item as FileSystemFileEntry).file(res, rej))];
+/** A File from a file input (a chosen folder gives its relative path) or a drop without folder entries. */
+export const picked = (f: File): Picked => ({ path: f.webkitRelativePath || f.name, file: f });
+
+async function entriesOf(item: FileSystemEntry): Promise<Picked[]> {
+  const path = item.fullPath.replace(/^\//, '') || item.name;
+  if (item.isFile) return [{ path, file: await new Promise<File>((res, rej) => (item as FileSystemFileEntry).file(res, rej)) }];
   const reader = (item as FileSystemDirectoryEntry).createReader();
-  const all: File[] = [];
+  const all: Picked[] = [];
   for (;;) {
     const batch = await new Promise<FileSystemEntry[]>((res, rej) => reader.readEntries(res, rej));
     if (!batch.length) break;
@@ -24,48 +34,57 @@ async function entriesOf(item: FileSystemEntry): Promise<File[]> {
   return all;
 }
 
-/** Files from a drop event (folders walked) or a file input. */
-export async function filesFrom(dt: DataTransfer | null, list?: FileList | null): Promise<File[]> {
-  if (list) return [...list];
+/** Files from a drop event (folders walked, paths kept) or a file input. */
+export async function filesFrom(dt: DataTransfer | null, list?: FileList | null): Promise<Picked[]> {
+  if (list) return [...list].map(picked);
   if (!dt) return [];
   const entries = [...dt.items].map((i) => i.webkitGetAsEntry?.()).filter((e): e is FileSystemEntry => !!e);
   if (entries.length) return (await Promise.all(entries.map(entriesOf))).flat();
-  return [...dt.files];
+  return [...dt.files].map(picked);
 }
 
-/** Sort files into images and captions (zips unpacked); the rest is reported. */
-export async function sortFiles(files: File[]): Promise<Dropped> {
-  const out: Dropped = { images: [], captions: new Map(), skipped: [] };
-  const take = (name: string, bytes: ArrayBuffer) => {
-    // Finder's resource forks and hidden files ride along in zips; they are not part of the dataset.
-    if (/(^|\/)(__MACOSX\/|\.)/.test(name)) return;
-    if (IMAGE.test(name)) out.images.push({ name: name.replace(/^.*\//, ''), bytes });
-    else if (/\.txt$/i.test(name)) out.captions.set(stem(name), new TextDecoder().decode(bytes).trim());
-    else if (!name.endsWith('/')) out.skipped.push({ name, reason: NOT_DATA });
+/**
+ * Sort files into images and captions paired by path (zips unpacked, their entries under the zip's
+ * folder); the rest is reported once each. Only images, captions and zips are read: a 4 GB checkpoint
+ * dropped here by mistake is not loaded into memory.
+ */
+export async function sortFiles(files: readonly Picked[]): Promise<Dropped> {
+  const set: SetFile[] = [];
+  const read = new Map<string, () => Promise<ArrayBuffer>>();
+  const skipped: Skip[] = [];
+  const add = (path: string, size: number, bytes: () => Promise<ArrayBuffer>) => {
+    set.push({ path, size });
+    read.set(path, bytes);
   };
-  for (const f of files) {
-    // Only images, captions and zips are read: a 4 GB checkpoint dropped here by mistake is not loaded into memory.
-    if (!IMAGE.test(f.name) && !/\.(txt|zip)$/i.test(f.name)) {
-      if (!/(^|\/)(__MACOSX\/|\.)/.test(f.name)) out.skipped.push({ name: f.name, reason: CHECKPOINT.test(f.name) ? 'a model checkpoint: load it in step 1 (Base model)' : NOT_DATA });
+  for (const { path, file } of files) {
+    if (isHiddenPath(path)) continue;
+    if (!/\.zip$/i.test(path)) {
+      add(path, file.size, () => file.arrayBuffer());
       continue;
     }
-    const bytes = await f.arrayBuffer();
-    if (/\.zip$/i.test(f.name)) {
-      try {
-        for (const [n, b] of Object.entries(unzipSync(new Uint8Array(bytes)))) take(n, b.slice().buffer);
-      } catch {
-        out.skipped.push({ name: f.name, reason: 'the zip file is corrupt' });
-      }
-    } else take(f.name, bytes);
+    try {
+      const at = folderOf(path);
+      for (const [n, b] of Object.entries(unzipSync(new Uint8Array(await file.arrayBuffer())))) add(at ? `${at}/${n}` : n, b.byteLength, async () => b.slice().buffer);
+    } catch {
+      skipped.push({ path, reason: 'the zip file is corrupt' });
+    }
   }
-  return out;
+  const p = pairFiles(set);
+  const text = async (path: string | null) => (path ? new TextDecoder().decode(await read.get(path)!()) : null);
+  const images: Dropped['images'] = [];
+  for (const img of p.images) {
+    const c = captionOf(img, await text(img.captionPath));
+    images.push({ path: img.path, bytes: await read.get(img.path)!(), caption: c.caption, ...(c.note ? { note: c.note } : {}), ...(img.repeats !== null ? { repeats: img.repeats } : {}) });
+  }
+  const orphanCaptions = await Promise.all(p.orphanCaptions.map(async (path) => ({ path, text: (await text(path))!.trim() })));
+  return { images, orphanCaptions, skipped: [...skipped, ...p.skipped], notes: p.notes };
 }
 
 /**
  * The bundled sample photographs with their captions, fetched from `samples/manifest.json` beside
  * the page, as Files ready for `sortFiles`. A file that cannot be fetched raises an error naming it.
  */
-export async function sampleFiles(base: string): Promise<File[]> {
+export async function sampleFiles(base: string): Promise<Picked[]> {
   const at = (name: string) => new URL(name, base).href;
   const res = await fetch(at('manifest.json'));
   if (!res.ok) throw new Error(`the sample list ${at('manifest.json')} could not be loaded (HTTP ${res.status})`);
@@ -74,9 +93,7 @@ export async function sampleFiles(base: string): Promise<File[]> {
     files.map(async (name) => {
       const r = await fetch(at(name));
       if (!r.ok) throw new Error(`the sample ${name} could not be loaded (HTTP ${r.status})`);
-      return new File([await r.arrayBuffer()], name);
+      return picked(new File([await r.arrayBuffer()], name));
     }),
   );
 }
-
-export { stem };

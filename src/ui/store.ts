@@ -5,11 +5,16 @@ import { bucketSideLimits } from '../training/buckets.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
 import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan } from '../protocol/index.js';
 
+/** An image of the dataset on the page; its path in what was dropped (`train/10_cat/1.png`) is its name and identity. */
 export interface DatasetEntry {
   name: string;
   url: string;
   bytes: ArrayBuffer;
   caption: string;
+  /** Times it is drawn per epoch, from its kohya `N_` folder; absent: the Repeats setting. */
+  repeats?: number;
+  /** Shown under the image until its caption is edited (e.g. it came without a caption file). */
+  note?: string;
 }
 
 export interface AppState {
