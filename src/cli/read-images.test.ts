@@ -37,7 +37,7 @@ describe('readImages', () => {
     expect(messages).toEqual([
       'skipped gone.png: unreadable: it does not exist (a link to a file that is gone?)',
       'skipped empty.png: empty file (0 bytes)',
-      'skipped notes.md: not an image (PNG, JPEG or WebP) or a caption (.txt)',
+      'skipped notes.md: not an image (PNG, JPEG or WebP) or a caption (.txt, .caption)',
       'skipped 5_coffee/orphan.txt: a caption without its image (no PNG, JPEG or WebP of the same name in its folder)',
       expect.stringMatching(/^no caption file for 2 images: 5_coffee\/2.png \(captioned "coffee", its folder's concept\), loose\/deeper\/3.png \(trained on the trigger word alone\)$/),
       '10_cat: 1 image × 10 repeats = 10 per epoch',

@@ -58,6 +58,15 @@ describe('pairing by path', () => {
     expect(e.images[0]!.captionPath).toBeNull();
     expect(e.skipped).toEqual([{ path: 'a/1.txt', reason: REASON.empty }]);
   });
+  it('takes kohya’s .caption files, the .txt when both are there, and names latent caches', () => {
+    const k = pairFiles([f('10_a/1.png'), f('10_a/1.caption'), f('10_a/2.png'), f('10_a/2.caption'), f('10_a/2.txt'), f('10_a/1.npz')]);
+    expect(k.images.map((i) => i.captionPath)).toEqual(['10_a/1.caption', '10_a/2.txt']);
+    expect(k.skipped).toEqual([
+      { path: '10_a/2.caption', reason: REASON.secondCaption },
+      { path: '10_a/1.npz', reason: REASON.latentCache },
+    ]);
+    expect(pairFiles([f('b.png'), f('b.txt'), f('b.caption')]).images[0]!.captionPath).toBe('b.txt');
+  });
   it('notes folder names not read as repeats, once per folder', () => {
     expect(pairFiles([f('2024_trip/a.png'), f('2024_trip/b.png')]).notes).toHaveLength(1);
   });

@@ -36,18 +36,21 @@ export interface SetImage {
 export const MAX_FOLDER_REPEATS = 1000;
 
 const IMAGE = /\.(png|jpe?g|webp)$/i;
-const CAPTION = /\.txt$/i;
+// kohya's sd-scripts default to `.caption`; GUIs and most datasets use `.txt`, which wins when both are there.
+const CAPTION = /\.(txt|caption)$/i;
 const CHECKPOINT = /\.(safetensors|ckpt|pt|pth|bin)$/i;
 export const REASON = {
   empty: 'empty file (0 bytes)',
-  notData: 'not an image (PNG, JPEG or WebP) or a caption (.txt)',
+  notData: 'not an image (PNG, JPEG or WebP) or a caption (.txt, .caption)',
   checkpoint: 'a model checkpoint: load it in step 1 (Base model)',
+  latentCache: 'a kohya latent cache: not needed, latents are encoded from the image here',
+  secondCaption: 'a .caption file beside a .txt of the same name: the .txt is used',
   orphan: 'a caption without its image (no PNG, JPEG or WebP of the same name in its folder)',
 } as const;
 
 /** Whether a path names an image the trainer decodes (PNG, JPEG, WebP). */
 export const isImagePath = (p: string): boolean => IMAGE.test(p);
-/** Whether a path names a sidecar caption. */
+/** Whether a path names a sidecar caption (`.txt`, or kohya's `.caption`). */
 export const isCaptionPath = (p: string): boolean => CAPTION.test(p);
 /** Whether a path names a model checkpoint (read never; it belongs in the model step). */
 export const isCheckpointPath = (p: string): boolean => CHECKPOINT.test(p);
@@ -92,8 +95,12 @@ export function pairFiles(files: readonly SetFile[]): { images: SetImage[]; skip
     else if (isImagePath(f.path)) {
       candidates.push(f);
       imageStems.add(stemPath(f.path));
-    } else if (isCaptionPath(f.path)) captions.set(stemPath(f.path), f.path);
-    else skipped.push({ path: f.path, reason: isCheckpointPath(f.path) ? REASON.checkpoint : REASON.notData });
+    } else if (isCaptionPath(f.path)) {
+      const was = captions.get(stemPath(f.path));
+      const txt = was && /\.txt$/i.test(was) ? was : f.path;
+      if (was) skipped.push({ path: txt === was ? f.path : was, reason: REASON.secondCaption });
+      captions.set(stemPath(f.path), was ? txt : f.path);
+    } else skipped.push({ path: f.path, reason: isCheckpointPath(f.path) ? REASON.checkpoint : /\.npz$/i.test(f.path) ? REASON.latentCache : REASON.notData });
   }
   const orphanCaptions = [...captions].filter(([s]) => !imageStems.has(s)).map(([, p]) => p);
   const notes = new Map<string, string>();

@@ -1,7 +1,9 @@
 // The page's "Use the sample photos" button fetches what public/samples/manifest.json lists: it must
-// list every bundled photo and caption, and only files that exist.
-import { readdirSync, readFileSync } from 'node:fs';
+// list every bundled photo and caption, and only files that exist, each photo paired with its caption
+// as the page pairs a dropped set (training/dataset-files.ts).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { pairFiles } from '../training/dataset-files.js';
 
 const dir = new URL('../../public/samples/', import.meta.url);
 
@@ -10,8 +12,9 @@ describe('bundled samples manifest', () => {
     const { files } = JSON.parse(readFileSync(new URL('manifest.json', dir), 'utf8')) as { files: string[] };
     const onDisk = readdirSync(dir).filter((n) => /\.(png|jpe?g|webp|txt)$/i.test(n)).sort();
     expect([...files].sort()).toEqual(onDisk);
-    const photos = files.filter((n) => !n.endsWith('.txt'));
-    expect(photos.length).toBeGreaterThanOrEqual(5);
-    for (const p of photos) expect(files).toContain(p.replace(/\.[^.]+$/, '.txt'));
+    const set = pairFiles(files.map((path) => ({ path, size: statSync(new URL(path, dir)).size })));
+    expect(set.images.length).toBeGreaterThanOrEqual(5);
+    expect(set.images.filter((i) => !i.captionPath)).toEqual([]);
+    expect([set.skipped, set.orphanCaptions]).toEqual([[], []]);
   });
 });
