@@ -1,0 +1,95 @@
+// The declared size read before decoding: real files agree with their decoded size, and bombs (issue 11's
+// cases, built here with cheap zlib streams of zeros) are refused or decoded in bounded time and memory.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { decodeImageNode } from './decode-node.js';
+import { MAX_IMAGE_PIXELS, readImageHeader } from './image-header.js';
+import { ImageDecodeError } from './images.js';
+import { be32, chunk, concat, ihdr, jpegSofOffset, png, zerosZlib } from './testdata/craft.js';
+
+const sample = (name: string) => new Uint8Array(readFileSync(new URL(`../../public/samples/${name}`, import.meta.url)));
+const testdata = (name: string) => new Uint8Array(readFileSync(new URL(`./testdata/${name}`, import.meta.url)));
+
+/** Run `f`, returning its result or error, the seconds it took and how far the process's peak RSS rose above the RSS before it. */
+function measure(f: () => unknown): { result: unknown; seconds: number; peakGrowthMB: number } {
+  global.gc?.();
+  const rss = process.memoryUsage().rss;
+  const t = performance.now();
+  let result: unknown;
+  try {
+    result = f();
+  } catch (e) {
+    result = e;
+  }
+  const seconds = (performance.now() - t) / 1000;
+  return { result, seconds, peakGrowthMB: (process.resourceUsage().maxRSS * 1024 - rss) / 2 ** 20 };
+}
+
+/** A JPEG sample with its frame header rewritten to declare width x height. */
+function jpegDeclaring(width: number, height: number): Uint8Array {
+  const b = sample('rocket.jpg').slice();
+  const sof = jpegSofOffset(b);
+  b.set([height >> 8, height & 255, width >> 8, width & 255], sof + 5);
+  return b;
+}
+
+describe('readImageHeader', () => {
+  it('reads the size every real sample decodes to', () => {
+    for (const name of ['astronaut.png', 'chelsea.png', 'coffee.jpg', 'hubble.jpg']) {
+      const h = readImageHeader(name, sample(name));
+      const img = decodeImageNode(name, sample(name));
+      expect([h.width, h.height], name).toEqual([img.width, img.height]);
+    }
+    for (const name of ['halves-lossless.webp', 'halves-lossy.webp', 'halves-orientation6.webp']) expect(readImageHeader(name, testdata(name))).toMatchObject({ format: 'webp', width: 16, height: 8 });
+    expect(readImageHeader('pal4.png', testdata('pal4.png')).png).toEqual({ depth: 4, colorType: 3, interlaced: false });
+  });
+
+  it('the limit is 64 megapixels: 8000x8000 passes, one more row is refused with the limit in the message', () => {
+    expect(MAX_IMAGE_PIXELS).toBe(64_000_000);
+    expect(readImageHeader('ok.png', png(ihdr(8000, 8000))).width).toBe(8000);
+    expect(() => readImageHeader('big.png', png(ihdr(8000, 8001)))).toThrow(/big\.png: the PNG declares 8000x8001 pixels \(64 megapixels\), above the limit of 64 megapixels/);
+  });
+
+  it('zero width or height is refused by name, in every format', () => {
+    expect(() => decodeImageNode('flat.png', png(ihdr(640, 0), chunk('IDAT', zerosZlib(0))))).toThrow(/flat\.png: the PNG header declares a 640x0 image \(no pixels\)/);
+    expect(() => decodeImageNode('thin.png', png(ihdr(0, 480), chunk('IDAT', zerosZlib(480))))).toThrow(/thin\.png: .*0x480 image/);
+    expect(() => decodeImageNode('flat.jpg', jpegDeclaring(256, 0))).toThrow(/flat\.jpg: the JPEG header declares a 256x0 image/);
+    const lossy = concat(new TextEncoder().encode('RIFF'), be32(0), new TextEncoder().encode('WEBPVP8 '), be32(0), new Uint8Array([0, 0, 0, 0x9d, 0x01, 0x2a, 0, 0, 16, 0]), new Uint8Array(20));
+    expect(() => decodeImageNode('flat.webp', lossy)).toThrow(/flat\.webp: the WebP header declares a 0x16 image/);
+  });
+
+  it('PNG bombs from issue 11 are refused from the header: fast, without inflating anything', () => {
+    // 100000x100000 over 1.2 GB of zeros (1.2 MB compressed); 30000x30000 RGB over 2.7 GB of zeros (2.6 MB).
+    const cases = [
+      ['bomb.png', png(ihdr(100000, 100000, 8, 0), chunk('IDAT', zerosZlib(1.2e9))), /100000x100000 pixels \(10000 megapixels\), above the limit of 64 megapixels/],
+      ['huge.png', png(ihdr(30000, 30000), chunk('IDAT', zerosZlib(30000 * (1 + 90000)))), /30000x30000 pixels \(900 megapixels\)/],
+    ] as const;
+    for (const [name, bytes, message] of cases) {
+      const m = measure(() => decodeImageNode(name, bytes));
+      expect(m.result).toBeInstanceOf(ImageDecodeError);
+      expect((m.result as Error).message).toMatch(message);
+      expect(m.seconds).toBeLessThan(2);
+      expect(m.peakGrowthMB).toBeLessThan(200);
+    }
+  });
+
+  it('a JPEG declaring 8000x8000 over a tiny scan is refused before jpeg-js allocates the declared size', () => {
+    const m = measure(() => decodeImageNode('tiny-scan.jpg', jpegDeclaring(8000, 8000)));
+    expect(m.result).toBeInstanceOf(ImageDecodeError);
+    expect((m.result as Error).message).toMatch(/tiny-scan\.jpg: truncated or corrupt JPEG file \(\d+ bytes of image data cannot hold the declared 8000x8000 pixels/);
+    expect(m.seconds).toBeLessThan(2);
+    expect(m.peakGrowthMB).toBeLessThan(200);
+  });
+
+  it('a small image whose IDAT inflates to 1 GB, or with a 500 MB iCCP profile, decodes in bounded memory', () => {
+    const overfull = png(ihdr(1000, 1000), chunk('IDAT', zerosZlib(1e9))); // needs 3 MB; the stream has 1 GB
+    const icc = concat(new TextEncoder().encode('bomb\0\0'), zerosZlib(5e8));
+    const iccp = png(ihdr(64, 64), chunk('iCCP', icc), chunk('IDAT', zerosZlib(64 * (1 + 64 * 3))));
+    for (const [name, bytes, size] of [['overfull.png', overfull, 1000], ['iccp.png', iccp, 64]] as const) {
+      const m = measure(() => decodeImageNode(name, bytes));
+      expect(m.result, name).toMatchObject({ width: size, height: size });
+      expect(m.seconds, name).toBeLessThan(2);
+      expect(m.peakGrowthMB, name).toBeLessThan(200);
+    }
+  });
+});
