@@ -12,6 +12,7 @@ export interface ByteSource {
 }
 
 export type SafetensorsErrorCode =
+  | 'open'
   | 'truncated'
   | 'header-length'
   | 'header-json'
@@ -20,6 +21,7 @@ export type SafetensorsErrorCode =
   | 'dtype'
   | 'offsets'
   | 'overlap'
+  | 'layout'
   | 'size'
   | 'missing'
   | 'unsupported-dtype'
@@ -37,6 +39,30 @@ export class SafetensorsError extends Error {
     super(`${file}: ${detail}`);
     this.name = 'SafetensorsError';
   }
+}
+
+/** At most `max` characters of `text`, cut with "…": what a message quotes from a file (names, dtypes) can be megabytes. */
+export function clip(text: string, max = 80): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
+}
+
+/**
+ * A short, safe rendering of a JSON value for a message: strings quoted and clipped, arrays shown
+ * one level deep (nested arrays and objects as `[…]` and `{…}`), never more than about `max`
+ * characters. Unlike JSON.stringify it cannot overflow the stack on deep nesting or quote megabytes.
+ */
+export function preview(value: unknown, max = 80): string {
+  const one = (v: unknown): string =>
+    typeof v === 'string' ? JSON.stringify(clip(v, 20)) : Array.isArray(v) ? '[…]' : v !== null && typeof v === 'object' ? '{…}' : String(v);
+  if (typeof value === 'string') return JSON.stringify(clip(value, max));
+  if (!Array.isArray(value)) return clip(one(value), max);
+  let out = '[';
+  for (let i = 0; i < value.length; i++) {
+    const next = (i ? ',' : '') + one(value[i]);
+    if (out.length + next.length > max - 2) return `${out}${i ? ',' : ''}… (${value.length} items)]`;
+    out += next;
+  }
+  return `${out}]`;
 }
 
 /** Reject reads outside the source; returns true when there is nothing to read. */

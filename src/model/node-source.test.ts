@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -33,6 +33,13 @@ describe('fileSource (Node)', () => {
   });
 
   it('a missing file is reported with its path', async () => {
-    await expect(fileSource(join(dir, 'nope.safetensors'))).rejects.toThrow(/ENOENT.*nope\.safetensors/);
+    const path = join(dir, 'nope.safetensors');
+    await expect(fileSource(path)).rejects.toThrow(`${path}: no such file (ENOENT): check the path`);
+  });
+
+  it('a folder named like a checkpoint is refused by name, not with a bare EISDIR', async () => {
+    const path = join(dir, 'x.safetensors');
+    mkdirSync(path);
+    await expect(fileSource(path)).rejects.toThrow(`${path}: is a folder, not a file`);
   });
 });

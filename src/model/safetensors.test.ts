@@ -126,10 +126,92 @@ describe('malformed files get errors that name the file and the problem', () => 
     expect(e.message).toMatch(/header length field says 5000 bytes but only 2 follow it: the file is truncated or not safetensors/);
   });
 
-  it('an absurd header length (over 100 MB)', async () => {
+  it('an absurd header length (over 16 MB), printed exactly even at 2^64 - 1', async () => {
     const e = await openError(rawFile({}, new Uint8Array(0), 2 ** 40));
     expect(e.code).toBe('header-length');
-    expect(e.message).toMatch(/says 1099511627776 bytes \(over 100 MB\): this is not a safetensors file/);
+    expect(e.message).toMatch(/says 1099511627776 bytes \(over 16 MB\): this is not a safetensors file/);
+    const max = rawFile({});
+    new DataView(max.buffer).setBigUint64(0, 2n ** 64n - 1n, true);
+    expect((await openError(max)).message).toMatch(/says 18446744073709551615 bytes \(over 16 MB\)/);
+  });
+
+  it('a header length a few bytes short (the cut in the padding) or long is refused, not read shifted', async () => {
+    const data = new Uint8Array(Float32Array.of(1.5, -2).buffer);
+    const good = rawFile(JSON.stringify({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }) + '    ', data); // padding the cut can land in
+    const n = headerLength(good);
+    expect([...(await (await openSafetensors(bytesSource(good, FILE))).readTensor('w'))]).toEqual([1.5, -2]);
+    for (const k of [1, 2, 3, 4]) {
+      const bad = good.slice();
+      new DataView(bad.buffer).setBigUint64(0, BigInt(n - k), true);
+      const e = await openError(bad);
+      expect(e.code).toBe('layout');
+      expect(e.message).toBe(`${FILE}: the tensors end at data byte 8 but the data section has ${8 + k} bytes (file size - 8 - header length ${n - k}): the header length field is wrong or bytes were added to the file`);
+    }
+    const long = good.slice();
+    new DataView(long.buffer).setBigUint64(0, BigInt(n + 2), true);
+    expect((await openError(long)).code).toBe('header-json');
+  });
+
+  it('gaps between tensors and bytes past the last one are refused; empty tensors at a boundary are fine', async () => {
+    const gap = await openError(rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12)));
+    expect(gap.code).toBe('layout');
+    expect(gap.message).toMatch(/data bytes 4\.\.8 belong to no tensor \(between "a" and "b"\)/);
+    const first = await openError(rawFile({ b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8)));
+    expect(first.message).toMatch(/data bytes 0\.\.4 belong to no tensor \(before "b"\)/);
+    expect((await openError(rawFile({}, new Uint8Array(3)))).message).toMatch(/the tensors end at data byte 0 but the data section has 3 bytes/);
+    const inside = await openError(rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, e: { dtype: 'F32', shape: [0], data_offsets: [4, 4] } }, new Uint8Array(8)));
+    expect(inside.code).toBe('overlap');
+    const f = await openSafetensors(bytesSource(rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, e: { dtype: 'F16', shape: [0, 3], data_offsets: [4, 4] } }, new Uint8Array(4)), FILE));
+    expect(f.tensors.get('e')).toMatchObject({ shape: [0, 3], length: 0 });
+  });
+
+  it('a header length whose bytes look like pickle magic (0x280 = 640) is still safetensors', async () => {
+    let bytes: Uint8Array = new Uint8Array(8);
+    for (let pad = 0; pad < 64 && headerLength(bytes) !== 640; pad++) bytes = writeSafetensors([{ name: 'w', dtype: 'F32', shape: [1], data: Float32Array.of(3) }], { note: 'x'.repeat(500 + pad) });
+    expect([...bytes.subarray(0, 2)]).toEqual([0x80, 0x02]);
+    const f = await openSafetensors(bytesSource(bytes, FILE));
+    expect([...(await f.readTensor('w'))]).toEqual([3]);
+  });
+
+  it('shapes and offsets nested deep are refused by name, without overflowing the stack', async () => {
+    const deep = (d: number) => '['.repeat(d) + ']'.repeat(d);
+    for (const d of [300_000, 9]) {
+      const e = await openError(rawFile(`{"w":{"dtype":"F32","shape":${deep(d)},"data_offsets":[0,4]}}`, new Uint8Array(4)));
+      expect(e.code).toBe('header-json');
+      expect(e.message).toMatch(/the header nests arrays or objects more than 8 levels deep \(at byte 34\)/);
+    }
+    // Nesting within the header limit reaches the entry checks, which say what is wrong without JSON.stringify.
+    const shape = await openError(rawFile(`{"w":{"dtype":"F32","shape":[1,${deep(4)}],"data_offsets":[0,4]}}`, new Uint8Array(4)));
+    expect(shape.message).toBe(`${FILE}: tensor "w" has an invalid shape [1,[…]] (a list of non-negative integers)`);
+    const offs = await openError(rawFile(`{"w":{"dtype":"F32","shape":[1],"data_offsets":[[0],{"a":4}]}}`, new Uint8Array(4)));
+    expect(offs.message).toBe(`${FILE}: tensor "w" has invalid data_offsets [[…],{…}] (two non-negative integers, begin and end)`);
+    // Brackets inside strings do not count.
+    const f = await openSafetensors(bytesSource(rawFile({ __metadata__: { b: '[[[[[[[[[[{{{{{{{{{{"' }, w: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)), FILE));
+    expect(f.metadata.b).toBe('[[[[[[[[[[{{{{{{{{{{"');
+  });
+
+  it('what a message quotes from the file is cut to about 80 characters', async () => {
+    const w = (entry: object, name = 'w') => rawFile({ [name]: { dtype: 'F32', shape: [1], data_offsets: [0, 4], ...entry } }, new Uint8Array(4));
+    const cases: [Uint8Array, RegExp][] = [
+      [w({ dtype: 'X'.repeat(10 * 2 ** 20) }), /tensor "w" has unknown dtype "X{39}…" \(known: F64/],
+      [w({ shape: [2] }, 'n'.repeat(2 ** 20)), /tensor "n{79}…" is F32 \[2\] = 8 bytes but its data_offsets span 4$/],
+      [w({ shape: Array.from({ length: 250_000 }, () => 1).concat(2) }), /is F32 \[1(,1)+,… \(250001 items\)\] = 8 bytes/],
+      [w({ shape: Array.from({ length: 250_000 }, () => -1) }), /has an invalid shape \[-1(,-1)+,… \(250000 items\)\]/],
+      [w({ dtype: ['F32'] }), /has a dtype that is not a string \(\["F32"\]\)/],
+      [rawFile({ __metadata__: { ['k'.repeat(2 ** 20)]: 1 } }), /__metadata__ value "k{79}…" is a number/],
+    ];
+    for (const [bytes, want] of cases) {
+      const e = await openError(bytes);
+      expect(e.message).toMatch(want);
+      expect(e.message.length).toBeLessThan(300);
+    }
+  });
+
+  it('a dtype named like an Object property is unknown, not a crash', async () => {
+    for (const dtype of ['toString', '__proto__', 'constructor']) {
+      const e = await openError(rawFile({ w: { dtype, shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)));
+      expect(e.code).toBe('dtype');
+    }
   });
 
   it('a header that is not valid JSON', async () => {
@@ -165,7 +247,7 @@ describe('malformed files get errors that name the file and the problem', () => 
     const backwards = await openError(rawFile({ w: { dtype: 'F32', shape: [0], data_offsets: [8, 4] } }, new Uint8Array(8)));
     expect(backwards.message).toMatch(/spans data bytes 8\.\.4/);
     const negative = await openError(rawFile({ w: { dtype: 'F32', shape: [1], data_offsets: [-4, 0] } }, new Uint8Array(8)));
-    expect(negative.message).toMatch(/tensor "w" has invalid data_offsets \[-4,0\]/);
+    expect(negative.message).toMatch(/tensor "w" has invalid data_offsets \[-4,0\] \(two non-negative integers, begin and end\)/);
   });
 
   it('overlapping tensors', async () => {

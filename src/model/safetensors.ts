@@ -1,8 +1,8 @@
 // safetensors reading: the header parsed and validated on open, each tensor read by byte range only when asked for.
 import { bf16BitsToF32, f16BitsToF32 } from '../engine/dtype.js';
-import { expectLength, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
+import { clip, expectLength, preview, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
 
-export { blobSource, bytesSource, urlSource, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
+export { blobSource, bytesSource, clip, preview, urlSource, SafetensorsError, type ByteSource, type SafetensorsErrorCode } from './byte-source.js';
 export { writeSafetensors, type TensorToWrite } from './safetensors-write.js';
 
 /** Bytes per element of every dtype the format defines; anything else is refused by name. */
@@ -14,8 +14,15 @@ export const DTYPE_BYTES: Readonly<Record<string, number>> = {
 /** Dtypes `readTensor` decodes to f32. */
 export const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
 
-/** Largest header accepted: real checkpoints have headers well under 1 MB. */
-export const MAX_HEADER_BYTES = 100 * 2 ** 20;
+/**
+ * Largest header accepted. Real checkpoints have headers well under 1 MB (SD 1.5 with EMA weights:
+ * about 150 kB); parsing a 16 MB header of tiny entries costs about 350 MB and a few seconds, which
+ * bounds what a hostile header can cost.
+ */
+export const MAX_HEADER_BYTES = 16 * 2 ** 20;
+
+/** Deepest JSON nesting accepted in a header: the format needs 3 (header, entry, shape). */
+export const MAX_HEADER_DEPTH = 8;
 
 export interface TensorInfo {
   dtype: string;
@@ -38,7 +45,11 @@ export interface SafetensorsFile {
   readRaw(name: string): Promise<Uint8Array>;
 }
 
-/** Read 8 + N bytes (the length and the header), validate every entry; tensor data stays unread. */
+/**
+ * Read 8 + N bytes (the length and the header), validate every entry and check that the tensors
+ * exactly tile the data section, as the format requires (so a header length that is a few bytes
+ * off is caught, not read shifted); tensor data stays unread.
+ */
 export async function openSafetensors(src: ByteSource): Promise<SafetensorsFile> {
   const fail = (code: SafetensorsErrorCode, detail: string): never => {
     throw new SafetensorsError(code, src.name, detail);
@@ -46,28 +57,33 @@ export async function openSafetensors(src: ByteSource): Promise<SafetensorsFile>
   if (src.size < 8) fail('truncated', `the file is ${src.size} bytes long, too short to be safetensors (it starts with an 8-byte header length)`);
   const lenBytes = expectLength(src.name, await src.read(0, 8), 0, 8);
   const pickle = pickleKind(lenBytes);
-  if (pickle) fail('pickle', pickleAdvice(pickle));
-  const n = Number(new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true));
-  if (isPickleCheckpointName(src.name) && (n > MAX_HEADER_BYTES || 8 + n > src.size)) fail('pickle', pickleAdvice(`a ${extension(src.name)} file`));
-  if (n > MAX_HEADER_BYTES) fail('header-length', `the header length field says ${n} bytes (over ${MAX_HEADER_BYTES / 2 ** 20} MB): this is not a safetensors file, or it is corrupt`);
-  if (8 + n > src.size) fail('header-length', `the header length field says ${n} bytes but only ${src.size - 8} follow it: the file is truncated or not safetensors`);
-  const header = parseHeader(expectLength(src.name, await src.read(8, n), 8, n), fail);
+  // A u64: read as a BigInt so that a huge value is printed exactly (2^64 - 1, not 18446744073709552000).
+  const big = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
+  const fits = big <= BigInt(MAX_HEADER_BYTES) && 8n + big <= BigInt(src.size);
+  if (!fits && (pickle || isPickleCheckpointName(src.name))) fail('pickle', pickleAdvice(pickle ?? `a ${extension(src.name)} file`));
+  if (big > BigInt(MAX_HEADER_BYTES)) fail('header-length', `the header length field says ${big} bytes (over ${MAX_HEADER_BYTES / 2 ** 20} MB): this is not a safetensors file, or it is corrupt`);
+  if (!fits) fail('header-length', `the header length field says ${big} bytes but only ${src.size - 8} follow it: the file is truncated or not safetensors`);
+  const n = Number(big);
+  const headerBytes = expectLength(src.name, await src.read(8, n), 8, n);
+  // Pickle magic that happens to be a plausible length (0x280 is 640) is a pickle only if no JSON object follows.
+  if (pickle && headerBytes[0] !== 0x7b) fail('pickle', pickleAdvice(pickle));
+  const header = parseHeader(headerBytes, fail);
   const dataStart = 8 + n;
   const metadata = parseMetadata(header.__metadata__, fail);
   const tensors = new Map<string, TensorInfo>();
   for (const [name, entry] of Object.entries(header)) {
     if (name !== '__metadata__') tensors.set(name, parseEntry(name, entry, dataStart, src.size - dataStart, fail));
   }
-  checkOverlaps(tensors, dataStart, fail);
+  checkTiling(tensors, dataStart, src.size - dataStart, n, fail);
 
-  const info = (name: string): TensorInfo => tensors.get(name) ?? fail('missing', `has no tensor "${name}"`);
+  const info = (name: string): TensorInfo => tensors.get(name) ?? fail('missing', `has no tensor "${clip(name)}"`);
   const readRaw = async (name: string) => {
     const t = info(name);
     return expectLength(src.name, await src.read(t.offset, t.length), t.offset, t.length);
   };
   const readTensor = async (name: string) => {
     const t = info(name);
-    if (!FLOAT_DTYPES.includes(t.dtype)) fail('unsupported-dtype', `tensor "${name}" is ${t.dtype}; only F32, F16 and BF16 tensors can be read as weights`);
+    if (!FLOAT_DTYPES.includes(t.dtype)) fail('unsupported-dtype', `tensor "${clip(name)}" is ${t.dtype}; only F32, F16 and BF16 tensors can be read as weights`);
     return decodeFloats(await readRaw(name), t.dtype);
   };
   return { source: src, tensors, metadata, dataStart, readTensor, readRaw };
@@ -103,12 +119,38 @@ export function pickleAdvice(kind = 'a PyTorch checkpoint'): string {
 
 type Fail = (code: SafetensorsErrorCode, detail: string) => never;
 
+/** Byte offset where `bytes` (JSON text) nests deeper than `limit` arrays and objects, or -1. Strings are skipped. */
+function tooDeepAt(bytes: Uint8Array, limit: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const c = bytes[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
 function parseHeader(bytes: Uint8Array, fail: Fail): Record<string, unknown> {
+  let text = '';
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    fail('header-json', 'the header is not valid UTF-8 text: the file is corrupt or not safetensors');
+  }
+  // JSON.parse itself copes with deep nesting, but 300,000 levels cost memory and anything that later walks them recursively overflows the stack.
+  const deep = tooDeepAt(bytes, MAX_HEADER_DEPTH);
+  if (deep >= 0) fail('header-json', `the header nests arrays or objects more than ${MAX_HEADER_DEPTH} levels deep (at byte ${deep}); a safetensors header nests 3: the file is corrupt or not safetensors`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    header = JSON.parse(text);
   } catch (e) {
-    fail('header-json', `the header is not valid JSON (${(e as Error).message}): the file is corrupt or not safetensors`);
+    fail('header-json', `the header is not valid JSON (${clip((e as Error).message, 120)}): the file is corrupt or not safetensors`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header))
     fail('header-json', `the header is JSON but not an object (it is ${Array.isArray(header) ? 'an array' : header === null ? 'null' : typeof header})`);
@@ -119,41 +161,56 @@ function parseHeader(bytes: Uint8Array, fail: Fail): Record<string, unknown> {
 function parseMetadata(raw: unknown, fail: Fail): Record<string, string> {
   if (raw === undefined) return {};
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('metadata', '__metadata__ is not an object of strings');
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(raw as object)) {
-    if (typeof v !== 'string') fail('metadata', `__metadata__ value "${k}" is a ${v === null ? 'null' : typeof v}, not a string`);
-    out[k] = v as string;
-  }
-  return out;
+  const entries = Object.entries(raw as object);
+  for (const [k, v] of entries) if (typeof v !== 'string') fail('metadata', `__metadata__ value "${clip(k)}" is a ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}, not a string`);
+  // fromEntries defines own properties, so a key named "__proto__" is kept as data.
+  return Object.fromEntries(entries) as Record<string, string>;
 }
+
+/** A flat array of non-negative safe integers (shapes and data_offsets), checked before anything quotes it. */
+const isIndexArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((d) => Number.isSafeInteger(d) && d >= 0);
 
 function parseEntry(name: string, entry: unknown, dataStart: number, dataSize: number, fail: Fail): TensorInfo {
+  const q = `"${clip(name)}"`;
   const e = (entry ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   const missing = (['dtype', 'shape', 'data_offsets'] as const).filter((k) => typeof entry !== 'object' || e[k] === undefined);
-  if (missing.length) fail('entry', `tensor "${name}" lacks ${missing.join(', ')}`);
-  if (typeof e.dtype !== 'string') fail('entry', `tensor "${name}" has a dtype that is not a string`);
+  if (missing.length) fail('entry', `tensor ${q} lacks ${missing.join(', ')}`);
+  if (typeof e.dtype !== 'string') fail('entry', `tensor ${q} has a dtype that is not a string (${preview(e.dtype)})`);
   const dtype = e.dtype as string;
-  const bytes = DTYPE_BYTES[dtype] ?? fail('dtype', `tensor "${name}" has unknown dtype ${JSON.stringify(dtype)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`);
+  const bytes = Object.hasOwn(DTYPE_BYTES, dtype) ? DTYPE_BYTES[dtype]! : fail('dtype', `tensor ${q} has unknown dtype ${preview(dtype, 40)} (known: ${Object.keys(DTYPE_BYTES).join(', ')})`);
   const shape = e.shape;
-  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail('entry', `tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`);
+  if (!isIndexArray(shape)) fail('entry', `tensor ${q} has an invalid shape ${preview(shape)} (a list of non-negative integers)`);
   const offs = e.data_offsets;
-  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) fail('offsets', `tensor "${name}" has invalid data_offsets ${JSON.stringify(offs)}`);
+  if (!isIndexArray(offs) || offs.length !== 2) fail('offsets', `tensor ${q} has invalid data_offsets ${preview(offs)} (two non-negative integers, begin and end)`);
+  const dims = shape as number[];
   const [begin, end] = offs as [number, number];
-  if (end < begin || end > dataSize) fail('offsets', `tensor "${name}" spans data bytes ${begin}..${end} but the data section has ${dataSize} bytes (a truncated file?)`);
-  const want = (shape as number[]).reduce((a, b) => a * b, 1) * bytes;
-  if (end - begin !== want) fail('size', `tensor "${name}" is ${dtype} [${(shape as number[]).join(', ')}] = ${want} bytes but its data_offsets span ${end - begin}`);
-  return { dtype, shape: shape as number[], offset: dataStart + begin, length: end - begin };
+  if (end < begin || end > dataSize) fail('offsets', `tensor ${q} spans data bytes ${begin}..${end} but the data section has ${dataSize} bytes (a truncated file?)`);
+  const want = dims.reduce((a, b) => a * b, 1) * bytes;
+  if (end - begin !== want) fail('size', `tensor ${q} is ${dtype} ${preview(dims)} = ${want} bytes but its data_offsets span ${end - begin}`);
+  return { dtype, shape: dims, offset: dataStart + begin, length: end - begin };
 }
 
-/** Tensors may leave gaps but must not share bytes. */
-function checkOverlaps(tensors: Map<string, TensorInfo>, dataStart: number, fail: Fail): void {
-  const span = (t: TensorInfo) => `[${t.offset - dataStart}, ${t.offset - dataStart + t.length}]`;
-  const spans = [...tensors].filter(([, t]) => t.length > 0).sort((a, b) => a[1].offset - b[1].offset);
-  for (let i = 1; i < spans.length; i++) {
-    const [pn, p] = spans[i - 1]!;
-    const [cn, c] = spans[i]!;
-    if (c.offset < p.offset + p.length) fail('overlap', `tensors "${pn}" and "${cn}" overlap (data_offsets ${span(p)} and ${span(c)})`);
+/**
+ * The format requires the tensors, sorted by offset, to cover the data section exactly: no gaps,
+ * no shared bytes, the last ending at the file's end. A header length a few bytes short (the cut
+ * in the header's space padding) still parses, but leaves bytes past the last tensor: refused here.
+ */
+function checkTiling(tensors: Map<string, TensorInfo>, dataStart: number, dataSize: number, headerLen: number, fail: Fail): void {
+  const range = (t: TensorInfo) => `[${t.offset - dataStart}, ${t.offset - dataStart + t.length}]`;
+  const spans = [...tensors].sort((a, b) => a[1].offset - b[1].offset || a[1].length - b[1].length);
+  let at = 0;
+  let prev: [string, TensorInfo] | undefined;
+  for (const [name, t] of spans) {
+    const begin = t.offset - dataStart;
+    if (begin < at)
+      fail('overlap', `tensors "${clip(prev![0])}" and "${clip(name)}" overlap (data_offsets ${range(prev![1])} and ${range(t)})`);
+    if (begin > at)
+      fail('layout', `data bytes ${at}..${begin} belong to no tensor (${prev ? `between "${clip(prev[0])}" and` : 'before'} "${clip(name)}"); safetensors tensors must fill the data section without gaps: the file is corrupt`);
+    at = begin + t.length;
+    prev = [name, t];
   }
+  if (at !== dataSize)
+    fail('layout', `the tensors end at data byte ${at} but the data section has ${dataSize} bytes (file size - 8 - header length ${headerLen}): the header length field is wrong or bytes were added to the file`);
 }
 
 const littleEndian = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
