@@ -48,7 +48,6 @@ export function decodePng(name: string, bytes: Uint8Array, header: ImageHeader):
   const out = new Uint8ClampedArray(width * height * 4);
   const bpp = Math.max(1, bitsPP >> 3);
   const maxV = (1 << depth) - 1;
-  const to8 = depth === 16 ? (v: number) => v / 257 : depth < 8 ? (v: number) => (v * 255) / maxV : (v: number) => v;
   const keyLen = colorType === 0 ? 2 : colorType === 2 ? 6 : 0; // colour-key tRNS: one 16-bit sample per channel
   const key = trns && keyLen && trns.length >= keyLen ? [0, 1, 2].map((i) => (trns[2 * i]! << 8) | trns[2 * i + 1]!) : undefined;
   const pal = colorType === 3 ? paletteRgba(palette!, trns) : undefined; // an RGB image's PLTE is only a hint
@@ -56,28 +55,29 @@ export function decodePng(name: string, bytes: Uint8Array, header: ImageHeader):
   for (const pass of passes) {
     for (let y = 0; y < pass.h; y++, row += pass.rowBytes) {
       unfilter(raw, row, pass.rowBytes, y > 0 ? row - pass.rowBytes : -1, bpp, y, fail);
-      const sample = (x: number, c: number): number => {
-        if (depth === 8) return raw[row + 1 + x * ch + c]!;
-        if (depth === 16) return (raw[row + 1 + 2 * (x * ch + c)]! << 8) | raw[row + 2 + 2 * (x * ch + c)]!;
-        const bit = x * depth; // sub-byte depths have one channel
-        return (raw[row + 1 + (bit >> 3)]! >> (8 - depth - (bit & 7))) & maxV;
-      };
-      for (let x = 0; x < pass.w; x++) {
-        const o = 4 * ((pass.y0 + y * pass.dy) * width + pass.x0 + x * pass.dx);
-        const r = sample(x, 0);
+      const o0 = 4 * ((pass.y0 + y * pass.dy) * width + pass.x0);
+      const step = 4 * pass.dx;
+      if (depth === 8 && !pal) {
+        rowRgba8(raw, row + 1, out, o0, step, pass.w, ch, key);
+        continue;
+      }
+      if (depth === 16) {
+        rowRgba16(raw, row + 1, out, o0, step, pass.w, ch, key);
+        continue;
+      }
+      // Palettes (1 to 8 bits) and sub-byte grey (1, 2, 4 bits): one channel.
+      for (let x = 0, o = o0; x < pass.w; x++, o += step) {
+        const bit = x * depth;
+        const v = depth === 8 ? raw[row + 1 + x]! : (raw[row + 1 + (bit >> 3)]! >> (8 - depth - (bit & 7))) & maxV;
         if (pal) {
-          if (4 * r >= pal.length) throw fail(`pixel colour index ${r} is beyond the palette's ${pal.length / 4} colours`);
-          out.set(pal.subarray(4 * r, 4 * r + 4), o);
-        } else if (ch <= 2) {
-          out[o] = out[o + 1] = out[o + 2] = to8(r);
-          out[o + 3] = ch === 2 ? to8(sample(x, 1)) : key && r === key[0] ? 0 : 255;
+          if (4 * v >= pal.length) throw fail(`pixel colour index ${v} is beyond the palette's ${pal.length / 4} colours`);
+          out[o] = pal[4 * v]!;
+          out[o + 1] = pal[4 * v + 1]!;
+          out[o + 2] = pal[4 * v + 2]!;
+          out[o + 3] = pal[4 * v + 3]!;
         } else {
-          const g = sample(x, 1);
-          const b = sample(x, 2);
-          out[o] = to8(r);
-          out[o + 1] = to8(g);
-          out[o + 2] = to8(b);
-          out[o + 3] = ch === 4 ? to8(sample(x, 3)) : key && r === key[0] && g === key[1] && b === key[2] ? 0 : 255;
+          out[o] = out[o + 1] = out[o + 2] = (v * 255) / maxV;
+          out[o + 3] = key && v === key[0] ? 0 : 255;
         }
       }
     }
@@ -86,6 +86,43 @@ export function decodePng(name: string, bytes: Uint8Array, header: ImageHeader):
 }
 
 type Fail = (why: string) => ImageDecodeError;
+
+/** The same for 16-bit samples (big-endian; v / 257 rounds to 8 bits, never a tie); the colour key compares all 16 bits. */
+function rowRgba16(d: Uint8Array, s: number, out: Uint8ClampedArray, o: number, step: number, w: number, ch: number, key: number[] | undefined): void {
+  const at = (i: number) => (d[i]! << 8) | d[i + 1]!;
+  for (let x = 0; x < w; x++, s += 2 * ch, o += step) {
+    const r = at(s);
+    if (ch >= 3) {
+      const g = at(s + 2);
+      const b = at(s + 4);
+      out[o] = r / 257;
+      out[o + 1] = g / 257;
+      out[o + 2] = b / 257;
+      out[o + 3] = ch === 4 ? at(s + 6) / 257 : key && r === key[0] && g === key[1] && b === key[2] ? 0 : 255;
+    } else {
+      out[o] = out[o + 1] = out[o + 2] = r / 257;
+      out[o + 3] = ch === 2 ? at(s + 2) / 257 : key && r === key[0] ? 0 : 255;
+    }
+  }
+}
+
+/** One row of 8-bit grey, grey+alpha, RGB or RGBA samples to RGBA (the common case, kept tight). */
+function rowRgba8(d: Uint8Array, s: number, out: Uint8ClampedArray, o: number, step: number, w: number, ch: number, key: number[] | undefined): void {
+  for (let x = 0; x < w; x++, s += ch, o += step) {
+    const r = d[s]!;
+    if (ch >= 3) {
+      const g = d[s + 1]!;
+      const b = d[s + 2]!;
+      out[o] = r;
+      out[o + 1] = g;
+      out[o + 2] = b;
+      out[o + 3] = ch === 4 ? d[s + 3]! : key && r === key[0] && g === key[1] && b === key[2] ? 0 : 255;
+    } else {
+      out[o] = out[o + 1] = out[o + 2] = r;
+      out[o + 3] = ch === 2 ? d[s + 1]! : key && r === key[0] ? 0 : 255;
+    }
+  }
+}
 
 /** Walk the chunks: checksums of the critical ones, the palette and tRNS, and the IDAT payloads in order. */
 function readChunks(b: Uint8Array, colorType: number, fail: Fail): { palette?: Uint8Array; trns?: Uint8Array; idat: Uint8Array[] } {
@@ -156,24 +193,29 @@ function inflateExactly(idat: Uint8Array[], size: number, height: number, fail: 
 function unfilter(d: Uint8Array, row: number, n: number, prev: number, bpp: number, y: number, fail: Fail): void {
   const f = d[row]!;
   const s = row + 1;
-  const up = (i: number) => (prev < 0 ? 0 : d[prev + 1 + i]!);
+  const len = n - 1;
+  // The row above, or zeros on a pass's first row.
+  const up = prev < 0 ? zeroRow(len) : d;
+  const u = prev < 0 ? 0 : prev + 1;
   switch (f) {
     case 0:
       return;
     case 1:
-      for (let i = bpp; i < n - 1; i++) d[s + i] = d[s + i]! + d[s + i - bpp]!;
+      for (let i = bpp; i < len; i++) d[s + i] = d[s + i]! + d[s + i - bpp]!;
       return;
     case 2:
-      if (prev >= 0) for (let i = 0; i < n - 1; i++) d[s + i] = d[s + i]! + d[prev + 1 + i]!;
+      for (let i = 0; i < len; i++) d[s + i] = d[s + i]! + up[u + i]!;
       return;
     case 3:
-      for (let i = 0; i < n - 1; i++) d[s + i] = d[s + i]! + (((i >= bpp ? d[s + i - bpp]! : 0) + up(i)) >> 1);
+      for (let i = 0; i < bpp && i < len; i++) d[s + i] = d[s + i]! + (up[u + i]! >> 1);
+      for (let i = bpp; i < len; i++) d[s + i] = d[s + i]! + ((d[s + i - bpp]! + up[u + i]!) >> 1);
       return;
     case 4:
-      for (let i = 0; i < n - 1; i++) {
-        const a = i >= bpp ? d[s + i - bpp]! : 0;
-        const b = up(i);
-        const c = i >= bpp ? up(i - bpp) : 0;
+      for (let i = 0; i < bpp && i < len; i++) d[s + i] = d[s + i]! + up[u + i]!; // a = c = 0: Paeth picks b
+      for (let i = bpp; i < len; i++) {
+        const a = d[s + i - bpp]!;
+        const b = up[u + i]!;
+        const c = up[u + i - bpp]!;
         const pa = Math.abs(b - c);
         const pb = Math.abs(a - c);
         const pc = Math.abs(a + b - 2 * c);
@@ -183,4 +225,10 @@ function unfilter(d: Uint8Array, row: number, n: number, prev: number, bpp: numb
     default:
       throw fail(`row ${y + 1} has an unknown filter type ${f}`);
   }
+}
+
+let zeros = new Uint8Array(0);
+function zeroRow(n: number): Uint8Array {
+  if (zeros.length < n) zeros = new Uint8Array(n);
+  return zeros;
 }
