@@ -86,6 +86,12 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   expect(header.__metadata__.ss_output_name).toBe('e2e-lora');
   expect(Object.keys(header).filter((k) => k.endsWith('.lora_down.weight')).length).toBe(84 + 12);
   if (existsSync(checker)) expect(execFileSync('/usr/bin/python3', [checker, path], { encoding: 'utf8' })).toMatch(/^ok: 96 modules \(84 unet, 12 te\)/);
+  else {
+    // Said in the test output and the report, not skipped in silence.
+    const why = `SKIPPED the A1111/ComfyUI reader check of the downloaded LoRA: ${checker} (../shared beside the checkout) is absent`;
+    test.info().annotations.push({ type: 'skipped check', description: why });
+    console.log(`train.spec.ts: ${why}`);
+  }
 
   // The last saved LoRA survives closing the tab: after a reload it is offered again, byte for byte.
   await page.reload();
