@@ -116,4 +116,12 @@ describe.skipIf(!existsSync(CHROMIUM))('decode-browser (Chromium) agrees with de
       expect(() => decodeImageNode(name, bytes)).toThrow(ImageDecodeError);
     }
   });
+
+  it('a 500 MB iCCP profile does not stall the browser either (Chromium skips it)', async () => {
+    const icc = concat(new TextEncoder().encode('bomb\0\0'), zerosZlib(5e8));
+    const t = performance.now();
+    const web = await inBrowser('iccp.png', png(ihdr(64, 64), chunk('iCCP', icc), chunk('IDAT', zerosZlib(64 * (1 + 64 * 3)))));
+    expect(web).toMatchObject({ width: 64, height: 64 });
+    expect(performance.now() - t).toBeLessThan(5000);
+  });
 });
