@@ -9,7 +9,7 @@ import { folderRepo } from '../model/node-repo.js';
 import { loadDiffusers, loadSingleFile, type Pipeline } from '../model/pipeline.js';
 import { detectCheckpoint } from '../model/detect.js';
 import { inferSingleFileConfigs } from '../model/infer-config.js';
-import { openSafetensors } from '../model/safetensors.js';
+import { clip, openSafetensors, preview } from '../model/safetensors.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import { validateConfig } from '../training/config.js';
 import { readImages } from './read-images.js';
@@ -30,7 +30,9 @@ const USAGE = `usage:
 
 async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
   if (model === 'tiny') return loadDiffusers(backend, folderRepo(join(ROOT, 'public/tiny')));
-  if (statSync(model).isDirectory()) return loadDiffusers(backend, folderRepo(model));
+  const st = statSync(model, { throwIfNoEntry: false });
+  if (!st) throw new Error(`${model}: no such file or folder (--model takes tiny, a diffusers folder or a .safetensors file)`);
+  if (st.isDirectory()) return loadDiffusers(backend, folderRepo(model));
   const tokDir = join(ROOT, 'public/clip-tokenizer');
   const tok = ClipTokenizer.fromFiles(readFileSync(join(tokDir, 'vocab.json'), 'utf8'), readFileSync(join(tokDir, 'merges.txt'), 'utf8'));
   return loadSingleFile(backend, await fileSource(model), tok);
@@ -118,14 +120,15 @@ async function train(argv: string[]): Promise<void> {
 }
 
 async function inspect(file: string): Promise<void> {
-  const f = await openSafetensors(await fileSource(file));
+  const src = await fileSource(file);
+  const f = await openSafetensors(src).finally(() => src.close?.());
+  // Names, shapes and values as the file has them, cut where a damaged or odd file makes them absurdly long.
   console.log(`${file}: ${f.tensors.size} tensors`);
-  for (const [k, t] of f.tensors) console.log(`  ${k}  ${t.dtype} [${t.shape.join(', ')}]`);
+  for (const [k, t] of f.tensors) console.log(`  ${clip(k, 200)}  ${t.dtype} ${t.shape.length > 32 ? preview(t.shape, 120) : `[${t.shape.join(', ')}]`}`);
   if (Object.keys(f.metadata).length) {
     console.log('metadata:');
-    for (const [k, val] of Object.entries(f.metadata)) console.log(`  ${k} = ${val.length > 120 ? val.slice(0, 117) + '...' : val}`);
+    for (const [k, val] of Object.entries(f.metadata)) console.log(`  ${clip(k, 120)} = ${clip(val, 120)}`);
   }
-  await f.source.close?.();
   // What loading it as an SD 1.x checkpoint would read from its shapes (other files: why not).
   try {
     detectCheckpoint(f.tensors, { file });
@@ -137,7 +140,7 @@ async function inspect(file: string): Promise<void> {
     console.log(`  VAE: channels [${info.vae.blockChannels}], ${info.vae.layersPerBlock} ResBlocks per level, ${info.vae.latentChannels} latent channels, ${info.vae.groups} groups, scaling ${info.vae.scalingFactor}`);
     for (const n of info.notes) console.log(`  ${n}`);
   } catch (e) {
-    console.log(`not loadable as an SD 1.x checkpoint: ${e instanceof Error ? e.message : String(e)}`);
+    console.log(`not loadable as an SD 1.x checkpoint: ${clip(e instanceof Error ? e.message : String(e), 1000)}`);
   }
 }
 
@@ -152,7 +155,11 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch((e: unknown) => {
-  console.error(`\nerror: ${e instanceof Error ? e.message : String(e)}`);
+/** Every failure ends as `error: <message>` (never a stack trace), cut to a readable length, with exit code 1. */
+function die(e: unknown): never {
+  console.error(`\nerror: ${clip(e instanceof Error ? e.message : String(e), 4000)}`);
   process.exit(1);
-});
+}
+process.on('uncaughtException', die);
+process.on('unhandledRejection', die);
+main().catch(die);

@@ -155,9 +155,9 @@ describe('malformed files get errors that name the file and the problem', () => 
   it('gaps between tensors and bytes past the last one are refused; empty tensors at a boundary are fine', async () => {
     const gap = await openError(rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, new Uint8Array(12)));
     expect(gap.code).toBe('layout');
-    expect(gap.message).toMatch(/data bytes 4\.\.8 belong to no tensor \(between "a" and "b"\)/);
+    expect(gap.message).toMatch(/data bytes 4\.\.8 belong to no tensor \(the gap before "b"\); tensors must fill the data section without gaps/);
     const first = await openError(rawFile({ b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8)));
-    expect(first.message).toMatch(/data bytes 0\.\.4 belong to no tensor \(before "b"\)/);
+    expect(first.message).toMatch(/data bytes 0\.\.4 belong to no tensor \(the gap before "b"\)/);
     expect((await openError(rawFile({}, new Uint8Array(3)))).message).toMatch(/the tensors end at data byte 0 but the data section has 3 bytes/);
     const inside = await openError(rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, e: { dtype: 'F32', shape: [0], data_offsets: [4, 4] } }, new Uint8Array(8)));
     expect(inside.code).toBe('overlap');

@@ -162,7 +162,7 @@ function parseMetadata(raw: unknown, fail: Fail): Record<string, string> {
   if (raw === undefined) return {};
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('metadata', '__metadata__ is not an object of strings');
   const entries = Object.entries(raw as object);
-  for (const [k, v] of entries) if (typeof v !== 'string') fail('metadata', `__metadata__ value "${clip(k)}" is a ${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v}, not a string`);
+  for (const [k, v] of entries) if (typeof v !== 'string') fail('metadata', `__metadata__ value "${clip(k)}" is ${v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`}, not a string`);
   // fromEntries defines own properties, so a key named "__proto__" is kept as data.
   return Object.fromEntries(entries) as Record<string, string>;
 }
@@ -203,9 +203,9 @@ function checkTiling(tensors: Map<string, TensorInfo>, dataStart: number, dataSi
   for (const [name, t] of spans) {
     const begin = t.offset - dataStart;
     if (begin < at)
-      fail('overlap', `tensors "${clip(prev![0])}" and "${clip(name)}" overlap (data_offsets ${range(prev![1])} and ${range(t)})`);
+      fail('overlap', `tensors "${clip(prev![0], 60)}" and "${clip(name, 60)}" overlap (data_offsets ${range(prev![1])} and ${range(t)})`);
     if (begin > at)
-      fail('layout', `data bytes ${at}..${begin} belong to no tensor (${prev ? `between "${clip(prev[0])}" and` : 'before'} "${clip(name)}"); safetensors tensors must fill the data section without gaps: the file is corrupt`);
+      fail('layout', `data bytes ${at}..${begin} belong to no tensor (the gap before "${clip(name)}"); tensors must fill the data section without gaps: the file is corrupt`);
     at = begin + t.length;
     prev = [name, t];
   }
