@@ -50,6 +50,26 @@ describe('readImageHeader', () => {
     expect(() => readImageHeader('big.png', png(ihdr(8000, 8001)))).toThrow(/big\.png: the PNG declares 8000x8001 pixels \(64 megapixels\), above the limit of 64 megapixels/);
   });
 
+  it('a Huffman JPEG needs at least one bit of scan per 8x8 block: 8000x8000 takes 125000 bytes', () => {
+    const jpegWithScan = (bytes: number) => {
+      const b = sample('rocket.jpg');
+      const sof = jpegSofOffset(b);
+      const head = b.slice(0, b.findIndex((_, i) => i > sof && b[i] === 0xff && b[i + 1] === 0xda));
+      head.set([8000 >> 8, 8000 & 255, 8000 >> 8, 8000 & 255], sof + 5);
+      const sos = new Uint8Array([0xff, 0xda, 0, 12, 3, 1, 0, 2, 0x11, 3, 0x11, 0, 63, 0]);
+      return concat(head, sos, new Uint8Array(bytes));
+    };
+    expect(readImageHeader('ok.jpg', jpegWithScan(125000))).toMatchObject({ width: 8000, height: 8000 });
+    expect(() => readImageHeader('short.jpg', jpegWithScan(124999))).toThrow(/short\.jpg: truncated or corrupt JPEG file \(124999 bytes of image data cannot hold the declared 8000x8000 pixels; at least 125000 are needed\)/);
+  });
+
+  it('a WebP canvas of 16777216 squared is refused from its header', () => {
+    const b = testdata('halves-orientation6.webp').slice();
+    expect(String.fromCharCode(...b.subarray(12, 16))).toBe('VP8X');
+    b.set([255, 255, 255, 255, 255, 255], 24);
+    expect(() => readImageHeader('wide.webp', b)).toThrow(/wide\.webp: the WebP declares 16777216x16777216 pixels/);
+  });
+
   it('zero width or height is refused by name, in every format', () => {
     expect(() => decodeImageNode('flat.png', png(ihdr(640, 0), chunk('IDAT', zerosZlib(0))))).toThrow(/flat\.png: the PNG header declares a 640x0 image \(no pixels\)/);
     expect(() => decodeImageNode('thin.png', png(ihdr(0, 480), chunk('IDAT', zerosZlib(480))))).toThrow(/thin\.png: .*0x480 image/);
