@@ -52,6 +52,8 @@ export interface ModelInfo {
   components: ComponentProgress[];
   /** What the person should know about how the model was read (EMA weights skipped, values assumed, fp16 variants taken). */
   notes: string[];
+  /** The bundled demo model (random weights): its previews are noise and its LoRAs are for trying the app only. */
+  demo: boolean;
 }
 
 /** One dropped image and its caption (bytes move to the worker; nothing leaves the machine). */
@@ -97,7 +99,30 @@ export interface HubDownloadPlan {
   bytes: number;
 }
 
+/** Where a run is, as the worker knows it: the page shows this and enables its buttons by it. */
+export type RunPhase = 'idle' | 'caching' | 'compiling' | 'running' | 'paused' | 'stopping' | 'done' | 'failed';
+
+/** The run's state, sent by the worker at every change (and each second while compiling). */
+export interface RunState {
+  phase: RunPhase;
+  /** When this phase began (Date.now() in the worker; same clock as the page's): the page counts the elapsed time from it. */
+  since: number;
+  /** caching: images encoded so far, of `total`; compiling: GPU pipelines created so far (no total is known before the first step ends). */
+  done?: number;
+  total?: number;
+  /** A pause was asked for; it takes effect after the current step or image. */
+  pausing?: boolean;
+  /** done: the last step trained, whether Stop ended the run, and the step of the LoRA this run saved last (0: none, an earlier LoRA is untouched). */
+  step?: number;
+  stopped?: boolean;
+  savedStep?: number;
+  /** failed: what went wrong. */
+  message?: string;
+}
+
 export interface RunCallbacks {
+  /** Every change of the run's phase; the first comes before `start` resolves. */
+  onState(s: RunState): void;
   onMetrics(m: RunMetrics): void;
   onCheckpoint(file: Uint8Array, step: number): void;
   /** A preview rendered with the LoRA so far: RGBA bytes, row-major. */
@@ -110,6 +135,7 @@ export interface RunCallbacks {
 /** What the worker exposes over Comlink. */
 export interface TrainerApi {
   init(): Promise<AdapterReport>;
+  /** Load a model; the one loaded before stays until the new one has loaded (a failed load keeps it). Refused during a run. */
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
   /** Hub repositories downloaded into this browser's cache, with their sizes. */
   cachedModels(): Promise<CachedRepo[]>;
@@ -122,7 +148,7 @@ export interface TrainerApi {
   setCaption(name: string, caption: string): Promise<void>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
   validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
-  /** Start a run; `resume` is an earlier LoRA file (same targets and rank) to continue training. */
+  /** Start a run; `resume` is an earlier LoRA file (same targets and rank) to continue training. Refused while a run is active or a model loads. */
   start(config: TrainConfig, callbacks: RunCallbacks, resume?: Uint8Array): Promise<void>;
   pause(): Promise<void>;
   resume(): Promise<void>;

@@ -101,6 +101,8 @@ interface Latent {
 /** Pause, resume and stop from outside the loop. */
 export class RunControl {
   state: 'running' | 'paused' | 'stopping' = 'running';
+  /** Told when the loop really stops to wait on a pause (true) and when it goes on (false). */
+  onWaiting?: (waiting: boolean) => void;
   private wake: (() => void) | null = null;
   pause(): void {
     if (this.state === 'running') this.state = 'paused';
@@ -114,7 +116,10 @@ export class RunControl {
     this.wake?.();
   }
   async waitWhilePaused(): Promise<void> {
+    if (this.state !== 'paused') return;
+    this.onWaiting?.(true);
     while (this.state === 'paused') await new Promise<void>((r) => (this.wake = r));
+    this.onWaiting?.(false);
   }
 }
 
@@ -136,6 +141,8 @@ export class Trainer {
   private readonly acp: Float64Array;
   private readonly rng: Rng;
   private latents: Latent[] = [];
+  /** False until every image is encoded (a Stop can end the encoding early). */
+  private latentsComplete = false;
   /** Frozen text-encoder outputs by final caption, when `cacheTextEncoderOutputs` is on. */
   private readonly contexts = new Map<string, Float32Array>();
   private buckets: Bucket[];
@@ -168,13 +175,19 @@ export class Trainer {
     this.buckets = config.enableBuckets ? makeBuckets({ resolution: r, step: config.bucketStep, min: Math.min(config.minBucket, r), max: Math.max(config.maxBucket, r), maxAspect: config.maxAspect }) : [{ width: r, height: r }];
   }
 
-  /** Encode every image once with the VAE (and its mirror image when flipping is on). */
-  async cacheLatents(onProgress?: (done: number, total: number) => void): Promise<void> {
+  /**
+   * Encode every image once with the VAE (and its mirror image when flipping is on). `control` is
+   * checked between images: a pause waits there, a Stop ends the encoding (returns false, nothing trained).
+   */
+  async cacheLatents(onProgress?: (done: number, total: number) => void, control?: RunControl): Promise<boolean> {
     const { vae } = this.pipeline;
     const L = new Layers(vae.weights);
     const rng = this.rng.fork('latents');
     this.latents = [];
+    this.latentsComplete = false;
     for (let i = 0; i < this.items.length; i++) {
+      await control?.waitWhilePaused();
+      if (control?.state === 'stopping') return false;
       const it = this.items[i]!;
       const bucket = this.config.enableBuckets ? assignBucket(it.image.width, it.image.height, this.buckets) : this.buckets[0]!;
       const encode = async (flip: boolean) => {
@@ -190,6 +203,8 @@ export class Trainer {
       onProgress?.(i + 1, this.items.length);
     }
     if (this.config.cacheTextEncoderOutputs) await this.cacheContexts();
+    this.latentsComplete = true;
+    return true;
   }
 
   /**
@@ -384,7 +399,9 @@ export class Trainer {
   }
 
   /**
-   * Run to the end (or until stopped), saving every `plan.saveEvery` steps; metrics arrive one step late.
+   * Run to the end (or until stopped), saving every `plan.saveEvery` steps and at the end; metrics arrive
+   * one step late. A run stopped before its first step saves nothing (an earlier LoRA is not replaced by
+   * an untrained one). Steps/s and the ETA count step time only: previews, saves and pauses are left out.
    * A lost GPU device ends the run with a DeviceLostDuringTrainingError naming the step and the last save.
    */
   async run(control = new RunControl()): Promise<void> {
@@ -397,11 +414,18 @@ export class Trainer {
   }
 
   private async runSteps(control: RunControl): Promise<void> {
-    if (!this.latents.length) await this.cacheLatents();
+    if (!this.latentsComplete && !(await this.cacheLatents(undefined, control))) return;
     const c = this.config;
     const gen = this.batches();
     const t0 = performance.now();
     const rate = new StepRate();
+    // Milliseconds spent outside steps (previews, saves, pauses): the step clock leaves them out.
+    let excluded = 0;
+    const outside = async (f: () => Promise<unknown>) => {
+      const a = performance.now();
+      await f();
+      excluded += performance.now() - a;
+    };
     let pending: { step: number; result: Promise<{ loss: number; nonFinite: boolean }> } | null = null;
     const report = async (p: NonNullable<typeof pending>) => {
       const r = await p.result;
@@ -412,9 +436,10 @@ export class Trainer {
       const smooth = this.ema / (1 - 0.95 ** this.emaCount);
       const now = performance.now();
       const elapsed = now - t0;
-      rate.mark(p.step, now);
+      const stepClock = now - excluded;
+      rate.mark(p.step, stepClock);
       // The recent rate once there is one; before that, the run's average (which holds the compilation).
-      const sps = rate.perSecond() ?? p.step / (elapsed / 1000);
+      const sps = rate.perSecond() ?? p.step / ((stepClock - t0) / 1000);
       this.events.onMetrics?.({
         step: p.step,
         totalSteps: this.plan.steps,
@@ -432,7 +457,10 @@ export class Trainer {
     };
     while (this.step < this.plan.steps && control.state !== 'stopping') {
       if (control.state === 'paused') {
-        await control.waitWhilePaused();
+        // The finished step is reported before the wait, so nothing moves on the page while paused.
+        if (pending) await report(pending);
+        pending = null;
+        await outside(() => control.waitWhilePaused());
         rate.reset();
       }
       if ((control.state as string) === 'stopping') break;
@@ -441,14 +469,18 @@ export class Trainer {
       const cur = { step: this.step + 1, result: this.optimizerStep(micro) };
       if (pending) await report(pending);
       pending = cur;
-      if (this.step % this.plan.saveEvery === 0 && this.step < this.plan.steps) {
+      const saving = this.step % this.plan.saveEvery === 0 && this.step < this.plan.steps;
+      const sampling = c.sampleSteps > 0 && !!this.events.onSample && this.step % this.plan.sampleEvery === 0 && this.step < this.plan.steps;
+      if (saving || sampling) {
+        // The step's own time is measured up to its result; what follows is not step time.
         await report(pending);
         pending = null;
-        await this.save();
       }
-      if (c.sampleSteps > 0 && this.events.onSample && this.step % this.plan.sampleEvery === 0 && this.step < this.plan.steps) await this.emitSample();
+      if (saving) await outside(() => this.save());
+      if (sampling) await outside(() => this.emitSample());
     }
     if (pending) await report(pending);
+    if (this.step === 0) return;
     await this.save();
     if (c.sampleSteps > 0 && this.events.onSample) await this.emitSample();
   }

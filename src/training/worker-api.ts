@@ -7,7 +7,7 @@ import { blobSource, openSafetensors, urlSource } from '../model/safetensors.js'
 import type { Backend } from '../engine/backend.js';
 import type { PoolStats } from '../engine/pool.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
-import type { DatasetFile, DatasetReport, HubDownloadPlan, LoadProgress, MemoryReport, ModelSource, TrainerApi } from '../protocol/index.js';
+import type { DatasetFile, DatasetReport, HubDownloadPlan, LoadProgress, MemoryReport, ModelSource, RunCallbacks, RunPhase, RunState, TrainerApi } from '../protocol/index.js';
 import { planRun, PlanError } from './arithmetic.js';
 import { assignBucket, makeBuckets } from './buckets.js';
 import { validateConfig, type TrainConfig } from './config.js';
@@ -55,6 +55,54 @@ function heldBytes(backend: Backend): { heldBytes: number; peakHeldBytes: number
   const s = backend.pool() as PoolStats & { heldBytes?: number; peakHeldBytes?: number };
   const held = s.heldBytes ?? s.liveBytes + s.freeBytes;
   return { heldBytes: held, peakHeldBytes: Math.max(held, s.peakHeldBytes ?? s.peakLiveBytes) };
+}
+
+/** GPU pipelines created so far on this backend (meta backends have none). */
+function pipelinesCreated(backend: Backend): number | undefined {
+  return (backend as Backend & { pipelines?: { size: number } }).pipelines?.size;
+}
+
+/** What the worker is doing with the run, for the refusal messages. */
+const PHASE_WORDS: Record<RunPhase, string> = {
+  idle: 'idle',
+  caching: 'encoding its images',
+  compiling: 'compiling its GPU kernels',
+  running: 'training',
+  paused: 'paused',
+  stopping: 'stopping',
+  done: 'done',
+  failed: 'failed',
+};
+
+/**
+ * The run's phase as the worker sees it, sent to the page at each change. A Stop holds the phase at
+ * 'stopping' until the end; a pause shows as 'paused' only once the loop really waits.
+ */
+class RunStateReporter {
+  state: RunState = { phase: 'idle', since: Date.now() };
+  private extra: Partial<RunState> = {};
+  private beforePause: RunPhase = 'running';
+  constructor(private readonly cb: RunCallbacks, private readonly control: RunControl) {
+    control.onWaiting = (waiting) => {
+      if (waiting) {
+        this.beforePause = this.state.phase;
+        this.set('paused');
+      } else this.set(this.beforePause);
+    };
+  }
+  set(phase: RunPhase, extra: Partial<RunState> = {}): void {
+    const ending = phase === 'done' || phase === 'failed';
+    if (this.control.state === 'stopping' && !ending) phase = 'stopping';
+    const since = phase === this.state.phase ? this.state.since : Date.now();
+    const pausing = this.control.state === 'paused' && phase !== 'paused' && !ending ? { pausing: true } : {};
+    this.extra = extra;
+    this.state = { phase, since, ...pausing, ...extra };
+    this.cb.onState(this.state);
+  }
+  /** Re-send the current phase (after a pause or stop request changes what the page should show). */
+  refresh(): void {
+    this.set(this.state.phase, this.extra);
+  }
 }
 
 /** A diffusers weight file of each part, the fp16 variant first (half the download). */
@@ -115,6 +163,10 @@ export function createTrainerApi(): TrainerApi {
   let items: TrainItem[] = [];
   let trainer: Trainer | null = null;
   let control: RunControl | null = null;
+  let reporter: RunStateReporter | null = null;
+  /** True from a start() call until its run ends: set before any await, so a second start is refused. */
+  let active = false;
+  let loading = false;
   const device = async () => {
     if (gpu) return gpu;
     const g = (gpu = await acquireGpu());
@@ -144,29 +196,38 @@ export function createTrainerApi(): TrainerApi {
     },
 
     async loadModel(source: ModelSource, onProgress) {
-      const { backend } = await device();
-      pipeline?.dispose();
-      pipeline = null;
-      memo = null;
-      const tracker = new LoadTracker();
-      const o = { onProgress: (p: LoadProgress) => onProgress(tracker.update(p)) };
-      let hub: HubLoadReport | undefined;
-      if (source.kind === 'tiny') pipeline = await loadDiffusers(backend, tracked(httpRepo(source.baseUrl, 'tiny demo model'), tracker), o);
-      else if (source.kind === 'hub') {
-        const repo = await openHubRepo(source, o);
-        pipeline = await loadDiffusers(backend, tracked(repo, tracker), o);
-        hub = repo.report();
-      } else {
-        const t = httpRepo(source.tokenizerUrl, 'CLIP tokenizer');
-        const tok = ClipTokenizer.fromFiles(await t.text('vocab.json'), await t.text('merges.txt'));
-        // The File is a handle on the disk: tensors are read as byte-range slices, never the whole file.
-        await expectSingleFile(source.file, tracker);
-        pipeline = await loadSingleFile(backend, blobSource(source.file), tok, o);
+      if (active) throw new Error(`A training run is ${PHASE_WORDS[reporter?.state.phase ?? 'running']} on the loaded model: stop it before loading another (its last saved LoRA is kept).`);
+      if (loading) throw new Error('A model is already loading: wait for it to finish before loading another.');
+      loading = true;
+      try {
+        const { backend } = await device();
+        const tracker = new LoadTracker();
+        const o = { onProgress: (p: LoadProgress) => onProgress(tracker.update(p)) };
+        let hub: HubLoadReport | undefined;
+        // The new model loads beside the old one, which is disposed only once the new one is ready: a failed load keeps it.
+        let next: Pipeline;
+        if (source.kind === 'tiny') next = await loadDiffusers(backend, tracked(httpRepo(source.baseUrl, 'tiny demo model'), tracker), o);
+        else if (source.kind === 'hub') {
+          const repo = await openHubRepo(source, o);
+          next = await loadDiffusers(backend, tracked(repo, tracker), o);
+          hub = repo.report();
+        } else {
+          const t = httpRepo(source.tokenizerUrl, 'CLIP tokenizer');
+          const tok = ClipTokenizer.fromFiles(await t.text('vocab.json'), await t.text('merges.txt'));
+          // The File is a handle on the disk: tensors are read as byte-range slices, never the whole file.
+          await expectSingleFile(source.file, tracker);
+          next = await loadSingleFile(backend, blobSource(source.file), tok, o);
+        }
+        pipeline?.dispose();
+        pipeline = next;
+        memo = null;
+        const tiny = next.unet.config.blockChannels[0]! < 128;
+        const variants = next.files?.filter((f) => f.includes('.fp16.')).length ?? 0;
+        const notes = [...(next.info?.notes ?? []), ...(variants ? [`${variants === 3 ? 'all three' : variants} weight files taken as their fp16 variants (half the download)`] : [])];
+        return { name: next.name, weightBytes: next.unet.weights.bytes + next.clip.weights.bytes + next.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished(), notes, demo: source.kind === 'tiny' || tiny };
+      } finally {
+        loading = false;
       }
-      const tiny = pipeline.unet.config.blockChannels[0]! < 128;
-      const variants = pipeline.files?.filter((f) => f.includes('.fp16.')).length ?? 0;
-      const notes = [...(pipeline.info?.notes ?? []), ...(variants ? [`${variants === 3 ? 'all three' : variants} weight files taken as their fp16 variants (half the download)`] : [])];
-      return { name: pipeline.name, weightBytes: pipeline.unet.weights.bytes + pipeline.clip.weights.bytes + pipeline.vae.weights.bytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished(), notes };
     },
 
     cachedModels: () => hubCacheContents(),
@@ -209,59 +270,35 @@ export function createTrainerApi(): TrainerApi {
     },
 
     async start(config, cb, resume) {
+      // Everything up to `active = true` is synchronous: a second start() arriving meanwhile is refused, never run beside the first.
+      if (active) throw new Error(`A training run is already ${PHASE_WORDS[reporter?.state.phase ?? 'running']}: this start was ignored. Stop the run (or wait for it to end) before starting another.`);
+      if (loading) throw new Error('A model is loading: start when it is ready.');
       if (!pipeline) throw new Error('Load a model first');
       if (!items.length) throw new Error('The dataset is empty: drop some images first');
       const v = validateConfig(config);
       if (!v.ok) throw new Error(`Fix the settings first: ${Object.values(v.errors).join('; ')}`);
       config = v.config;
-      trainer?.dispose();
-      // The measured peak covers this run: weights, latent caching and the steps, as the forecast does.
-      const { backend } = await device();
-      // The pool keeps as many free bytes cached as the forecast assumed, so that the two agree.
-      const forecast = memory(config);
-      if (forecast) backend.setCacheLimit(forecast.cacheLimit);
-      backend.resetPeak();
-      let runPeak = 0;
-      const held = () => {
-        const h = heldBytes(backend);
-        runPeak = Math.max(runPeak, h.peakHeldBytes);
-        return { heldBytes: h.heldBytes, peakHeldBytes: runPeak };
-      };
-      control = new RunControl();
-      const ctl = control;
-      // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
-      const read = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
-      const weights = read?.weights;
-      for (const note of read?.notes ?? []) cb.onLog(note);
-      trainer = new Trainer(pipeline, config, items, {
-        onMetrics: (m) => cb.onMetrics({ ...m, ...held() }),
-        onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
-        onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
-      }, weights);
-      const t = trainer;
-      running = true;
-      void (async () => {
-        try {
-          cb.onLog(`Encoding ${items.length} images with the VAE…`);
-          await t.cacheLatents((d, n) => cb.onLog(`Encoded ${d}/${n} images`));
-          cb.onLog('Training… (the first step compiles the GPU kernels)');
-          await t.run(ctl);
-          cb.onDone({ step: t.step, stopped: ctl.state === 'stopping' });
-        } catch (e) {
-          cb.onError(e instanceof Error ? e.message : String(e));
-        } finally {
-          running = false;
-        }
-      })();
+      active = true;
+      try {
+        await begin(config, cb, resume);
+      } catch (e) {
+        active = false;
+        throw e;
+      }
     },
     async pause() {
-      control?.pause();
+      if (!active || !control || control.state !== 'running') return;
+      control.pause();
+      reporter?.refresh();
     },
     async resume() {
       control?.resume();
+      reporter?.refresh();
     },
     async stop() {
-      control?.stop();
+      if (!active || !control) return;
+      control.stop();
+      reporter?.refresh();
     },
     async saveNow() {
       if (!trainer) return null;
@@ -269,4 +306,69 @@ export function createTrainerApi(): TrainerApi {
       return Comlink.transfer(f, [f.buffer]);
     },
   };
+
+  /** Set up a run and start it in the background; resolves once it runs (its first state sent). */
+  async function begin(config: TrainConfig, cb: RunCallbacks, resume?: Uint8Array): Promise<void> {
+    if (!pipeline) throw new Error('Load a model first');
+    trainer?.dispose();
+    trainer = null;
+    // The measured peak covers this run: weights, latent caching and the steps, as the forecast does.
+    const { backend } = await device();
+    // The pool keeps as many free bytes cached as the forecast assumed, so that the two agree.
+    const forecast = memory(config);
+    if (forecast) backend.setCacheLimit(forecast.cacheLimit);
+    backend.resetPeak();
+    let runPeak = 0;
+    const held = () => {
+      const h = heldBytes(backend);
+      runPeak = Math.max(runPeak, h.peakHeldBytes);
+      return { heldBytes: h.heldBytes, peakHeldBytes: runPeak };
+    };
+    const ctl = new RunControl();
+    const rep = new RunStateReporter(cb, ctl);
+    // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
+    const read = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
+    const weights = read?.weights;
+    for (const note of read?.notes ?? []) cb.onLog(note);
+    const first = { done: false };
+    trainer = new Trainer(pipeline, config, items, {
+      onMetrics: (m) => {
+        // The first step's result ends the compilation: from here on the steps run.
+        if (!first.done) rep.set('running');
+        first.done = true;
+        cb.onMetrics({ ...m, ...held() });
+      },
+      onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
+      onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
+    }, weights);
+    const t = trainer;
+    control = ctl;
+    reporter = rep;
+    running = true;
+    const n = items.length;
+    rep.set('caching', { done: 0, total: n });
+    void (async () => {
+      let tick: ReturnType<typeof setInterval> | undefined;
+      try {
+        if (await t.cacheLatents((d) => rep.set('caching', { done: d, total: n }), ctl)) {
+          rep.set('compiling', { done: pipelinesCreated(backend) });
+          // The worker waits on the GPU while it compiles: say how many pipelines exist, each second.
+          tick = setInterval(() => rep.state.phase === 'compiling' && rep.set('compiling', { done: pipelinesCreated(backend) }), 1000);
+          await t.run(ctl);
+        }
+        clearInterval(tick);
+        const stopped = ctl.state === 'stopping';
+        rep.set('done', { step: t.step, stopped, savedStep: t.lastSavedStep });
+        cb.onDone({ step: t.step, stopped });
+      } catch (e) {
+        clearInterval(tick);
+        const message = e instanceof Error ? e.message : String(e);
+        rep.set('failed', { message, step: t.step, savedStep: t.lastSavedStep });
+        cb.onError(message);
+      } finally {
+        running = false;
+        active = false;
+      }
+    })();
+  }
 }

@@ -1,6 +1,6 @@
 // The page: the WebGPU check, then the four panels (model, images, settings, training and result).
 import { useEffect } from 'react';
-import { acquireGpu } from '../engine/gpu.js';
+import { acquireGpu, type AdapterReport } from '../engine/gpu.js';
 import { DatasetPanel } from './DatasetPanel.js';
 import { ModelPanel } from './ModelPanel.js';
 import { recoverLora } from './recovery.js';
@@ -9,15 +9,20 @@ import { useApp } from './store.js';
 import { TrainPanel } from './TrainPanel.js';
 import './app.css';
 
+/** An adapter that computes on the CPU (SwiftShader, llvmpipe, lavapipe, or one the browser calls a fallback). */
+function softwareAdapter(a: AdapterReport): boolean {
+  return a.isFallback || /swiftshader|llvmpipe|lavapipe|software/i.test(`${a.description} ${a.vendor} ${a.architecture} ${a.device}`);
+}
+
 export function App() {
   const s = useApp();
   useEffect(() => {
     acquireGpu()
-      .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}` } }))
+      .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}`, software: softwareAdapter(g.adapter) } }))
       .catch((e: unknown) => s.set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
   }, []);
   useEffect(() => {
-    void recoverLora().then((l) => l && !useApp.getState().lora && useApp.setState({ lora: { bytes: l.bytes, step: l.step, runName: l.runName, recovered: true } }));
+    void recoverLora().then((l) => l && !useApp.getState().lora && useApp.setState({ lora: { bytes: l.bytes, step: l.step, runName: l.runName, recovered: true, demo: l.demo } }));
   }, []);
   useEffect(() => {
     if (s.run.status !== 'running' && s.run.status !== 'paused') return;
@@ -40,6 +45,11 @@ export function App() {
         <h1>LoRASmith</h1>
         <p>Train a Stable Diffusion 1.x LoRA on your own GPU. Your images never leave this machine.</p>
         <p className="gpu" data-testid="adapter">{s.gpu.status === 'ok' ? `GPU: ${s.gpu.description}` : 'Checking for WebGPU…'}</p>
+        {s.gpu.status === 'ok' && s.gpu.software && (
+          <p className="summary warn" data-testid="adapter-warning">
+            This is a software adapter: the GPU is emulated on the CPU, so training will be very slow. The tiny demo model works for trying the page; a full-size SD 1.5 step can take most of an hour. Use a browser with a hardware GPU for real runs.
+          </p>
+        )}
       </header>
       <ModelPanel />
       <DatasetPanel />

@@ -6,7 +6,7 @@ import type { CachedRepo, ComponentProgress, LoadProgress, ModelInfo, ModelSourc
 import { CHECKPOINT_ACCEPT, HEAD_BYTES, pickleCheckpoint } from './checkpoint.js';
 import { fmtBytes, fmtSize } from './format.js';
 import { checkStorage } from './storage.js';
-import { applyModelSize, useApp } from './store.js';
+import { applyModelSize, runActive, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
 /** Where a hub model's files came from, for the status line. */
@@ -31,8 +31,12 @@ function componentText(c: ComponentProgress): string {
 
 const tokenizerUrl = () => new URL('clip-tokenizer/', document.baseURI).href;
 
+/** While a run goes on the model cannot change under it (the run would fail): the reason, for the page. */
+const DURING_RUN = 'Model actions are off while a training run is active: stop the run first (its last saved LoRA is kept).';
+
 export function ModelPanel() {
   const { model, set } = useApp();
+  const runBusy = runActive(useApp((st) => st.run));
   const [repo, setRepo] = useState('');
   const [endpoint, setEndpoint] = useState(HF_ENDPOINT);
   const [cached, setCached] = useState<CachedRepo[]>([]);
@@ -41,6 +45,10 @@ export function ModelPanel() {
   useEffect(refreshCached, [model.status]);
 
   const load = async (source: ModelSource, note?: string) => {
+    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
+    // A ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it.
+    const before = useApp.getState().model;
+    const kept: AppState['model'] | null = before.status === 'ready' ? { ...before, failed: undefined } : null;
     set({ model: { status: 'loading', progress: 0, message: note } });
     // Progress arrives on the callback's own message port, so a last report can land after the result.
     let done = false;
@@ -52,16 +60,18 @@ export function ModelPanel() {
     };
     try {
       const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
-      set({ model: { status: 'ready', name: info.name, message: `${fmtSize(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes } });
+      set({ model: { status: 'ready', name: info.name, message: `${fmtSize(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes, demo: info.demo } });
       const size = applyModelSize(info.name, info.resolutionHint);
       if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
     } catch (e) {
-      set({ model: { status: 'error', message: e instanceof Error ? e.message : String(e), components } });
+      const message = e instanceof Error ? e.message : String(e);
+      set({ model: kept ? { ...kept, failed: `${message} (${kept.name} is still loaded)` } : { status: 'error', message, components } });
     }
   };
 
   /** Hub loads: say how much will be downloaded against the browser's storage before any download starts. */
   const loadHub = async (force = false) => {
+    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
     const source: ModelSource = { kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT };
     set({ model: { status: 'loading', progress: 0, message: 'checking what to download' } });
     const plan = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
@@ -73,13 +83,14 @@ export function ModelPanel() {
 
   /** A picked or dropped checkpoint: pickles are explained, never sent; the rest is read by the worker in slices. */
   const loadFile = async (file: File) => {
+    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
     const head = new Uint8Array(await file.slice(0, HEAD_BYTES).arrayBuffer());
     const pickle = pickleCheckpoint(file.name, head);
     if (pickle) return set({ model: { status: 'error', message: pickle.message, help: pickle.help } });
     await load({ kind: 'file', file, tokenizerUrl: tokenizerUrl() });
   };
 
-  const busy = model.status === 'loading';
+  const busy = model.status === 'loading' || runBusy;
   return (
     <section
       aria-labelledby="model-h"
@@ -92,6 +103,7 @@ export function ModelPanel() {
         setOver(false);
         const f = e.dataTransfer.files[0];
         if (f && !busy) void loadFile(f);
+        else if (f && runBusy) set({ model: { ...model, failed: DURING_RUN } });
       }}
     >
       <h2 id="model-h">1. Base model</h2>
@@ -119,7 +131,7 @@ export function ModelPanel() {
       <p data-testid="model-status" className={model.status === 'error' ? 'error' : ''} role={model.status === 'error' ? 'alert' : undefined}>
         {model.status === 'none' && 'No model loaded.'}
         {model.status === 'loading' && `Loading ${model.message ?? ''}… ${Math.round((model.progress ?? 0) * 100)}%`}
-        {model.status === 'ready' && `Ready: ${model.name} (${model.message})`}
+        {model.status === 'ready' && `Ready: ${model.name}${model.demo ? ' — random weights: previews are noise by design; its LoRAs are for trying the app, not for AUTOMATIC1111' : ''} (${model.message})`}
         {model.status === 'error' && model.message}
         {model.status === 'error' && model.retry && (
           <button className="link" onClick={model.retry.run}>
@@ -127,6 +139,12 @@ export function ModelPanel() {
           </button>
         )}
       </p>
+      {runBusy && <p className="note" data-testid="model-locked">{DURING_RUN}</p>}
+      {model.status === 'ready' && model.failed && (
+        <p className="error" role="alert" data-testid="model-failed">
+          {model.failed}
+        </p>
+      )}
       {model.status === 'error' && model.help && <pre className="help" data-testid="model-help">{model.help}</pre>}
       {model.status === 'ready' && model.notes?.length ? (
         <ul className="components" data-testid="model-notes">

@@ -1,10 +1,12 @@
-// Steps 4 and 5: start/pause/resume/stop, the live charts and previews, and the LoRA to download.
-import { useState } from 'react';
+// Steps 4 and 5: start/pause/resume/stop as the worker reports the run, the live charts and previews, and the LoRA to download.
+import { useEffect, useState } from 'react';
+import { flushSync } from 'react-dom';
 import * as Comlink from 'comlink';
+import type { RunMetrics, RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
 import { fmtSize } from './format.js';
 import { keepLora } from './recovery.js';
-import { useApp } from './store.js';
+import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
 /** Turn a preview's RGBA bytes into a PNG object URL (replacing the previous one). */
@@ -17,90 +19,181 @@ async function showSample(img: { width: number; height: number; data: Uint8Clamp
   useApp.setState({ sample: { url, step, prompt } });
 }
 
+const secs = (ms: number) => `${Math.max(0, Math.round(ms / 1000))} s`;
+
+/** The run's phase in words, with its progress and how long it has taken so far. */
+export function phaseText(st: RunState, now: number, lora: AppState['lora']): string {
+  const elapsed = secs(now - st.since);
+  const pausing = st.pausing ? ' · pausing after this step…' : '';
+  switch (st.phase) {
+    case 'idle':
+      return '';
+    case 'caching':
+      return `Encoding ${st.done ?? 0}/${st.total ?? '?'} images with the VAE · ${elapsed}${pausing}`;
+    case 'compiling':
+      return `Compiling GPU kernels: the first step builds every kernel it uses${st.done ? ` (${st.done} pipelines so far)` : ''} · ${elapsed}${pausing}`;
+    case 'running':
+      return `Training${pausing}`;
+    case 'paused':
+      return 'Paused.';
+    case 'stopping':
+      return `Stopping after the current step or image… · ${elapsed}`;
+    case 'done':
+      if (!st.stopped) return `Finished ${st.step} steps; the LoRA from step ${st.savedStep} is saved.`;
+      if (!st.savedStep) return `Stopped before the first step: nothing was trained or saved${lora ? `; the LoRA of “${lora.runName}” from step ${lora.step} is kept` : ''}.`;
+      return `Stopped at step ${st.step}; the LoRA from step ${st.savedStep} is saved.`;
+    case 'failed':
+      return st.message ?? 'The run failed.';
+  }
+}
+
+/** Speed as a person reads it: steps per second, or seconds per step when a step takes over a second. */
+function speed(m: RunMetrics): string {
+  if (!(m.stepsPerSec > 0)) return '';
+  return m.stepsPerSec >= 1 ? `${m.stepsPerSec.toFixed(2)} steps/s` : `${(1 / m.stepsPerSec).toFixed(1)} s/step`;
+}
+
+/** A click's guard for the time before React re-renders (a double click lands in one task). */
+let starting = false;
+
 export function TrainPanel() {
   const s = useApp();
   const [logScale, setLog] = useState(false);
   const [resume, setResume] = useState<File | null>(null);
+  const [now, setNow] = useState(Date.now());
+  const phase = s.run.state?.phase ?? 'idle';
+  const ticking = phase === 'caching' || phase === 'compiling' || phase === 'stopping';
+  useEffect(() => {
+    if (!ticking) return;
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, [ticking]);
+  // A message of the page's own answered the last action; the next one (new images, a model, a setting) clears it.
+  useEffect(() => {
+    if (useApp.getState().run.message) useApp.setState((st) => ({ run: { ...st.run, message: undefined } }));
+  }, [s.dataset.length, s.model.status, s.model.name, s.config]);
   const last = s.metrics.at(-1);
+  const active = runActive(s.run);
+
+  const refuse = (message: string, p: Partial<AppState> = {}) => s.set({ ...p, run: { ...useApp.getState().run, starting: false, message } });
   const start = async () => {
-    const v = await trainer().validateConfig(s.config);
-    if (!v.ok) return s.set({ errors: v.errors, run: { status: 'error', message: 'Fix the highlighted settings first.' } });
-    if (s.model.status !== 'ready') return s.set({ run: { status: 'error', message: 'Load a base model first.' } });
-    if (!s.dataset.length) return s.set({ run: { status: 'error', message: 'Add at least one image first.' } });
-    s.set({ metrics: [], run: { status: 'running', log: 'Starting…' } });
-    await trainer().start(
-      v.config,
-      Comlink.proxy({
-        onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
-        onCheckpoint: (bytes, step) => {
-          const runName = useApp.getState().config.runName;
-          useApp.setState({ lora: { bytes, step, runName } });
-          void keepLora({ bytes, step, runName, savedAt: Date.now() }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, log: warn } })));
-        },
-        onSample: (img, step, prompt) => void showSample(img, step, prompt),
-        onLog: (log) => useApp.setState((st) => ({ run: { ...st.run, log } })),
-        onDone: (r) => useApp.setState({ run: { status: 'done', message: r.stopped ? `Stopped at step ${r.step}; the LoRA from that step is saved.` : `Finished ${r.step} steps.` } }),
-        onError: (message) => useApp.setState({ run: { status: 'error', message } }),
-      }),
-      resume ? new Uint8Array(await resume.arrayBuffer()) : undefined,
-    ).catch((e: unknown) => s.set({ run: { status: 'error', message: e instanceof Error ? e.message : String(e) } }));
+    if (starting || runActive(useApp.getState().run)) return;
+    starting = true;
+    // Off at once, before any await: a second click cannot start a second run.
+    flushSync(() => s.set({ run: { ...useApp.getState().run, starting: true, message: undefined } }));
+    try {
+      const v = await trainer().validateConfig(s.config);
+      if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
+      if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
+      if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
+      const prev = useApp.getState().sample;
+      if (prev) URL.revokeObjectURL(prev.url);
+      s.set({ metrics: [], sample: null });
+      const demo = !!useApp.getState().model.demo;
+      await trainer().start(
+        v.config,
+        Comlink.proxy({
+          onState: (state) => useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } })),
+          onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
+          onCheckpoint: (bytes, step) => {
+            if (step <= 0) return; // an untrained LoRA never replaces the one shown
+            const runName = useApp.getState().config.runName;
+            useApp.setState({ lora: { bytes, step, runName, demo } });
+            void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
+          },
+          onSample: (img, step, prompt) => void showSample(img, step, prompt),
+          onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
+          onDone: () => {}, // the 'done' state says it
+          onError: () => {}, // the 'failed' state says it
+        }),
+        resume ? new Uint8Array(await resume.arrayBuffer()) : undefined,
+      );
+    } catch (e) {
+      refuse(e instanceof Error ? e.message : String(e));
+    } finally {
+      starting = false;
+    }
   };
   const x = s.metrics.map((m) => m.step);
+  const status = [s.run.state && !s.run.starting ? phaseText(s.run.state, now, s.lora) : s.run.starting ? 'Starting…' : '', s.run.message].filter(Boolean).join(' · ');
+  const failed = phase === 'failed' || (!!s.run.message && !active);
+  return (
+    <>
+      <section aria-labelledby="train-h">
+        <h2 id="train-h">4. Train</h2>
+        <div className="row">
+          <button onClick={start} disabled={active}>Start training</button>
+          <button onClick={() => void trainer().pause()} disabled={!['caching', 'compiling', 'running'].includes(phase) || !!s.run.state?.pausing}>Pause</button>
+          <button onClick={() => void trainer().resume()} disabled={phase !== 'paused'}>Resume</button>
+          <button onClick={() => void trainer().stop()} disabled={!['caching', 'compiling', 'running', 'paused'].includes(phase)}>Stop</button>
+          <label><input type="checkbox" checked={logScale} onChange={(e) => setLog(e.target.checked)} /> log scale</label>
+          <label className="file" title="Same network dim and targets as the earlier run">
+            {resume ? `Continuing ${resume.name}` : 'Continue an earlier LoRA (optional)'}
+            <input type="file" accept=".safetensors" data-testid="resume-input" disabled={active} onChange={(e) => setResume(e.target.files?.[0] ?? null)} />
+          </label>
+        </div>
+        <p data-testid="run-status" data-phase={s.run.starting ? 'starting' : phase} role={failed ? 'alert' : undefined} className={failed ? 'error' : ''}>
+          {status}
+        </p>
+        {last && (
+          <div>
+            <progress max={last.totalSteps} value={last.step} />
+            <p data-testid="step-counter">
+              step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {speed(last)} · {last.step >= 2 ? `ETA ${Math.round(last.etaMs / 1000)} s` : 'ETA after the second step'} · GPU {fmtSize(last.heldBytes)} held, peak {fmtSize(last.peakHeldBytes)}{s.memory ? ` (forecast ${fmtSize(s.memory.peakBytes)})` : ''}
+            </p>
+          </div>
+        )}
+        {s.metrics.length > 0 && (
+          <>
+            <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
+            <Chart
+              title="Learning rate"
+              testId="lr-chart"
+              exponent
+              x={x}
+              series={[
+                { label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' },
+                ...(s.metrics.some((m) => m.lrTextEncoder > 0) ? [{ label: 'text encoder LR', values: s.metrics.map((m) => m.lrTextEncoder), color: '#c80' }] : []),
+              ]}
+            />
+          </>
+        )}
+        {s.sample && (
+          <figure className="sample" data-testid="sample">
+            <img src={s.sample.url} alt={`sample at step ${s.sample.step}`} />
+            <figcaption>
+              Step {s.sample.step}: “{s.sample.prompt}”{s.model.demo ? ' (the demo model has random weights: its previews are noise by design)' : ''}
+            </figcaption>
+          </figure>
+        )}
+      </section>
+      <Result />
+    </>
+  );
+}
+
+/** Step 5: the LoRA to download, and where it goes (only for LoRAs of real models). */
+function Result() {
+  const { lora, config } = useApp();
   const download = () => {
-    if (!s.lora) return;
+    if (!lora) return;
     const a = document.createElement('a');
-    a.href = URL.createObjectURL(new Blob([s.lora.bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
-    a.download = `${s.lora.runName}.safetensors`;
+    a.href = URL.createObjectURL(new Blob([lora.bytes as Uint8Array<ArrayBuffer>], { type: 'application/octet-stream' }));
+    a.download = `${lora.runName}.safetensors`;
     a.click();
   };
   return (
-    <section aria-labelledby="train-h">
-      <h2 id="train-h">4. Train</h2>
-      <div className="row">
-        <button onClick={start} disabled={s.run.status === 'running' || s.run.status === 'paused'}>Start training</button>
-        <button onClick={() => (trainer().pause(), s.set({ run: { ...s.run, status: 'paused' } }))} disabled={s.run.status !== 'running'}>Pause</button>
-        <button onClick={() => (trainer().resume(), s.set({ run: { ...s.run, status: 'running' } }))} disabled={s.run.status !== 'paused'}>Resume</button>
-        <button onClick={() => trainer().stop()} disabled={s.run.status !== 'running' && s.run.status !== 'paused'}>Stop</button>
-        <label><input type="checkbox" checked={logScale} onChange={(e) => setLog(e.target.checked)} /> log scale</label>
-        <label className="file" title="Same network dim and targets as the earlier run">
-          {resume ? `Continuing ${resume.name}` : 'Continue an earlier LoRA (optional)'}
-          <input type="file" accept=".safetensors" data-testid="resume-input" onChange={(e) => setResume(e.target.files?.[0] ?? null)} />
-        </label>
-      </div>
-      <p data-testid="run-status" role={s.run.status === 'error' ? 'alert' : undefined} className={s.run.status === 'error' ? 'error' : ''}>
-        {s.run.status === 'paused' ? 'Paused. ' : ''}
-        {s.run.message ?? s.run.log ?? ''}
-      </p>
-      {last && (
+    <section aria-labelledby="result-h">
+      <h2 id="result-h">5. Result</h2>
+      {lora ? (
         <div>
-          <progress max={last.totalSteps} value={last.step} />
-          <p data-testid="step-counter">
-            step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {last.stepsPerSec.toFixed(2)} steps/s · ETA {Math.round(last.etaMs / 1000)} s · GPU {fmtSize(last.heldBytes)} held, peak {fmtSize(last.peakHeldBytes)}{s.memory ? ` (forecast ${fmtSize(s.memory.peakBytes)})` : ''}
-          </p>
-        </div>
-      )}
-      <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
-      <Chart
-        title="Learning rate"
-        exponent
-        x={x}
-        series={[
-          { label: 'U-Net LR', values: s.metrics.map((m) => m.lrUnet), color: '#36c' },
-          ...(s.metrics.some((m) => m.lrTextEncoder > 0) ? [{ label: 'text encoder LR', values: s.metrics.map((m) => m.lrTextEncoder), color: '#c80' }] : []),
-        ]}
-      />
-      {s.sample && (
-        <figure className="sample" data-testid="sample">
-          <img src={s.sample.url} alt={`sample at step ${s.sample.step}`} />
-          <figcaption>Step {s.sample.step}: “{s.sample.prompt}”</figcaption>
-        </figure>
-      )}
-      <h2>5. Result</h2>
-      {s.lora ? (
-        <div>
-          {s.lora.recovered && <p data-testid="recovered">Kept from your last session: the LoRA of run “{s.lora.runName}” as saved at step {s.lora.step}.</p>}
-          <button onClick={download} data-testid="download">Download {s.lora.runName}.safetensors (step {s.lora.step})</button>
-          <p>Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{s.lora.runName}:0.8&gt;</code>{s.config.triggerWord ? <> together with the trigger word <b>{s.config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
+          {lora.recovered && <p data-testid="recovered">Kept from your last session: the LoRA of run “{lora.runName}” as saved at step {lora.step}.</p>}
+          <button onClick={download} data-testid="download">Download {lora.runName}.safetensors (step {lora.step})</button>
+          {lora.demo ? (
+            <p data-testid="usage-note">Trained on the demo model, whose weights are random: this LoRA is for trying the app, not for AUTOMATIC1111, Forge or ComfyUI. Load a real SD 1.x model for a LoRA to use.</p>
+          ) : (
+            <p data-testid="usage-note">Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{lora.runName}:0.8&gt;</code>{config.triggerWord ? <> together with the trigger word <b>{config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
+          )}
         </div>
       ) : (
         <p>The LoRA appears here after its first save.</p>

@@ -8,6 +8,8 @@ export interface SavedLora {
   step: number;
   runName: string;
   savedAt: number;
+  /** Trained on the demo model (random weights): for trying the app only. */
+  demo?: boolean;
 }
 
 function open(): Promise<IDBDatabase> {
@@ -34,8 +36,12 @@ async function tx<T>(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequ
   }
 }
 
-/** Keep this LoRA as the one to recover (replacing the previous). Failures (private mode, full disk) are reported, not thrown. */
+/**
+ * Keep this LoRA as the one to recover (replacing the previous). An untrained step-0 LoRA never
+ * replaces a kept one. Failures (private mode, full disk) are reported, not thrown.
+ */
 export async function keepLora(l: SavedLora): Promise<string | null> {
+  if (!(l.step > 0)) return null;
   try {
     await tx('readwrite', (s) => s.put(l, KEY));
     return null;

@@ -3,7 +3,7 @@ import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
 import { bucketSideLimits } from '../training/buckets.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
-import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan } from '../protocol/index.js';
+import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState } from '../protocol/index.js';
 
 /** An image of the dataset on the page; its path in what was dropped (`train/10_cat/1.png`) is its name and identity. */
 export interface DatasetEntry {
@@ -18,7 +18,7 @@ export interface DatasetEntry {
 }
 
 export interface AppState {
-  gpu: { status: 'checking' } | { status: 'ok'; description: string } | { status: 'missing'; message: string };
+  gpu: { status: 'checking' } | { status: 'ok'; description: string; software?: boolean } | { status: 'missing'; message: string };
   model: {
     status: 'none' | 'loading' | 'ready' | 'error';
     name?: string;
@@ -32,6 +32,10 @@ export interface AppState {
     help?: string;
     /** A choice the error leaves to the person (e.g. download although storage is short). */
     retry?: { label: string; run(): void };
+    /** The bundled demo model (random weights), for a ready model. */
+    demo?: boolean;
+    /** A ready model after a later load failed: why that load failed (this model stays loaded). */
+    failed?: string;
   };
   dataset: DatasetEntry[];
   report: DatasetReport | null;
@@ -40,16 +44,38 @@ export interface AppState {
   errors: Record<string, string>;
   plan: RunPlan | null;
   memory: MemoryReport | null;
-  run: { status: 'idle' | 'running' | 'paused' | 'done' | 'error'; message?: string; log?: string };
+  run: {
+    /** Coarse status, derived from the worker's phase (`runStatus`). */
+    status: 'idle' | 'running' | 'paused' | 'done' | 'error';
+    /** The run as the worker last reported it; absent before the first run. */
+    state?: RunState;
+    /** Start was pressed and the worker has not reported the run yet (the button is off meanwhile). */
+    starting?: boolean;
+    /** A message of the page's own (a refused start, a storage warning); the next action clears it. */
+    message?: string;
+  };
   metrics: RunMetrics[];
   /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
-  lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean } | null;
+  lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean; demo?: boolean } | null;
   /** The latest preview image (a PNG object URL). */
   sample: { url: string; step: number; prompt: string } | null;
   /** Resolution and bucket sides a person chose, per model name: reloading that model keeps them. */
   sizeChoices: Record<string, SizeChoice>;
   set(p: Partial<AppState>): void;
   setConfig(p: Partial<TrainConfig>): void;
+}
+
+/** The page's coarse status for a phase the worker reported. */
+export function runStatus(s: RunState): AppState['run']['status'] {
+  if (s.phase === 'paused') return 'paused';
+  if (s.phase === 'done') return 'done';
+  if (s.phase === 'failed') return 'error';
+  return s.phase === 'idle' ? 'idle' : 'running';
+}
+
+/** Whether a run is going on in the worker (or being started): model loads and a second start are off then. */
+export function runActive(run: AppState['run']): boolean {
+  return !!run.starting || run.status === 'running' || run.status === 'paused';
 }
 
 export type SizeChoice = Pick<TrainConfig, 'resolution' | 'minBucket' | 'maxBucket'>;
