@@ -2,7 +2,11 @@
 // each row normalized by its own mean and variance, each element mapped to an affine channel.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import { ACTIVATIONS } from './elementwise.js';
 import { f, input, output } from './wgsl.js';
+
+/** An activation applied to the normalized, affine output inside the kernel (group norm + SiLU in one pass). */
+export type NormActivation = 'silu';
 
 /** A normalization seen as `rows` rows of `E` contiguous elements. */
 export interface NormParams {
@@ -15,6 +19,8 @@ export interface NormParams {
   /** Storage dtypes of weight and bias, null where absent. */
   w: DType | null;
   b: DType | null;
+  /** Activation of the output; absent for none (kept out of the key so plain norms' shaders do not change). */
+  act?: NormActivation;
 }
 
 /**
@@ -29,9 +35,34 @@ export interface NormLayout {
   rows: number;
   /** WGSL expression (over `o` and `c`, u32) of the statistics row of elements of channel c in slice o. */
   row: string;
+  /**
+   * With an activation, the gradient kernels recompute the pre-activation z = x̂·w + b from x and the
+   * stats and take dz = dy·act'(z); they then need the weight and bias (storage dtypes, null where absent).
+   */
+  act?: { fn: NormActivation; w: DType | null; b: DType | null };
 }
 
 const WG = 256;
+
+/** Bindings of weight `w` and bias `bb` from index `i` on (as present), and the next free index. */
+function affineInputs(w: DType | null, b: DType | null, i: number): { decls: string[]; next: number } {
+  const decls: string[] = [];
+  if (w) decls.push(input('w', i++, w));
+  if (b) decls.push(input('bb', i++, b));
+  return { decls, next: i };
+}
+
+/** The affine map of x̂ (WGSL expression `xh`) for channel `c`. */
+const affine = (xh: string, w: DType | null, b: DType | null) => `${xh}${w ? ' * ld_w(c)' : ''}${b ? ' + ld_bb(c)' : ''}`;
+
+/**
+ * WGSL statement defining `gz`, the gradient at the norm's affine output, from `ld_g(i)` at the
+ * activation's output: dy itself, or dy·act'(x̂·w + b) with x̂ = (x[i] − mean)·rstd recomputed.
+ */
+function preActGrad(act: { fn: NormActivation; w: DType | null; b: DType | null } | undefined, i: string, mean: string, rstd: string): string {
+  if (!act) return `let gz = ld_g(${i});`;
+  return `let gz = ld_g(${i}) * ${act.fn}_grad(${affine(`(ld_x(${i}) - ${mean}) * ${rstd}`, act.w, act.b)});`;
+}
 
 /** Threads sharing one row: a power of two from 32 to 256, about E/4 so each thread reads a few elements. */
 export function lanesPerRow(E: number): number {
@@ -74,12 +105,10 @@ const laneTree = (L: number, combine: string) => `
  */
 export const normForwardSource = memoSource('norm_fwd', (p: NormParams) => {
   const { L } = rowTiling(p);
-  let bi = 1;
-  const decls = [input('x', 0)];
-  if (p.w) decls.push(input('w', bi++, p.w));
-  if (p.b) decls.push(input('bb', bi++, p.b));
-  decls.push(output('y', bi++), output('stats', bi++));
+  const aff = affineInputs(p.w, p.b, 1);
+  const decls = [input('x', 0), ...aff.decls, output('y', aff.next), output('stats', aff.next + 1)];
   return `${decls.join('\n')}
+${p.act ? ACTIVATIONS : ''}
 var<workgroup> sn: array<f32, ${WG}>;
 var<workgroup> sm: array<f32, ${WG}>;
 var<workgroup> sq: array<f32, ${WG}>;
@@ -110,7 +139,7 @@ ${rowMain(p, L)}
     var v = (ld_x(base + e) - mean) * rstd;
     ${p.w ? 'v = v * ld_w(c);' : ''}
     ${p.b ? 'v = v + ld_bb(c);' : ''}
-    y[base + e] = v;
+    y[base + e] = ${p.act ? `${p.act}(v)` : 'v'};
   }
   if (lane == 0u) { stats[2u * r] = mean; stats[2u * r + 1u] = rstd; }
 }`;
@@ -118,25 +147,30 @@ ${rowMain(p, L)}
 
 const paramBytes = (p: NormParams, C: number) => (p.w ? (p.w === 'f16' ? 2 : 4) * C : 0) + (p.b ? (p.b === 'f16' ? 2 : 4) * C : 0);
 
-/** y = (x − mean)·rstd·w + b per row; also writes stats [rows, 2] = (mean, rstd). C: channel count (for bytes). */
+/** y = act((x − mean)·rstd·w + b) per row (act: identity unless p.act); also writes stats [rows, 2] = (mean, rstd). C: channel count (for bytes). */
 export function normForwardKernel(name: string, p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
-  return { name, source: normForwardSource(p), workgroups: grid(rowTiling(p).groups), flops: 10 * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows };
+  return { name, source: normForwardSource(p), workgroups: grid(rowTiling(p).groups), flops: (p.act ? 14 : 10) * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows };
 }
 
 /*
  * dX tiling: as the forward (256/L rows per workgroup, L lanes per row). A first strided pass sums
- * dx̂ = dy·w and dx̂·(x − mean) per lane, a tree merges them (2 KiB), and a second pass writes
- * dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂)).
+ * dx̂ = gz·w and dx̂·(x − mean) per lane, a tree merges them (2 KiB), and a second pass writes
+ * dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂)). gz is dy, or with an activation dy·act'(z)
+ * with z = x̂·w + b recomputed from x and the stats in both passes (no extra dispatch, nothing saved).
  */
 export const normDxSource = memoSource('norm_dx', (p: NormParams) => {
   const { L } = rowTiling(p);
-  const dh = `ld_g(base + e)${p.w ? ' * ld_w(c)' : ''}`;
+  const act = p.act ? { fn: p.act, w: p.w, b: p.b } : undefined;
+  const aff = affineInputs(p.w, act ? p.b : null, 3);
+  const gz = preActGrad(act, 'base + e', 'mean', 'rstd');
+  const dh = `gz${p.w ? ' * ld_w(c)' : ''}`;
   return `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
-${p.w ? input('w', 3, p.w) : ''}
-${output('dx', p.w ? 4 : 3)}
+${aff.decls.join('\n')}
+${output('dx', aff.next)}
+${act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 ${rowMain(p, L)}
@@ -146,6 +180,7 @@ ${rowMain(p, L)}
   var a2 = 0.0;
   for (var e = lane; e < ${p.E}u; e += ${L}u) {
     let c = ${p.chan};
+    ${gz}
     let dh = ${dh};
     a1 += dh;
     a2 += dh * (ld_x(base + e) - mean);
@@ -157,6 +192,7 @@ ${rowMain(p, L)}
   if (r0 >= ${p.rows}u) { return; }
   for (var e = lane; e < ${p.E}u; e += ${L}u) {
     let c = ${p.chan};
+    ${gz}
     let dh = ${dh};
     let xh = (ld_x(base + e) - mean) * rstd;
     dx[base + e] = rstd * (dh - m1 - xh * m2);
@@ -164,9 +200,11 @@ ${rowMain(p, L)}
 }`;
 });
 
+/** dx of a norm (through its activation, if any). C: channel count (for bytes). */
 export function normDxKernel(p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
-  return { name: 'norm_dx', source: normDxSource(p), workgroups: grid(rowTiling(p).groups), flops: 11 * n, bytes: 12 * n + paramBytes({ ...p, b: null }, C) + 8 * p.rows };
+  const act = p.act ? 2 * 8 * n : 0; // recompute z and act'(z) in both passes
+  return { name: 'norm_dx', source: normDxSource(p), workgroups: grid(rowTiling(p).groups), flops: 11 * n + act, bytes: 12 * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows };
 }
 
 /** Channels whose S contiguous elements are enough for coalesced loads by one workgroup per channel. */
@@ -177,11 +215,15 @@ export const CHANNEL_MAJOR_MIN_S = 32;
  * 256 threads striding over that channel's outer·S elements (contiguous runs of S), accumulating
  * dy·x̂ and dy, merged by a tree (2 KiB). Writes dw[c] and db[c] directly.
  */
-export const normDwChannelSource = memoSource('norm_dw_channel', (p: NormLayout) => `${input('x', 0)}
+export const normDwChannelSource = memoSource('norm_dw_channel', (p: NormLayout) => {
+  const aff = affineInputs(p.act?.w ?? null, p.act?.b ?? null, 3);
+  return `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
-${output('dw', 3)}
-${output('db', 4)}
+${aff.decls.join('\n')}
+${output('dw', aff.next)}
+${output('db', aff.next + 1)}
+${p.act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -193,9 +235,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let o = t / ${p.S}u;
     let i = (o * ${p.C}u + c) * ${p.S}u + t % ${p.S}u;
     let row = ${p.row};
-    let gv = ld_g(i);
-    a1 += gv * (ld_x(i) - ld_stats(2u * row)) * ld_stats(2u * row + 1u);
-    a2 += gv;
+    ${dwTerms(p)}
   }
   s1[lid] = a1; s2[lid] = a2;
   workgroupBarrier();
@@ -204,11 +244,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
   if (lid == 0u && wid.x + wid.y * nwg.x < ${p.C}u) { dw[c] = s1[0]; db[c] = s2[0]; }
-}`);
+}`;
+});
+
+/** Accumulate gz·x̂ into a1 and gz into a2 for element i of channel c in statistics row `row`. */
+function dwTerms(p: NormLayout): string {
+  return `let mean = ld_stats(2u * row);
+    let rstd = ld_stats(2u * row + 1u);
+    ${preActGrad(p.act, 'i', 'mean', 'rstd')}
+    a1 += gz * (ld_x(i) - mean) * rstd;
+    a2 += gz;`;
+}
+
+/** Extra FLOPs and parameter bytes of the gradient kernels' activation recompute. */
+const actCost = (p: NormLayout, n: number) => (p.act ? { flops: 8 * n, bytes: paramBytes({ rows: 0, E: 0, eps: 0, chan: '', w: p.act.w, b: p.act.b }, p.C) } : { flops: 0, bytes: 0 });
 
 export function normDwChannelKernel(p: NormLayout): Kernel {
   const n = p.outer * p.C * p.S;
-  return { name: 'norm_dw', source: normDwChannelSource(p), workgroups: grid(p.C), flops: 5 * n, bytes: 8 * n + 8 * p.rows + 8 * p.C };
+  const a = actCost(p, n);
+  return { name: 'norm_dw', source: normDwChannelSource(p), workgroups: grid(p.C), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * p.C + a.bytes };
 }
 
 const COLS = 64;
@@ -231,11 +285,14 @@ export const normDwColumnSource = memoSource('norm_dw_column', (p: NormLayout) =
   const K = p.C * p.S;
   const { perChunk } = columnChunks(p);
   const tiles = Math.ceil(K / COLS);
+  const aff = affineInputs(p.act?.w ?? null, p.act?.b ?? null, 3);
   return `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
-${output('pw', 3)}
-${output('pb', 4)}
+${aff.decls.join('\n')}
+${output('pw', aff.next)}
+${output('pb', aff.next + 1)}
+${p.act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
@@ -252,9 +309,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var o = chunk * ${perChunk}u + lid / ${COLS}u; o < end; o += ${ROW_LANES}u) {
     let i = o * ${K}u + k;
     let row = ${p.row};
-    let gv = ld_g(i);
-    a1 += gv * (ld_x(i) - ld_stats(2u * row)) * ld_stats(2u * row + 1u);
-    a2 += gv;
+    ${dwTerms(p)}
   }
   s1[lid] = a1; s2[lid] = a2;
   workgroupBarrier();
@@ -272,5 +327,6 @@ export function normDwColumnKernel(p: NormLayout): Kernel {
   const n = p.outer * p.C * p.S;
   const { chunks } = columnChunks(p);
   const tiles = Math.ceil((p.C * p.S) / COLS);
-  return { name: 'norm_dw', source: normDwColumnSource(p), workgroups: grid(chunks * tiles), flops: 5 * n, bytes: 8 * n + 8 * p.rows + 8 * chunks * p.C * p.S };
+  const a = actCost(p, n);
+  return { name: 'norm_dw', source: normDwColumnSource(p), workgroups: grid(chunks * tiles), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * chunks * p.C * p.S + a.bytes };
 }

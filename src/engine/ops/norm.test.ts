@@ -11,12 +11,14 @@ import { groupNorm, layerNorm, normRules } from './norm.js';
 
 /**
  * Float64 reference: normalize R rows of E elements (two-pass mean and variance), element e of row r
- * in channel chan(r, e); with g, also the VJP for x, weight and bias (written from the definition).
+ * in channel chan(r, e); with silu, y = silu(z) of the affine output z; with g, also the VJP for x,
+ * weight and bias (written from the definition, through the SiLU: gz = g·silu'(z)).
  */
-function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: number) => number, C: number, w: Float64Array | null, b: Float64Array | null, eps: number, g?: Float64Array) {
+function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: number) => number, C: number, w: Float64Array | null, b: Float64Array | null, eps: number, g?: Float64Array, silu = false) {
   const y = new Float64Array(x.length);
   const dx = new Float64Array(x.length);
   const dw = new Float64Array(C), db = new Float64Array(C);
+  const sig = (z: number) => 1 / (1 + Math.exp(-z));
   for (let r = 0; r < R; r++) {
     let m = 0;
     for (let e = 0; e < E; e++) m += x[r * E + e]!;
@@ -25,26 +27,28 @@ function refNorm(x: Float64Array, R: number, E: number, chan: (r: number, e: num
     for (let e = 0; e < E; e++) v += (x[r * E + e]! - m) ** 2;
     const rs = 1 / Math.sqrt(v / E + eps);
     const xh = (e: number) => (x[r * E + e]! - m) * rs;
+    const z = (e: number) => xh(e) * (w ? w[chan(r, e)]! : 1) + (b ? b[chan(r, e)]! : 0);
+    const gz = (e: number) => g![r * E + e]! * (silu ? sig(z(e)) * (1 + z(e) * (1 - sig(z(e)))) : 1);
     let s1 = 0, s2 = 0;
     for (let e = 0; e < E; e++) {
       const c = chan(r, e);
-      y[r * E + e] = xh(e) * (w ? w[c]! : 1) + (b ? b[c]! : 0);
+      y[r * E + e] = silu ? z(e) * sig(z(e)) : z(e);
       if (!g) continue;
-      const dh = g[r * E + e]! * (w ? w[c]! : 1);
+      const dh = gz(e) * (w ? w[c]! : 1);
       s1 += dh;
       s2 += dh * xh(e);
-      dw[c] = dw[c]! + g[r * E + e]! * xh(e);
-      db[c] = db[c]! + g[r * E + e]!;
+      dw[c] = dw[c]! + gz(e) * xh(e);
+      db[c] = db[c]! + gz(e);
     }
-    if (g) for (let e = 0; e < E; e++) dx[r * E + e] = rs * (g[r * E + e]! * (w ? w[chan(r, e)]! : 1) - s1 / E - (xh(e) * s2) / E);
+    if (g) for (let e = 0; e < E; e++) dx[r * E + e] = rs * (gz(e) * (w ? w[chan(r, e)]! : 1) - s1 / E - (xh(e) * s2) / E);
   }
   return { y, dx, dw, db };
 }
 
 /** The reference for groupNorm of x [N, C, S...]: rows are (n, group), channels run in blocks of S. */
-function refGroupNorm(N: number, C: number, G: number, S: number, eps: number) {
+function refGroupNorm(N: number, C: number, G: number, S: number, eps: number, silu = false) {
   const chan = (r: number, e: number) => (r % G) * (C / G) + Math.floor(e / S);
-  return (x: Float64Array, w: Float64Array | null, b: Float64Array | null, g?: Float64Array) => refNorm(x, N * G, (C / G) * S, chan, C, w, b, eps, g);
+  return (x: Float64Array, w: Float64Array | null, b: Float64Array | null, g?: Float64Array) => refNorm(x, N * G, (C / G) * S, chan, C, w, b, eps, g, silu);
 }
 
 function refLayerNorm(R: number, C: number, eps: number) {
@@ -162,6 +166,78 @@ describe('groupNorm', () => {
   });
 });
 
+describe('groupNorm with a fused SiLU', () => {
+  const silu = { activation: 'silu' } as const;
+  const cases: [string, number[], number][] = [
+    // S = 35: weight/bias gradients by one workgroup per channel, recomputing z there
+    ['N=2 C=6 groups=3, 5x7 spatial', [2, 6, 5, 7], 3],
+    // S = 6 < 32: the column kernel, partial sums reduced over S
+    ['N=2 C=4 groups=2, 2x3 spatial', [2, 4, 2, 3], 2],
+    // no spatial dims: the column kernel, one chunk, no reduce
+    ['N=3 C=4 groups=2, no spatial', [3, 4], 2],
+  ];
+  for (const [name, shape, G] of cases) {
+    it(name, async () => {
+      const [N, C] = shape as [number, number];
+      const S = shape.slice(2).reduce((a, d) => a * d, 1);
+      await checkOp(await testBackend(), {
+        inputs: normInputs(shape, C, { grads: [true, true, true] }),
+        forward: ([x, w, b]) => groupNorm(x!, G, w!, b!, 1e-5, silu),
+        ...refCheck(refGroupNorm(N, C, G, S, 1e-5, true)),
+        tol: TOL,
+        fd: FD,
+      });
+    });
+  }
+
+  it('E = 576 per row, frozen f16 weight, trainable bias: the SD ResNet case', async () => {
+    await checkOp(await testBackend(), {
+      inputs: normInputs([1, 4, 12, 12], 4, { grads: [true, false, true], f16Weight: true }),
+      forward: ([x, w, b]) => groupNorm(x!, 1, w!, b!, 1e-6, silu),
+      ...refCheck(refGroupNorm(1, 4, 1, 144, 1e-6, true), true),
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('frozen weight and bias, dx only (no parameter gradient kernel)', async () => {
+    await checkOp(await testBackend(), {
+      inputs: normInputs([2, 8, 6, 6], 8, { grads: [true, false, false] }),
+      forward: ([x, w, b]) => groupNorm(x!, 4, w!, b!, 1e-5, silu),
+      ...refCheck(refGroupNorm(2, 8, 4, 36, 1e-5, true)),
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('bias without weight', async () => {
+    const ref = refGroupNorm(2, 6, 2, 4, 1e-5, true);
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [2, 6, 4], grad: true }, { shape: [6], grad: true }],
+      forward: ([x, b]) => groupNorm(x!, 2, undefined, b!, 1e-5, silu),
+      reference: ([x, b]) => ref(x!, null, b!).y,
+      referenceGrad: ([x, b], g) => {
+        const r = ref(x!, null, b!, g);
+        return [r.dx, r.db];
+      },
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
+  it('without weight or bias', async () => {
+    const ref = refGroupNorm(2, 6, 2, 4, 1e-5, true);
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [2, 6, 4], grad: true }],
+      forward: ([x]) => groupNorm(x!, 2, undefined, null, 1e-5, silu),
+      reference: ([x]) => ref(x!, null, null).y,
+      referenceGrad: ([x], g) => [ref(x!, null, null, g).dx],
+      tol: TOL,
+      fd: FD,
+    });
+  });
+});
+
 function variance(v: number[]): number {
   const m = v.reduce((a, b) => a + b, 0) / v.length;
   return v.reduce((a, b) => a + (b - m) ** 2, 0) / v.length;
@@ -240,6 +316,27 @@ describe('norms on the meta device', () => {
     expect(meta.stats.byKernel.get('norm_dx')?.dispatches).toBe(1);
     expect(meta.stats.byKernel.get('norm_dw')?.dispatches).toBe(1);
     for (const t of [x, w, y]) t.dispose();
+    expect(meta.pool().liveBytes).toBe(0);
+  });
+
+  it('SD-sized group norm + SiLU: one dispatch forward, dx and dw backward, nothing for the SiLU', () => {
+    const meta = new MetaBackend();
+    const x = param(meta, [], [1, 320, 32, 32]);
+    const w = param(meta, [], [320]);
+    const b = param(meta, [], [320]);
+    const y = groupNorm(x, 32, w, b, 1e-5, { activation: 'silu' });
+    expect([...meta.stats.byKernel.keys()]).toEqual(['group_norm_silu']);
+    expect(meta.stats.dispatches).toBe(1);
+    // saved: x, w, b and the [32, 2] stats (retained, not copied): backward allocates dx, dw, db only
+    const node = y.node as TapeNode<'norm'>;
+    expect(node.held.map((t) => [...t.shape])).toEqual([[1, 320, 32, 32], [320], [320], [32, 2]]);
+    const { peak, grads } = rulePeak(meta, y, [true, true, true]);
+    expect(grads).toEqual([[1, 320, 32, 32], [320], [320]]);
+    expect(peak).toBe(sizeClass(x.bytes) + 2 * sizeClass(4 * 320));
+    expect(meta.stats.dispatches).toBe(3);
+    expect(meta.stats.byKernel.get('norm_dx')?.dispatches).toBe(1);
+    expect(meta.stats.byKernel.get('norm_dw')?.dispatches).toBe(1);
+    for (const t of [x, w, b, y]) t.dispose();
     expect(meta.pool().liveBytes).toBe(0);
   });
 

@@ -7,6 +7,7 @@ import {
   normDwColumnKernel,
   normDxKernel,
   normForwardKernel,
+  type NormActivation,
   type NormLayout,
   type NormParams,
 } from '../kernels/norm.js';
@@ -16,7 +17,7 @@ import { check, emptyLike, launch } from './util.js';
 
 declare module '../autograd.js' {
   interface OpSaved {
-    norm: { x: Tensor; w: Tensor | null; stats: Tensor; p: NormParams; layout: NormLayout };
+    norm: { x: Tensor; w: Tensor | null; b: Tensor | null; stats: Tensor; p: NormParams; layout: NormLayout };
   }
 }
 
@@ -24,7 +25,8 @@ declare module '../autograd.js' {
 type Affine = Tensor | null | undefined;
 
 // x [..] → y [..] (same shape), stats [rows, 2] = (mean, 1/std) per normalized row.
-// Saved: x, the weight (for dx) and stats; the bias is not needed by backward.
+// Saved: x, the weight (for dx) and stats; the bias only with an activation (backward recomputes
+// the pre-activation from x, stats, weight and bias instead of keeping it).
 function normOp(name: string, x: Tensor, w: Affine, b: Affine, p: NormParams, layout: NormLayout): Tensor {
   check(x.size > 0, () => `${name}: empty input [${x.shape}]`);
   for (const [what, t] of [['weight', w], ['bias', b]] as const) {
@@ -33,23 +35,36 @@ function normOp(name: string, x: Tensor, w: Affine, b: Affine, p: NormParams, la
   const y = emptyLike(x);
   const stats = empty(x.backend, [p.rows, 2]);
   launch(normForwardKernel(name, p, layout.C), [x, ...(w ? [w] : []), ...(b ? [b] : [])], [y, stats]);
-  record('norm', [x, w ?? null, b ?? null], [y], { x, w: w ?? null, stats, p, layout }, w ? [x, w, stats] : [x, stats]);
+  const bSaved = p.act ? (b ?? null) : null;
+  const held = [x, w, bSaved, stats].filter((t): t is Tensor => !!t);
+  record('norm', [x, w ?? null, b ?? null], [y], { x, w: w ?? null, b: bSaved, stats, p, layout }, held);
   stats.dispose();
   return y;
+}
+
+/** Options of groupNorm. */
+export interface GroupNormOptions {
+  /** Apply this activation to the output in the same kernel (SD's GroupNorm → SiLU); backward goes through it. */
+  activation?: NormActivation;
 }
 
 /**
  * GroupNorm over x [N, C, ...spatial] (any spatial rank, including none) with `groups` groups of
  * C/groups channels; weight and bias [C], f32 or f16 storage. Statistics are per (n, group).
+ * With `activation: 'silu'`, y = silu(groupNorm(x)) in one dispatch forward and none extra backward.
  */
-export function groupNorm(x: Tensor, groups: number, weight: Affine, bias: Affine, eps: number): Tensor {
+export function groupNorm(x: Tensor, groups: number, weight: Affine, bias: Affine, eps: number, opts: GroupNormOptions = {}): Tensor {
   check(x.rank >= 2, () => `groupNorm: input [${x.shape}] needs at least [N, C]`);
   const [N, C] = x.shape as [number, number];
   check(Number.isInteger(groups) && groups > 0 && C % groups === 0, () => `groupNorm: ${C} channels of [${x.shape}] do not split into ${groups} groups`);
   const S = x.size / (N * C);
   const cg = C / groups;
-  const p: NormParams = { rows: N * groups, E: cg * S, eps, chan: `(r % ${groups}u) * ${cg}u + e / ${S}u`, w: weight?.dtype ?? null, b: bias?.dtype ?? null };
-  return normOp('group_norm', x, weight, bias, p, { outer: N, C, S, rows: p.rows, row: `o * ${groups}u + c / ${cg}u` });
+  const w = weight?.dtype ?? null;
+  const b = bias?.dtype ?? null;
+  const act = opts.activation;
+  const p: NormParams = { rows: N * groups, E: cg * S, eps, chan: `(r % ${groups}u) * ${cg}u + e / ${S}u`, w, b, ...(act ? { act } : {}) };
+  const layout: NormLayout = { outer: N, C, S, rows: p.rows, row: `o * ${groups}u + c / ${cg}u`, ...(act ? { act: { fn: act, w, b } } : {}) };
+  return normOp(act ? `group_norm_${act}` : 'group_norm', x, weight, bias, p, layout);
 }
 
 /** LayerNorm over the last dimension of x [..., C]; weight and bias [C], f32 or f16 storage. */
@@ -61,33 +76,35 @@ export function layerNorm(x: Tensor, weight: Affine, bias: Affine, eps = 1e-5): 
   return normOp('layer_norm', x, weight, bias, p, { outer: R, C, S: 1, rows: R, row: 'o' });
 }
 
-// y = x̂·w + b with x̂ = (x − mean)·rstd, per row of E elements:
-//   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = dy·w      [same shape as x]
-//   dw[c] = Σ dy·x̂,  db[c] = Σ dy over the elements of channel c    [C]
-const normBackward: BackwardRule<'norm'> = ({ x, w, stats, p, layout }, [g], needs) =>
+// y = act(z), z = x̂·w + b with x̂ = (x − mean)·rstd, per row of E elements; gz = dy·act'(z)
+// (just dy without an activation; the kernels recompute z from x, the stats, w and b):
+//   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = gz·w      [same shape as x]
+//   dw[c] = Σ gz·x̂,  db[c] = Σ gz over the elements of channel c    [C]
+const normBackward: BackwardRule<'norm'> = ({ x, w, b, stats, p, layout }, [g], needs) =>
   noGrad(() => {
+    const affine = [...(w ? [w] : []), ...(b ? [b] : [])];
     let dx: Tensor | null = null;
     if (needs[0]) {
       dx = emptyLike(x);
-      launch(normDxKernel(p, layout.C), [x, g!, stats, ...(w ? [w] : [])], [dx]);
+      launch(normDxKernel(p, layout.C), [x, g!, stats, ...affine], [dx]);
     }
-    const [dw, db] = needs[1] || needs[2] ? paramGrads(x, g!, stats, layout, needs[1]!, needs[2]!) : [null, null];
+    const [dw, db] = needs[1] || needs[2] ? paramGrads(x, g!, stats, layout, p.act ? affine : [], needs[1]!, needs[2]!) : [null, null];
     return [dx, dw, db];
   });
 
-/** dweight and dbias [C], each only if wanted (the kernel computes both sums in one pass). */
-function paramGrads(x: Tensor, g: Tensor, stats: Tensor, L: NormLayout, wantW: boolean, wantB: boolean): [Tensor | null, Tensor | null] {
+/** dweight and dbias [C], each only if wanted (the kernel computes both sums in one pass). affine: w, b as the activation's recompute binds them. */
+function paramGrads(x: Tensor, g: Tensor, stats: Tensor, L: NormLayout, affine: Tensor[], wantW: boolean, wantB: boolean): [Tensor | null, Tensor | null] {
   const { C, S } = L;
   if (L.S >= CHANNEL_MAJOR_MIN_S) {
     const dw = empty(x.backend, [C]);
     const db = empty(x.backend, [C]);
-    launch(normDwChannelKernel(L), [x, g, stats], [dw, db]);
+    launch(normDwChannelKernel(L), [x, g, stats, ...affine], [dw, db]);
     return [wantW ? dw : null, wantB ? db : null];
   }
   const { chunks } = columnChunks(L);
   const pw = empty(x.backend, [chunks, C, S]);
   const pb = empty(x.backend, [chunks, C, S]);
-  launch(normDwColumnKernel(L), [x, g, stats], [pw, pb]);
+  launch(normDwColumnKernel(L), [x, g, stats, ...affine], [pw, pb]);
   const finish = (part: Tensor): Tensor => {
     if (chunks === 1 && S === 1) return part.reshape([C]);
     const out = empty(x.backend, [C]);
