@@ -1,7 +1,7 @@
 // Image decoding in the browser's worker (createImageBitmap + OffscreenCanvas); Node decodes with decode-node.ts instead.
 // The header is checked first, as in Node (image-header.ts): only PNG, JPEG and WebP, no zero size, at most
 // MAX_IMAGE_PIXELS, so the browser is never asked to allocate a bomb's declared size.
-import { readImageHeader } from './image-header.js';
+import { FORMAT_NAME, readImageHeader } from './image-header.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 
 /** Decode with the browser (PNG, JPEG, WebP; EXIF orientation honoured; alpha kept for flattening). */
@@ -11,7 +11,7 @@ export async function decodeImageBrowser(name: string, bytes: ArrayBuffer): Prom
   try {
     bmp = await createImageBitmap(new Blob([bytes]), { imageOrientation: 'from-image' });
   } catch {
-    throw new ImageDecodeError(name, `corrupt or truncated ${header.format === 'jpeg' ? 'JPEG' : header.format === 'png' ? 'PNG' : 'WebP'} data (the browser cannot decode it)`);
+    throw new ImageDecodeError(name, `corrupt or truncated ${FORMAT_NAME[header.format]} data (the browser cannot decode it)`);
   }
   if (bmp.width < 1 || bmp.height < 1) {
     bmp.close();

@@ -5,7 +5,7 @@
 import { decode as decodeWebp } from '@cwasm/webp';
 import jpeg from 'jpeg-js';
 import { applyOrientation, jpegOrientation, webpOrientation } from './exif.js';
-import { MAX_IMAGE_PIXELS, readImageHeader, type ImageHeader } from './image-header.js';
+import { FORMAT_NAME, MAX_IMAGE_PIXELS, readImageHeader, type ImageHeader } from './image-header.js';
 import { ImageDecodeError, type RgbaImage } from './images.js';
 import { decodePng } from './png.js';
 
@@ -15,7 +15,15 @@ const JPEG_MEMORY_MB = 2048;
 /** Decode PNG, JPEG or WebP bytes to RGBA; anything else (or a broken file) raises ImageDecodeError naming the file. */
 export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
   const header = readImageHeader(name, bytes);
-  const img = header.format === 'png' ? decodePng(name, bytes, header) : header.format === 'jpeg' ? decodeJpeg(name, bytes, header) : decodeWebpFile(name, bytes);
+  let img: RgbaImage;
+  try {
+    img = header.format === 'png' ? decodePng(name, bytes, header) : header.format === 'jpeg' ? decodeJpeg(name, bytes, header) : decodeWebpFile(name, bytes);
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    // A safety net: whatever a decoder throws reaches the user as a reason, never as a stack trace.
+    const memory = e instanceof RangeError && /alloc|memory/i.test(e.message);
+    throw new ImageDecodeError(name, memory ? `not enough memory to decode this ${header.width}x${header.height} image` : `corrupt ${FORMAT_NAME[header.format]} data (the decoder failed on it)`);
+  }
   if (img.width * img.height * 4 !== img.data.length || img.width < 1 || img.height < 1 || img.width * img.height > MAX_IMAGE_PIXELS)
     throw new ImageDecodeError(name, `the decoder returned a ${img.width}x${img.height} image that does not match its data: the file is corrupt`);
   return img;

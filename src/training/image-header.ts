@@ -36,7 +36,8 @@ export function imageFormat(b: Uint8Array): ImageFormat | undefined {
   return undefined;
 }
 
-const FORMAT_NAME: Record<ImageFormat, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP' };
+/** How messages name each format. */
+export const FORMAT_NAME: Record<ImageFormat, string> = { png: 'PNG', jpeg: 'JPEG', webp: 'WebP' };
 
 /**
  * Read and check the header: a PNG, JPEG or WebP whose width and height are both at least 1 and whose
