@@ -1,6 +1,6 @@
 // Seeded fuzz of the safetensors reader (issue 11): several hundred damaged files made from valid ones
 // (truncations, flipped bytes, header lengths off by a few bytes or absurd, bogus dtypes, shapes and
-// offsets, overlaps and gaps, huge numbers, deep nesting, megabyte strings, non-object JSON, duplicate
+// offsets, overlaps and gaps, huge numbers, deep nesting, too many items, megabyte strings, non-object JSON, duplicate
 // keys, a BOM, invalid UTF-8, pickle magic). Every case must either open to a file whose tensors exactly
 // tile the data section and read back within bounds (and unchanged, when the damage left the data and
 // the entry alone), or raise a SafetensorsError whose short message names the file and shows none of
@@ -94,6 +94,15 @@ function editHeader(b: Base, edit: (h: Record<string, Record<string, unknown>>, 
   edit(h, tensorNames(b));
   return assemble(JSON.stringify(h), dataOf(b));
 }
+
+let manyItemsTexts: string[] | undefined;
+/** Headers just over the item limit (built once: they are megabytes). */
+const manyItems = () =>
+  (manyItemsTexts ??= [
+    `{"a":[${'0,'.repeat(500_000)}0]}`,
+    `{${Array.from({ length: 250_001 }, (_, i) => `"${i}":{}`).join(',')}}`,
+    `{"__metadata__":{${Array.from({ length: 250_001 }, (_, i) => `"m${i}":""`).join(',')}}}`,
+  ]);
 
 const generators: Record<string, Gen> = {
   truncate: (b, r) => ({ bytes: b.bytes.slice(0, int(r, 0, b.bytes.length - 1)), refuse: true }),
@@ -200,6 +209,7 @@ const generators: Record<string, Gen> = {
     bytes: assemble(pick(r, ['[]', '[1,2]', '3', '"x"', 'null', 'true', '', ' ', '{', '}', '{}{}', '{"a":1}garbage', nested(int(r, 10, 1_000_000)), '{"a":' + nested(200_000) + '}']), dataOf(b)),
     refuse: true,
   }),
+  tooManyItems: (b, r) => ({ bytes: assemble(pick(r, manyItems()), dataOf(b)), refuse: true }),
   bomAndPadding: (b, r) => {
     const text = JSON.stringify(b.header);
     const v = int(r, 0, 3);

@@ -190,6 +190,16 @@ describe('malformed files get errors that name the file and the problem', () => 
     expect(f.metadata.b).toBe('[[[[[[[[[[{{{{{{{{{{"');
   });
 
+  it('a header of more than 500,000 names and values is refused before it is parsed', async () => {
+    const keys = (n: number) => `{${Array.from({ length: n }, (_, i) => `"k${i}":0`).join(',')}}`;
+    const e = await openError(rawFile(keys(250_001)));
+    expect(e.code).toBe('header-json');
+    expect(e.message).toMatch(/the header has more than 500000 names and values \(a checkpoint has about 10 per tensor/);
+    expect((await openError(rawFile(`{"w":{"dtype":"F32","shape":[${'1,'.repeat(600_000)}1],"data_offsets":[0,4]}}`, new Uint8Array(4)))).message).toMatch(/more than 500000 names and values/);
+    // Just under the limit the header is parsed, and the entry is what is wrong.
+    expect((await openError(rawFile(`{"w":{"dtype":"F16","shape":[${'1,'.repeat(499_990)}1],"data_offsets":[0,4]}}`, new Uint8Array(4)))).message).toMatch(/tensor "w" is F16 \[1,1,.*… \(499991 items\)\] = 2 bytes but its data_offsets span 4/);
+  });
+
   it('what a message quotes from the file is cut to about 80 characters', async () => {
     const w = (entry: object, name = 'w') => rawFile({ [name]: { dtype: 'F32', shape: [1], data_offsets: [0, 4], ...entry } }, new Uint8Array(4));
     const cases: [Uint8Array, RegExp][] = [

@@ -16,13 +16,16 @@ export const FLOAT_DTYPES: readonly string[] = ['F32', 'F16', 'BF16'];
 
 /**
  * Largest header accepted. Real checkpoints have headers well under 1 MB (SD 1.5 with EMA weights:
- * about 150 kB); parsing a 16 MB header of tiny entries costs about 350 MB and a few seconds, which
- * bounds what a hostile header can cost.
+ * about 150 kB). With `MAX_HEADER_ITEMS` this bounds what a hostile header costs to open (measured:
+ * at most about 130 MB and a few seconds).
  */
 export const MAX_HEADER_BYTES = 16 * 2 ** 20;
 
 /** Deepest JSON nesting accepted in a header: the format needs 3 (header, entry, shape). */
 export const MAX_HEADER_DEPTH = 8;
+
+/** Most names and values (counted as `:` and `,` outside strings) accepted in a header: about 50,000 tensors' worth. */
+export const MAX_HEADER_ITEMS = 500_000;
 
 export interface TensorInfo {
   dtype: string;
@@ -119,9 +122,15 @@ export function pickleAdvice(kind = 'a PyTorch checkpoint'): string {
 
 type Fail = (code: SafetensorsErrorCode, detail: string) => never;
 
-/** Byte offset where `bytes` (JSON text) nests deeper than `limit` arrays and objects, or -1. Strings are skipped. */
-function tooDeepAt(bytes: Uint8Array, limit: number): number {
+/**
+ * What is wrong with the header's shape before JSON.parse builds it, or null: nesting deeper than
+ * `MAX_HEADER_DEPTH` (300,000 levels parse, but cost memory and overflow anything that walks them
+ * recursively) or more than `MAX_HEADER_ITEMS` names and values (a 16 MB header of tiny keys took
+ * half a gigabyte and 20 s to parse and list, one of empty arrays 350 MB). One pass; strings are skipped.
+ */
+function headerShapeProblem(bytes: Uint8Array): string | null {
   let depth = 0;
+  let items = 0;
   let inString = false;
   for (let i = 0; i < bytes.length; i++) {
     const c = bytes[i]!;
@@ -130,10 +139,12 @@ function tooDeepAt(bytes: Uint8Array, limit: number): number {
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return i;
+      if (++depth > MAX_HEADER_DEPTH) return `the header nests arrays or objects more than ${MAX_HEADER_DEPTH} levels deep (at byte ${i}); a safetensors header nests 3`;
     } else if (c === 0x5d || c === 0x7d) depth--;
+    else if ((c === 0x3a || c === 0x2c) && ++items > MAX_HEADER_ITEMS)
+      return `the header has more than ${MAX_HEADER_ITEMS} names and values (a checkpoint has about 10 per tensor, a few thousand tensors)`;
   }
-  return -1;
+  return null;
 }
 
 function parseHeader(bytes: Uint8Array, fail: Fail): Record<string, unknown> {
@@ -143,9 +154,8 @@ function parseHeader(bytes: Uint8Array, fail: Fail): Record<string, unknown> {
   } catch {
     fail('header-json', 'the header is not valid UTF-8 text: the file is corrupt or not safetensors');
   }
-  // JSON.parse itself copes with deep nesting, but 300,000 levels cost memory and anything that later walks them recursively overflows the stack.
-  const deep = tooDeepAt(bytes, MAX_HEADER_DEPTH);
-  if (deep >= 0) fail('header-json', `the header nests arrays or objects more than ${MAX_HEADER_DEPTH} levels deep (at byte ${deep}); a safetensors header nests 3: the file is corrupt or not safetensors`);
+  const problem = headerShapeProblem(bytes);
+  if (problem) fail('header-json', `${problem}: the file is corrupt or not safetensors`);
   let header: unknown;
   try {
     header = JSON.parse(text);
