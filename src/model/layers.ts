@@ -1,6 +1,6 @@
 // Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
 import type { Tensor } from '../engine/tensor.js';
-import { add, conv2d, groupNorm, layerNorm, linear, type Conv2dOptions } from '../engine/index.js';
+import { add, conv2d, groupNorm, layerNorm, linear, type Conv2dOptions, type GroupNormOptions } from '../engine/index.js';
 
 /** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
 export interface WeightStore {
@@ -51,8 +51,13 @@ export class Layers {
     return d ? add(y, d) : y;
   }
 
-  groupNorm(name: string, x: Tensor, groups: number, eps: number): Tensor {
-    return groupNorm(x, groups, this.weights.get(`${name}.weight`), this.bias(name), eps);
+  groupNorm(name: string, x: Tensor, groups: number, eps: number, opts: GroupNormOptions = {}): Tensor {
+    return groupNorm(x, groups, this.weights.get(`${name}.weight`), this.bias(name), eps, opts);
+  }
+
+  /** silu(groupNorm(x)) in one fused op (SD's ResNet and output norms). */
+  groupNormSilu(name: string, x: Tensor, groups: number, eps: number): Tensor {
+    return this.groupNorm(name, x, groups, eps, { activation: 'silu' });
   }
 
   layerNorm(name: string, x: Tensor, eps = 1e-5): Tensor {

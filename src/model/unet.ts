@@ -183,7 +183,8 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : scope(() => fn(...xs)));
 
   const tSin = timestepEmbedding(x.backend, timesteps, c0, { flipSinToCos: true, downscaleFreqShift: 0 });
-  const temb = L.linear('time_embedding.linear_2', silu(L.linear('time_embedding.linear_1', tSin)));
+  // Every ResBlock projects silu(temb): computed once here rather than once per block.
+  const temb = silu(L.linear('time_embedding.linear_2', silu(L.linear('time_embedding.linear_1', tSin))));
 
   let h = L.conv('conv_in', x, { padding: 1 });
   const skips: Tensor[] = [h];
@@ -212,16 +213,19 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
     });
     if (lvl.upsampler) h = L.conv(lvl.upsampler, upsampleNearest2x(h), { padding: 1 });
   }
-  h = silu(L.groupNorm('conv_norm_out', h, c.groups, RES_EPS));
+  h = L.groupNormSilu('conv_norm_out', h, c.groups, RES_EPS);
   return L.conv('conv_out', h, { padding: 1 });
 }
 
-/** ResBlock: GN → SiLU → conv3x3 → + time projection → GN → SiLU → conv3x3, plus the (projected) input. */
-function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, temb: Tensor): Tensor {
-  let h = L.conv(`${r.name}.conv1`, silu(L.groupNorm(`${r.name}.norm1`, x, c.groups, RES_EPS)), { padding: 1 });
-  const t = L.linear(`${r.name}.time_emb_proj`, silu(temb)); // [B, cout]
+/**
+ * ResBlock: GN+SiLU (one fused op) → conv3x3 → + time projection → GN+SiLU → conv3x3, plus the
+ * (projected) input. tembSilu: silu of the time embedding [B, temb], shared by every block.
+ */
+function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, tembSilu: Tensor): Tensor {
+  let h = L.conv(`${r.name}.conv1`, L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS), { padding: 1 });
+  const t = L.linear(`${r.name}.time_emb_proj`, tembSilu); // [B, cout]
   h = add(h, reshape(t, [t.shape[0]!, r.cout, 1, 1]));
-  h = L.conv(`${r.name}.conv2`, silu(L.groupNorm(`${r.name}.norm2`, h, c.groups, RES_EPS)), { padding: 1 });
+  h = L.conv(`${r.name}.conv2`, L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS), { padding: 1 });
   const skip = r.cin !== r.cout ? L.conv(`${r.name}.conv_shortcut`, x) : x;
   return add(skip, h);
 }

@@ -1,5 +1,5 @@
 // The SD 1.x VAE (diffusers AutoencoderKL names): encoder to latent mean/log-variance, decoder back to pixels.
-import { add, addInto, needsGrad, attention, concat, conv2d, convGeometry, groupNorm, map, permute, reshape, scope, silu, split, upsampleNearest2x, type Conv2dOptions } from '../engine/index.js';
+import { add, addInto, needsGrad, attention, concat, conv2d, convGeometry, groupNorm, map, permute, reshape, scope, split, upsampleNearest2x, type Conv2dOptions } from '../engine/index.js';
 import { sizeClass } from '../engine/pool.js';
 import type { Tensor } from '../engine/tensor.js';
 import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
@@ -155,13 +155,13 @@ class Stages {
     });
   }
 
-  /** Group norm then SiLU, slab by slab with each slab's share of the groups and affine weights. */
+  /** Group norm then SiLU (one fused op), slab by slab with each slab's share of the groups and affine weights. */
   normSilu(name: string, xs: Slabs): Slabs {
-    if (xs.length === 1) return [silu(this.L.groupNorm(name, xs[0]!, this.c.groups, EPS))];
+    if (xs.length === 1) return [this.L.groupNormSilu(name, xs[0]!, this.c.groups, EPS)];
     const sizes = xs.map((x) => x.shape[1]!);
     const g = split(this.L.weights.get(`${name}.weight`), sizes, 0);
     const b = split(this.L.weights.get(`${name}.bias`), sizes, 0);
-    return xs.map((x, i) => silu(groupNorm(x, this.c.groups / xs.length, g[i]!, b[i]!, EPS)));
+    return xs.map((x, i) => groupNorm(x, this.c.groups / xs.length, g[i]!, b[i]!, EPS, { activation: 'silu' }));
   }
 
   upsample(xs: Slabs): Slabs {
