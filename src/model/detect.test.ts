@@ -126,5 +126,7 @@ describe('detectCheckpoint names what it refuses', () => {
   it('an empty or unknown file', () => {
     refused(new Map(), 'empty', /an empty safetensors file/);
     refused(m({ 'foo.weight': [1], 'bar.bias': [1] }), 'unknown', /an unrecognised set of 2 tensors .*the first is "foo\.weight"/);
+    // A megabyte-long name is quoted cut short, so the page's error line stays a line.
+    expect(refusal(m({ ['x'.repeat(1 << 20)]: [1] })).message.length).toBeLessThan(400);
   });
 });

@@ -1,4 +1,5 @@
 // What a checkpoint file is, from its tensor names and shapes alone; anything but SD 1.x is refused by name.
+import { clip } from './byte-source.js';
 import { LDM_CLIP_PREFIX, LDM_UNET_PREFIX, LDM_VAE_PREFIX, clipLdmForm, type ClipLdmForm } from './keymap.js';
 
 /** An SD 1.x file we can load: a whole single-file checkpoint, or one component of a diffusers repository. */
@@ -142,5 +143,5 @@ export function detectCheckpoint(tensors: Shapes, o: { file?: string; expect?: E
     : null;
   if (alone && want === 'checkpoint') no(...alone);
   if (alone) no('wrong-component', `${alone[1]}, where ${AS_COMPONENT[want as Exclude<Expected, 'checkpoint'>]} was expected`);
-  return no('unknown', `an unrecognised set of ${tensors.size} tensors (neither the SD 1.x single-file layout nor a diffusers component; the first is "${tensors.keys().next().value}")`);
+  return no('unknown', `an unrecognised set of ${tensors.size} tensors (neither the SD 1.x single-file layout nor a diffusers component; the first is "${clip(String(tensors.keys().next().value))}")`);
 }

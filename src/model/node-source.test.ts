@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fileSource } from './node-source.js';
+import { folderRepo } from './node-repo.js';
 import { openSafetensors, writeSafetensors } from './safetensors.js';
 
 describe('fileSource (Node)', () => {
@@ -41,5 +42,10 @@ describe('fileSource (Node)', () => {
     const path = join(dir, 'x.safetensors');
     mkdirSync(path);
     await expect(fileSource(path)).rejects.toThrow(`${path}: is a folder, not a file`);
+  });
+
+  it('a folder without a diffusers config names the missing file and what a diffusers folder holds', async () => {
+    const repo = folderRepo(dir);
+    await expect(repo.text('unet/config.json')).rejects.toThrow(`${dir}: unet/config.json is missing; a diffusers SD 1.x folder has model_index.json`);
   });
 });
