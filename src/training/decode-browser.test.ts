@@ -1,6 +1,6 @@
 // decode-browser.ts in headless Chromium against decode-node.ts on the same files: the PNG test files of every
 // colour type (palettes, tRNS, 1-16 bits, Adam7), the samples and the WebPs decode to the same pixels, and
-// bombs, zero sizes and a missing PLTE are refused in both. (A Node test that drives Chromium itself: the
+// bombs, zero sizes and a missing PLTE are refused in both; the damaged files of images-fuzz.test.ts too. (A Node test that drives Chromium itself: the
 // browser test project covers src/engine only.)
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -9,13 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeImageNode } from './decode-node.js';
 import { ImageDecodeError } from './images.js';
 import { chunk, concat, ihdr, png, pngChunkRanges, zerosZlib } from './testdata/craft.js';
+import { FUZZ_GROUPS, fuzzCases, fuzzProblem } from './testdata/fuzz-cases.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const testdataDir = new URL('./testdata/', import.meta.url);
 const samplesDir = new URL('../../public/samples/', import.meta.url);
 const read = (dir: URL, name: string) => new Uint8Array(readFileSync(new URL(name, dir)));
 
-type Decoded = { width: number; height: number; data: Uint8Array } | { error: string; name: string };
+type Decoded = { width: number; height: number; bytes: number; data: Uint8Array } | { error: string; name: string };
 
 let browser: Browser;
 let page: Page;
@@ -35,22 +36,23 @@ beforeAll(async () => {
 });
 afterAll(async () => browser?.close());
 
-async function inBrowser(name: string, bytes: Uint8Array): Promise<Decoded> {
+/** Decode in the page; `pixels: false` brings back only the size (the fuzz cases, some of them 8 megapixels). */
+async function inBrowser(name: string, bytes: Uint8Array, pixels = true): Promise<Decoded> {
   const r = await page.evaluate(
-    async ({ n, b64 }) => {
+    async ({ n, b64, pixels }) => {
       const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
       try {
         const img = await (window as unknown as { D: { decodeImageBrowser: (n: string, b: ArrayBuffer) => Promise<{ width: number; height: number; data: Uint8ClampedArray }> } }).D.decodeImageBrowser(n, bytes.buffer);
         let s = '';
-        for (let i = 0; i < img.data.length; i += 8192) s += String.fromCharCode(...img.data.subarray(i, i + 8192));
-        return { width: img.width, height: img.height, data: btoa(s) } as { width?: number; height?: number; data?: string; error?: string; name?: string };
+        for (let i = 0; pixels && i < img.data.length; i += 8192) s += String.fromCharCode(...img.data.subarray(i, i + 8192));
+        return { width: img.width, height: img.height, bytes: img.data.length, data: btoa(s) } as { width?: number; height?: number; bytes?: number; data?: string; error?: string; name?: string };
       } catch (e) {
         return { error: (e as Error).message, name: (e as Error).name };
       }
     },
-    { n: name, b64: Buffer.from(bytes).toString('base64') },
+    { n: name, b64: Buffer.from(bytes).toString('base64'), pixels },
   );
-  return r.data !== undefined ? { width: r.width!, height: r.height!, data: new Uint8Array(Buffer.from(r.data, 'base64')) } : { error: r.error!, name: r.name! };
+  return r.data !== undefined ? { width: r.width!, height: r.height!, bytes: r.bytes!, data: new Uint8Array(Buffer.from(r.data, 'base64')) } : { error: r.error!, name: r.name! };
 }
 
 /** Largest difference between the two decodes: alpha everywhere, colour where the pixel is visible (the browser premultiplies). */
@@ -123,5 +125,22 @@ describe.skipIf(!existsSync(CHROMIUM))('decode-browser (Chromium) agrees with de
     const web = await inBrowser('iccp.png', png(ihdr(64, 64), chunk('iCCP', icc), chunk('IDAT', zerosZlib(64 * (1 + 64 * 3)))));
     expect(web).toMatchObject({ width: 64, height: 64 });
     expect(performance.now() - t).toBeLessThan(5000);
+  });
+
+  it('the seeded damaged files of the Node fuzz test: decoded consistently or refused by name, in Chromium', async () => {
+    const problems: string[] = [];
+    const tally = { cases: 0, decoded: 0 };
+    for (const g of FUZZ_GROUPS)
+      for (const [name, bytes] of fuzzCases(g)) {
+        const t = performance.now();
+        const web = await inBrowser(name, bytes, false);
+        const outcome = 'data' in web ? { width: web.width, height: web.height, bytes: web.bytes } : { error: web.name, message: web.error };
+        tally.cases++;
+        if ('data' in web) tally.decoded++;
+        const p = fuzzProblem(name, outcome, performance.now() - t);
+        if (p) problems.push(p);
+      }
+    console.log(`image fuzz (browser): ${tally.cases} damaged files tried, ${tally.decoded} decoded, ${tally.cases - tally.decoded} refused`);
+    expect(problems.slice(0, 10)).toEqual([]);
   });
 });
