@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { decode as decodePng } from 'fast-png';
 import { describe, expect, it } from 'vitest';
+import { bytesSource, openSafetensors } from '../model/safetensors.js';
 
 const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
 const run = promisify(execFile);
@@ -55,16 +56,22 @@ describe('lorasmith', () => {
     expect(empty.out).toContain('no usable images');
   }, 120_000);
 
-  it('trains the tiny model for two steps, saving the LoRA and preview images', async () => {
+  it('trains the tiny model (with LoCon) for two steps, saving the LoRA and preview images', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const out = join(dir, 'cli-lora.safetensors');
-    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1']);
+    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--conv-dim', '2', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1']);
     expect(r.out).toContain('step 2/2');
     expect(r.code).toBe(0);
     expect(existsSync(out)).toBe(true);
     const bytes = readFileSync(out);
     const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
     expect(header.__metadata__.ss_optimizer).toMatch(/Lion/i);
+    // LoCon (issue 10 item 9; this run exited with a conv2d error before): a 3x3 conv at the conv rank, the 1x1 shortcut at the network rank.
+    expect(header['lora_unet_down_blocks_1_resnets_0_conv1.lora_down.weight'].shape).toEqual([2, 32, 3, 3]);
+    expect(header['lora_unet_down_blocks_1_resnets_0_conv_shortcut.lora_down.weight'].shape).toEqual([16, 32, 1, 1]);
+    expect(header['lora_unet_down_blocks_1_resnets_0_conv_shortcut.lora_up.weight'].shape).toEqual([64, 16, 1, 1]);
+    const lora = await openSafetensors(bytesSource(new Uint8Array(bytes)));
+    expect(await lora.readTensor('lora_unet_down_blocks_1_resnets_0_conv1.alpha')).toEqual(Float32Array.of(2)); // conv alpha = conv dim
     const pngs = readdirSync(join(dir, 'samples')).sort();
     expect(pngs).toEqual(['cli-lora-000001.png', 'cli-lora-000002.png']);
     const img = decodePng(readFileSync(join(dir, 'samples', pngs[1]!)));
@@ -72,11 +79,12 @@ describe('lorasmith', () => {
 
     // Resume from that file: the weights load back into the same targets and training goes on.
     const out2 = join(dir, 'cli-lora-more.safetensors');
-    const again = await cliUntil(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--steps', '1', '--no-te', '--resume', out, '--sample-steps', '0'], /resuming from .*\(\d+ modules\)|error:/);
-    expect(again).toMatch(/resuming from .*\(84 modules\)/);
-    // A rank that does not match the file is refused with the reason.
-    const wrong = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--steps', '1', '--no-te', '--resume', out, '--dim', '4']);
-    expect(wrong.code).toBe(1);
-    expect(wrong.out).toMatch(/error: .*(rank|shape)/i);
+    const modules = Object.keys(header).filter((k) => k.endsWith('.alpha')).length;
+    const again = await cliUntil(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--steps', '1', '--no-te', '--conv-dim', '2', '--resume', out, '--sample-steps', '0'], /resuming from .*\(\d+ modules\)|error:/);
+    expect(again).toContain(`(${modules} modules)`);
+    // Settings of another rank: the file's rank and alpha are kept, and said; the run length in epochs (batch 1: one step an image).
+    const other = await cliUntil(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--epochs', '1', '--no-te', '--conv-dim', '2', '--resume', out, '--dim', '4'], /effective batch|error:/);
+    expect(other).toMatch(/modules have rank 16, alpha 16 \(scale 1\); the settings' network dim and alpha give rank 4, alpha 16 \(scale 4\)\. Training continues with the file's rank and alpha\./);
+    expect(other).toMatch(/\b(\d+) images, \1 steps, 1 epoch \(effective batch 1\)/);
   }, 30 * 60_000);
 });
