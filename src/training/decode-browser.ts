@@ -15,7 +15,7 @@ export async function decodeImageBrowser(name: string, bytes: ArrayBuffer): Prom
   }
   if (bmp.width < 1 || bmp.height < 1) {
     bmp.close();
-    throw new ImageDecodeError(name, `the browser decoded a ${bmp.width}x${bmp.height} image (no pixels): nothing to train on`);
+    throw new ImageDecodeError(name, `the browser decoded a ${bmp.width}x${bmp.height} image (no pixels), nothing to train on`);
   }
   const c = new OffscreenCanvas(bmp.width, bmp.height);
   const ctx = c.getContext('2d')!;

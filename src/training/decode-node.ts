@@ -25,15 +25,15 @@ export function decodeImageNode(name: string, bytes: Uint8Array): RgbaImage {
     throw new ImageDecodeError(name, memory ? `not enough memory to decode this ${header.width}x${header.height} image` : `corrupt ${FORMAT_NAME[header.format]} data (the decoder failed on it)`);
   }
   if (img.width * img.height * 4 !== img.data.length || img.width < 1 || img.height < 1 || img.width * img.height > MAX_IMAGE_PIXELS)
-    throw new ImageDecodeError(name, `the decoder returned a ${img.width}x${img.height} image that does not match its data: the file is corrupt`);
+    throw new ImageDecodeError(name, `the decoder returned a ${img.width}x${img.height} image that does not match its data, so the file is corrupt`);
   return img;
 }
 
 function decodeJpeg(name: string, bytes: Uint8Array, header: ImageHeader): RgbaImage {
   const { sof, huffmanTables } = header.jpeg!;
   if (sof > 0xc2)
-    throw new ImageDecodeError(name, `a lossless, hierarchical or arithmetic-coded JPEG (SOF marker 0x${sof.toString(16)}), which the command line cannot read: re-save it as a baseline or progressive JPEG`);
-  if (!huffmanTables) throw new ImageDecodeError(name, 'a JPEG without Huffman tables (e.g. a motion-JPEG frame): re-save it as a normal JPEG');
+    throw new ImageDecodeError(name, `a lossless, hierarchical or arithmetic-coded JPEG (SOF marker 0x${sof.toString(16)}), which the command line cannot read; re-save it as a baseline or progressive JPEG`);
+  if (!huffmanTables) throw new ImageDecodeError(name, 'a JPEG without Huffman tables (e.g. a motion-JPEG frame); re-save it as a normal JPEG');
   let j: { width: number; height: number; data: Uint8Array };
   try {
     j = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: MAX_IMAGE_PIXELS / 1e6, maxMemoryUsageInMB: JPEG_MEMORY_MB });
@@ -64,7 +64,7 @@ function decodeWebpFile(name: string, bytes: Uint8Array): RgbaImage {
   } catch {
     // libwebp says only that it failed; an animation is the one valid file it refuses.
     const animated = bytes.length > 20 && String.fromCharCode(...bytes.subarray(12, 16)) === 'VP8X' && (bytes[20]! & 0x02) !== 0;
-    throw new ImageDecodeError(name, animated ? 'an animated WebP: save one frame as a still image' : 'corrupt or truncated WebP data');
+    throw new ImageDecodeError(name, animated ? 'an animated WebP; save one frame as a still image' : 'corrupt or truncated WebP data');
   }
   return applyOrientation({ width: w.width, height: w.height, data: w.data }, webpOrientation(bytes));
 }

@@ -49,7 +49,7 @@ export function readImageHeader(name: string, bytes: Uint8Array): ImageHeader {
   const fail: Fail = (what, why) => new ImageDecodeError(name, `${what} ${FORMAT_NAME[format]} file (${why})`);
   const h = format === 'png' ? pngHeader(bytes, fail) : format === 'jpeg' ? jpegHeader(bytes, fail) : webpHeader(bytes, fail);
   if (h.width === 0 || h.height === 0)
-    throw new ImageDecodeError(name, `the ${FORMAT_NAME[format]} header declares a ${h.width}x${h.height} image (no pixels): nothing to train on`);
+    throw new ImageDecodeError(name, `the ${FORMAT_NAME[format]} header declares a ${h.width}x${h.height} image (no pixels), nothing to train on`);
   const pixels = h.width * h.height;
   if (pixels > MAX_IMAGE_PIXELS)
     throw new ImageDecodeError(

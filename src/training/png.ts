@@ -32,9 +32,9 @@ function crc32(b: Uint8Array, from: number, to: number): number {
 export function decodePng(name: string, bytes: Uint8Array, header: ImageHeader): RgbaImage {
   const { width, height } = header;
   const { depth, colorType, interlaced } = header.png!;
-  const fail = (why: string) => new ImageDecodeError(name, `corrupt PNG data (${why})`);
+  const fail: Fail = (why, truncated = false) => new ImageDecodeError(name, truncated ? `truncated PNG file (${why})` : `corrupt PNG data (${why})`);
   const { palette, trns, idat } = readChunks(bytes, colorType, fail);
-  if (colorType === 3 && !palette) throw new ImageDecodeError(name, 'a palette PNG without its PLTE chunk (the colour table is missing): re-save the image');
+  if (colorType === 3 && !palette) throw new ImageDecodeError(name, 'a palette PNG without its PLTE chunk (the colour table is missing); re-save the image');
 
   const ch = CHANNELS[colorType]!;
   const bitsPP = depth * ch;
@@ -85,7 +85,7 @@ export function decodePng(name: string, bytes: Uint8Array, header: ImageHeader):
   return { width, height, data: out };
 }
 
-type Fail = (why: string) => ImageDecodeError;
+type Fail = (why: string, truncated?: boolean) => ImageDecodeError;
 
 /** The same for 16-bit samples (big-endian; v / 257 rounds to 8 bits, never a tie); the colour key compares all 16 bits. */
 function rowRgba16(d: Uint8Array, s: number, out: Uint8ClampedArray, o: number, step: number, w: number, ch: number, key: number[] | undefined): void {
@@ -139,11 +139,11 @@ function readChunks(b: Uint8Array, colorType: number, fail: Fail): { palette?: U
     }
     if (p + 12 + len > b.length) {
       if (idat.length && type !== 'IDAT') break;
-      throw fail(`the file is truncated: it ends inside the ${type} chunk`);
+      throw fail(`it ends inside the ${type} chunk`, true);
     }
     const body = b.subarray(p + 8, p + 8 + len);
     const critical = type === 'IHDR' || type === 'PLTE' || type === 'IDAT';
-    if (critical && crc32(b, p + 4, p + 8 + len) !== u32(b, p + 8 + len)) throw fail(`the ${type} chunk's checksum does not match: the file is damaged`);
+    if (critical && crc32(b, p + 4, p + 8 + len) !== u32(b, p + 8 + len)) throw fail(`the ${type} chunk's checksum does not match, the file is damaged`);
     if (type === 'IEND') break;
     if (type === 'PLTE' && !idat.length && colorType !== 0 && colorType !== 4) {
       if (len === 0 || len % 3 !== 0 || len > 768) throw fail(`a PLTE chunk of ${len} bytes (must be 3 to 768, a multiple of 3)`);
@@ -185,7 +185,7 @@ function inflateExactly(idat: Uint8Array[], size: number, height: number, fail: 
   } catch {
     if (at < size) throw fail('the compressed pixel data is damaged');
   }
-  if (at < size) throw fail(`the file is truncated: the pixel data stops ${Math.floor((100 * at) / size)}% of the way through the ${height} rows`);
+  if (at < size) throw fail(`the pixel data stops ${Math.floor((100 * at) / size)}% of the way through the ${height} rows`, true);
   return raw;
 }
 
