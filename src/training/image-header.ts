@@ -50,6 +50,8 @@ export function readImageHeader(name: string, bytes: Uint8Array): ImageHeader {
   const h = format === 'png' ? pngHeader(bytes, fail) : format === 'jpeg' ? jpegHeader(bytes, fail) : webpHeader(bytes, fail);
   if (h.width === 0 || h.height === 0)
     throw new ImageDecodeError(name, `the ${FORMAT_NAME[format]} header declares a ${h.width}x${h.height} image (no pixels), nothing to train on`);
+  if (h.png?.colorType === 3 && pngPaletteBeforePixels(bytes) === false)
+    throw new ImageDecodeError(name, 'a palette PNG without its PLTE chunk (the colour table is missing); re-save the image');
   const pixels = h.width * h.height;
   if (pixels > MAX_IMAGE_PIXELS)
     throw new ImageDecodeError(
@@ -75,6 +77,17 @@ function pngHeader(b: Uint8Array, fail: Fail): ImageHeader {
   if (!PNG_DEPTHS[colorType]?.includes(depth)) throw fail('corrupt', `colour type ${colorType} with bit depth ${depth} does not exist`);
   if (compression !== 0 || filter !== 0 || interlace > 1) throw fail('corrupt', 'unknown compression, filter or interlace method in IHDR');
   return { format: 'png', width: u32(b, 16), height: u32(b, 20), png: { depth, colorType, interlaced: interlace === 1 } };
+}
+
+/** Whether a PLTE chunk comes before the first IDAT; undefined when the chunk headers are too damaged to tell. */
+function pngPaletteBeforePixels(b: Uint8Array): boolean | undefined {
+  for (let p = 8; p + 8 <= b.length; p += 12 + u32(b, p)) {
+    const type = ascii(b, p + 4, p + 8);
+    if (type === 'PLTE') return true;
+    if (type === 'IDAT') return false;
+    if (!/^[A-Za-z]{4}$/.test(type)) return undefined;
+  }
+  return undefined;
 }
 
 // Start-of-frame markers: every 0xc0-0xcf except DHT (c4), JPG (c8) and DAC (cc).
