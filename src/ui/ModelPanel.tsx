@@ -45,7 +45,7 @@ export function ModelPanel() {
   useEffect(refreshCached, [model.status]);
 
   const load = async (source: ModelSource, note?: string) => {
-    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
+    if (runActive(useApp.getState().run)) return; // the locked note says why
     // A ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it.
     const before = useApp.getState().model;
     const kept: AppState['model'] | null = before.status === 'ready' ? { ...before, failed: undefined } : null;
@@ -71,7 +71,7 @@ export function ModelPanel() {
 
   /** Hub loads: say how much will be downloaded against the browser's storage before any download starts. */
   const loadHub = async (force = false) => {
-    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
+    if (runActive(useApp.getState().run)) return; // the locked note says why
     const source: ModelSource = { kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT };
     set({ model: { status: 'loading', progress: 0, message: 'checking what to download' } });
     const plan = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
@@ -83,7 +83,7 @@ export function ModelPanel() {
 
   /** A picked or dropped checkpoint: pickles are explained, never sent; the rest is read by the worker in slices. */
   const loadFile = async (file: File) => {
-    if (runActive(useApp.getState().run)) return set({ model: { ...useApp.getState().model, failed: DURING_RUN } });
+    if (runActive(useApp.getState().run)) return; // the locked note says why
     const head = new Uint8Array(await file.slice(0, HEAD_BYTES).arrayBuffer());
     const pickle = pickleCheckpoint(file.name, head);
     if (pickle) return set({ model: { status: 'error', message: pickle.message, help: pickle.help } });
@@ -103,7 +103,6 @@ export function ModelPanel() {
         setOver(false);
         const f = e.dataTransfer.files[0];
         if (f && !busy) void loadFile(f);
-        else if (f && runBusy) set({ model: { ...model, failed: DURING_RUN } });
       }}
     >
       <h2 id="model-h">1. Base model</h2>
