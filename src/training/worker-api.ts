@@ -196,7 +196,7 @@ export function createTrainerApi(): TrainerApi {
     },
 
     async loadModel(source: ModelSource, onProgress) {
-      if (active) throw new Error(`A training run is ${PHASE_WORDS[reporter?.state.phase ?? 'running']} on the loaded model: stop it before loading another (its last saved LoRA is kept).`);
+      if (active) throw new Error(`A training run is ${(reporter ? PHASE_WORDS[reporter.state.phase] : 'starting')} on the loaded model: stop it before loading another (its last saved LoRA is kept).`);
       if (loading) throw new Error('A model is already loading: wait for it to finish before loading another.');
       loading = true;
       try {
@@ -271,7 +271,7 @@ export function createTrainerApi(): TrainerApi {
 
     async start(config, cb, resume) {
       // Everything up to `active = true` is synchronous: a second start() arriving meanwhile is refused, never run beside the first.
-      if (active) throw new Error(`A training run is already ${PHASE_WORDS[reporter?.state.phase ?? 'running']}: this start was ignored. Stop the run (or wait for it to end) before starting another.`);
+      if (active) throw new Error(`A training run is already ${(reporter ? PHASE_WORDS[reporter.state.phase] : 'starting')}: this start was ignored. Stop the run (or wait for it to end) before starting another.`);
       if (loading) throw new Error('A model is loading: start when it is ready.');
       if (!pipeline) throw new Error('Load a model first');
       if (!items.length) throw new Error('The dataset is empty: drop some images first');
@@ -279,6 +279,7 @@ export function createTrainerApi(): TrainerApi {
       if (!v.ok) throw new Error(`Fix the settings first: ${Object.values(v.errors).join('; ')}`);
       config = v.config;
       active = true;
+      reporter = null; // until this run's reporter exists, refusals say it is starting
       try {
         await begin(config, cb, resume);
       } catch (e) {
