@@ -1,4 +1,6 @@
-// A person's path through the page: model, real images with captions (and bad files), settings, train, pause, download.
+// A person's path through the page: model, real images with captions (and bad files), settings, train (phases as the
+// worker reports them, a double click, the model locked meanwhile, a true pause), download, a failed model load and an
+// early Stop that both keep what was there.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
@@ -7,15 +9,27 @@ import { dropFiles } from './helpers.js';
 const samples = 'public/samples';
 const checker = '../shared/tools/check_lora.py';
 
+/** A safetensors file whose names are SDXL's: a load fails once its header is read. */
+function sdxlFile(): Buffer {
+  const header = JSON.stringify({ 'conditioner.embedders.0.transformer.text_model.embeddings.token_embedding.weight': { dtype: 'F16', shape: [1], data_offsets: [0, 2] } });
+  const pad = ' '.repeat((8 - (header.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length + pad.length));
+  return Buffer.concat([len, Buffer.from(header + pad), Buffer.alloc(2)]);
+}
+
 test('train the tiny demo on dropped photos and download the LoRA', async ({ page }) => {
   await page.goto('/');
   await expect(page.getByTestId('adapter')).toContainText('GPU:');
+  // The test machines have no GPU: SwiftShader is a software adapter, and the page says what that means.
+  await expect(page.getByTestId('adapter-warning')).toContainText('training will be very slow');
   await page.getByRole('button', { name: 'Use the tiny demo model' }).click();
-  await expect(page.getByTestId('model-status')).toContainText('Ready', { timeout: 120_000 });
+  await expect(page.getByTestId('model-status')).toContainText('Ready: tiny demo model — random weights: previews are noise by design', { timeout: 120_000 });
 
-  // Start is refused while the dataset is empty.
+  // Start is refused while the dataset is empty; the message goes with the next action (adding images).
+  const status = page.getByTestId('run-status');
   await page.getByRole('button', { name: 'Start training' }).click();
-  await expect(page.getByTestId('run-status')).toContainText('Add at least one image');
+  await expect(status).toContainText('Add at least one image');
 
   await dropFiles(page, 'dropzone', [
     { name: 'astronaut.png', path: `${samples}/astronaut.png`, type: 'image/png' },
@@ -27,6 +41,7 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
     { name: 'broken.png', bytes: Buffer.concat([readFileSync(`${samples}/brick.png`).subarray(0, 200)]), type: 'image/png' },
   ]);
   await expect(page.getByTestId('dataset-count')).toContainText('3 images, 2 skipped');
+  await expect(status).toHaveText('');
   await expect(page.getByTestId('skipped')).toContainText('notes.pdf');
   await expect(page.getByTestId('skipped')).toContainText('broken.png');
   await expect(page.getByLabel('caption of astronaut.png')).toHaveValue(/astronaut/);
@@ -55,28 +70,60 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   await dropFiles(page, 'dropzone', ['astronaut.png', 'astronaut.txt', 'coffee.jpg', 'coffee.txt', 'chelsea.png', 'chelsea.txt'].map((n) => ({ name: n, path: `${samples}/${n}` })));
   await expect(page.getByTestId('dataset-count')).toContainText('3 images');
 
-  await page.getByRole('button', { name: 'Start training' }).click();
+  // No chart before there is data.
+  await expect(page.getByTestId('loss-chart')).toHaveCount(0);
+  // Two clicks in one task (before any re-render): one run (the worker would refuse a second start anyway).
+  await page.getByRole('button', { name: 'Start training' }).evaluate((b: HTMLButtonElement) => (b.click(), b.click()));
+  await expect(page.getByRole('button', { name: 'Start training' })).toBeDisabled();
+  // Each phase before the first step with its progress and elapsed time, as the worker reports it.
+  await expect(status).toContainText(/Encoding \d\/3 images with the VAE · \d+ s|Compiling GPU kernels/);
+  // The model cannot change under the run: its actions are off (a note says why), a dropped checkpoint is not loaded.
+  await expect(page.getByRole('button', { name: 'Use the tiny demo model' })).toBeDisabled();
+  await expect(page.getByTestId('checkpoint-input')).toBeDisabled();
+  await expect(page.getByTestId('model-locked')).toContainText('Model actions are off while a training run is active');
+  await dropFiles(page, 'model-drop', [{ name: 'other.safetensors', bytes: sdxlFile() }]);
+  await page.waitForTimeout(500);
+  await expect(page.getByTestId('model-status')).toContainText('Ready: tiny demo model');
+  // The first image compiles the VAE's kernels, the first step the U-Net's: minutes on a loaded software GPU.
+  await expect(status).toHaveAttribute('data-phase', 'compiling', { timeout: 10 * 60_000 });
+  await expect(status).toContainText(/Compiling GPU kernels: the first step builds every kernel it uses.* · \d+ s/);
+
   await expect(page.getByTestId('step-counter')).toContainText('step 3 /', { timeout: 15 * 60_000 });
+  await expect(status).toHaveAttribute('data-phase', 'running');
+  await expect(status).not.toContainText('Compiling');
   await page.getByRole('button', { name: 'Pause' }).click();
-  await expect(page.getByTestId('run-status')).toContainText('Paused');
+  // 'paused' comes from the worker once its loop waits (the step in flight reported first): nothing moves after it.
+  await expect(status).toHaveAttribute('data-phase', 'paused', { timeout: 5 * 60_000 });
+  await expect(status).toContainText('Paused');
+  const counter = await page.getByTestId('step-counter').textContent();
   const paused = await page.getByTestId('loss-chart').getAttribute('data-points');
   // During the run: the pool's measured peak (live + cached buffers) beside the forecast.
   await expect(page.getByTestId('step-counter')).toContainText(/GPU [\d.]+ MiB held, peak [\d.]+ MiB \(forecast [\d.]+ MiB\)/);
   await expect(page.getByTestId('memory-measured')).toContainText(/Measured in this run: peak [\d.]+ MiB held on the GPU \(live and cached buffers\) \(\d+% of the forecast\), [\d.]+ MiB now/);
   await page.waitForTimeout(3000);
+  expect(await page.getByTestId('step-counter').textContent()).toBe(counter);
+  expect(await page.getByTestId('loss-chart').getAttribute('data-points')).toBe(paused);
   await page.getByRole('button', { name: 'Resume' }).click();
   // The README's screenshot: mid-run, once the step-6 preview is on the page.
   await expect(page.getByTestId('sample')).toBeVisible({ timeout: 10 * 60_000 });
   await page.screenshot({ path: 'docs/dashboard.png', fullPage: true });
   await expect(page.getByTestId('step-counter')).toContainText('step 12 / 12', { timeout: 10 * 60_000 });
+  // One run's metrics: one point per step, and the step axis ticks are whole numbers.
   const points = Number(await page.getByTestId('loss-chart').getAttribute('data-points'));
   expect(points).toBe(12);
   expect(Number(paused)).toBeLessThan(12);
+  const ticks = (await page.getByTestId('loss-chart').getAttribute('data-ticks'))!.split(',').map(Number);
+  expect(ticks.length).toBeGreaterThan(1);
+  for (const t of ticks) expect(Number.isInteger(t), `step axis tick ${t}`).toBe(true);
   // A preview rendered with the LoRA at the end of the run (and one at step 6 before it).
   await expect(page.getByTestId('sample')).toContainText('Step 12', { timeout: 5 * 60_000 });
   expect(await page.getByTestId('sample').locator('img').evaluate((i: HTMLImageElement) => i.naturalWidth)).toBe(64);
 
   await expect(page.getByTestId('download')).toBeVisible({ timeout: 120_000 });
+  await expect(status).toHaveText('Finished 12 steps; the LoRA from step 12 is saved.', { timeout: 120_000 });
+  // A LoRA of the demo model is called what it is; the AUTOMATIC1111/ComfyUI note is for real models.
+  await expect(page.getByTestId('usage-note')).toContainText('for trying the app, not for AUTOMATIC1111');
+  await expect(page.getByTestId('usage-note')).not.toContainText('models/Lora');
   const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
   expect(download.suggestedFilename()).toBe('e2e-lora.safetensors');
   const path = await download.path();
@@ -100,6 +147,28 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   const [again] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
   expect(again.suggestedFilename()).toBe('e2e-lora.safetensors');
   expect(readFileSync(await again.path()).equals(bytes)).toBe(true);
+
+  // A load that fails keeps the model that was ready, on the page and in the worker (the next run starts on it).
+  await page.getByRole('button', { name: 'Use the tiny demo model' }).click();
+  await expect(page.getByTestId('model-status')).toContainText('Ready', { timeout: 120_000 });
+  await page.getByTestId('checkpoint-input').setInputFiles({ name: 'sdxl.safetensors', mimeType: 'application/octet-stream', buffer: sdxlFile() });
+  await expect(page.getByTestId('model-failed')).toContainText('SDXL');
+  await expect(page.getByTestId('model-failed')).toContainText('(tiny demo model is still loaded)');
+  await expect(page.getByTestId('model-status')).toContainText('Ready: tiny demo model');
+
+  // Stop while the images are encoded: the encoding ends, nothing is saved, the LoRA of step 12 stays.
+  await page.getByRole('button', { name: 'Use the sample photos' }).click();
+  await expect(page.getByTestId('dataset-count')).toContainText('8 images');
+  await page.getByLabel('Run name').fill('stopped-early');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(status).toHaveAttribute('data-phase', 'caching');
+  await page.getByRole('button', { name: 'Stop' }).click();
+  // Stop waits for the image being encoded (the first compiles the VAE's kernels), not for the other seven.
+  await expect(status).toHaveAttribute('data-phase', 'done', { timeout: 5 * 60_000 });
+  await expect(status).toHaveText('Stopped before the first step: nothing was trained or saved; the LoRA of “e2e-lora” from step 12 is kept.');
+  await expect(page.getByTestId('download')).toContainText('e2e-lora.safetensors (step 12)');
+  await page.reload();
+  await expect(page.getByTestId('recovered')).toContainText('the LoRA of run “e2e-lora” as saved at step 12');
 });
 
 test('a model file that is not SD 1.x gets a clear error', async ({ page }) => {
