@@ -60,6 +60,13 @@ test('the resolution follows the loaded model, a size chosen for that model is k
   await expect(page.getByTestId('model-status')).toContainText('Ready', { timeout: 120_000 });
   await expect(page.getByLabel('Resolution')).toHaveValue('128');
   await expect(page.getByTestId('model-status')).not.toContainText('resolution');
+
+  // A checkpoint refused (a pickle) while a model is ready: the ready model stays, with the reason and the fix.
+  await page.getByTestId('checkpoint-input').setInputFiles({ name: 'v1-5-pruned-emaonly.ckpt', mimeType: 'application/octet-stream', buffer: ckpt });
+  await expect(page.getByTestId('model-failed')).toContainText('v1-5-pruned-emaonly.ckpt is a PyTorch pickle checkpoint (.ckpt)');
+  await expect(page.getByTestId('model-failed')).toContainText('(tiny demo model is still loaded)');
+  await expect(page.getByTestId('model-status')).toContainText('Ready: tiny demo model');
+  await expect(page.getByTestId('model-help')).toContainText('weights_only=True');
 });
 
 test('a dropped single-file checkpoint is read in slices, never whole, with per-part progress', async ({ page }) => {

@@ -44,11 +44,18 @@ export function ModelPanel() {
   const refreshCached = () => void trainer().cachedModels().then(setCached, () => setCached([]));
   useEffect(refreshCached, [model.status]);
 
-  const load = async (source: ModelSource, note?: string) => {
+  /** The ready model, without an earlier failure's note: what a failed load goes back to. */
+  const readyModel = (): AppState['model'] | null => {
+    const m = useApp.getState().model;
+    return m.status === 'ready' ? { ...m, failed: undefined, help: undefined, retry: undefined } : null;
+  };
+  /** A load that failed or did not happen: the ready model stays (the worker keeps it too), with why; else the error. */
+  const fail = (kept: AppState['model'] | null, message: string, extra: Pick<AppState['model'], 'help' | 'retry' | 'components'> = {}) =>
+    set({ model: kept ? { ...kept, ...extra, components: kept.components, failed: `${message} (${kept.name} is still loaded)` } : { status: 'error', message, ...extra } });
+
+  // A ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it.
+  const load = async (source: ModelSource, note?: string, kept = readyModel()) => {
     if (runActive(useApp.getState().run)) return; // the locked note says why
-    // A ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it.
-    const before = useApp.getState().model;
-    const kept: AppState['model'] | null = before.status === 'ready' ? { ...before, failed: undefined } : null;
     set({ model: { status: 'loading', progress: 0, message: note } });
     // Progress arrives on the callback's own message port, so a last report can land after the result.
     let done = false;
@@ -64,8 +71,7 @@ export function ModelPanel() {
       const size = applyModelSize(info.name, info.resolutionHint);
       if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
     } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
-      set({ model: kept ? { ...kept, failed: `${message} (${kept.name} is still loaded)` } : { status: 'error', message, components } });
+      fail(kept, e instanceof Error ? e.message : String(e), { components });
     }
   };
 
@@ -73,12 +79,13 @@ export function ModelPanel() {
   const loadHub = async (force = false) => {
     if (runActive(useApp.getState().run)) return; // the locked note says why
     const source: ModelSource = { kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT };
+    const kept = readyModel();
     set({ model: { status: 'loading', progress: 0, message: 'checking what to download' } });
     const plan = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
     const storage = plan && plan.bytes > 0 ? await checkStorage(plan.bytes) : null;
     if (storage && !storage.enough && !force)
-      return set({ model: { status: 'error', message: storage.message, retry: { label: 'Download anyway (files that do not fit are read from the network each time)', run: () => void loadHub(true) } } });
-    await load(source, storage?.message);
+      return fail(kept, storage.message, { retry: { label: 'Download anyway (files that do not fit are read from the network each time)', run: () => void loadHub(true) } });
+    await load(source, storage?.message, kept);
   };
 
   /** A picked or dropped checkpoint: pickles are explained, never sent; the rest is read by the worker in slices. */
@@ -86,7 +93,7 @@ export function ModelPanel() {
     if (runActive(useApp.getState().run)) return; // the locked note says why
     const head = new Uint8Array(await file.slice(0, HEAD_BYTES).arrayBuffer());
     const pickle = pickleCheckpoint(file.name, head);
-    if (pickle) return set({ model: { status: 'error', message: pickle.message, help: pickle.help } });
+    if (pickle) return fail(readyModel(), pickle.message, { help: pickle.help });
     await load({ kind: 'file', file, tokenizerUrl: tokenizerUrl() });
   };
 
@@ -131,6 +138,16 @@ export function ModelPanel() {
         {model.status === 'none' && 'No model loaded.'}
         {model.status === 'loading' && `Loading ${model.message ?? ''}… ${Math.round((model.progress ?? 0) * 100)}%`}
         {model.status === 'ready' && `Ready: ${model.name}${model.demo ? ' — random weights: previews are noise by design; its LoRAs are for trying the app, not for AUTOMATIC1111' : ''} (${model.message})`}
+        {model.status === 'ready' && model.failed && (
+          <span className="error block" role="alert" data-testid="model-failed">
+            {model.failed}
+            {model.retry && (
+              <button className="link" onClick={model.retry.run}>
+                {model.retry.label}
+              </button>
+            )}
+          </span>
+        )}
         {model.status === 'error' && model.message}
         {model.status === 'error' && model.retry && (
           <button className="link" onClick={model.retry.run}>
@@ -139,12 +156,7 @@ export function ModelPanel() {
         )}
       </p>
       {runBusy && <p className="note" data-testid="model-locked">{DURING_RUN}</p>}
-      {model.status === 'ready' && model.failed && (
-        <p className="error" role="alert" data-testid="model-failed">
-          {model.failed}
-        </p>
-      )}
-      {model.status === 'error' && model.help && <pre className="help" data-testid="model-help">{model.help}</pre>}
+      {(model.status === 'error' || model.failed) && model.help && <pre className="help" data-testid="model-help">{model.help}</pre>}
       {model.status === 'ready' && model.notes?.length ? (
         <ul className="components" data-testid="model-notes">
           {model.notes.map((n) => (
