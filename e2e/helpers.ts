@@ -11,3 +11,14 @@ export async function dropFiles(page: Page, testId: string, files: { name: strin
   }, payload);
   await page.getByTestId(testId).dispatchEvent('drop', { dataTransfer: dt });
 }
+
+/** The value of a scalar tensor (a module's `.alpha`) in a safetensors file, stored as f16 or f32. */
+export function scalarTensor(bytes: Buffer, name: string): number {
+  const n = Number(bytes.readBigUInt64LE(0));
+  const t = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'))[name];
+  const at = 8 + n + t.data_offsets[0];
+  if (t.dtype === 'F32') return bytes.readFloatLE(at);
+  const h = bytes.readUInt16LE(at);
+  const e = (h >> 10) & 31;
+  return (h >> 15 ? -1 : 1) * (e === 0 ? (h & 1023) / 1024 / 16384 : (1 + (h & 1023) / 1024) * 2 ** (e - 15));
+}

@@ -1,20 +1,8 @@
-// Settings that must work from the page: optimizer presets, emptied fields, conv alpha, and a short LoCon run on the tiny demo.
-import { readFileSync } from 'node:fs';
+// Settings that must work from the page: optimizer presets, emptied fields, conv alpha following conv dim, epochs.
 import { expect, test } from '@playwright/test';
 import { dropFiles } from './helpers.js';
 
-/** Value of a scalar tensor (the `.alpha`s) of a safetensors file, f16 or f32. */
-function scalar(bytes: Buffer, name: string): number {
-  const n = Number(bytes.readBigUInt64LE(0));
-  const t = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'))[name];
-  const at = 8 + n + t.data_offsets[0];
-  if (t.dtype === 'F32') return bytes.readFloatLE(at);
-  const h = bytes.readUInt16LE(at);
-  const e = (h >> 10) & 31;
-  return (h >> 15 ? -1 : 1) * (e === 0 ? (h & 1023) / 1024 / 16384 : (1 + (h & 1023) / 1024) * 2 ** (e - 15));
-}
-
-test('Prodigy applies its LRs, an emptied field says required, conv alpha follows conv dim, and a LoCon run trains', async ({ page }) => {
+test('Prodigy applies its LRs, an emptied field says required, conv alpha follows conv dim, run length in epochs', async ({ page }) => {
   await page.goto('/');
   await page.getByRole('button', { name: 'Use the tiny demo model' }).click();
   await expect(page.getByTestId('model-status')).toContainText('Ready', { timeout: 120_000 });
@@ -42,23 +30,10 @@ test('Prodigy applies its LRs, an emptied field says required, conv alpha follow
   await page.getByLabel('Conv dim (LoCon)').fill('2');
   await expect(page.getByLabel('Conv alpha')).toHaveValue('2');
 
-  // A two-step LoCon run (it threw in the forward before): the file has conv modules with alpha = conv dim.
-  // Run length in epochs: one image at batch 1, so one step an epoch.
+  // Run length in epochs: one image at batch 1, so one step an epoch. (The LoCon run itself is in train.spec.ts's
+  // training flow: a second flow would compile every GPU kernel again, minutes on a software GPU.)
   await page.getByLabel('Epochs', { exact: true }).fill('1');
   await expect(page.getByTestId('summary')).toContainText('1 optimizer step · 1 epoch ·');
   await page.getByLabel('Epochs', { exact: true }).fill('2');
-  await page.getByLabel('Train the text encoder').uncheck();
-  await page.getByLabel('Sample steps').fill('0');
-  await page.getByLabel('Run name').fill('locon-e2e');
   await expect(page.getByTestId('summary')).toContainText('2 optimizer steps · 2 epochs');
-  await page.getByRole('button', { name: 'Start training' }).click();
-  await expect(page.getByTestId('step-counter')).toContainText('step 2 / 2', { timeout: 10 * 60_000 });
-  await expect(page.getByTestId('download')).toContainText('step 2', { timeout: 120_000 });
-  const [download] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
-  const bytes = readFileSync(await download.path());
-  const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));
-  expect(header['lora_unet_down_blocks_1_resnets_0_conv1.lora_down.weight'].shape).toEqual([2, 32, 3, 3]);
-  expect(header['lora_unet_down_blocks_1_resnets_0_conv_shortcut.lora_down.weight'].shape).toEqual([16, 32, 1, 1]);
-  expect(scalar(bytes, 'lora_unet_down_blocks_1_resnets_0_conv1.alpha')).toBe(2);
-  expect(JSON.parse(header.__metadata__.ss_network_args)).toMatchObject({ conv_dim: 2, conv_alpha: 2 });
 });

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { expect, test } from '@playwright/test';
-import { dropFiles } from './helpers.js';
+import { dropFiles, scalarTensor } from './helpers.js';
 
 const samples = 'public/samples';
 const checker = '../shared/tools/check_lora.py';
@@ -57,6 +57,9 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   await page.getByText('Advanced', { exact: true }).click();
   await page.getByLabel('Sample every').fill('6');
   await page.getByLabel('Sample steps').fill('2');
+  // LoCon: the ResBlocks' 3x3 convs at rank 2 too (conv alpha follows the conv dim, as kohya's default).
+  await page.getByLabel('Conv dim (LoCon)').fill('2');
+  await expect(page.getByLabel('Conv alpha')).toHaveValue('2');
   await expect(page.getByTestId('summary')).toContainText('12 optimizer steps');
   // With the model loaded, the meta device's estimate appears against the adapter's binding limit.
   await expect(page.getByTestId('memory')).toContainText(/Estimated GPU memory [\d.]+ MiB .* of \d+ MiB allowed/);
@@ -131,8 +134,14 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
   const n = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.subarray(8, 8 + n).toString('utf8'));
   expect(header.__metadata__.ss_output_name).toBe('e2e-lora');
-  expect(Object.keys(header).filter((k) => k.endsWith('.lora_down.weight')).length).toBe(84 + 12);
-  if (existsSync(checker)) expect(execFileSync('/usr/bin/python3', [checker, path], { encoding: 'utf8' })).toMatch(/^ok: 96 modules \(84 unet, 12 te\)/);
+  // 96 modules as without LoCon (84 U-Net, 12 text encoder) + the U-Net's 44 LoCon convs (3x3 and shortcuts) = 140.
+  expect(Object.keys(header).filter((k) => k.endsWith('.lora_down.weight')).length).toBe(128 + 12);
+  // LoCon (it threw in the forward before): a 3x3 conv at the conv dim with alpha = conv dim, a 1x1 shortcut at the network dim.
+  expect(header['lora_unet_down_blocks_1_resnets_0_conv1.lora_down.weight'].shape).toEqual([2, 32, 3, 3]);
+  expect(header['lora_unet_down_blocks_1_resnets_0_conv_shortcut.lora_down.weight'].shape).toEqual([16, 32, 1, 1]);
+  expect(scalarTensor(bytes, 'lora_unet_down_blocks_1_resnets_0_conv1.alpha')).toBe(2);
+  expect(JSON.parse(header.__metadata__.ss_network_args)).toMatchObject({ conv_dim: 2, conv_alpha: 2 });
+  if (existsSync(checker)) expect(execFileSync('/usr/bin/python3', [checker, path], { encoding: 'utf8' })).toMatch(/^ok: 140 modules \(128 unet, 12 te\)/);
   else {
     // Said in the test output and the report, not skipped in silence.
     const why = `SKIPPED the A1111/ComfyUI reader check of the downloaded LoRA: ${checker} (../shared beside the checkout) is absent`;

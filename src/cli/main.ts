@@ -103,7 +103,7 @@ async function train(argv: string[]): Promise<void> {
         }
       : undefined,
   }, resume);
-  console.log(`${items.length} images, ${t.plan.steps} steps, ${t.plan.epochs} ${t.plan.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
+  console.log(`${items.length} ${items.length === 1 ? 'image' : 'images'}, ${t.plan.steps} ${t.plan.steps === 1 ? 'step' : 'steps'}, ${t.plan.epochs} ${t.plan.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
   const t0 = performance.now();
   await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));
   process.stdout.write('\n');

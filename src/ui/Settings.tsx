@@ -58,7 +58,7 @@ export function Settings() {
     }, 150);
     return () => clearTimeout(t);
     // After a run the memory advice, held back while it ran, is worked out.
-  }, [config, dataset.length, model.status, run.status, set]);
+  }, [config, dataset, model.status, run.status, set]);
   const exportPreset = () => {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([JSON.stringify(config, null, 2)], { type: 'application/json' }));
