@@ -51,6 +51,11 @@ test('a dropped zip: kohya N_ folders with same-named images, captions paired by
   await expect(page.getByTestId('caption-note')).toHaveText(['no caption file: trained on the trigger word alone']);
   await page.getByLabel('caption of set/coffee.jpg').fill('a cup of coffee on a saucer');
   await expect(page.getByLabel('caption of set/coffee.jpg')).toHaveValue('a cup of coffee on a saucer');
+  // A long caption is shown whole in its box (no hidden overflow to scroll through).
+  const long = 'a cup of coffee on a saucer, latte art, wooden table, morning light, shallow depth of field, film grain';
+  await page.getByLabel('caption of set/coffee.jpg').fill(long);
+  expect(await page.getByLabel('caption of set/coffee.jpg').evaluate((t: HTMLTextAreaElement) => [t.tagName, t.scrollHeight <= t.clientHeight + 1])).toEqual(['TEXTAREA', true]);
+  await page.getByLabel('caption of set/coffee.jpg').fill('a cup of coffee on a saucer');
   await expect(page.getByTestId('caption-note')).toHaveCount(0);
   // The same zip again: every image replaces its copy (by path), and nothing is listed twice.
   await dropFiles(page, 'dropzone', [{ name: 'dataset.zip', bytes: Buffer.from(zip), type: 'application/zip' }]);

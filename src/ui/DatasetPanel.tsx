@@ -129,7 +129,8 @@ export function DatasetPanel() {
             <img src={d.url} alt={d.name} />
             <figcaption>
               {d.name.includes('/') && <small className="note">{d.name}</small>}
-              <input aria-label={`caption of ${d.name}`} value={d.caption} onChange={(e) => setCaption(i, e.target.value)} />
+              {/* The whole caption in view: the box grows with its text (rows as a fallback where field-sizing is unknown). */}
+              <textarea aria-label={`caption of ${d.name}`} value={d.caption} rows={Math.max(2, Math.ceil(d.caption.length / 18) + 1)} onChange={(e) => setCaption(i, e.target.value)} />
               <button className="remove" aria-label={`remove ${d.name}`} title="Remove from the dataset" onClick={() => remove((n) => n !== d.name)}>×</button>
               {d.note && <small className="note" data-testid="caption-note">{d.note}</small>}
             </figcaption>
