@@ -105,7 +105,7 @@ describe('a 200-step run on the tiny pipeline', () => {
       const dir = mkdtempSync(join(tmpdir(), 'lora-'));
       writeFileSync(join(dir, 'tiny.safetensors'), file);
       expect(execFileSync('/usr/bin/python3', [checker, join(dir, 'tiny.safetensors')], { encoding: 'utf8' })).toMatch(/^ok: 84 modules/);
-    }
+    } else console.warn(`trainer.test.ts: SKIPPED the A1111/ComfyUI reader check of the exported LoRA: ${checker} (../shared beside the checkout) is absent`);
     t.dispose();
   }, 60 * 60_000);
 });
