@@ -16,6 +16,11 @@ export interface RunFacts {
   /** The run's images by path (folder names carry kohya's repeats), with their own repeats and raw captions. */
   images: readonly { name: string; caption: string; repeats?: number }[];
   bucketInfo: unknown;
+  /**
+   * The ranks and alphas the saved modules have, where they differ from the settings' (a continued
+   * file keeps its own); absent: the settings'.
+   */
+  network?: { dim: number; alpha: number; convDim: number; convAlpha: number };
 }
 
 /** The optimizer as kohya records it: the class path of the PyTorch implementation with the same maths. */
@@ -45,11 +50,12 @@ export function loraMetadata(f: RunFacts): Record<string, string> {
   const c = f.config;
   const res = `${c.resolution}x${c.resolution}`;
   const s = (v: unknown) => String(v);
+  const net = f.network ?? { dim: c.networkDim, alpha: c.networkAlpha, convDim: c.convDim, convAlpha: c.convAlpha };
   return {
     ss_network_module: 'networks.lora',
-    ss_network_dim: s(c.networkDim),
-    ss_network_alpha: s(c.networkAlpha),
-    ss_network_args: JSON.stringify(c.convDim > 0 ? { conv_dim: c.convDim, conv_alpha: c.convAlpha, dropout: c.networkDropout } : { dropout: c.networkDropout }),
+    ss_network_dim: s(net.dim),
+    ss_network_alpha: s(net.alpha),
+    ss_network_args: JSON.stringify(net.convDim > 0 ? { conv_dim: net.convDim, conv_alpha: net.convAlpha, dropout: c.networkDropout } : { dropout: c.networkDropout }),
     ss_network_dropout: s(c.networkDropout),
     ss_base_model_version: 'sd_v1',
     ss_v2: 'False',

@@ -134,6 +134,17 @@ export function loraSpecs(pipeline: Pipeline, config: TrainConfig): LoraModuleSp
   });
 }
 
+/**
+ * The rank and alpha of the saved linear and 3x3-conv modules, for the file's metadata: a continued
+ * file keeps its own, which may differ from the settings' (the first module of each kind speaks for
+ * all; kohya's metadata has one figure each).
+ */
+function savedRanks(specs: readonly LoraModuleSpec[], c: TrainConfig): { dim: number; alpha: number; convDim: number; convAlpha: number } {
+  const lin = specs.find((s) => s.kernel === 1);
+  const conv = specs.find((s) => s.kernel > 1);
+  return { dim: lin?.rank ?? c.networkDim, alpha: lin?.alpha ?? c.networkAlpha, convDim: conv?.rank ?? c.convDim, convAlpha: conv?.alpha ?? c.convAlpha };
+}
+
 export class Trainer {
   readonly plan: RunPlan;
   readonly lora: LoraNetwork;
@@ -518,6 +529,7 @@ export class Trainer {
       startedAt: this.startedAt,
       images: this.items,
       bucketInfo: bucketInfo(this.latents.map((l) => l.bucket)),
+      network: savedRanks(this.lora.specs, this.config),
     });
     return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), meta, this.config.savePrecision);
   }
