@@ -72,6 +72,11 @@ describe('lorasmith', () => {
     expect(header['lora_unet_down_blocks_1_resnets_0_conv_shortcut.lora_up.weight'].shape).toEqual([64, 16, 1, 1]);
     const lora = await openSafetensors(bytesSource(new Uint8Array(bytes)));
     expect(await lora.readTensor('lora_unet_down_blocks_1_resnets_0_conv1.alpha')).toEqual(Float32Array.of(2)); // conv alpha = conv dim
+    expect(await lora.readTensor('lora_unet_down_blocks_1_resnets_0_conv_shortcut.alpha')).toEqual(Float32Array.of(16)); // the network's alpha
+    expect(header['lora_unet_down_blocks_0_downsamplers_0_conv.lora_down.weight'].shape).toEqual([2, 32, 3, 3]);
+    // lora_up starts at zero: non-zero values mean the conv modules received gradient and were updated.
+    for (const k of ['down_blocks_1_resnets_0_conv1', 'down_blocks_1_resnets_0_conv_shortcut', 'up_blocks_0_resnets_0_conv_shortcut', 'down_blocks_0_downsamplers_0_conv'])
+      expect((await lora.readTensor(`lora_unet_${k}.lora_up.weight`)).some((x) => x !== 0), k).toBe(true);
     const pngs = readdirSync(join(dir, 'samples')).sort();
     expect(pngs).toEqual(['cli-lora-000001.png', 'cli-lora-000002.png']);
     const img = decodePng(readFileSync(join(dir, 'samples', pngs[1]!)));

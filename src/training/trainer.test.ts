@@ -1,4 +1,5 @@
-// Training on the tiny pipeline with real photos: accumulation equivalence, a 200-step run whose loss falls, export and reload.
+// Training on the tiny pipeline with real photos: accumulation equivalence, a run whose loss falls, export and reload, Stop
+// during latent encoding, and a step rate that leaves out saves. One file, so the GPU kernels compile once for all of them.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +13,7 @@ import { bytesSource, openSafetensors } from '../model/safetensors.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
 import { Rng } from './rng.js';
 import { ROOT, sampleItems, tinyPipeline } from './testing.js';
-import { Trainer, type StepMetrics } from './trainer.js';
+import { RunControl, Trainer, type StepMetrics } from './trainer.js';
 
 const base: Partial<TrainConfig> = { resolution: 64, enableBuckets: false, trainTextEncoder: false, gradientCheckpointing: false, networkDropout: 0, flipAug: false, unetLr: 1e-3 };
 
@@ -124,4 +125,52 @@ describe('a run that diverges', () => {
     expect(err?.message).toContain(`saved at step ${Math.max(...saved)}`);
     t.dispose();
   }, 30 * 60_000);
+});
+
+// The run as the page drives it: Stop during latent encoding ends it between images and saves nothing; steps/s and
+// the ETA leave out the time spent outside steps (saves, previews).
+describe('Stop before the first step', () => {
+  it('ends latent encoding at the next image and saves no LoRA', async () => {
+    const saves: number[] = [];
+    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 4 }, sampleItems(5), { onCheckpoint: (_f, step) => saves.push(step) });
+    const control = new RunControl();
+    const progress: number[] = [];
+    const complete = await t.cacheLatents((done) => {
+      progress.push(done);
+      if (done === 2) control.stop();
+    }, control);
+    expect(complete).toBe(false);
+    expect(progress).toEqual([1, 2]);
+    await t.run(control);
+    expect(t.step).toBe(0);
+    expect(saves).toEqual([]);
+    t.dispose();
+  }, 10 * 60_000);
+});
+
+describe('steps per second', () => {
+  it('leave out the time outside steps (saves here; previews are timed the same way)', async () => {
+    const metrics: { m: StepMetrics; at: number }[] = [];
+    const busyMs = 300;
+    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 3, saveEvery: 1 }, sampleItems(2), {
+      onMetrics: (m) => metrics.push({ m, at: performance.now() }),
+      // A slow consumer of each save: its time is the save's, not the steps'.
+      onCheckpoint: () => {
+        const end = performance.now() + busyMs;
+        while (performance.now() < end);
+      },
+    });
+    await t.cacheLatents();
+    await t.run();
+    expect(metrics.map((x) => x.m.step)).toEqual([1, 2, 3]);
+    // The rate spans reports 1 to 3: their wall time less what the step clock left out, which must hold both
+    // saves between them (each at least busyMs). Counting every millisecond, the two would be equal.
+    const wall = metrics[2]!.at - metrics[0]!.at;
+    const stepMs = 1000 / metrics[2]!.m.stepsPerSec;
+    const leftOut = wall - 2 * stepMs;
+    console.log(`reports 1-3 ${wall.toFixed(0)} ms apart; reported ${stepMs.toFixed(0)} ms per step; ${leftOut.toFixed(0)} ms left out`);
+    expect(leftOut).toBeGreaterThanOrEqual(2 * busyMs);
+    expect(leftOut).toBeLessThan(wall);
+    t.dispose();
+  }, 10 * 60_000);
 });
