@@ -268,11 +268,14 @@ export class Trainer {
       const byBucket = new Map<string, number[]>();
       // Each image `repeats` times (its folder's, else the setting); with one count for all, the order is as it always was.
       const reps = this.items.map((it) => it.repeats ?? c.repeats);
-      for (let r = 0; r < Math.max(...reps); r++)
+      const most = Math.max(...reps);
+      for (let r = 0; r < most; r++)
         this.latents.forEach((l, i) => {
           if (r >= reps[i]!) return;
           const k = `${l.bucket.width}x${l.bucket.height}`;
-          byBucket.set(k, [...(byBucket.get(k) ?? []), i]);
+          const list = byBucket.get(k);
+          if (list) list.push(i);
+          else byBucket.set(k, [i]);
         });
       const batches: number[][] = [];
       for (const idx of byBucket.values()) {

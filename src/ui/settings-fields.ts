@@ -54,7 +54,7 @@ export const ADVANCED: Field[] = [
   { key: 'keepTokens', label: 'Keep tokens', help: 'Leading tags kept in place.', kind: 'number' },
   { key: 'captionDropout', label: 'Caption dropout', help: 'Chance of training a sample with an empty caption (0).', kind: 'number', step: 0.01 },
   { key: 'tagDropout', label: 'Tag dropout', help: 'Chance of dropping each tag after the kept ones (0).', kind: 'number', step: 0.01 },
-  { key: 'repeats', label: 'Repeats', help: 'Times each image appears per epoch.', kind: 'number' },
+  { key: 'repeats', label: 'Repeats', help: 'Times each image appears per epoch; images in a kohya N_concept folder (10_cat) are drawn N times instead.', kind: 'number' },
   { key: 'cacheTextEncoderOutputs', label: 'Cache text-encoder outputs', help: 'Encode each caption once (frozen text encoder, no shuffling or dropout).', kind: 'bool' },
   { key: 'gradientCheckpointing', label: 'Gradient checkpointing', help: 'Less memory, about a third slower.', kind: 'bool' },
   { key: 'seed', label: 'Seed', help: 'Same seed, same run.', kind: 'number' },

@@ -84,6 +84,19 @@ const TOL = { atol: 1e-5, rtol: 1e-4 };
 // Central differences of an f32 forward with step 1e-3: the noise is about 1e-7 / 1e-3 per output.
 const FD = { eps: 1e-3, tol: { atol: 2e-3, rtol: 3e-2 } };
 
+/** Group norm (optionally with its fused SiLU) on an [N, C, ...spatial] input against the float64 reference and finite differences. */
+async function checkGroupNorm(shape: number[], G: number, silu: boolean): Promise<void> {
+  const [N, C] = shape as [number, number];
+  const S = shape.slice(2).reduce((a, d) => a * d, 1);
+  await checkOp(await testBackend(), {
+    inputs: normInputs(shape, C, { grads: [true, true, true] }),
+    forward: ([x, w, b]) => groupNorm(x!, G, w!, b!, 1e-5, silu ? { activation: 'silu' } : undefined),
+    ...refCheck(refGroupNorm(N, C, G, S, 1e-5, silu)),
+    tol: TOL,
+    fd: FD,
+  });
+}
+
 describe('groupNorm', () => {
   const cases: [string, number[], number][] = [
     // S = 35 >= CHANNEL_MAJOR_MIN_S: dweight/dbias by one workgroup per channel
@@ -95,19 +108,7 @@ describe('groupNorm', () => {
     // three spatial dims
     ['N=2 C=4 groups=4, 3x2x2 spatial', [2, 4, 3, 2, 2], 4],
   ];
-  for (const [name, shape, G] of cases) {
-    it(name, async () => {
-      const [N, C] = shape as [number, number];
-      const S = shape.slice(2).reduce((a, d) => a * d, 1);
-      await checkOp(await testBackend(), {
-        inputs: normInputs(shape, C, { grads: [true, true, true] }),
-        forward: ([x, w, b]) => groupNorm(x!, G, w!, b!, 1e-5),
-        ...refCheck(refGroupNorm(N, C, G, S, 1e-5)),
-        tol: TOL,
-        fd: FD,
-      });
-    });
-  }
+  for (const [name, shape, G] of cases) it(name, () => checkGroupNorm(shape, G, false));
 
   it('rows longer than the lanes (E = 576), frozen f16 weight, trainable bias', async () => {
     await checkOp(await testBackend(), {
@@ -176,19 +177,7 @@ describe('groupNorm with a fused SiLU', () => {
     // no spatial dims: the column kernel, one chunk, no reduce
     ['N=3 C=4 groups=2, no spatial', [3, 4], 2],
   ];
-  for (const [name, shape, G] of cases) {
-    it(name, async () => {
-      const [N, C] = shape as [number, number];
-      const S = shape.slice(2).reduce((a, d) => a * d, 1);
-      await checkOp(await testBackend(), {
-        inputs: normInputs(shape, C, { grads: [true, true, true] }),
-        forward: ([x, w, b]) => groupNorm(x!, G, w!, b!, 1e-5, silu),
-        ...refCheck(refGroupNorm(N, C, G, S, 1e-5, true)),
-        tol: TOL,
-        fd: FD,
-      });
-    });
-  }
+  for (const [name, shape, G] of cases) it(name, () => checkGroupNorm(shape, G, true));
 
   it('E = 576 per row, frozen f16 weight, trainable bias: the SD ResNet case', async () => {
     await checkOp(await testBackend(), {
