@@ -1,5 +1,5 @@
 // Backends run kernels: the GPU backend encodes dispatches into command buffers; the meta backend only counts.
-import type { Kernel } from './kernel.js';
+import { MAX_UNIFORM_WORDS, type Kernel } from './kernel.js';
 import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
 import { PipelineCache } from './pipelines.js';
 
@@ -68,6 +68,9 @@ export interface MetaBuffer {
 }
 
 let nextId = 1;
+
+/** Bytes per kernel-uniform slot: WebGPU's default minUniformBufferOffsetAlignment. */
+const UNIFORM_SLOT = 256;
 
 function emptyStats(): RunStats {
   return { dispatches: 0, flops: 0, bytes: 0, submits: 0, byKernel: new Map() };
@@ -164,6 +167,14 @@ export class GpuBackend implements Backend {
   /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
   maxDispatchesPerSubmit = 512;
   private profiling: { set: GPUQuerySet; names: string[]; capacity: number } | null = null;
+  /**
+   * Kernel uniforms of the dispatches encoded since the last submit, one 256-byte slot each
+   * (WebGPU's minUniformBufferOffsetAlignment): written to `uniformBuf` in one call just before
+   * the submit. Queue order makes reuse safe: the write lands after the previous submit has run.
+   */
+  private uniformData = new Uint32Array((UNIFORM_SLOT / 4) * this.maxDispatchesPerSubmit);
+  private uniformSlots = 0;
+  private uniformBuf: GPUBuffer | null = null;
   private profileOut: Promise<ProfileSample[]>[] = [];
 
   get maxBindingBytes(): number {
@@ -212,10 +223,9 @@ export class GpuBackend implements Backend {
     const [x, y, z] = k.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
     const pipeline = this.pipelines.get(k.name, k.source());
-    const bindGroup = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } })),
-    });
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } }));
+    if (k.uniforms) entries.push({ binding: bindings.length, resource: this.uniformSlot(k) });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     if (this.profiling) {
       this.endPass();
       const p = this.profiling;
@@ -229,6 +239,21 @@ export class GpuBackend implements Backend {
     this.pass.dispatchWorkgroups(x, y, z);
     if (this.profiling) this.endPass();
     if (++this.encoded >= this.maxDispatchesPerSubmit) this.flush();
+  }
+
+  /** Copy a kernel's uniforms into the next arena slot; the slot's bytes reach the GPU at `flush`. */
+  private uniformSlot(k: Kernel): GPUBufferBinding {
+    const u = k.uniforms!;
+    if (u.length > MAX_UNIFORM_WORDS) throw new Error(`kernel ${k.name} passes ${u.length} uniform words (at most ${MAX_UNIFORM_WORDS})`);
+    const capacity = this.uniformData.length / (UNIFORM_SLOT / 4);
+    if (this.uniformSlots >= capacity) this.flush();
+    if (!this.uniformBuf || this.uniformBuf.size < this.uniformData.byteLength) {
+      this.uniformBuf?.destroy();
+      this.uniformBuf = this.device.createBuffer({ size: this.uniformData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    }
+    const slot = this.uniformSlots++;
+    this.uniformData.set(u, (slot * UNIFORM_SLOT) / 4);
+    return { buffer: this.uniformBuf, offset: slot * UNIFORM_SLOT, size: Math.max(16, Math.ceil(u.length / 4) * 16) };
   }
 
   write(s: Storage, offset: number, data: ArrayBufferView): void {
@@ -274,6 +299,10 @@ export class GpuBackend implements Backend {
   flush(): void {
     this.endPass();
     if (!this.encoder) return;
+    if (this.uniformSlots) {
+      this.device.queue.writeBuffer(this.uniformBuf!, 0, this.uniformData.buffer, 0, this.uniformSlots * UNIFORM_SLOT);
+      this.uniformSlots = 0;
+    }
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.encoded = 0;

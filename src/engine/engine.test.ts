@@ -154,3 +154,37 @@ describe('meta device', () => {
     expect(meta.pool().liveBytes).toBe(0);
   });
 });
+
+describe('kernel uniforms', () => {
+  it('runs one pipeline for many sizes, each dispatch reading its own uniform slot', async () => {
+    const b = await testBackend();
+    const source = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+struct U { n: u32, base: u32, scale: f32 }
+@group(0) @binding(1) var<uniform> u: U;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  if (g.x >= u.n) { return; }
+  out[u.base + g.x] = f32(g.x) * u.scale;
+}`;
+    const out = empty(b, [1000]);
+    b.clear(out.binding().storage, 0, 4000);
+    const before = b.pipelines.size;
+    // More dispatches than one submit's arena holds, so slots are reused across submits.
+    const sizes = Array.from({ length: 600 }, (_, i) => 1 + (i % 7));
+    let base = 0;
+    const expected = new Float32Array(1000);
+    for (const [i, n] of sizes.entries()) {
+      if (base + n > 1000) base = 0;
+      const scale = i + 0.5;
+      const words = new Uint32Array(3);
+      words[0] = n;
+      words[1] = base;
+      new Float32Array(words.buffer, 8, 1)[0] = scale;
+      b.run({ name: 'uniform_fill', source: () => source, workgroups: [1, 1, 1], flops: 0, bytes: 0, uniforms: words }, [out.binding()]);
+      for (let j = 0; j < n; j++) expected[base + j] = j * scale;
+      base += n;
+    }
+    assertClose(await out.read(), expected, { atol: 0, rtol: 0 });
+    expect(b.pipelines.size - before).toBe(1);
+    out.dispose();
+  });
+});

@@ -12,7 +12,16 @@ export interface Kernel {
   flops: number;
   /** Bytes it reads plus bytes it writes, counting each element once. */
   bytes: number;
+  /**
+   * Problem sizes passed at run time instead of baked into the source, so one pipeline serves
+   * many shapes: 32-bit words (u32/i32/f32 bit patterns, at most 64) bound as a uniform buffer at
+   * `@group(0) @binding(n)`, where n is the number of storage bindings the caller passes.
+   */
+  uniforms?: Uint32Array;
 }
+
+/** Most uniform words one kernel may pass (one 256-byte slot of the backend's uniform arena). */
+export const MAX_UNIFORM_WORDS = 64;
 
 /** Largest workgroup count WebGPU guarantees per dimension. */
 export const MAX_GROUPS = 65535;
