@@ -99,6 +99,13 @@ export class MetaBackend implements Backend {
 
   /** Set to a GPU's limit to forecast what runs there. */
   maxBindingBytes = Infinity;
+  /**
+   * When set, `run` records each dispatched kernel's WGSL source (the GPU backend's pipeline key)
+   * in `sources`: what a GPU run of the same work would compile. Off by default: sources cost a lookup.
+   */
+  recordSources = false;
+  /** Distinct sources dispatched while `recordSources` was on, each with its kernel's name. */
+  readonly sources = new Map<string, string>();
 
   constructor(cacheLimit = DEFAULT_CACHE_LIMIT) {
     this.bufs = new BufferPool<MetaBuffer>({ create: (b) => ({ metaBytes: b }), destroy: () => {} }, { cacheLimit });
@@ -113,6 +120,8 @@ export class MetaBackend implements Backend {
   }
   run(k: Kernel): void {
     count(this.stats, k);
+    // As the GPU backend: an empty dispatch builds no pipeline.
+    if (this.recordSources && k.workgroups.every((n) => n > 0)) this.sources.set(k.source(), k.name);
   }
   write(): void {}
   read(): Promise<ArrayBuffer> {

@@ -63,14 +63,8 @@ export function estimateTrainingMemory(models: Models, c: TrainConfig, o: Memory
   const cacheLimit = o.cacheLimit ?? DEFAULT_CACHE_LIMIT;
   const meta = new MetaBackend(cacheLimit);
   meta.maxBindingBytes = o.maxBindingBytes ?? Infinity;
-  const unetW = metaWeights(meta, unetWeightShapes(models.unet));
-  const clipW = metaWeights(meta, clipWeightShapes(models.clip));
-  const vaeW = metaWeights(meta, vaeWeightShapes(models.vae));
-  const weightBytes = unetW.bytes + clipW.bytes + vaeW.bytes;
-  const specs = loraTargets(models.unet, c.trainTextEncoder ? models.clip : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
-  const lora = new LoraNetwork(meta, specs, 0);
-  lora.dropout = c.networkDropout;
-  const run: Run = { meta, models, c, unetW, clipW, lora, optimizer: createOptimizer(c) };
+  const { run, vaeW, weightBytes } = setUp(meta, models, c);
+  const { unetW, clipW, lora } = run;
   meta.resetPeak();
 
   cacheLatents(meta, vaeW, models.vae, c);
@@ -124,6 +118,48 @@ interface Run {
   clipW: DeviceWeights;
   lora: LoraNetwork;
   optimizer: Optimizer;
+  /** The micro-batches' latent shape: [batch, height, width] (default: the config's batch at its square resolution). */
+  latent?: readonly [number, number, number];
+}
+
+/** As the Trainer's constructor: the frozen weights (shapes only), the LoRA and the optimizer. */
+function setUp(meta: MetaBackend, models: Models, c: TrainConfig): { run: Run; vaeW: DeviceWeights; weightBytes: number } {
+  const unetW = metaWeights(meta, unetWeightShapes(models.unet));
+  const clipW = metaWeights(meta, clipWeightShapes(models.clip));
+  const vaeW = metaWeights(meta, vaeWeightShapes(models.vae));
+  const weightBytes = unetW.bytes + clipW.bytes + vaeW.bytes;
+  const specs = loraTargets(models.unet, c.trainTextEncoder ? models.clip : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
+  const lora = new LoraNetwork(meta, specs, 0);
+  lora.dropout = c.networkDropout;
+  return { run: { meta, models, c, unetW, clipW, lora, optimizer: createOptimizer(c) }, vaeW, weightBytes };
+}
+
+/** One kernel source a run compiles: the pipeline cache's key, with the kernel's name for reports. */
+export interface KernelSource {
+  name: string;
+  source: string;
+}
+
+/**
+ * The WGSL sources the training steps of this run dispatch, in first-use order, found by running
+ * one optimizer step per latent shape ([batch, height, width] in latent pixels) on the meta device
+ * as `Trainer.optimizerStep` does: what a GPU backend can compile before the first step.
+ * The VAE encoding and previews are not included.
+ */
+export function stepSources(models: Models, c: TrainConfig, latents: readonly (readonly [number, number, number])[]): KernelSource[] {
+  const meta = new MetaBackend();
+  const { run, vaeW } = setUp(meta, models, c);
+  meta.recordSources = true;
+  latents.forEach((latent, i) => {
+    run.latent = latent;
+    const s = optimizerStep(run, i + 1);
+    meta.complete();
+    s.dispose();
+  });
+  run.optimizer.dispose();
+  run.lora.dispose();
+  for (const w of [run.unetW, run.clipW, vaeW]) w.dispose();
+  return [...meta.sources].map(([source, name]) => ({ name, source }));
 }
 
 /** As `Trainer.cacheLatents` for one image: encode it (and its mirror), read back, free. */
@@ -165,8 +201,7 @@ function optimizerStep(r: Run, step: number): { mark: number; dispose(): void } 
 /** As `Trainer.microStep`: conditioning, the noisy latents, the U-Net, the loss against the target, backward. */
 function microStep(r: Run, accum: number): Tensor {
   const { meta, models, c } = r;
-  const B = c.batchSize;
-  const [h, w] = [c.resolution / 8, c.resolution / 8];
+  const [B, h, w] = r.latent ?? [c.batchSize, c.resolution / 8, c.resolution / 8];
   const T = models.clip.maxPositions;
   return scope(() => {
     let context: Tensor;
