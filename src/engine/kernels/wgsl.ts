@@ -56,3 +56,54 @@ export function broadcastIndex(idx: string, outShape: readonly number[], inStrid
   }
   return terms.length ? terms.join(' + ') : '0u';
 }
+
+/** One kernel-uniform field: its WGSL name and scalar type. */
+export type UniformField = readonly [name: string, type: 'u32' | 'i32' | 'f32'];
+
+/**
+ * The WGSL struct `U` of `fields` bound as `u` at `binding` (the number of storage bindings):
+ * sizes read from it at run time keep shapes out of the source, so one pipeline serves them all.
+ */
+export function uniformDecl(binding: number, fields: readonly UniformField[]): string {
+  if (!fields.length) return '';
+  return `struct U { ${fields.map(([n, t]) => `${n}: ${t}`).join(', ')} }
+@group(0) @binding(${binding}) var<uniform> u: U;`;
+}
+
+/** The words of `values` laid out as `uniformDecl(fields)` declares them. */
+export function packUniforms(fields: readonly UniformField[], values: readonly number[]): Uint32Array {
+  if (values.length !== fields.length) throw new Error(`uniforms: ${values.length} values for ${fields.length} fields`);
+  const words = new Uint32Array(fields.length);
+  const fv = new Float32Array(words.buffer);
+  const iv = new Int32Array(words.buffer);
+  fields.forEach(([, t], i) => {
+    if (t === 'f32') fv[i] = values[i]!;
+    else if (t === 'i32') iv[i] = values[i]!;
+    else words[i] = values[i]!;
+  });
+  return words;
+}
+
+/**
+ * Drop size-1 dims and merge neighbours that every stride set walks contiguously, so shapes that
+ * index alike (any same-shape elementwise op is 1-D) generate the same source. `strideSets[j][d]`
+ * are element strides in `shape`'s coordinates (0 where broadcast).
+ */
+export function collapseDims(shape: readonly number[], strideSets: readonly (readonly number[])[]): { shape: number[]; strides: number[][] } {
+  const outShape: number[] = [];
+  const outStrides: number[][] = strideSets.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = outShape.length - 1;
+    const mergeable = last >= 0 && strideSets.every((s, j) => outStrides[j]![last] === s[d]! * shape[d]!);
+    if (mergeable) {
+      outShape[last]! *= shape[d]!;
+      strideSets.forEach((s, j) => (outStrides[j]![last] = s[d]!));
+    } else {
+      outShape.push(shape[d]!);
+      strideSets.forEach((s, j) => outStrides[j]!.push(s[d]!));
+    }
+  }
+  if (!outShape.length) return { shape: [1], strides: strideSets.map(() => [0]) };
+  return { shape: outShape, strides: outStrides };
+}

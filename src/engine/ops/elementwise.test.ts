@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { activation, add, mean, mul, scale, sub, sum, type Activation } from './elementwise.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -125,6 +126,21 @@ describe('elementwise ops', () => {
       referenceGrad: ([x], g) => [Float64Array.from(x!, () => g[0]! / 1500)],
       tol: TOL,
     });
+  });
+
+  it('a new shape of the same broadcast pattern reuses the pipeline', async () => {
+    const b = await testBackend();
+    const addCase = (sa: number[], sb: number[], so: number[]) => checkOp(b, { inputs: [{ shape: sa }, { shape: sb }], forward: ([x, y]) => add(x!, y!), reference: refBinary(so, sa, sb, (x, y) => x + y), tol: TOL });
+    const scaleCase = (n: number, s: number) => checkOp(b, { inputs: [{ shape: [n] }], forward: ([x]) => scale(x!, s), reference: ([x]) => x!.map((v) => v * s), tol: TOL });
+    await addCase([3, 5], [3, 5], [3, 5]);
+    await addCase([4, 6], [6], [4, 6]);
+    await addCase([2, 3, 4, 4], [1, 3, 1, 1], [2, 3, 4, 4]);
+    await scaleCase(7, 2.5);
+    // same-shape ops are 1-D whatever their rank; a channel bias is (N, C, HW) whatever the sizes
+    expect(await pipelinesCompiledBy(b, () => addCase([7, 2, 9], [7, 2, 9], [7, 2, 9]))).toBe(0);
+    expect(await pipelinesCompiledBy(b, () => addCase([5, 7], [7], [5, 7]))).toBe(0);
+    expect(await pipelinesCompiledBy(b, () => addCase([3, 5, 2, 3], [1, 5, 1, 1], [3, 5, 2, 3]))).toBe(0);
+    expect(await pipelinesCompiledBy(b, () => scaleCase(1000, -0.75))).toBe(0);
   });
 
   it('rejects shapes that do not broadcast', async () => {

@@ -2,7 +2,6 @@
 import { noGrad, record, type BackwardRule } from '../autograd.js';
 import { ACTIVATIONS, mapKernel } from '../kernels/elementwise.js';
 import { reduceKernel } from '../kernels/reduce.js';
-import { f } from '../kernels/wgsl.js';
 import type { Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, emptyLike, launch, sameShape } from './util.js';
 
@@ -21,24 +20,27 @@ export type Activation = 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu';
 
 const ACT_FLOPS: Record<Activation, number> = { silu: 4, gelu: 20, gelu_tanh: 12, quick_gelu: 5 };
 
-/** Elementwise map over broadcast inputs with a WGSL expression in `a`, `b`, ... (no autograd). */
-export function map(name: string, inputs: readonly Tensor[], expr: string, flops = 1, outShape?: readonly number[]): Tensor {
+/**
+ * Elementwise map over broadcast inputs with a WGSL expression in `a`, `b`, ... and the run-time
+ * constants `k0`, `k1`, ... given in `scalars` (no autograd).
+ */
+export function map(name: string, inputs: readonly Tensor[], expr: string, flops = 1, outShape?: readonly number[], scalars?: number[]): Tensor {
   const shape = outShape ?? inputs.map((t) => t.shape).reduce((x, y) => broadcastShapes(x, y));
   const out = emptyLike(inputs[0]!, shape);
-  const k = mapKernel(name, { outShape: [...shape], inputs: inputs.map((t) => ({ dtype: t.dtype, strides: broadcastStrides(t.shape, shape) })), expr, prelude: ACTIVATIONS }, flops);
+  const k = mapKernel(name, { outShape: [...shape], inputs: inputs.map((t) => ({ dtype: t.dtype, strides: broadcastStrides(t.shape, shape) })), expr, scalars, prelude: ACTIVATIONS }, flops);
   launch(k, inputs, [out]);
   return out;
 }
 
 /** `dst += src` in place (gradient accumulation); `src` may broadcast into `dst`. */
 export function addInto(dst: Tensor, src: Tensor, alpha = 1): void {
-  const k = mapKernel('add_into', { outShape: [...dst.shape], inputs: [{ dtype: src.dtype, strides: broadcastStrides(src.shape, dst.shape) }], expr: alpha === 1 ? 'a' : `a * ${f(alpha)}`, accumulate: true });
+  const k = mapKernel('add_into', { outShape: [...dst.shape], inputs: [{ dtype: src.dtype, strides: broadcastStrides(src.shape, dst.shape) }], expr: alpha === 1 ? 'a' : 'a * k0', scalars: alpha === 1 ? [] : [alpha], accumulate: true });
   launch(k, [src], [dst]);
 }
 
 /** a + alpha * b, broadcasting. */
 export function add(a: Tensor, b: Tensor, alpha = 1): Tensor {
-  const out = map('add', [a, b], alpha === 1 ? 'a + b' : `a + ${f(alpha)} * b`);
+  const out = alpha === 1 ? map('add', [a, b], 'a + b') : map('add', [a, b], 'a + k0 * b', 1, undefined, [alpha]);
   record('add', [a, b], [out], { a: a.shape, b: b.shape, alpha });
   return out;
 }
@@ -67,12 +69,12 @@ const mulBackward: BackwardRule<'mul'> = ({ a, b }, [g], needs) => [
 
 /** x * s for a constant s. */
 export function scale(x: Tensor, s: number): Tensor {
-  const out = map('scale', [x], `a * ${f(s)}`);
+  const out = map('scale', [x], 'a * k0', 1, undefined, [s]);
   record('scale', [x], [out], { s });
   return out;
 }
 
-const scaleBackward: BackwardRule<'scale'> = ({ s }, [g]) => [map('scale', [g!], `a * ${f(s)}`)];
+const scaleBackward: BackwardRule<'scale'> = ({ s }, [g]) => [map('scale', [g!], 'a * k0', 1, undefined, [s])];
 
 /** An elementwise activation. */
 export function activation(x: Tensor, fn: Activation): Tensor {
@@ -111,7 +113,7 @@ export function mean(x: Tensor, axes?: readonly number[], keepDims = false): Ten
 const sumBackward: BackwardRule<'sum'> = ({ inShape, axes, scale: s }, [g]) => {
   const kept = inShape.map((d, i) => (axes.includes(i) ? 1 : d));
   const gk = g!.reshape(kept);
-  const out = map('sum_grad', [gk], s === 1 ? 'a' : `a * ${f(s)}`, 1, inShape);
+  const out = s === 1 ? map('sum_grad', [gk], 'a', 1, inShape) : map('sum_grad', [gk], 'a * k0', 1, inShape, [s]);
   gk.dispose();
   return [out];
 };
@@ -119,7 +121,7 @@ const sumBackward: BackwardRule<'sum'> = ({ inShape, axes, scale: s }, [g]) => {
 /** Sum a broadcast result back down to `shape` (no autograd; used by backward rules). */
 export function reduceTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
   if (sameShape(g.shape, shape) && s === 1) return g;
-  if (sameShape(g.shape, shape)) return map('scale', [g], `a * ${f(s)}`);
+  if (sameShape(g.shape, shape)) return map('scale', [g], 'a * k0', 1, undefined, [s]);
   const lead = g.rank - shape.length;
   const axes = g.shape.map((_, i) => i).filter((i) => i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1));
   const out = emptyLike(g, shape);

@@ -1,6 +1,5 @@
 // Training losses built from differentiable ops: (weighted) mean squared error and pseudo-Huber.
 import { record, type BackwardRule } from '../autograd.js';
-import { f } from '../kernels/wgsl.js';
 import type { Tensor } from '../tensor.js';
 import { map, mean, mul, sub } from './elementwise.js';
 import { reshape } from './view.js';
@@ -43,12 +42,12 @@ export function mseLoss(pred: Tensor, target: Tensor, weights?: Tensor): Tensor 
 export function huberLoss(pred: Tensor, target: Tensor, delta: number, weights?: Tensor): Tensor {
   check(delta > 0 && Number.isFinite(delta), () => `huber delta must be positive, got ${delta}`);
   const r = residual(pred, target);
-  const out = map('pseudo_huber', [r], `${f(2 * delta * delta)} * (sqrt(1.0 + a * a * ${f(1 / (delta * delta))}) - 1.0)`, 6);
+  const out = map('pseudo_huber', [r], 'k0 * (sqrt(1.0 + a * a * k1) - 1.0)', 6, undefined, [2 * delta * delta, 1 / (delta * delta)]);
   record('pseudoHuber', [r], [out], { r, delta }, [r]);
   return reduceLoss(out, weights);
 }
 
 // d/dr 2δ²(√(1+(r/δ)²) − 1) = 2r / √(1+(r/δ)²)
-const pseudoHuberBackward: BackwardRule<'pseudoHuber'> = ({ r, delta }, [g]) => [map('pseudo_huber_grad', [g!, r], `a * 2.0 * b / sqrt(1.0 + b * b * ${f(1 / (delta * delta))})`, 6)];
+const pseudoHuberBackward: BackwardRule<'pseudoHuber'> = ({ r, delta }, [g]) => [map('pseudo_huber_grad', [g!, r], 'a * 2.0 * b / sqrt(1.0 + b * b * k0)', 6, undefined, [1 / (delta * delta)])];
 
 export const lossRules = { pseudoHuber: pseudoHuberBackward };
