@@ -25,6 +25,8 @@ export interface ConvDTypes {
   w: DType;
   g: DType;
   bias: DType | null;
+  /** A residual shaped like the forward output, added in its epilogue (a binding after the bias). */
+  residual?: DType;
 }
 
 /**
@@ -44,6 +46,8 @@ export interface ConvGemmParams {
   pass: ConvPass;
   dt: ConvDTypes;
   split: Split;
+  /** Forward only, unsplit: add into what the output holds (out += result). */
+  accumulate?: boolean;
 }
 
 const TILE = 64;
@@ -148,8 +152,8 @@ interface Shell {
  * workgroup memory. Each thread decodes the gather coordinates that do not change along K (its
  * pixel for A, its tap for dW's B) once, before the K loop. The lane axis of the register block
  * follows the output's contiguous axis (pixels for forward and dX, (c, i, j) for dW), so stores
- * coalesce. Ragged M, N and K are zero-filled on load and masked on store; the bias is added in the
- * epilogue. Workgroups are numbered over (split, tile row, tile column) on a 2-D grid.
+ * coalesce. Ragged M, N and K are zero-filled on load and masked on store; the forward's epilogue
+ * adds the bias and a residual, or adds into the output. Workgroups are numbered over (split, tile row, tile column) on a 2-D grid.
  * Split-K: when the tiles give fewer than 128 workgroups (small deep layers, dW of a narrow LoRA
  * conv, whose K is every output pixel), K is cut into up to 32 slices of at least 128 and slice z
  * writes its own copy of the output into a workspace that the split-sum pass adds up; per GEMM
@@ -219,11 +223,20 @@ function inImage(g: ConvGeometry): string {
   return leaves ? `ih >= 0 && ih < ${g.H} && iw >= 0 && iw < ${g.W}` : '';
 }
 
-function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
+/** The forward's store: unsplit, its epilogue adds the bias and residual or adds into out; split, the split-sum does. */
+function forwardStore(ohw: number, g: ConvGeometry, dt: ConvDTypes, split: Split, accumulate: boolean): { decls: string; store: string } {
+  const whole = split.splits === 1;
+  const extra = whole ? [dt.bias ? ['bias', dt.bias] : null, dt.residual ? ['res', dt.residual] : null].filter((e) => e !== null) : [];
+  const decls = [input('x', 0, dt.x), input('w', 1, dt.w), ...extra.map(([name, d], i) => input(name!, 2 + i, d as DType)), output('out', 2 + extra.length)];
+  const add = extra.map(([name]) => (name === 'bias' ? ' + ld_bias(n)' : ' + ld_res(oi)')).join('');
+  const idx = `let oi = zOff + (m / ${ohw}u) * ${g.O * ohw}u + n * ${ohw}u + m % ${ohw}u;`;
+  return { decls: decls.join('\n'), store: `${idx} out[oi] ${whole && accumulate ? '+=' : '='} v${add};` };
+}
+
+function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split, accumulate: boolean): Shell {
   const kk = g.kh * g.kw;
   const ohw = g.OH * g.OW;
   const { M, N, K } = convGemmShape(g, { kind: 'forward' });
-  const fused = split.splits === 1 && dt.bias !== null;
   const tap = kk === 1 ? 'let c = k; let ih = ih0; let iw = iw0;' : `let c = k / ${kk}u; let t = k % ${kk}u; let ih = ih0 + i32(t / ${g.kw}u); let iw = iw0 + i32(t % ${g.kw}u);`;
   const bounds = inImage(g);
   const stage = `for (var s = 0u; s < 4u; s++) {
@@ -250,7 +263,7 @@ function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
     split,
     rowLanes: true,
     slice: convOutSize(g, { kind: 'forward' }),
-    decls: [input('x', 0, dt.x), input('w', 1, dt.w), fused ? input('bias', 2, dt.bias!) : '', output('out', fused ? 3 : 2)].join('\n'),
+    ...forwardStore(ohw, g, dt, split, accumulate),
     prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
   let am = m0 + aml; let aValid = am < ${M}u;
   let ap = am % ${ohw}u;
@@ -258,7 +271,6 @@ function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
   let xBase = (am / ${ohw}u) * ${g.C * g.H * g.W}u;
   let bk = lid % ${TK}u; let bq = lid / ${TK}u;`,
     stage,
-    store: `out[zOff + (m / ${ohw}u) * ${g.O * ohw}u + n * ${ohw}u + m % ${ohw}u] = v${fused ? ' + ld_bias(n)' : ''};`,
   };
 }
 
@@ -348,7 +360,7 @@ function dwShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
 
 const convSource = memoSource('conv2d', (p: ConvGemmParams) => {
   const { g, pass, dt, split } = p;
-  if (pass.kind === 'forward') return gemmShell(forwardShell(g, dt, split));
+  if (pass.kind === 'forward') return gemmShell(forwardShell(g, dt, split, !!p.accumulate));
   if (pass.kind === 'dw') return gemmShell(dwShell(g, dt, split));
   return gemmShell(dxShell(g, dt, split, pass.ph, pass.pw));
 });
@@ -364,45 +376,57 @@ export function convGemmKernel(p: ConvGemmParams): Kernel {
   const gBytes = g.N * g.O * g.OH * g.OW * bytesOf(dt.g);
   const written = M * N * split.splits * 4;
   const name = pass.kind === 'forward' ? 'conv2d' : `conv2d_${pass.kind}`;
-  const fused = pass.kind === 'forward' && split.splits === 1 && dt.bias !== null;
-  const read =
-    pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + (fused ? N * bytesOf(dt.bias!) : 0) : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
-  return { name, source: convSource(p), workgroups: grid(groups), flops: 2 * M * N * K + (fused ? M * N : 0), bytes: read + written };
+  const whole = pass.kind === 'forward' && split.splits === 1;
+  const fused = whole && dt.bias !== null;
+  const adds = (fused ? 1 : 0) + (whole && dt.residual ? 1 : 0) + (whole && p.accumulate ? 1 : 0);
+  const epiBytes = (fused ? N * bytesOf(dt.bias!) : 0) + (whole && dt.residual ? M * N * bytesOf(dt.residual) : 0) + (whole && p.accumulate ? M * N * 4 : 0);
+  const read = pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + epiBytes : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
+  return { name, source: convSource(p), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: read + written };
 }
 
 const WG = 256;
 
-/** Parameters of the split-K finish: out[i] = sum over z of ws[z * size + i] (+ bias[(i / plane) % channels]). */
+/**
+ * Parameters of the split-K finish: out[i] = sum over z of ws[z * size + i] (+ bias[(i / plane) %
+ * channels]) (+ res[i]), or out[i] += that sum when accumulating.
+ */
 export interface SplitSumParams {
   size: number;
   splits: number;
   bias: DType | null;
   plane: number;
   channels: number;
+  residual?: DType;
+  accumulate?: boolean;
 }
 
 /*
  * Tiling: one thread per output element, reading its `splits` partial sums (one per K slice, each
  * a full copy of the output, so a warp's reads are contiguous in every slice) and adding the bias.
  */
-const splitSumSource = memoSource('conv2d_splitsum', (p: SplitSumParams) => `${input('ws', 0)}
-${p.bias ? input('bias', 1, p.bias) : ''}
-${output('out', p.bias ? 2 : 1)}
+const splitSumSource = memoSource('conv2d_splitsum', (p: SplitSumParams) => {
+  const extra = [p.bias ? input('bias', 1, p.bias) : '', p.residual ? input('res', p.bias ? 2 : 1, p.residual) : ''].filter(Boolean);
+  const init = [p.bias ? `ld_bias((gi / ${p.plane}u) % ${p.channels}u)` : '', p.residual ? 'ld_res(gi)' : '', p.accumulate ? 'out[gi]' : ''].filter(Boolean);
+  return `${input('ws', 0)}
+${extra.join('\n')}
+${output('out', 1 + extra.length)}
 ${main1d(WG)}
   if (gi >= ${p.size}u) { return; }
-  var v = ${p.bias ? `ld_bias((gi / ${p.plane}u) % ${p.channels}u)` : '0.0'};
+  var v = ${init.length ? init.join(' + ') : '0.0'};
   for (var z = 0u; z < ${p.splits}u; z++) { v += ld_ws(z * ${p.size}u + gi); }
   out[gi] = v;
-}`);
+}`;
+});
 
-/** Sum split-K slices into the output (bindings: ws[, bias], out). */
+/** Sum split-K slices into the output (bindings: ws[, bias][, res], out). */
 export function splitSumKernel(p: SplitSumParams): Kernel {
+  const adds = (p.bias ? 1 : 0) + (p.residual ? 1 : 0) + (p.accumulate ? 1 : 0);
   return {
     name: 'conv2d_splitsum',
     source: splitSumSource(p),
     workgroups: grid(ceilDiv(p.size, WG)),
-    flops: p.size * (p.splits - 1 + (p.bias ? 1 : 0)),
-    bytes: 4 * p.size * (p.splits + 1) + (p.bias ? p.channels * bytesOf(p.bias) : 0),
+    flops: p.size * (p.splits - 1 + adds),
+    bytes: 4 * p.size * (p.splits + 1 + (p.accumulate ? 1 : 0)) + (p.bias ? p.channels * bytesOf(p.bias) : 0) + (p.residual ? p.size * bytesOf(p.residual) : 0),
   };
 }
 

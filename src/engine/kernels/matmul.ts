@@ -29,6 +29,10 @@ export interface GemmParams {
   bias: DType | null;
   /** The product is multiplied by this in the epilogue, before the bias (default 1: no multiply). */
   alpha?: number;
+  /** Storage dtype of a residual shaped like the output, added in the epilogue (a binding after the bias). */
+  residual?: DType;
+  /** Add into what the output holds (out += result) instead of overwriting it. */
+  accumulate?: boolean;
   batch: BatchDims;
   sum: BatchDims;
 }
@@ -54,22 +58,35 @@ function cost(p: GemmParams): { flops: number; bytes: number } {
   const nOut = prod(p.batch.shape) * p.M * p.N;
   const per = (d: DType) => (d === 'f32' ? 4 : 2);
   return {
-    flops: 2 * nOut * p.K * prod(p.sum.shape) + (p.bias ? nOut : 0) + (scaled(p) ? nOut : 0),
-    bytes: operandElems(p, 'a') * per(p.dtypeA) + operandElems(p, 'b') * per(p.dtypeB) + nOut * 4 + (p.bias ? p.N * per(p.bias) : 0),
+    flops: 2 * nOut * p.K * prod(p.sum.shape) + (p.bias ? nOut : 0) + (scaled(p) ? nOut : 0) + (p.residual || p.accumulate ? nOut : 0),
+    bytes:
+      operandElems(p, 'a') * per(p.dtypeA) +
+      operandElems(p, 'b') * per(p.dtypeB) +
+      nOut * 4 +
+      (p.bias ? p.N * per(p.bias) : 0) +
+      (p.residual ? nOut * per(p.residual) : 0) +
+      (p.accumulate ? nOut * 4 : 0),
   };
 }
 
 /** Whether the epilogue multiplies by alpha. */
 const scaled = (p: GemmParams) => p.alpha !== undefined && p.alpha !== 1;
 
-/** The epilogue applied to an accumulated value: alpha (an exact f32 literal) and the bias. */
-function epilogue(p: GemmParams, v: string): string {
+/**
+ * The store of an accumulated value `v` at output index `i` (column `n`): alpha (an exact f32
+ * literal), the bias, the residual, or what the output already holds.
+ */
+function store(p: GemmParams, v: string, i: string): string {
   const a = scaled(p) ? ` * bitcast<f32>(${new Uint32Array(Float32Array.of(p.alpha!).buffer)[0]}u)` : '';
-  return `${v}${a}${p.bias ? ' + ld_bias(n)' : ''}`;
+  const add = `${p.bias ? ' + ld_bias(n)' : ''}${p.residual ? ` + ld_res(${i})` : ''}`;
+  return p.accumulate ? `out[${i}] += ${v}${a}${add};` : `out[${i}] = ${v}${a}${add};`;
 }
 
+/** Bindings in order: a, b, then the bias and the residual where present, then out. */
 function bindings(p: GemmParams): string {
-  return [input('a', 0, p.dtypeA), input('b', 1, p.dtypeB), p.bias ? input('bias', 2, p.bias) : '', output('out', p.bias ? 3 : 2)].join('\n');
+  const extra = [p.bias ? 'bias' : '', p.residual ? 'res' : ''].filter(Boolean);
+  const decl = extra.map((name, i) => input(name, 2 + i, name === 'bias' ? p.bias! : p.residual!));
+  return [input('a', 0, p.dtypeA), input('b', 1, p.dtypeB), ...decl, output('out', 2 + extra.length)].join('\n');
 }
 
 /** WGSL for the element index of A's (row i of op(A), col k) inside its matrix, and likewise for B. */
@@ -93,7 +110,7 @@ function bIndex(p: GemmParams, k: string, n: string): string {
  * checks are generated only where an extent is ragged). Summed batch dims repeat the K loop into
  * the same registers. Workgroups are numbered linearly over (batch, tile row, tile column),
  * column fastest so neighbours share A tiles, and that number is spread over an x*y grid when it
- * exceeds 65535. The bias is added in the epilogue.
+ * exceeds 65535. The epilogue scales, adds the bias and a residual, or adds into the output.
  */
 const gemmSource = memoSource('gemm', (p: GemmParams) => {
   const tilesN = Math.ceil(p.N / TN);
@@ -168,7 +185,7 @@ ${acc
     if (m < ${p.M}u) {
       for (var j = 0u; j < 4u; j++) {
         let n = n0 + tx + 16u * j;
-        if (n < ${p.N}u) { out[oBase + m * ${p.N}u + n] = ${epilogue(p, `acc${i}[j]`)}; }
+        if (n < ${p.N}u) { ${store(p, `acc${i}[j]`, `oBase + m * ${p.N}u + n`)} }
       }
     }
   }`,
@@ -207,7 +224,7 @@ ${main1d(NAIVE_WG)}
       acc += ld_a(aOff + ${aIndex(p, 'm', 'k')}) * ld_b(bOff + ${bIndex(p, 'k', 'n')});
     }
   }
-  out[gi] = ${epilogue(p, 'acc')};
+  ${store(p, 'acc', 'gi')}
 }`;
 });
 

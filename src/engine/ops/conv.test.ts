@@ -3,12 +3,12 @@ import { MetaBackend } from '../backend.js';
 import { sizeClass } from '../pool.js';
 import { roundF16 } from '../dtype.js';
 import { backward } from '../grad.js';
-import { randomArray } from '../testing/allclose.js';
+import { assertClose, randomArray } from '../testing/allclose.js';
 import { testBackend } from '../testing/gpu.js';
 import { checkOp } from '../testing/opcheck.js';
-import { refConv, refConvGrad, type RefConv } from '../testing/ref.js';
-import { empty, scope } from '../tensor.js';
-import { conv2d, conv2dNaive, upsampleNearest2x } from './conv.js';
+import { refConv, refConvGrad, refConvOut, type RefConv } from '../testing/ref.js';
+import { empty, scope, tensor } from '../tensor.js';
+import { conv2d, conv2dInto, conv2dNaive, upsampleNearest2x } from './conv.js';
 
 // f32 sums of at most a few hundred products of values in [-1, 1): 1e-4 leaves a wide margin.
 const TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -134,6 +134,34 @@ describe('conv2d (implicit GEMM)', () => {
     expect(meta.pool().peakLiveBytes - needed).toBeLessThanOrEqual(sizeClass(4 * 4 * 64 * 9 * 4));
     for (const t of [x, w, b, y, seed]) t.dispose();
   });
+
+  // Unsplit (the GEMM's epilogue adds bias and residual) and split-K (the split-sum does).
+  const residualCases: [string, RefConv][] = [
+    ['unsplit', configs[4]![1]],
+    ['split-K', { N: 2, C: 32, H: 12, W: 12, O: 32, k: 3, stride: 1, pad: [1, 1, 1, 1] }],
+  ];
+  for (const [name, c] of residualCases) {
+    it(`residual in the epilogue, ${name}: forward and all gradients (the residual's is the output's)`, async () => {
+      const [OH, OW] = refConvOut(c);
+      await checkOp(await testBackend(), {
+        inputs: [...inputsOf(c), { shape: [c.N, c.O, OH, OW], grad: true }],
+        forward: ([x, w, b, r]) => conv2d(x!, w!, b!, { stride: c.stride, padding: c.pad, residual: r! }),
+        reference: ([x, w, b, r]) => refConv(x!, w!, b!, c).map((v, i) => v + r![i]!),
+        referenceGrad: ([x, w], g) => [...refConvGrad(x!, w!, g, c), g],
+        tol: { atol: 3e-4, rtol: 1e-4 },
+      });
+    });
+
+    it(`conv2dInto adds into an existing tensor, ${name}`, async () => {
+      const be = await testBackend();
+      const [OH, OW] = refConvOut(c);
+      const xs = randomArray(c.N * c.C * c.H * c.W, 61), ws = randomArray(c.O * c.C * c.k * c.k, 62), o0 = randomArray(c.N * c.O * OH * OW, 63);
+      const [x, w, out] = [tensor(be, xs, [c.N, c.C, c.H, c.W]), tensor(be, ws, [c.O, c.C, c.k, c.k]), tensor(be, o0, [c.N, c.O, OH, OW])];
+      conv2dInto(out, x, w, { stride: c.stride, padding: c.pad });
+      assertClose(await out.read(), refConv(xs, ws, null, c).map((v, i) => v + o0[i]!), { atol: 3e-4, rtol: 1e-4 }, 'conv2dInto');
+      for (const t of [x, w, out]) t.dispose();
+    });
+  }
 
   it('rejects mismatched shapes', async () => {
     const be = await testBackend();

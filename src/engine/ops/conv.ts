@@ -1,5 +1,5 @@
 // 2-D convolution as an implicit GEMM (forward, dX, dW, dBias, never an im2col buffer) and nearest 2x upsampling.
-import { needsGrad, record, type BackwardRule } from '../autograd.js';
+import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
 import {
   conv2dNaiveKernel,
   convGemmKernel,
@@ -15,7 +15,7 @@ import {
 } from '../kernels/conv2d.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { empty, type Tensor } from '../tensor.js';
-import { check, emptyLike, launch } from './util.js';
+import { check, emptyLike, launch, sameShape } from './util.js';
 
 export type { ConvGeometry } from '../kernels/conv2d.js';
 
@@ -32,6 +32,8 @@ export interface Conv2dOptions {
   stride?: number;
   /** Zeros on every side, or [top, bottom, left, right] (SD's VAE encoder pads only bottom and right: [0, 1, 0, 1]). */
   padding?: number | readonly [number, number, number, number];
+  /** Added to the output in the epilogue (a skip connection); exactly the output's shape. Its gradient is the output's. */
+  residual?: Tensor;
 }
 
 /** Check shapes and work out every size the kernels bake in. */
@@ -50,21 +52,50 @@ export function convGeometry(xShape: readonly number[], wShape: readonly number[
   return { N, C, H, W, O, kh, kw, stride, pt, pl, OH, OW };
 }
 
+/** What the split-sum adds when a forward is split: the bias (per channel of `plane` pixels), a residual, or out itself. */
+interface SplitEpilogue {
+  bias?: Tensor;
+  plane: number;
+  channels: number;
+  residual?: Tensor;
+  accumulate?: boolean;
+}
+
 /**
  * Run the dispatches of one pass into `out`: straight into it, or through a split-K workspace
- * that the split-sum pass adds up (with the bias, for the forward).
+ * that the split-sum pass adds up (with the forward's epilogue).
  */
-function runPass(out: Tensor, splits: number, dispatch: (dst: Tensor) => void, bias?: { t: Tensor; plane: number; channels: number }): void {
+function runPass(out: Tensor, splits: number, dispatch: (dst: Tensor) => void, e?: SplitEpilogue): void {
   if (splits === 1) return dispatch(out);
   const ws = empty(out.backend, [splits, out.size]);
   dispatch(ws);
-  const p = { size: out.size, splits, bias: bias ? bias.t.dtype : null, plane: bias?.plane ?? 1, channels: bias?.channels ?? 1 };
-  launch(splitSumKernel(p), bias ? [ws, bias.t] : [ws], [out]);
+  const p = {
+    size: out.size,
+    splits,
+    bias: e?.bias ? e.bias.dtype : null,
+    plane: e?.plane ?? 1,
+    channels: e?.channels ?? 1,
+    ...(e?.residual ? { residual: e.residual.dtype } : {}),
+    ...(e?.accumulate ? { accumulate: true } : {}),
+  };
+  launch(splitSumKernel(p), [ws, ...(e?.bias ? [e.bias] : []), ...(e?.residual ? [e.residual] : [])], [out]);
   ws.dispose();
 }
 
-function dtypes(x: Tensor | null, w: Tensor | null, g: Tensor | null, bias?: Tensor): ConvDTypes {
-  return { x: x?.dtype ?? 'f32', w: w?.dtype ?? 'f32', g: g?.dtype ?? 'f32', bias: bias?.dtype ?? null };
+function dtypes(x: Tensor | null, w: Tensor | null, g: Tensor | null, bias?: Tensor, residual?: Tensor): ConvDTypes {
+  return { x: x?.dtype ?? 'f32', w: w?.dtype ?? 'f32', g: g?.dtype ?? 'f32', bias: bias?.dtype ?? null, ...(residual ? { residual: residual.dtype } : {}) };
+}
+
+/** The forward's dispatches into y: one GEMM with the epilogue fused, or split-K slices and a split-sum that applies it. */
+function forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, bias?: Tensor, residual?: Tensor, accumulate = false): void {
+  const pass: ConvPass = { kind: 'forward' };
+  const { M, N, K } = convGemmShape(g, pass);
+  const split = splitK(M, N, K);
+  const whole = split.splits === 1;
+  const [b, r] = whole ? [bias, residual] : [undefined, undefined];
+  const ins = [x, w, ...(b ? [b] : []), ...(r ? [r] : [])];
+  const params = { g, pass, dt: dtypes(x, w, null, b, r), split, ...(whole && accumulate ? { accumulate: true } : {}) };
+  runPass(y, split.splits, (dst) => launch(convGemmKernel(params), ins, [dst]), { bias, plane: g.OH * g.OW, channels: g.O, residual, accumulate });
 }
 
 /**
@@ -74,23 +105,28 @@ function dtypes(x: Tensor | null, w: Tensor | null, g: Tensor | null, bias?: Ten
 export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, opts: Conv2dOptions = {}): Tensor {
   const g = convGeometry(x.shape, w.shape, opts);
   check(!bias || (bias.rank === 1 && bias.shape[0] === g.O), () => `conv2d: bias must be [${g.O}], got [${bias!.shape.join(', ')}]`);
-  const y = emptyLike(x, [g.N, g.O, g.OH, g.OW]);
-  const pass: ConvPass = { kind: 'forward' };
-  const { M, N, K } = convGemmShape(g, pass);
-  const split = splitK(M, N, K);
-  // Unsplit, the GEMM adds the bias in its epilogue; split, the split-sum pass does.
-  const fused = split.splits === 1 ? bias : undefined;
-  runPass(
-    y,
-    split.splits,
-    (dst) => launch(convGemmKernel({ g, pass, dt: dtypes(x, w, null, fused), split }), fused ? [x, w, fused] : [x, w], [dst]),
-    bias && { t: bias, plane: g.OH * g.OW, channels: g.O },
-  );
+  const shape = [g.N, g.O, g.OH, g.OW];
+  const r = opts.residual;
+  check(!r || sameShape(r.shape, shape), () => `conv2d: residual [${r!.shape.join(', ')}] is not the output's shape [${shape.join(', ')}]`);
+  const y = emptyLike(x, shape);
+  forward(y, x, w, g, bias, r);
   const keepX = needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
-  record('conv2d', [x, w, bias ?? null], [y], { x: keepX, w: keepW, geo: g }, held);
+  record('conv2d', [x, w, bias ?? null, r ?? null], [y], { x: keepX, w: keepW, geo: g }, held);
   return y;
+}
+
+/**
+ * out += conv2d(x, w) in place (out f32 [N, O, OH, OW]), the add in the GEMM's epilogue (or the
+ * split-sum's). Not recorded: for backward rules and noGrad code.
+ */
+export function conv2dInto(out: Tensor, x: Tensor, w: Tensor, opts: Omit<Conv2dOptions, 'residual'> = {}): void {
+  check(!activeTape() || ![out, x, w].some(needsGrad), () => 'conv2dInto: not differentiable; call it under noGrad or in a backward rule');
+  const g = convGeometry(x.shape, w.shape, opts);
+  const shape = [g.N, g.O, g.OH, g.OW];
+  check(out.dtype === 'f32' && sameShape(out.shape, shape), () => `conv2dInto: output must be f32 [${shape.join(', ')}], got [${out.shape.join(', ')}]`);
+  forward(out, x, w, g, undefined, undefined, true);
 }
 
 /*
@@ -98,6 +134,7 @@ export function conv2d(x: Tensor, w: Tensor, bias?: Tensor, opts: Conv2dOptions 
  *   dX    [N, C, H, W]    = transposed conv of gY with w: one implicit GEMM per stride phase
  *   dW    [O, C, kh, kw]  = gY^T · x gathered under each tap, contracted over (n, oh, ow)
  *   dBias [O]             = gY summed over (n, oh, ow)
+ *   dResidual             = gY
  * Each only when `needs` asks (frozen weights: dX alone).
  */
 const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
@@ -125,7 +162,7 @@ const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
     db = emptyLike(g, [geo.O]);
     launch(reduceKernel({ inShape: [geo.N, geo.O, geo.OH * geo.OW], axes: [0, 2], dtype: g.dtype, scale: 1 }), [g], [db]);
   }
-  return [dx, dw, db];
+  return [dx, dw, db, needs[3] ? g : null];
 };
 
 /** `conv2d` forward on the naive one-thread-per-output kernel (no autograd), for the benchmark's ratio. */

@@ -8,7 +8,8 @@ import { assertClose, randomArray } from '../testing/allclose.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
 import { sum } from './elementwise.js';
-import { linear, matmul, matmulNaive } from './matmul.js';
+import { noGrad } from '../autograd.js';
+import { linear, linearInto, matmul, matmulInto, matmulNaive } from './matmul.js';
 
 // f32 accumulation over K <= 130 of values in [-1, 1): errors stay near 1e-6.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -330,5 +331,60 @@ describe('linear', () => {
     expect(mm.flops).toBe(2 * (2 * B * T * I * O));
     expect(w.grad?.shape).toEqual([O, I]);
     for (const t of [x, y, loss, w]) t.dispose();
+  });
+
+  it('residual in the epilogue (base output + LoRA up-projection), scaled, with bias, all gradients', async () => {
+    const [I, O, s] = [24, 70, 0.37];
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [3, 7, I], grad: true }, { shape: [O, I], grad: true }, { shape: [O], grad: true }, { shape: [3, 7, O], grad: true }],
+      forward: ([x, w, b, r]) => linear(x!, w!, b!, s, r!),
+      reference: ([x, w, b, r]) => refLinear(x!, w!, null, O, I).map((v, i) => s * v + b![i % O]! + r![i]!),
+      referenceGrad: ([x, w], g) => {
+        const [dx, dw, db] = refLinearGrad(x!, w!, g, O, I);
+        return [dx!.map((v) => v * s), dw!.map((v) => v * s), db!, g];
+      },
+      tol: TOL,
+    });
+  });
+
+  it('residual fused: one GEMM dispatch, no separate add (meta device)', () => {
+    const meta = new MetaBackend();
+    const x = empty(meta, [77, 32]), w = empty(meta, [16, 32], 'f16'), r = empty(meta, [77, 16]);
+    const y = linear(x, w, undefined, 1, r);
+    expect([...meta.stats.byKernel.keys()]).toEqual(['matmul']);
+    expect(meta.stats.byKernel.get('matmul')!.dispatches).toBe(1);
+    expect(() => linear(x, w, undefined, 1, empty(meta, [77, 15]))).toThrow(/not the output's shape/);
+    for (const t of [x, w, r, y]) t.dispose();
+  });
+
+  it('linearInto adds scale * x w^T into an existing tensor, in place', async () => {
+    const backend = await testBackend();
+    const [R, I, O, s] = [70, 19, 67, -0.5];
+    const x = randomArray(R * I, 41), w = randomArray(O * I, 43), o0 = randomArray(R * O, 47);
+    const [tx, tw, out] = [tensor(backend, x, [R, I]), tensor(backend, w, [O, I], 'f16'), tensor(backend, o0, [R, O])];
+    noGrad(() => linearInto(out, tx, tw, s));
+    const w16 = Float64Array.from(roundF16(w));
+    assertClose(await out.read(), refLinear(x, w16, null, O, I).map((v, i) => o0[i]! + s * v), TOL, 'linearInto');
+    for (const t of [tx, tw, out]) t.dispose();
+  });
+
+  it('matmulInto accumulates a transposed, batch-summed product (a weight gradient) into an f32 tensor', async () => {
+    const backend = await testBackend();
+    // dW [K2, N] += A^T B over 3 batches of 33 rows: the batch folds into the contraction.
+    const [B, R, M, N] = [3, 33, 21, 18];
+    const a = randomArray(B * R * M, 51), b = randomArray(B * R * N, 53), o0 = randomArray(M * N, 57);
+    const [ta, tb, out] = [tensor(backend, a, [B, R, M]), tensor(backend, b, [B, R, N]), tensor(backend, o0, [M, N])];
+    matmulInto(out, ta, tb, { transA: true, alpha: 2 });
+    const ref = refMatmul(a, [B * R, M], b, [B * R, N], true, false);
+    assertClose(await out.read(), ref.map((v, i) => o0[i]! + 2 * v), TOL, 'matmulInto');
+    for (const t of [ta, tb, out]) t.dispose();
+  });
+
+  it('in-place adds refuse tensors the tape could see', () => {
+    const meta = new MetaBackend();
+    const x = param(meta, [], [4, 8]), w = empty(meta, [3, 8]), out = empty(meta, [4, 3]);
+    expect(() => linearInto(out, x, w)).toThrow(/not differentiable/);
+    expect(() => linearInto(empty(meta, [4, 4]), empty(meta, [4, 8]), w)).toThrow(/not the output's shape/);
+    for (const t of [x, w, out]) t.dispose();
   });
 });

@@ -1,9 +1,9 @@
 // Batched matmul and linear (PyTorch weight layout), forward and backward on one tiled GEMM kernel.
-import { needsGrad, record, type BackwardRule } from '../autograd.js';
+import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
 import { gemmKernel, matmulNaiveKernel, type GemmParams } from '../kernels/matmul.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { numel, type Tensor } from '../tensor.js';
-import { broadcastShapes, broadcastStrides, check, emptyLike, launch } from './util.js';
+import { broadcastShapes, broadcastStrides, check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
   interface OpSaved {
@@ -12,10 +12,21 @@ declare module '../autograd.js' {
   }
 }
 
-/** Which operands `matmul` reads transposed (their last two dims swapped). */
+/** Which operands `matmul` reads transposed (their last two dims swapped), and what its epilogue adds. */
 export interface MatmulOptions {
   transA?: boolean;
   transB?: boolean;
+  /** Added to the product in the GEMM's epilogue (one dispatch); exactly the output's shape. Its gradient is the output's. */
+  residual?: Tensor;
+}
+
+/** What a GEMM's epilogue does besides storing: scale, bias, residual, or add into an existing output. */
+interface Epilogue {
+  bias?: Tensor;
+  alpha?: number;
+  residual?: Tensor;
+  /** Add into this tensor (its shape is the output's) instead of allocating one. */
+  into?: Tensor;
 }
 
 interface Plan {
@@ -64,12 +75,31 @@ function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boo
   return { params: { ...base, M, K, batch: { shape: kept, a: sa, b: sb }, sum: { shape: summed, a: sa, b: sb } }, outShape };
 }
 
-/** Run a planned GEMM over x, y (and bias), scaled by alpha; returns a fresh f32 tensor. */
-function run(pl: Plan, x: Tensor, y: Tensor, bias?: Tensor, naive = false, alpha = 1): Tensor {
-  const params: GemmParams = { ...pl.params, dtypeA: x.dtype, dtypeB: y.dtype, bias: bias ? bias.dtype : null, ...(alpha !== 1 ? { alpha } : {}) };
-  const out = emptyLike(x, pl.outShape);
-  launch((naive ? matmulNaiveKernel : gemmKernel)(params), bias ? [x, y, bias] : [x, y], [out]);
+/** Run a planned GEMM over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
+function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
+  const { bias, residual, into, alpha = 1 } = e;
+  for (const [t, what] of [[residual, 'residual'], [into, 'output']] as const) {
+    check(!t || sameShape(t.shape, pl.outShape), () => `matmul: ${what} [${t!.shape.join(', ')}] is not the output's shape [${pl.outShape.join(', ')}]`);
+  }
+  check(!into || into.dtype === 'f32', () => 'matmul: can only add into an f32 tensor');
+  const params: GemmParams = {
+    ...pl.params,
+    dtypeA: x.dtype,
+    dtypeB: y.dtype,
+    bias: bias ? bias.dtype : null,
+    ...(alpha !== 1 ? { alpha } : {}),
+    ...(residual ? { residual: residual.dtype } : {}),
+    ...(into ? { accumulate: true } : {}),
+  };
+  const out = into ?? emptyLike(x, pl.outShape);
+  const ins = [x, y, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  launch((naive ? matmulNaiveKernel : gemmKernel)(params), ins, [out]);
   return out;
+}
+
+/** Refuse an in-place add the tape could see: it would change a tensor some backward may read. */
+function checkUntaped(out: Tensor, ...xs: Tensor[]): void {
+  check(!activeTape() || ![out, ...xs].some(needsGrad), () => 'matmulInto/linearInto: not differentiable; call it under noGrad or in a backward rule');
 }
 
 /** op(x) @ op(y), summing batch dims down to `target` (backward helper, no autograd). */
@@ -87,13 +117,24 @@ function gemm(x: Tensor, y: Tensor, tx: boolean, ty: boolean, target?: readonly 
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = !!opts.transA;
   const transB = !!opts.transB;
-  const out = run(plan(a.shape, b.shape, transA, transB), a, b);
+  const out = run(plan(a.shape, b.shape, transA, transB), a, b, { residual: opts.residual });
   // dA needs only b and dB needs only a: keep just what a requested gradient reads.
   const keepA = needsGrad(b) ? a : null;
   const keepB = needsGrad(a) ? b : null;
   const held = [keepA, keepB].filter((t): t is Tensor => t !== null);
-  record('matmul', [a, b], [out], { a: keepA, b: keepB, aShape: a.shape, bShape: b.shape, transA, transB }, held);
+  record('matmul', [a, b, opts.residual ?? null], [out], { a: keepA, b: keepB, aShape: a.shape, bShape: b.shape, transA, transB }, held);
   return out;
+}
+
+/**
+ * out += alpha * op(a) @ op(b) in one GEMM whose epilogue reads and rewrites `out` (f32 [...T, M, N]);
+ * batch dims of the product that T lacks or holds at 1 are summed (as a broadcast operand's
+ * gradient is). Not recorded: for backward rules (accumulating a gradient) and noGrad code.
+ */
+export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'residual'> & { alpha?: number } = {}): void {
+  checkUntaped(out, a, b);
+  check(Number.isFinite(opts.alpha ?? 1), () => `matmulInto: alpha must be finite, got ${opts.alpha}`);
+  run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB, out.shape.slice(0, -2)), a, b, { into: out, alpha: opts.alpha });
 }
 
 /*
@@ -107,36 +148,48 @@ const matmulBackward: BackwardRule<'matmul'> = ({ a, b, aShape, bShape, transA, 
   const bBatch = bShape.slice(0, -2);
   const dA = !needs[0] ? null : transA ? gemm(b!, g!, transB, true, aBatch) : gemm(g!, b!, false, !transB, aBatch);
   const dB = !needs[1] ? null : transB ? gemm(g!, a!, true, transA, bBatch) : gemm(a!, g!, !transA, false, bBatch);
-  return [dA, dB];
+  return [dA, dB, needs[2] ? g! : null];
 };
 
 /** `matmul` on the naive one-thread-per-output kernel (forward only, for benchmark ratios). */
 export function matmulNaive(a: Tensor, b: Tensor, opts: MatmulOptions & { bias?: Tensor } = {}): Tensor {
-  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, opts.bias, true);
+  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { bias: opts.bias }, true);
 }
 
 // ---- linear ------------------------------------------------------------------------------------
 
-/**
- * y = scale * x w^T + bias with PyTorch's layout: x [..., in], w [out, in] (often frozen f16),
- * bias [out]; y is f32 [..., out]. One GEMM over all leading rows, reading w transposed in place,
- * with the scale (a LoRA's alpha / rank) and the bias fused into its epilogue.
- */
-export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1): Tensor {
+/** The plan of y = x w^T over all leading rows of x, checking shapes. */
+function linearPlan(x: Tensor, w: Tensor, scale: number, bias?: Tensor): Plan {
   check(Number.isFinite(scale), () => `linear: scale must be finite, got ${scale}`);
   check(w.rank === 2, () => `linear: weight must be [out, in], got [${w.shape.join(', ')}]`);
   const [outF, inF] = w.shape as [number, number];
   check(x.rank >= 1 && x.shape[x.rank - 1] === inF, () => `linear: input [${x.shape.join(', ')}] does not end in ${inF}`);
   check(!bias || (bias.rank === 1 && bias.shape[0] === outF), () => `linear: bias must be [${outF}]`);
-  const rows = x.size / inF;
-  const pl = plan([rows, inF], w.shape, false, true);
+  const pl = plan([x.size / inF, inF], w.shape, false, true);
   pl.outShape = [...x.shape.slice(0, -1), outF];
-  const out = run(pl, x, w, bias, false, scale);
+  return pl;
+}
+
+/**
+ * y = scale * x w^T + bias (+ residual) with PyTorch's layout: x [..., in], w [out, in] (often
+ * frozen f16), bias [out], residual [..., out]; y is f32 [..., out]. One GEMM over all leading
+ * rows, reading w transposed in place, with the scale (a LoRA's alpha / rank), the bias and the
+ * residual (a skip connection, or the base layer's output under a LoRA up-projection) fused into
+ * its epilogue. The residual's gradient is y's.
+ */
+export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?: Tensor): Tensor {
+  const out = run(linearPlan(x, w, scale, bias), x, w, { bias, alpha: scale, residual });
   const keepX = needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
-  record('linear', [x, w, bias ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias, scale }, held);
+  record('linear', [x, w, bias ?? null, residual ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias, scale }, held);
   return out;
+}
+
+/** out += scale * x w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
+export function linearInto(out: Tensor, x: Tensor, w: Tensor, scale = 1): void {
+  checkUntaped(out, x, w);
+  run(linearPlan(x, w, scale), x, w, { into: out, alpha: scale });
 }
 
 /*
@@ -144,6 +197,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1): Tensor {
  *   dX    [R, in]   = s gY w          (one GEMM, no transposes, s in its epilogue)
  *   dW    [out, in] = s gY^T x        (one GEMM, contraction over all R rows)
  *   dBias [out]     = sum_R gY
+ *   dResidual       = gY
  */
 const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape, scale }, [g], needs) => {
   const [outF, inF] = wShape as [number, number];
@@ -152,15 +206,15 @@ const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape, scale },
   if (needs[0]) {
     const pl = plan([rows, outF], wShape, false, false);
     pl.outShape = [...xShape];
-    dX = run(pl, g!, w!, undefined, false, scale);
+    dX = run(pl, g!, w!, { alpha: scale });
   }
-  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!, undefined, false, scale) : null;
+  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!, { alpha: scale }) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g!, [outF]);
     launch(reduceKernel({ inShape: [rows, outF], axes: [0], dtype: g!.dtype, scale: 1 }), [g!], [dBias]);
   }
-  return [dX, dW, dBias];
+  return [dX, dW, dBias, needs[3] ? g! : null];
 };
 
 export const matmulRules = { matmul: matmulBackward, linear: linearBackward };
