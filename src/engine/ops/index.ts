@@ -12,4 +12,5 @@ export * from './layout.js';
 export * from './dropout.js';
 export * from './loss.js';
 export * from './gather.js';
+export * from './lowrank.js';
 export { backwardRules } from './rules.js';

@@ -13,6 +13,7 @@ import { gegluRules } from './geglu.js';
 import { layoutRules } from './layout.js';
 import { dropoutRules } from './dropout.js';
 import { lossRules } from './loss.js';
+import { lowRankRules } from './lowrank.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
@@ -26,5 +27,6 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...layoutRules,
   ...dropoutRules,
   ...lossRules,
+  ...lowRankRules,
   checkpoint: checkpointBackward,
 };

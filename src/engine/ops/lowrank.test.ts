@@ -1,0 +1,148 @@
+// lowRankLinear: forward and backward against a CPU float64 reference and central differences; dropout and gradient accumulation against the unfused ops.
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../backend.js';
+import { backward } from '../grad.js';
+import { empty, param, scope, tensor } from '../tensor.js';
+import { assertClose, randomArray } from '../testing/allclose.js';
+import { checkOp } from '../testing/opcheck.js';
+import { testBackend } from '../testing/gpu.js';
+import { dropout } from './dropout.js';
+import { add, mul, sum } from './elementwise.js';
+import { lowRankLinear } from './lowrank.js';
+import { linear } from './matmul.js';
+
+const TOL = { atol: 1e-5, rtol: 1e-5 };
+
+/** y [R, O] = x [R, I] w^T [I, O] in float64. */
+function mm(x: Float64Array, w: Float64Array, R: number, I: number, O: number): Float64Array {
+  const y = new Float64Array(R * O);
+  for (let r = 0; r < R; r++) for (let o = 0; o < O; o++) {
+    let s = 0;
+    for (let i = 0; i < I; i++) s += x[r * I + i]! * w[o * I + i]!;
+    y[r * O + o] = s;
+  }
+  return y;
+}
+
+/** a^T b for a [R, A], b [R, B]: [A, B]. */
+function tmm(a: Float64Array, b: Float64Array, R: number, A: number, B: number): Float64Array {
+  const y = new Float64Array(A * B);
+  for (let r = 0; r < R; r++) for (let i = 0; i < A; i++) for (let j = 0; j < B; j++) y[i * B + j] = y[i * B + j]! + a[r * A + i]! * b[r * B + j]!;
+  return y;
+}
+
+/** g [R, O] w [O, I]: [R, I]. */
+function gmm(g: Float64Array, w: Float64Array, R: number, O: number, I: number): Float64Array {
+  const y = new Float64Array(R * I);
+  for (let r = 0; r < R; r++) for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) y[r * I + i] = y[r * I + i]! + g[r * O + o]! * w[o * I + i]!;
+  return y;
+}
+
+// Ragged sizes: 2 x 35 rows, 37 in, 19 out, rank 5.
+const [B, T, I, O, RK] = [2, 35, 37, 19, 5];
+const R = B * T;
+const S = 0.75;
+
+describe('lowRankLinear', () => {
+  it('y = x w^T + b + r + s (x d^T) u^T, and every gradient, against float64 and central differences', async () => {
+    await checkOp(await testBackend(), {
+      inputs: [
+        { shape: [B, T, I], grad: true },
+        { shape: [O, I], grad: true },
+        { shape: [O], grad: true },
+        { shape: [RK, I], grad: true },
+        { shape: [O, RK], grad: true },
+        { shape: [B, T, O], grad: true },
+      ],
+      forward: ([x, w, b, d, u, r]) => lowRankLinear(x!, w!, b!, { down: d!, up: u!, scale: S }, r!),
+      reference: ([x, w, b, d, u, r]) => {
+        const base = mm(x!, w!, R, I, O);
+        const delta = mm(mm(x!, d!, R, I, RK), u!, R, RK, O);
+        return base.map((v, k) => v + b![k % O]! + r![k]! + S * delta[k]!);
+      },
+      referenceGrad: ([x, w, , d, u], g) => refGrads(x!, w!, d!, u!, g),
+      tol: TOL,
+      gradTol: { atol: 3e-5, rtol: 1e-5 },
+    });
+  });
+
+  it('with dropout: output and gradients equal the unfused ops with the same mask seed', async () => {
+    const b = await testBackend();
+    const data = [I * R, O * I, O, RK * I, O * RK].map((n, i) => randomArray(n, 40 + i));
+    const run = async (mode: 'fused' | 'unfused' | 'no dropout'): Promise<Float32Array[]> => {
+      const [x, w, bias, d, u] = ([[B, T, I], [O, I], [O], [RK, I], [O, RK]] as const).map((sh, i) => param(b, data[i]!, [...sh]));
+      const gOut = tensor(b, randomArray(R * O, 9), [B, T, O]);
+      const y = scope(() => {
+        const out =
+          mode === 'unfused'
+            ? add(linear(x!, w!, bias!), linear(dropout(linear(x!, d!), 0.3, 77), u!, undefined, S))
+            : lowRankLinear(x!, w!, bias!, { down: d!, up: u!, scale: S, ...(mode === 'fused' ? { dropout: { p: 0.3, seed: 77 } } : {}) });
+        backward(sum(mul(out, gOut)));
+        return out;
+      });
+      const vals = await Promise.all([y, x!.grad!, w!.grad!, bias!.grad!, d!.grad!, u!.grad!].map((t) => t.read()));
+      for (const t of [y, gOut, x, w, bias, d, u]) t!.dispose();
+      return vals;
+    };
+    const got = await run('fused');
+    const want = await run('unfused');
+    const names = ['y', 'dx', 'dw', 'dbias', 'ddown', 'dup'];
+    got.forEach((v, i) => assertClose(v, want[i]!, TOL, names[i]!));
+    // the mask mattered: without dropout the up-projection's gradient is another
+    const plain = await run('no dropout');
+    expect(plain[5]!.some((v, i) => Math.abs(v - got[5]![i]!) > 1e-3)).toBe(true);
+  });
+
+  it("adds the factors' gradients into the leaves' existing gradients (no copy, no separate add)", async () => {
+    const b = await testBackend();
+    const [x, w, d, u] = ([[R, I], [O, I], [RK, I], [O, RK]] as const).map((sh, i) => tensor(b, randomArray(sh[0] * sh[1], 60 + i), [...sh]));
+    const prior = [randomArray(RK * I, 70), randomArray(O * RK, 71)];
+    const grads = async (seedGrads: boolean): Promise<Float32Array[]> => {
+      d!.requiresGrad = u!.requiresGrad = true;
+      d!.grad = seedGrads ? tensor(b, prior[0]!, [RK, I]) : null;
+      u!.grad = seedGrads ? tensor(b, prior[1]!, [O, RK]) : null;
+      const y = lowRankLinear(x!, w!, undefined, { down: d!, up: u!, scale: S });
+      backward(sum(y));
+      y.dispose();
+      const out = await Promise.all([d!.grad!.read(), u!.grad!.read()]);
+      d!.grad!.dispose();
+      u!.grad!.dispose();
+      return out;
+    };
+    const fresh = await grads(false);
+    const accumulated = await grads(true);
+    assertClose(accumulated[0]!, fresh[0]!.map((v, i) => v + prior[0]![i]!), TOL, 'ddown accumulated');
+    assertClose(accumulated[1]!, fresh[1]!.map((v, i) => v + prior[1]![i]!), TOL, 'dup accumulated');
+    for (const t of [x, w, d, u]) t!.dispose();
+  });
+
+  it('on the meta device: 3 GEMMs forward; backward 5 GEMMs and no add or add_into when the leaves hold gradients', () => {
+    const meta = new MetaBackend();
+    const x = param(meta, [], [R, I]);
+    const d = param(meta, [], [RK, I]);
+    const u = param(meta, [], [O, RK]);
+    const w = empty(meta, [O, I], 'f16');
+    const r = param(meta, [], [R, O]);
+    for (const t of [x, d, u, r]) t.grad = empty(meta, t.shape);
+    meta.resetStats();
+    const y = scope(() => lowRankLinear(x, w, undefined, { down: d, up: u, scale: S }, r));
+    expect(meta.stats.dispatches).toBe(3);
+    backward(y, empty(meta, [R, O]));
+    const k = (n: string) => meta.stats.byKernel.get(n)?.dispatches ?? 0;
+    expect(k('matmul')).toBe(3 + 5);
+    // x and the residual are leaves too here: their gradients arrive by one add_into each
+    expect(k('add_into')).toBe(2);
+    expect(k('add')).toBe(0);
+    for (const t of [x, d, u, r, w, y]) t.dispose();
+  });
+});
+
+function refGrads(x: Float64Array, w: Float64Array, d: Float64Array, u: Float64Array, g: Float64Array): Float64Array[] {
+  const h = mm(x, d, R, I, RK);
+  const gh = gmm(g, u, R, O, RK);
+  const dxLow = gmm(gh, d, R, RK, I);
+  const dx = gmm(g, w, R, O, I).map((v, k) => v + S * dxLow[k]!);
+  const db = new Float64Array(O);
+  for (let k = 0; k < g.length; k++) db[k % O] = db[k % O]! + g[k]!;
+  return [dx, tmm(g, x, R, O, I), db, tmm(gh, x, R, RK, I).map((v) => S * v), tmm(g, h, R, O, RK).map((v) => S * v), g];
+}
