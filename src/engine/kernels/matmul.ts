@@ -1,7 +1,7 @@
 // Batched GEMM kernels: a tiled one in workgroup memory for real work, and a naive one for comparison.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
-import { broadcastIndex, input, main1d, output } from './wgsl.js';
+import { broadcastIndex, collapseDims, input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** A set of batch dims: their extents and, per operand, the element stride of each (0 where broadcast). */
 export interface BatchDims {
@@ -43,7 +43,14 @@ const TK = 16;
 /** Row pitch of the tiles in workgroup memory: one pad word so column-wise stores hit distinct banks. */
 const PITCH = TM + 1;
 
+/** Most batch dims (and summed dims) a GEMM takes after collapsing; each costs three uniform words. */
+const MAX_RANK = 4;
+
 const prod = (s: readonly number[]) => s.reduce((x, y) => x * y, 1);
+
+function check(cond: boolean, msg: () => string): void {
+  if (!cond) throw new Error(msg());
+}
 
 /** Elements of an operand that a GEMM touches (each counted once): broadcast dims do not multiply. */
 function operandElems(p: GemmParams, which: 'a' | 'b'): number {
@@ -72,29 +79,88 @@ function cost(p: GemmParams): { flops: number; bytes: number } {
 /** Whether the epilogue multiplies by alpha. */
 const scaled = (p: GemmParams) => p.alpha !== undefined && p.alpha !== 1;
 
-/**
- * The store of an accumulated value `v` at output index `i` (column `n`): alpha (an exact f32
- * literal), the bias, the residual, or what the output already holds.
- */
-function store(p: GemmParams, v: string, i: string): string {
-  const a = scaled(p) ? ` * bitcast<f32>(${new Uint32Array(Float32Array.of(p.alpha!).buffer)[0]}u)` : '';
-  const add = `${p.bias ? ' + ld_bias(n)' : ''}${p.residual ? ` + ld_res(${i})` : ''}`;
-  return p.accumulate ? `out[${i}] += ${v}${a}${add};` : `out[${i}] = ${v}${a}${add};`;
+/** What the epilogue and the bindings depend on. */
+interface EpilogueCode {
+  dtypeA: DType;
+  dtypeB: DType;
+  bias: DType | null;
+  residual?: DType | null;
+  accumulate?: boolean;
 }
 
+/**
+ * The store of an accumulated value `v` at output index `i` (column `n`): times `alpha` (a WGSL
+ * expression, or '' for none), the bias, the residual, or added to what the output already holds.
+ */
+function store(c: EpilogueCode, v: string, i: string, alpha: string): string {
+  const add = `${alpha ? ` * ${alpha}` : ''}${c.bias ? ' + ld_bias(n)' : ''}${c.residual ? ` + ld_res(${i})` : ''}`;
+  return c.accumulate ? `out[${i}] += ${v}${add};` : `out[${i}] = ${v}${add};`;
+}
+
+/** The optional inputs after a and b, in binding order. */
+const extras = (c: EpilogueCode): [string, DType][] =>
+  [c.bias ? (['bias', c.bias] as [string, DType]) : null, c.residual ? (['res', c.residual] as [string, DType]) : null].filter((e) => e !== null);
+
 /** Bindings in order: a, b, then the bias and the residual where present, then out. */
-function bindings(p: GemmParams): string {
-  const extra = [p.bias ? 'bias' : '', p.residual ? 'res' : ''].filter(Boolean);
-  const decl = extra.map((name, i) => input(name, 2 + i, name === 'bias' ? p.bias! : p.residual!));
-  return [input('a', 0, p.dtypeA), input('b', 1, p.dtypeB), ...decl, output('out', 2 + extra.length)].join('\n');
+function bindings(c: EpilogueCode): string {
+  const ex = extras(c);
+  return [input('a', 0, c.dtypeA), input('b', 1, c.dtypeB), ...ex.map(([name, d], i) => input(name, 2 + i, d)), output('out', 2 + ex.length)].join('\n');
+}
+
+/** The naive kernel's element indices of A and B, sizes baked in. */
+function aIndexConst(p: GemmParams, m: string, k: string): string {
+  return p.transA ? `${k} * ${p.M}u + ${m}` : `${m} * ${p.K}u + ${k}`;
+}
+function bIndexConst(p: GemmParams, k: string, n: string): string {
+  return p.transB ? `${n} * ${p.K}u + ${k}` : `${k} * ${p.N}u + ${n}`;
+}
+
+/** What a GEMM's source depends on: transposes, dtypes, epilogue kind and the ranks of its batch dims. Sizes are uniforms. */
+interface GemmCode {
+  transA: boolean;
+  transB: boolean;
+  dtypeA: DType;
+  dtypeB: DType;
+  bias: DType | null;
+  residual: DType | null;
+  accumulate: boolean;
+  batchRank: number;
+  sumRank: number;
+}
+
+/** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
+function collapsed(d: BatchDims): BatchDims {
+  const c = collapseDims(d.shape, [d.a, d.b]);
+  if (c.shape.length === 1 && c.shape[0] === 1) return { shape: [], a: [], b: [] };
+  return { shape: c.shape, a: c.strides[0]!, b: c.strides[1]! };
+}
+
+const dimFields = (pre: string, rank: number): UniformField[] =>
+  Array.from({ length: rank }, (_, i) => [[`${pre}n${i}`, 'u32'], [`${pre}a${i}`, 'u32'], [`${pre}b${i}`, 'u32']] as UniformField[]).flat();
+
+function gemmFields(c: GemmCode): UniformField[] {
+  const sizes: UniformField[] = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tilesN', 'u32'], ['tilesM', 'u32'], ['total', 'u32'], ['nsum', 'u32'], ['alpha', 'f32']];
+  return [...sizes, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
+}
+
+/**
+ * WGSL declaring `${v}a` and `${v}b`, the element offsets of A's and B's matrices for linear index
+ * `idx` over the dims whose uniforms start with `pre` (innermost last).
+ */
+function offsets(v: string, idx: string, pre: string, rank: number): string {
+  if (!rank) return `let ${v}a = 0u; let ${v}b = 0u;`;
+  const steps = Array.from({ length: rank }, (_, j) => rank - 1 - j).map(
+    (d) => `{ let c = ${v}r % u.${pre}n${d}; ${v}r = ${v}r / u.${pre}n${d}; ${v}a += c * u.${pre}a${d}; ${v}b += c * u.${pre}b${d}; }`,
+  );
+  return `var ${v}a = 0u; var ${v}b = 0u; var ${v}r = ${idx};\n  ${steps.join('\n  ')}`;
 }
 
 /** WGSL for the element index of A's (row i of op(A), col k) inside its matrix, and likewise for B. */
-function aIndex(p: GemmParams, m: string, k: string): string {
-  return p.transA ? `${k} * ${p.M}u + ${m}` : `${m} * ${p.K}u + ${k}`;
+function aIndex(c: GemmCode, m: string, k: string): string {
+  return c.transA ? `${k} * u.M + ${m}` : `${m} * u.K + ${k}`;
 }
-function bIndex(p: GemmParams, k: string, n: string): string {
-  return p.transB ? `${n} * ${p.K}u + ${k}` : `${k} * ${p.N}u + ${n}`;
+function bIndex(c: GemmCode, k: string, n: string): string {
+  return c.transB ? `${n} * u.K + ${k}` : `${k} * u.N + ${n}`;
 }
 
 /*
@@ -106,64 +172,56 @@ function bIndex(p: GemmParams, k: string, n: string): string {
  * stores do not collide on banks), 4 elements each, with consecutive threads reading consecutive
  * addresses of whichever axis is contiguous in memory (so both transposes load coalesced); then
  * 16 rank-1 updates of the 4x4 block run from workgroup memory. Out-of-range rows, columns and
- * k are loaded as zeros and never stored, so M, N, K need not be multiples of the tile (the
- * checks are generated only where an extent is ragged). Summed batch dims repeat the K loop into
- * the same registers. Workgroups are numbered linearly over (batch, tile row, tile column),
- * column fastest so neighbours share A tiles, and that number is spread over an x*y grid when it
- * exceeds 65535. The epilogue scales, adds the bias and a residual, or adds into the output.
+ * k are loaded as zeros and never stored, so M, N, K need not be multiples of the tile. Summed
+ * batch dims repeat the K loop into the same registers. Workgroups are numbered linearly over
+ * (batch, tile row, tile column), column fastest so neighbours share A tiles, and that number is
+ * spread over an x*y grid when it exceeds 65535. Every size (M, N, K, batch extents and strides,
+ * alpha) is a uniform: the source depends only on the transposes, dtypes, epilogue and batch
+ * ranks, so one pipeline serves every shape of a layer kind. The epilogue scales, adds the bias
+ * and a residual, or adds into the output.
  */
-const gemmSource = memoSource('gemm', (p: GemmParams) => {
-  const tilesN = Math.ceil(p.N / TN);
-  const tilesM = Math.ceil(p.M / TM);
-  const total = tilesN * tilesM * prod(p.batch.shape);
-  const raggedA = p.M % TM !== 0 || p.K % TK !== 0;
-  const raggedB = p.N % TN !== 0 || p.K % TK !== 0;
+const gemmSource = memoSource('gemm', (c: GemmCode) => {
   // Staging: element e (< 1024) of a slice maps to (row, k) so that lanes walk the contiguous axis.
-  const stageA = p.transA
-    ? `let k = e / ${TM}u; let m = e % ${TM}u;`
-    : `let m = e / ${TK}u; let k = e % ${TK}u;`;
-  const stageB = p.transB
-    ? `let n = e / ${TK}u; let k = e % ${TK}u;`
-    : `let k = e / ${TN}u; let n = e % ${TN}u;`;
-  const loadA = `ld_a(aOff + ${aIndex(p, 'gm', 'gk')})`;
-  const loadB = `ld_b(bOff + ${bIndex(p, 'gk', 'gn')})`;
+  const stageA = c.transA ? `let k = e / ${TM}u; let m = e % ${TM}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
+  const stageB = c.transB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${TN}u; let n = e % ${TN}u;`;
   const acc = [0, 1, 2, 3];
-  return `${bindings(p)}
+  return `${bindings(c)}
+${uniformDecl(2 + extras(c).length + 1, gemmFields(c))}
 var<workgroup> As: array<f32, ${TK * PITCH}>;
 var<workgroup> Bs: array<f32, ${TK * PITCH}>;
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wid.x + wid.y * nwg.x;
-  if (id >= ${total}u) { return; }
-  let n0 = (id % ${tilesN}u) * ${TN}u;
-  let m0 = ((id / ${tilesN}u) % ${tilesM}u) * ${TM}u;
-  let z = id / ${tilesN * tilesM}u;
+  if (id >= u.total) { return; }
+  let n0 = (id % u.tilesN) * ${TN}u;
+  let m0 = ((id / u.tilesN) % u.tilesM) * ${TM}u;
+  let z = id / (u.tilesN * u.tilesM);
   let tx = lid3.x;
   let ty = lid3.y;
-  let aBase = ${broadcastIndex('z', p.batch.shape, p.batch.a)};
-  let bBase = ${broadcastIndex('z', p.batch.shape, p.batch.b)};
+  ${offsets('z', 'z', 'b', c.batchRank)}
 ${acc.map((i) => `  var acc${i} = vec4<f32>(0.0);`).join('\n')}
-  for (var r = 0u; r < ${prod(p.sum.shape)}u; r++) {
-    let aOff = aBase + ${broadcastIndex('r', p.sum.shape, p.sum.a)};
-    let bOff = bBase + ${broadcastIndex('r', p.sum.shape, p.sum.b)};
-    for (var k0 = 0u; k0 < ${p.K}u; k0 += ${TK}u) {
+  for (var r = 0u; r < u.nsum; r++) {
+    ${offsets('s', 'r', 's', c.sumRank)}
+    let aOff = za + sa;
+    let bOff = zb + sb;
+    for (var k0 = 0u; k0 < u.K; k0 += ${TK}u) {
       for (var s = 0u; s < 4u; s++) {
         let e = lid + s * 256u;
         {
           ${stageA}
           let gm = m0 + m;
           let gk = k0 + k;
-          ${raggedA ? `var v = 0.0;
-          if (gm < ${p.M}u && gk < ${p.K}u) { v = ${loadA}; }` : `let v = ${loadA};`}
+          var v = 0.0;
+          if (gm < u.M && gk < u.K) { v = ld_a(aOff + ${aIndex(c, 'gm', 'gk')}); }
           As[k * ${PITCH}u + m] = v;
         }
         {
           ${stageB}
           let gn = n0 + n;
           let gk = k0 + k;
-          ${raggedB ? `var v = 0.0;
-          if (gn < ${p.N}u && gk < ${p.K}u) { v = ${loadB}; }` : `let v = ${loadB};`}
+          var v = 0.0;
+          if (gn < u.N && gk < u.K) { v = ld_b(bOff + ${bIndex(c, 'gk', 'gn')}); }
           Bs[k * ${PITCH}u + n] = v;
         }
       }
@@ -177,15 +235,15 @@ ${acc.map((i) => `        acc${i} += As[ar + ${16 * i}u] * bv;`).join('\n')}
       workgroupBarrier();
     }
   }
-  let oBase = z * ${p.M * p.N}u;
+  let oBase = z * u.M * u.N;
 ${acc
   .map(
     (i) => `  {
     let m = m0 + ty + ${16 * i}u;
-    if (m < ${p.M}u) {
+    if (m < u.M) {
       for (var j = 0u; j < 4u; j++) {
         let n = n0 + tx + 16u * j;
-        if (n < ${p.N}u) { ${store(p, `acc${i}[j]`, `oBase + m * ${p.N}u + n`)} }
+        if (n < u.N) { ${store(c, `acc${i}[j]`, 'oBase + m * u.N + n', 'u.alpha')} }
       }
     }
   }`,
@@ -196,8 +254,26 @@ ${acc
 
 /** The tiled GEMM dispatch for `p` (see the tiling comment above). */
 export function gemmKernel(p: GemmParams): Kernel {
-  const groups = Math.ceil(p.N / TN) * Math.ceil(p.M / TM) * prod(p.batch.shape);
-  return { name: 'matmul', source: gemmSource(p), workgroups: grid(groups), ...cost(p) };
+  const batch = collapsed(p.batch);
+  const sum = collapsed(p.sum);
+  check(batch.shape.length <= MAX_RANK && sum.shape.length <= MAX_RANK, () => `matmul: more than ${MAX_RANK} batch dims after collapsing`);
+  const code: GemmCode = {
+    transA: p.transA,
+    transB: p.transB,
+    dtypeA: p.dtypeA,
+    dtypeB: p.dtypeB,
+    bias: p.bias,
+    residual: p.residual ?? null,
+    accumulate: !!p.accumulate,
+    batchRank: batch.shape.length,
+    sumRank: sum.shape.length,
+  };
+  const tilesN = Math.ceil(p.N / TN);
+  const tilesM = Math.ceil(p.M / TM);
+  const groups = tilesN * tilesM * prod(batch.shape);
+  const dims = (d: BatchDims) => d.shape.flatMap((n, i) => [n, d.a[i]!, d.b[i]!]);
+  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, ...dims(batch), ...dims(sum)];
+  return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), ...cost(p), uniforms: packUniforms(gemmFields(code), values) };
 }
 
 const NAIVE_WG = 256;
@@ -221,10 +297,10 @@ ${main1d(NAIVE_WG)}
     let aOff = aBase + ${broadcastIndex('r', p.sum.shape, p.sum.a)};
     let bOff = bBase + ${broadcastIndex('r', p.sum.shape, p.sum.b)};
     for (var k = 0u; k < ${p.K}u; k++) {
-      acc += ld_a(aOff + ${aIndex(p, 'm', 'k')}) * ld_b(bOff + ${bIndex(p, 'k', 'n')});
+      acc += ld_a(aOff + ${aIndexConst(p, 'm', 'k')}) * ld_b(bOff + ${bIndexConst(p, 'k', 'n')});
     }
   }
-  ${store(p, 'acc', 'gi')}
+  ${store(p, 'acc', 'gi', scaled(p) ? `bitcast<f32>(${new Uint32Array(Float32Array.of(p.alpha!).buffer)[0]}u)` : '')}
 }`;
 });
 

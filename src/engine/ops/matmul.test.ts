@@ -195,6 +195,20 @@ describe('matmul', () => {
     for (const t of [ta, tb, out]) t.dispose();
   });
 
+  it('sizes are uniforms: every shape of a layer kind shares one pipeline source', () => {
+    const none = { shape: [], a: [], b: [] };
+    const at = (M: number, N: number, K: number, B: number): GemmParams => ({
+      M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: 'f16', bias: 'f32', alpha: M / 7,
+      batch: B > 1 ? { shape: [B], a: [M * K], b: [0] } : none, sum: none,
+    });
+    const src = gemmKernel(at(4096, 320, 320, 2)).source();
+    expect(gemmKernel(at(77, 1280, 768, 3)).source()).toBe(src);
+    expect(gemmKernel(at(33, 5, 7, 5)).source()).toBe(src);
+    // A size-1 batch collapses away: the unbatched kernel.
+    expect(gemmKernel(at(64, 64, 64, 1)).source()).toBe(gemmKernel({ ...at(64, 64, 64, 1), batch: { shape: [1], a: [4096], b: [0] } }).source());
+    expect(gemmKernel({ ...at(64, 64, 64, 1), transA: true }).source()).not.toBe(gemmKernel(at(64, 64, 64, 1)).source());
+  });
+
   it('rejects mismatched inner dims', async () => {
     const meta = new MetaBackend();
     expect(() => matmul(empty(meta, [3, 4]), empty(meta, [5, 6]))).toThrow(/inner dims differ/);
