@@ -63,9 +63,10 @@ export function clipForward(L: Layers, c: ClipConfig, ids: ArrayLike<number>, ba
     const q = L.linear(`${l}.self_attn.q_proj`, n1);
     const k = L.linear(`${l}.self_attn.k_proj`, n1);
     const v = L.linear(`${l}.self_attn.v_proj`, n1);
-    h = add(h, L.linear(`${l}.self_attn.out_proj`, attention(q, k, v, { heads: c.heads, causal: true })));
+    // The residual adds run in the epilogues of out_proj's and fc2's GEMMs.
+    h = L.linear(`${l}.self_attn.out_proj`, attention(q, k, v, { heads: c.heads, causal: true }), h);
     const n2 = L.layerNorm(`${l}.layer_norm2`, h);
-    h = add(h, L.linear(`${l}.mlp.fc2`, quickGelu(L.linear(`${l}.mlp.fc1`, n2))));
+    h = L.linear(`${l}.mlp.fc2`, quickGelu(L.linear(`${l}.mlp.fc1`, n2)), h);
   }
   return L.layerNorm(`${P}.final_layer_norm`, h);
 }

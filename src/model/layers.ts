@@ -1,6 +1,6 @@
 // Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
 import type { Tensor } from '../engine/tensor.js';
-import { add, conv2d, groupNorm, layerNorm, linear, type Conv2dOptions, type GroupNormOptions } from '../engine/index.js';
+import { add, conv2d, groupNorm, layerNorm, lowRankLinear, type Conv2dOptions, type GroupNormOptions, type LowRank } from '../engine/index.js';
 
 /** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
 export interface WeightStore {
@@ -9,11 +9,12 @@ export interface WeightStore {
 }
 
 /**
- * A low-rank adapter hook: given a layer's name and input, the delta to add to its output, or null
- * when the layer is not adapted. LoRA implements it; the models know nothing of training.
+ * A low-rank adapter hook: a linear layer's factors (run fused with the base layer), or a conv
+ * layer's delta to add to its output, by layer name; null when the layer is not adapted. LoRA
+ * implements it; the models know nothing of training.
  */
 export interface Adapter {
-  linearDelta(name: string, x: Tensor): Tensor | null;
+  lowRank(name: string): LowRank | null;
   convDelta(name: string, x: Tensor, opts: Conv2dOptions): Tensor | null;
 }
 
@@ -25,29 +26,28 @@ export class Layers {
     return this.weights.has(`${name}.bias`) ? this.weights.get(`${name}.bias`) : undefined;
   }
 
-  /** y = x W^T + b, plus the adapter's delta. x [..., in]. */
-  linear(name: string, x: Tensor): Tensor {
-    const y = linear(x, this.weights.get(`${name}.weight`), this.bias(name));
-    const d = this.adapter?.linearDelta(name, x);
-    return d ? add(y, d) : y;
+  /** y = x W^T + b (+ residual), plus the adapter's low-rank term, in one op. x [..., in]. */
+  linear(name: string, x: Tensor, residual?: Tensor): Tensor {
+    return lowRankLinear(x, this.weights.get(`${name}.weight`), this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
   }
 
   /**
    * A 1x1 convolution applied to tokens [..., in] as a linear layer (SD 1.x proj_in/proj_out):
    * the [out, in, 1, 1] weight is viewed as [out, in].
    */
-  pointwise(name: string, x: Tensor): Tensor {
+  pointwise(name: string, x: Tensor, residual?: Tensor): Tensor {
     const w = this.weights.get(`${name}.weight`);
     const w2 = w.rank === 4 ? w.reshape([w.shape[0]!, w.shape[1]!]) : w;
-    const y = linear(x, w2, this.bias(name));
+    const y = lowRankLinear(x, w2, this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
     if (w2 !== w) w2.dispose();
-    const d = this.adapter?.linearDelta(name, x);
-    return d ? add(y, d) : y;
+    return y;
   }
 
-  conv(name: string, x: Tensor, opts: Conv2dOptions = {}): Tensor {
-    const y = conv2d(x, this.weights.get(`${name}.weight`), this.bias(name), opts);
-    const d = this.adapter?.convDelta(name, x, opts);
+  /** A conv layer (bias from the weights unless given; `opts.residual` added in the base conv's epilogue), plus the adapter's delta. */
+  conv(name: string, x: Tensor, opts: Conv2dOptions = {}, bias = this.bias(name)): Tensor {
+    const y = conv2d(x, this.weights.get(`${name}.weight`), bias, opts);
+    const { residual: _, ...geometry } = opts;
+    const d = this.adapter?.convDelta(name, x, geometry);
     return d ? add(y, d) : y;
   }
 

@@ -1,5 +1,5 @@
 // A kohya-style LoRA network: which layers it adapts, its parameters, and the adapter hook the models call.
-import { conv2d, dropout, linear, reshape, scale, type Conv2dOptions } from '../engine/index.js';
+import { conv2d, dropout, reshape, scale, type Conv2dOptions, type LowRank } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { ParamArena } from '../engine/optim/arena.js';
 import type { Tensor } from '../engine/tensor.js';
@@ -176,18 +176,21 @@ export class LoraNetwork {
   /** The adapter hook for one part (the models name layers without a part). */
   adapter(part: 'unet' | 'te'): Adapter {
     return {
-      linearDelta: (name, x) => this.linearDelta(part, name, x),
+      lowRank: (name) => this.lowRank(part, name),
       convDelta: (name, x, opts) => this.convDelta(part, name, x, opts),
     };
   }
 
-  /** up(dropout(down(x))) * multiplier * alpha / rank for an adapted linear (or 1x1 conv) layer. */
-  linearDelta(part: 'unet' | 'te', name: string, x: Tensor): Tensor | null {
+  /**
+   * The factors of an adapted linear (or 1x1 conv) layer: its output gains
+   * up(dropout(down(x))) * multiplier * alpha / rank. Pointwise (1x1 conv) modules are held as
+   * [rank, in] / [out, rank] and reshaped only on export.
+   */
+  lowRank(part: 'unet' | 'te', name: string): LowRank | null {
     const m = this.module(part, name);
     if (!m) return null;
-    // Pointwise (1x1 conv) modules are held as [rank, in] / [out, rank] and reshaped only on export.
-    const h = this.maybeDropout(linear(x, m.down), m.index);
-    return linear(h, m.up, undefined, (this.multiplier * m.spec.alpha) / m.spec.rank);
+    const on = this.training && this.dropout > 0;
+    return { down: m.down, up: m.up, scale: (this.multiplier * m.spec.alpha) / m.spec.rank, ...(on ? { dropout: { p: this.dropout, seed: this.maskSeed(m.index) } } : {}) };
   }
 
   /**
@@ -207,7 +210,12 @@ export class LoraNetwork {
 
   private maybeDropout(h: Tensor, index: number): Tensor {
     if (!this.training || this.dropout <= 0) return h;
-    return dropout(h, this.dropout, (this.dropoutSeed * 1009 + index * 7919) >>> 0, true);
+    return dropout(h, this.dropout, this.maskSeed(index), true);
+  }
+
+  /** The dropout mask's seed of module `index` in this micro-step. */
+  private maskSeed(index: number): number {
+    return (this.dropoutSeed * 1009 + index * 7919) >>> 0;
   }
 
   /** Every parameter by kohya tensor name. */

@@ -222,12 +222,20 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
  * (projected) input. tembSilu: silu of the time embedding [B, temb], shared by every block.
  */
 function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, tembSilu: Tensor): Tensor {
-  let h = L.conv(`${r.name}.conv1`, L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS), { padding: 1 });
-  const t = L.linear(`${r.name}.time_emb_proj`, tembSilu); // [B, cout]
-  h = add(h, reshape(t, [t.shape[0]!, r.cout, 1, 1]));
-  h = L.conv(`${r.name}.conv2`, L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS), { padding: 1 });
+  const n1 = L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS);
+  let h: Tensor;
+  if (x.shape[0] === 1) {
+    // One sample: its time projection plus conv1's bias is a per-channel bias, added in conv1's epilogue.
+    const b1 = L.weights.get(`${r.name}.conv1.bias`);
+    const t = L.linear(`${r.name}.time_emb_proj`, tembSilu, reshape(b1, [1, r.cout])); // [1, cout]
+    h = L.conv(`${r.name}.conv1`, n1, { padding: 1 }, reshape(t, [r.cout]));
+  } else {
+    const t = L.linear(`${r.name}.time_emb_proj`, tembSilu); // [B, cout]
+    h = add(L.conv(`${r.name}.conv1`, n1, { padding: 1 }), reshape(t, [t.shape[0]!, r.cout, 1, 1]));
+  }
   const skip = r.cin !== r.cout ? L.conv(`${r.name}.conv_shortcut`, x) : x;
-  return add(skip, h);
+  // The skip connection is added in conv2's epilogue.
+  return L.conv(`${r.name}.conv2`, L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS), { padding: 1, residual: skip });
 }
 
 /** Transformer2DModel: GN → proj_in → per block self-attn, cross-attn, GEGLU FF (pre-LN, residual) → proj_out → + x. */
@@ -237,19 +245,20 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context:
   let h = L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
   for (let d = 0; d < transformerDepth(c); d++) {
     const t = `${name}.transformer_blocks.${d}`;
-    h = add(h, attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads));
-    h = add(h, attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads));
-    h = add(h, L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h)))));
+    // Each residual add runs in the epilogue of the GEMM that ends its branch.
+    h = attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads, false, h);
+    h = attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads, false, h);
+    h = L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h))), h);
   }
   h = L.pointwise(`${name}.proj_out`, h);
   return add(permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2]), x);
 }
 
-/** Multi-head attention with q from x and k, v from the context (or x itself). */
-export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false): Tensor {
+/** Multi-head attention with q from x and k, v from the context (or x itself), plus `residual` when given. */
+export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false, residual?: Tensor): Tensor {
   const kv = context ?? x;
   const q = L.linear(`${name}.to_q`, x);
   const k = L.linear(`${name}.to_k`, kv);
   const v = L.linear(`${name}.to_v`, kv);
-  return L.linear(`${name}.to_out.0`, attention(q, k, v, { heads, causal }));
+  return L.linear(`${name}.to_out.0`, attention(q, k, v, { heads, causal }), residual);
 }
