@@ -1,7 +1,7 @@
 // 2-D convolution kernels (NCHW): implicit-GEMM forward, dX and dW, a split-K finish, a naive baseline, nearest 2x upsampling.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
-import { input, main1d, output } from './wgsl.js';
+import { input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** Every size a conv kernel bakes in: x [N, C, H, W], w [O, C, kh, kw], y [N, O, OH, OW]; pt and pl pad top and left. */
 export interface ConvGeometry {
@@ -119,12 +119,26 @@ export function convOutSize(g: ConvGeometry, pass: ConvPass): number {
   return g.N * g.C * g.H * g.W;
 }
 
+/** What a conv GEMM's source depends on: the pass kind, the kernel size, dtypes and the epilogue. Sizes are uniforms. */
+interface ConvCode {
+  kind: ConvPass['kind'];
+  kh: number;
+  kw: number;
+  dt: ConvDTypes;
+  accumulate: boolean;
+}
+
+/** The uniform fields every conv GEMM declares (one struct for all passes; the dX phase's fields are 0 elsewhere). */
+const CONV_FIELDS: UniformField[] = [
+  ...['M', 'N', 'K', 'tilesN', 'tilesM', 'total', 'chunk', 'slice', 'C', 'H', 'W', 'O', 'OH', 'OW'].map((n) => [n, 'u32'] as UniformField),
+  ...['stride', 'pt', 'pl'].map((n) => [n, 'i32'] as UniformField),
+  ...['ph', 'pw', 'rh', 'rw', 'th', 'tw', 'Hu', 'Wv'].map((n) => [n, 'u32'] as UniformField),
+  ['dh', 'i32'],
+  ['dw', 'i32'],
+];
+
 /** The parts of one implicit GEMM that differ between passes; `gemmShell` assembles the rest. */
 interface Shell {
-  M: number;
-  N: number;
-  K: number;
-  split: Split;
   /** Lanes (tx) walk output rows; else output columns. Chosen so that stores coalesce. */
   rowLanes: boolean;
   decls: string;
@@ -134,8 +148,6 @@ interface Shell {
   stage: string;
   /** Statement storing `v` at GEMM position (m, n), adding `zOff` (the split slice's offset) to its index. */
   store: string;
-  /** Elements of one copy of the output (the stride between split slices). */
-  slice: number;
 }
 
 /*
@@ -153,7 +165,10 @@ interface Shell {
  * pixel for A, its tap for dW's B) once, before the K loop. The lane axis of the register block
  * follows the output's contiguous axis (pixels for forward and dX, (c, i, j) for dW), so stores
  * coalesce. Ragged M, N and K are zero-filled on load and masked on store; the forward's epilogue
- * adds the bias and a residual, or adds into the output. Workgroups are numbered over (split, tile row, tile column) on a 2-D grid.
+ * adds the bias and a residual, or adds into the output. Workgroups are numbered over (split, tile
+ * row, tile column) on a 2-D grid. Every size (the GEMM's extents, the image geometry, stride,
+ * padding, the split and the dX phase) is a uniform, so the source depends only on the pass, the
+ * kernel size (its divisions by kh*kw and kw stay constant), the dtypes and the epilogue.
  * Split-K: when the tiles give fewer than 128 workgroups (small deep layers, dW of a narrow LoRA
  * conv, whose K is every output pixel), K is cut into up to 32 slices of at least 128 and slice z
  * writes its own copy of the output into a workspace that the split-sum pass adds up; per GEMM
@@ -164,28 +179,19 @@ interface Shell {
  * row ih = ph + s*u (dh = floor((ph + pt) / s)); each phase is one stride-1 dispatch, so no multiply
  * is spent on the zero terms and asymmetric padding needs no special case. Stride 1 is one phase.
  */
+
 function gemmShell(s: Shell): string {
-  const tilesN = ceilDiv(s.N, TILE);
-  const tilesM = ceilDiv(s.M, TILE);
-  const total = tilesN * tilesM * s.split.splits;
   const R = [0, 1, 2, 3];
-  const kRange =
-    s.split.splits === 1
-      ? `let kBegin = 0u; let kEnd = ${s.K}u;`
-      : `let kBegin = z * ${s.split.chunk}u; let kEnd = min(${s.K}u, kBegin + ${s.split.chunk}u);`;
   // Lanes = the axis tx walks; the register block is acc[other axis][lane axis component].
   const [lane, other] = s.rowLanes ? ['As', 'Bs'] : ['Bs', 'As'];
   const inner = `let lr = k * ${PITCH}u + tx; let orow = k * ${PITCH}u + ty;
         let lv = vec4<f32>(${lane}[lr], ${lane}[lr + 16u], ${lane}[lr + 32u], ${lane}[lr + 48u]);
 ${R.map((j) => `        acc${j} += lv * ${other}[orow + ${16 * j}u];`).join('\n')}`;
-  // Bounds checks only along a ragged extent.
-  const inside = [s.M % TILE ? `m < ${s.M}u` : '', s.N % TILE ? `n < ${s.N}u` : ''].filter(Boolean).join(' && ');
   const stores = R.map((j) => {
     const [m, n] = s.rowLanes ? [`m0 + tx + 16u * i`, `n0 + ty + ${16 * j}u`] : [`m0 + ty + ${16 * j}u`, `n0 + tx + 16u * i`];
-    const body = `let v = acc${j}[i]; ${s.store}`;
     return `  for (var i = 0u; i < 4u; i++) {
     let m = ${m}; let n = ${n};
-    ${inside ? `if (${inside}) { ${body} }` : body}
+    if (m < u.M && n < u.N) { let v = acc${j}[i]; ${s.store} }
   }`;
   }).join('\n');
   return `${s.decls}
@@ -195,14 +201,15 @@ var<workgroup> Bs: array<f32, ${TK * PITCH}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wid.x + wid.y * nwg.x;
-  if (id >= ${total}u) { return; }
-  let n0 = (id % ${tilesN}u) * ${TILE}u;
-  let m0 = ((id / ${tilesN}u) % ${tilesM}u) * ${TILE}u;
-  let z = id / ${tilesN * tilesM}u;
-  let zOff = z * ${s.split.splits === 1 ? 0 : s.slice}u;
+  if (id >= u.total) { return; }
+  let n0 = (id % u.tilesN) * ${TILE}u;
+  let m0 = ((id / u.tilesN) % u.tilesM) * ${TILE}u;
+  let z = id / (u.tilesN * u.tilesM);
+  let zOff = z * u.slice;
   let tx = lid3.x;
   let ty = lid3.y;
-  ${kRange}
+  let kBegin = z * u.chunk; let kEnd = min(u.K, kBegin + u.chunk);
+  let ohw = u.OH * u.OW; let hw = u.H * u.W;
   ${s.prologue}
 ${R.map((j) => `  var acc${j} = vec4<f32>(0.0);`).join('\n')}
   for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
@@ -217,153 +224,136 @@ ${stores}
 }`;
 }
 
-/** WGSL condition that (ih, iw) lies inside the image, or '' when the geometry never leaves it. */
-function inImage(g: ConvGeometry): string {
-  const leaves = g.pt > 0 || g.pl > 0 || (g.OH - 1) * g.stride - g.pt + g.kh > g.H || (g.OW - 1) * g.stride - g.pl + g.kw > g.W;
-  return leaves ? `ih >= 0 && ih < ${g.H} && iw >= 0 && iw < ${g.W}` : '';
+/** WGSL condition that (ih, iw) lies inside the image. */
+const IN_IMAGE = 'ih >= 0 && ih < i32(u.H) && iw >= 0 && iw < i32(u.W)';
+
+/** Storage bindings then the uniforms. */
+function decls(bufs: string[]): string {
+  return [...bufs, uniformDecl(bufs.length, CONV_FIELDS)].join('\n');
 }
 
-/** The forward's store: unsplit, its epilogue adds the bias and residual or adds into out; split, the split-sum does. */
-function forwardStore(ohw: number, g: ConvGeometry, dt: ConvDTypes, split: Split, accumulate: boolean): { decls: string; store: string } {
-  const whole = split.splits === 1;
-  const extra = whole ? [dt.bias ? ['bias', dt.bias] : null, dt.residual ? ['res', dt.residual] : null].filter((e) => e !== null) : [];
-  const decls = [input('x', 0, dt.x), input('w', 1, dt.w), ...extra.map(([name, d], i) => input(name!, 2 + i, d as DType)), output('out', 2 + extra.length)];
+/** The forward's store: its epilogue adds the bias and residual or adds into out (when split, the split-sum does). */
+function forwardStore(c: ConvCode): { decls: string; store: string } {
+  const extra = [c.dt.bias ? ['bias', c.dt.bias] : null, c.dt.residual ? ['res', c.dt.residual] : null].filter((e) => e !== null);
+  const bufs = [input('x', 0, c.dt.x), input('w', 1, c.dt.w), ...extra.map(([name, d], i) => input(name!, 2 + i, d as DType)), output('out', 2 + extra.length)];
   const add = extra.map(([name]) => (name === 'bias' ? ' + ld_bias(n)' : ' + ld_res(oi)')).join('');
-  const idx = `let oi = zOff + (m / ${ohw}u) * ${g.O * ohw}u + n * ${ohw}u + m % ${ohw}u;`;
-  return { decls: decls.join('\n'), store: `${idx} out[oi] ${whole && accumulate ? '+=' : '='} v${add};` };
+  const idx = 'let oi = zOff + (m / ohw) * u.O * ohw + n * ohw + m % ohw;';
+  return { decls: decls(bufs), store: `${idx} out[oi] ${c.accumulate ? '+=' : '='} v${add};` };
 }
 
-function forwardShell(g: ConvGeometry, dt: ConvDTypes, split: Split, accumulate: boolean): Shell {
-  const kk = g.kh * g.kw;
-  const ohw = g.OH * g.OW;
-  const { M, N, K } = convGemmShape(g, { kind: 'forward' });
-  const tap = kk === 1 ? 'let c = k; let ih = ih0; let iw = iw0;' : `let c = k / ${kk}u; let t = k % ${kk}u; let ih = ih0 + i32(t / ${g.kw}u); let iw = iw0 + i32(t % ${g.kw}u);`;
-  const bounds = inImage(g);
+function forwardShell(c: ConvCode): Shell {
+  const kk = c.kh * c.kw;
+  const tap = kk === 1 ? 'let ci = k; let ih = ih0; let iw = iw0;' : `let ci = k / ${kk}u; let t = k % ${kk}u; let ih = ih0 + i32(t / ${c.kw}u); let iw = iw0 + i32(t % ${c.kw}u);`;
   const stage = `for (var s = 0u; s < 4u; s++) {
       {
         let kl = kq + 4u * s; let k = k0 + kl;
         var v = 0.0;
         if (aValid && k < kEnd) {
           ${tap}
-          ${bounds ? `if (${bounds}) { v = ld_x(xBase + c * ${g.H * g.W}u + u32(ih) * ${g.W}u + u32(iw)); }` : `v = ld_x(xBase + c * ${g.H * g.W}u + u32(ih) * ${g.W}u + u32(iw));`}
+          if (${IN_IMAGE}) { v = ld_x(xBase + ci * hw + u32(ih) * u.W + u32(iw)); }
         }
         As[kl * ${PITCH}u + aml] = v;
       }
       {
         let bn = bq + 16u * s; let k = k0 + bk;
         var v = 0.0;
-        if (n0 + bn < ${N}u && k < kEnd) { v = ld_w((n0 + bn) * ${K}u + k); }
+        if (n0 + bn < u.N && k < kEnd) { v = ld_w((n0 + bn) * u.K + k); }
         Bs[bk * ${PITCH}u + bn] = v;
       }
     }`;
   return {
-    M,
-    N,
-    K,
-    split,
     rowLanes: true,
-    slice: convOutSize(g, { kind: 'forward' }),
-    ...forwardStore(ohw, g, dt, split, accumulate),
+    ...forwardStore(c),
     prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
-  let am = m0 + aml; let aValid = am < ${M}u;
-  let ap = am % ${ohw}u;
-  let ih0 = i32(ap / ${g.OW}u) * ${g.stride} - ${g.pt}; let iw0 = i32(ap % ${g.OW}u) * ${g.stride} - ${g.pl};
-  let xBase = (am / ${ohw}u) * ${g.C * g.H * g.W}u;
+  let am = m0 + aml; let aValid = am < u.M;
+  let ap = am % ohw;
+  let ih0 = i32(ap / u.OW) * u.stride - u.pt; let iw0 = i32(ap % u.OW) * u.stride - u.pl;
+  let xBase = (am / ohw) * u.C * hw;
   let bk = lid % ${TK}u; let bq = lid / ${TK}u;`,
     stage,
   };
 }
 
-function dxShell(g: ConvGeometry, dt: ConvDTypes, split: Split, ph: number, pw: number): Shell {
-  const s = g.stride;
-  const kk = g.kh * g.kw;
-  const ohw = g.OH * g.OW;
-  const p = phase(g, ph, pw);
-  const T = p.th * p.tw;
-  const uv = p.Hu * p.Wv;
-  const { M, N, K } = convGemmShape(g, { kind: 'dx', ph, pw });
+function dxShell(c: ConvCode): Shell {
+  const kk = c.kh * c.kw;
   // A phase no tap reaches (a 1x1 kernel at stride 2) has K = 0: the loop never runs and stores
   // zeros, but its body still names g and w so that the bindings stay in the pipeline layout.
-  const tap = T <= 1 ? 'let o = k; let a = 0u; let b = 0u;' : `let o = k / ${T}u; let t = k % ${T}u; let a = t / ${p.tw}u; let b = t % ${p.tw}u;`;
   const stage = `for (var s = 0u; s < 4u; s++) {
       let kl = kq + 4u * s; let k = k0 + kl;
       var av = 0.0;
       var bv = 0.0;
       if (k < kEnd) {
-        ${tap}
+        let o = k / taps; let t = k % taps; let a = t / u.tw; let b = t % u.tw;
         let oh = yh0 - i32(a); let ow = yw0 - i32(b);
-        if (aValid && oh >= 0 && oh < ${g.OH} && ow >= 0 && ow < ${g.OW}) { av = ld_g(gBase + o * ${ohw}u + u32(oh) * ${g.OW}u + u32(ow)); }
-        if (bValid) { bv = ld_w(o * ${g.C * kk}u + wBase + a * ${s * g.kw}u + b * ${s}u); }
+        if (aValid && oh >= 0 && oh < i32(u.OH) && ow >= 0 && ow < i32(u.OW)) { av = ld_g(gBase + o * ohw + u32(oh) * u.OW + u32(ow)); }
+        if (bValid) { bv = ld_w(o * u.C * ${kk}u + wBase + (a * ${c.kw}u + b) * su); }
       }
       As[kl * ${PITCH}u + aml] = av;
       Bs[kl * ${PITCH}u + aml] = bv;
     }`;
-  const pixel = s === 1 ? 'r' : `(${ph}u + ${s}u * (r / ${p.Wv}u)) * ${g.W}u + ${pw}u + ${s}u * (r % ${p.Wv}u)`;
   return {
-    M,
-    N,
-    K,
-    split,
     rowLanes: true,
-    slice: convOutSize(g, { kind: 'dx', ph, pw }),
-    decls: [input('g', 0, dt.g), input('w', 1, dt.w), output('out', 2)].join('\n'),
+    decls: decls([input('g', 0, c.dt.g), input('w', 1, c.dt.w), output('out', 2)]),
     prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
-  let am = m0 + aml; let aValid = am < ${M}u;
-  let ar = am % ${uv}u;
-  let yh0 = i32(ar / ${p.Wv}u) + ${p.dh}; let yw0 = i32(ar % ${p.Wv}u) + ${p.dw};
-  let gBase = (am / ${uv}u) * ${g.O * ohw}u;
-  let bc = n0 + aml; let bValid = bc < ${g.C}u;
-  let wBase = bc * ${kk}u + ${p.rh * g.kw + p.rw}u;`,
+  let su = u32(u.stride); let taps = u.th * u.tw; let uv = u.Hu * u.Wv;
+  let am = m0 + aml; let aValid = am < u.M;
+  let ar = am % uv;
+  let yh0 = i32(ar / u.Wv) + u.dh; let yw0 = i32(ar % u.Wv) + u.dw;
+  let gBase = (am / uv) * u.O * ohw;
+  let bc = n0 + aml; let bValid = bc < u.C;
+  let wBase = bc * ${kk}u + u.rh * ${c.kw}u + u.rw;`,
     stage,
-    store: `let r = m % ${uv}u; out[zOff + ((m / ${uv}u) * ${g.C}u + n) * ${g.H * g.W}u + ${pixel}] = v;`,
+    store: `let r = m % uv; out[zOff + ((m / uv) * u.C + n) * hw + (u.ph + su * (r / u.Wv)) * u.W + u.pw + su * (r % u.Wv)] = v;`,
   };
 }
 
-function dwShell(g: ConvGeometry, dt: ConvDTypes, split: Split): Shell {
-  const kk = g.kh * g.kw;
-  const ohw = g.OH * g.OW;
-  const { M, N, K } = convGemmShape(g, { kind: 'dw' });
-  const bounds = inImage(g);
+function dwShell(c: ConvCode): Shell {
+  const kk = c.kh * c.kw;
   // The four columns (c, i, j) this thread stages for B, decoded once.
-  const taps = `let q = vec4<u32>(n0 + lq) + vec4<u32>(0u, 16u, 32u, 48u); let qv = q < vec4<u32>(${N}u);
-  let xo = (q / ${kk}u) * ${g.H * g.W}u; let di = vec4<i32>((q % ${kk}u) / ${g.kw}u) - ${g.pt}; let dj = vec4<i32>(q % ${g.kw}u) - ${g.pl};`;
+  const taps = `let q = vec4<u32>(n0 + lq) + vec4<u32>(0u, 16u, 32u, 48u); let qv = q < vec4<u32>(u.N);
+  let xo = (q / ${kk}u) * hw; let di = vec4<i32>((q % ${kk}u) / ${c.kw}u) - u.pt; let dj = vec4<i32>(q % ${c.kw}u) - u.pl;`;
   const slots = `for (var s = 0u; s < 4u; s++) {
       let row = lq + 16u * s;
       var av = 0.0;
-      if (rv && m0 + row < ${M}u) { av = ld_g(gOff + (m0 + row) * ${ohw}u); }
+      if (rv && m0 + row < u.M) { av = ld_g(gOff + (m0 + row) * ohw); }
       As[kl * ${PITCH}u + row] = av;
       var bv = 0.0;
       if (rv && qv[s]) {
         let ih = oh + di[s]; let iw = ow + dj[s];
-        ${bounds ? `if (${bounds}) { bv = ld_x(xOff + xo[s] + u32(ih) * ${g.W}u + u32(iw)); }` : `bv = ld_x(xOff + xo[s] + u32(ih) * ${g.W}u + u32(iw));`}
+        if (${IN_IMAGE}) { bv = ld_x(xOff + xo[s] + u32(ih) * u.W + u32(iw)); }
       }
       Bs[kl * ${PITCH}u + row] = bv;
     }`;
   return {
-    M,
-    N,
-    K,
-    split,
     rowLanes: false,
-    slice: convOutSize(g, { kind: 'dw' }),
-    decls: [input('g', 0, dt.g), input('x', 1, dt.x), output('out', 2)].join('\n'),
+    decls: decls([input('g', 0, c.dt.g), input('x', 1, c.dt.x), output('out', 2)]),
     prologue: `let kl = lid % ${TK}u; let lq = lid / ${TK}u;
   ${taps}`,
     stage: `let r = k0 + kl; let rv = r < kEnd;
-    let p = r % ${ohw}u;
-    let oh = i32(p / ${g.OW}u) * ${g.stride}; let ow = i32(p % ${g.OW}u) * ${g.stride};
-    let gOff = (r / ${ohw}u) * ${g.O * ohw}u + p; let xOff = (r / ${ohw}u) * ${g.C * g.H * g.W}u;
+    let p = r % ohw;
+    let oh = i32(p / u.OW) * u.stride; let ow = i32(p % u.OW) * u.stride;
+    let gOff = (r / ohw) * u.O * ohw + p; let xOff = (r / ohw) * u.C * hw;
     ${slots}`,
-    store: `out[zOff + m * ${N}u + n] = v;`,
+    store: `out[zOff + m * u.N + n] = v;`,
   };
 }
 
-const convSource = memoSource('conv2d', (p: ConvGemmParams) => {
-  const { g, pass, dt, split } = p;
-  if (pass.kind === 'forward') return gemmShell(forwardShell(g, dt, split, !!p.accumulate));
-  if (pass.kind === 'dw') return gemmShell(dwShell(g, dt, split));
-  return gemmShell(dxShell(g, dt, split, pass.ph, pass.pw));
+const convSource = memoSource('conv2d', (c: ConvCode) => {
+  if (c.kind === 'forward') return gemmShell(forwardShell(c));
+  if (c.kind === 'dw') return gemmShell(dwShell(c));
+  return gemmShell(dxShell(c));
 });
+
+/** The uniform values of one dispatch, in CONV_FIELDS order. */
+function convUniforms(p: ConvGemmParams, groups: number): Uint32Array {
+  const { g, pass, split } = p;
+  const { M, N, K } = convGemmShape(g, pass);
+  const ph = pass.kind === 'dx' ? phase(g, pass.ph, pass.pw) : null;
+  const phaseVals = ph && pass.kind === 'dx' ? [pass.ph, pass.pw, ph.rh, ph.rw, ph.th, ph.tw, ph.Hu, ph.Wv, ph.dh, ph.dw] : [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+  const slice = split.splits === 1 ? 0 : convOutSize(g, pass);
+  const values = [M, N, K, ceilDiv(N, TILE), ceilDiv(M, TILE), groups, split.chunk, slice, g.C, g.H, g.W, g.O, g.OH, g.OW, g.stride, g.pt, g.pl, ...phaseVals];
+  return packUniforms(CONV_FIELDS, values);
+}
 
 const bytesOf = (d: DType) => (d === 'f32' ? 4 : 2);
 
@@ -377,11 +367,14 @@ export function convGemmKernel(p: ConvGemmParams): Kernel {
   const written = M * N * split.splits * 4;
   const name = pass.kind === 'forward' ? 'conv2d' : `conv2d_${pass.kind}`;
   const whole = pass.kind === 'forward' && split.splits === 1;
+  // Split forwards leave the epilogue to the split-sum: none of it is bound here.
+  const dtc: ConvDTypes = whole ? dt : { x: dt.x, w: dt.w, g: dt.g, bias: null };
+  const code: ConvCode = { kind: pass.kind, kh: g.kh, kw: g.kw, dt: pass.kind === 'forward' ? dtc : { ...dt, bias: null }, accumulate: whole && !!p.accumulate };
   const fused = whole && dt.bias !== null;
   const adds = (fused ? 1 : 0) + (whole && dt.residual ? 1 : 0) + (whole && p.accumulate ? 1 : 0);
   const epiBytes = (fused ? N * bytesOf(dt.bias!) : 0) + (whole && dt.residual ? M * N * bytesOf(dt.residual) : 0) + (whole && p.accumulate ? M * N * 4 : 0);
   const read = pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + epiBytes : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
-  return { name, source: convSource(p), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: read + written };
+  return { name, source: convSource(code), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: read + written, uniforms: convUniforms(p, groups) };
 }
 
 const WG = 256;
@@ -403,17 +396,26 @@ export interface SplitSumParams {
 /*
  * Tiling: one thread per output element, reading its `splits` partial sums (one per K slice, each
  * a full copy of the output, so a warp's reads are contiguous in every slice) and adding the bias.
+ * Sizes are uniforms.
  */
-const splitSumSource = memoSource('conv2d_splitsum', (p: SplitSumParams) => {
+const SPLITSUM_FIELDS: UniformField[] = [
+  ['size', 'u32'],
+  ['splits', 'u32'],
+  ['plane', 'u32'],
+  ['channels', 'u32'],
+];
+
+const splitSumSource = memoSource('conv2d_splitsum', (p: Pick<SplitSumParams, 'bias' | 'residual' | 'accumulate'>) => {
   const extra = [p.bias ? input('bias', 1, p.bias) : '', p.residual ? input('res', p.bias ? 2 : 1, p.residual) : ''].filter(Boolean);
-  const init = [p.bias ? `ld_bias((gi / ${p.plane}u) % ${p.channels}u)` : '', p.residual ? 'ld_res(gi)' : '', p.accumulate ? 'out[gi]' : ''].filter(Boolean);
+  const init = [p.bias ? 'ld_bias((gi / u.plane) % u.channels)' : '', p.residual ? 'ld_res(gi)' : '', p.accumulate ? 'out[gi]' : ''].filter(Boolean);
   return `${input('ws', 0)}
 ${extra.join('\n')}
 ${output('out', 1 + extra.length)}
+${uniformDecl(2 + extra.length, SPLITSUM_FIELDS)}
 ${main1d(WG)}
-  if (gi >= ${p.size}u) { return; }
+  if (gi >= u.size) { return; }
   var v = ${init.length ? init.join(' + ') : '0.0'};
-  for (var z = 0u; z < ${p.splits}u; z++) { v += ld_ws(z * ${p.size}u + gi); }
+  for (var z = 0u; z < u.splits; z++) { v += ld_ws(z * u.size + gi); }
   out[gi] = v;
 }`;
 });
@@ -423,7 +425,8 @@ export function splitSumKernel(p: SplitSumParams): Kernel {
   const adds = (p.bias ? 1 : 0) + (p.residual ? 1 : 0) + (p.accumulate ? 1 : 0);
   return {
     name: 'conv2d_splitsum',
-    source: splitSumSource(p),
+    source: splitSumSource({ bias: p.bias, residual: p.residual, accumulate: p.accumulate }),
+    uniforms: packUniforms(SPLITSUM_FIELDS, [p.size, p.splits, p.plane, p.channels]),
     workgroups: grid(ceilDiv(p.size, WG)),
     flops: p.size * (p.splits - 1 + adds),
     bytes: 4 * p.size * (p.splits + 1 + (p.accumulate ? 1 : 0)) + (p.bias ? p.channels * bytesOf(p.bias) : 0) + (p.residual ? p.size * bytesOf(p.residual) : 0),

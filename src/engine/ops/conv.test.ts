@@ -8,7 +8,8 @@ import { testBackend } from '../testing/gpu.js';
 import { checkOp } from '../testing/opcheck.js';
 import { refConv, refConvGrad, refConvOut, type RefConv } from '../testing/ref.js';
 import { empty, scope, tensor } from '../tensor.js';
-import { conv2d, conv2dInto, conv2dNaive, upsampleNearest2x } from './conv.js';
+import { convGemmKernel, dxPhases, splitK, convGemmShape, type ConvPass } from '../kernels/conv2d.js';
+import { conv2d, conv2dInto, conv2dNaive, convGeometry, upsampleNearest2x } from './conv.js';
 
 // f32 sums of at most a few hundred products of values in [-1, 1): 1e-4 leaves a wide margin.
 const TOL = { atol: 1e-4, rtol: 1e-4 };
@@ -162,6 +163,24 @@ describe('conv2d (implicit GEMM)', () => {
       for (const t of [x, w, out]) t.dispose();
     });
   }
+
+  it('sizes are uniforms: every 3x3 conv of a pass shares one source, whatever its geometry, stride, split or dX phase', () => {
+    const dt = { x: 'f32', w: 'f16', g: 'f32', bias: null } as const;
+    const src = (xs: number[], ws: number[], pass: (g: ReturnType<typeof convGeometry>) => ConvPass, opts = {}) => {
+      const g = convGeometry(xs, ws, opts);
+      const p = pass(g);
+      const { M, N, K } = convGemmShape(g, p);
+      return convGemmKernel({ g, pass: p, dt, split: splitK(M, N, K) }).source();
+    };
+    const fwd = () => ({ kind: 'forward' }) as const;
+    const a = src([1, 320, 64, 64], [320, 320, 3, 3], fwd, { padding: 1 });
+    expect(src([2, 1280, 8, 8], [1280, 1280, 3, 3], fwd, { padding: 1 })).toBe(a); // split-K
+    expect(src([1, 640, 33, 17], [320, 640, 3, 3], fwd, { stride: 2, padding: [0, 1, 0, 1] })).toBe(a);
+    expect(src([1, 320, 64, 64], [320, 320, 1, 1], fwd)).not.toBe(a); // the kernel size stays in the source
+    const phases = dxPhases(convGeometry([1, 64, 9, 8], [32, 64, 3, 3], { stride: 2, padding: 1 }));
+    const dx = phases.map((ph) => src([1, 64, 9, 8], [32, 64, 3, 3], () => ph, { stride: 2, padding: 1 }));
+    expect(new Set([...dx, src([1, 320, 16, 16], [320, 320, 3, 3], (g) => dxPhases(g)[0]!, { padding: 1 })]).size).toBe(1);
+  });
 
   it('rejects mismatched shapes', async () => {
     const be = await testBackend();
