@@ -1,15 +1,18 @@
 // lowRankLinear: forward and backward against a CPU float64 reference and central differences; dropout and gradient accumulation against the unfused ops.
 import { describe, expect, it } from 'vitest';
-import { MetaBackend } from '../backend.js';
+import { MetaBackend, type Backend } from '../backend.js';
 import { backward } from '../grad.js';
-import { empty, param, scope, tensor } from '../tensor.js';
+import { empty, param, scope, Tensor, tensor } from '../tensor.js';
 import { assertClose, randomArray } from '../testing/allclose.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
 import { dropout } from './dropout.js';
 import { add, mul, sum } from './elementwise.js';
-import { lowRankLinear } from './lowrank.js';
-import { linear } from './matmul.js';
+import { ParamArena } from '../optim/arena.js';
+import { lowRankLinear, lowRankLinearGroup } from './lowrank.js';
+import { linear, matmul } from './matmul.js';
+import { split } from './layout.js';
+import { reshape } from './view.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-5 };
 
@@ -146,3 +149,119 @@ function refGrads(x: Float64Array, w: Float64Array, d: Float64Array, u: Float64A
   for (let k = 0; k < g.length; k++) db[k % O] = db[k % O]! + g[k]!;
   return [dx, tmm(g, x, R, O, I), db, tmm(gh, x, R, RK, I).map((v) => S * v), tmm(g, h, R, O, RK).map((v) => S * v), g];
 }
+
+// ---- a group on one input: q, k, v ---------------------------------------------------------------
+
+// rank x in and rows x rank multiples of 64 elements (256 bytes), so the downs lie back to back and each slab binds
+const [NG, GI, GRK] = [3, 48, 4];
+const [GB, GT] = [2, 32];
+const GR = GB * GT;
+const OUTS = [19, 23, 19];
+
+/** The group's factors in one arena, downs back to back (as the LoRA network lays out q, k, v). */
+function groupArena(b: Backend, seed: number): ParamArena {
+  const downs = OUTS.map((_, z) => ({ name: `d${z}`, shape: [GRK, GI], init: Float32Array.from(randomArray(GRK * GI, seed + z)) }));
+  const ups = OUTS.map((o, z) => ({ name: `u${z}`, shape: [o, GRK], init: Float32Array.from(randomArray(o * GRK, seed + 10 + z)) }));
+  return new ParamArena(b, [...downs, ...ups]);
+}
+
+type Mode = 'grouped' | 'single' | 'recorded';
+
+describe('lowRankLinearGroup', () => {
+  const xData = randomArray(GR * GI, 80);
+  const wData = OUTS.map((o, z) => randomArray(o * GI, 81 + z));
+  const bData = OUTS.map((o, z) => randomArray(o, 85 + z));
+  const gData = OUTS.map((o, z) => randomArray(GR * o, 90 + z));
+
+  /** Outputs, then the gradients of x, each bias, the downs (stacked [3, rank, in]) and each up. */
+  async function run(b: Backend, mode: Mode, p = 0): Promise<Float32Array[]> {
+    const arena = groupArena(b, 50);
+    const x = param(b, xData, [GB, GT, GI]);
+    const ws = OUTS.map((o, z) => tensor(b, wData[z]!, [o, GI]));
+    const bs = OUTS.map((o, z) => param(b, bData[z]!, [o]));
+    const gs = OUTS.map((o, z) => tensor(b, gData[z]!, [GB, GT, o]));
+    const lr = (z: number) => ({ down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, ...(p ? { dropout: { p, seed: 5 } } : {}) });
+    // 'recorded': the same computation from recorded ops, one stacked down projection, one mask, slices
+    const stack = param(b, OUTS.flatMap((_, z) => [...randomArray(GRK * GI, 50 + z)]), [NG, GRK, GI]);
+    const ys = scope(() => {
+      let out: Tensor[];
+      if (mode === 'recorded') {
+        const h = dropout(matmul(reshape(x, [GR, GI]), stack, { transB: true }), p, 5);
+        const hs = split(h, [1, 1, 1], 0);
+        out = OUTS.map((_, z) => add(linear(x, ws[z]!, bs[z]!), linear(reshape(hs[z]!, [GB, GT, GRK]), arena.get(`u${z}`), undefined, S)));
+      } else if (mode === 'grouped') out = lowRankLinearGroup(x, OUTS.map((_, z) => ({ w: ws[z]!, bias: bs[z]!, lowRank: lr(z) })));
+      else out = OUTS.map((_, z) => lowRankLinear(x, ws[z]!, bs[z]!, lr(z)));
+      backward(OUTS.map((_, z) => sum(mul(out[z]!, gs[z]!))).reduce((u, v) => add(u, v)));
+      return out;
+    });
+    const downGrads = mode === 'recorded' ? [stack.grad!] : [new Tensor(b, arena.flatGrads.storage, [NG, GRK, GI], 'f32', 0)];
+    const reads = [...ys, x.grad!, ...bs.map((t) => t.grad!), ...downGrads, ...OUTS.map((_, z) => arena.get(`u${z}`).grad!)];
+    const vals = await Promise.all(reads.map((t) => t.read()));
+    for (const t of [...ys, ...downGrads, stack, x, ...ws, ...bs, ...gs]) t.dispose();
+    arena.dispose();
+    return vals;
+  }
+
+  it('matches a float64 reference: outputs and the gradients of x, biases, downs (one GEMM into their adjacent slots) and ups', async () => {
+    const b = await testBackend();
+    const got = await run(b, 'grouped');
+    const f = (v: ArrayLike<number>) => Float64Array.from(Float32Array.from(v));
+    const x = f(xData);
+    const dx = new Float64Array(GR * GI);
+    const ys: Float64Array[] = [], dbs: Float64Array[] = [], dus: Float64Array[] = [];
+    const dds = new Float64Array(NG * GRK * GI);
+    OUTS.forEach((o, z) => {
+      const [w, d, u, g] = [f(wData[z]!), f(randomArray(GRK * GI, 50 + z)), f(randomArray(o * GRK, 60 + z)), f(gData[z]!)];
+      const h = mm(x, d, GR, GI, GRK);
+      const delta = mm(h, u, GR, GRK, o);
+      ys.push(mm(x, w, GR, GI, o).map((v, k) => v + f(bData[z]!)[k % o]! + S * delta[k]!));
+      const gh = gmm(g, u, GR, o, GRK);
+      const [a, c] = [gmm(g, w, GR, o, GI), gmm(gh, d, GR, GRK, GI)];
+      for (let k = 0; k < dx.length; k++) dx[k] = dx[k]! + a[k]! + S * c[k]!;
+      const db = new Float64Array(o);
+      for (let k = 0; k < g.length; k++) db[k % o] = db[k % o]! + g[k]!;
+      dbs.push(db);
+      dds.set(tmm(gh, x, GR, GRK, GI).map((v) => S * v), z * GRK * GI);
+      dus.push(tmm(g, h, GR, o, GRK).map((v) => S * v));
+    });
+    [...ys, dx, ...dbs, dds, ...dus].forEach((e, i) => assertClose(got[i]!, e, { atol: 3e-5, rtol: 1e-5 }, `group value ${i}`));
+    // and as the layers run one by one
+    (await run(b, 'single')).forEach((v, i) => assertClose(got[i]!, v, TOL, `group vs single ${i}`));
+  });
+
+  it('with dropout: one mask over the stacked down projections, as the recorded ops compute it', async () => {
+    const b = await testBackend();
+    const got = await run(b, 'grouped', 0.3);
+    const want = await run(b, 'recorded', 0.3);
+    got.forEach((v, i) => assertClose(v, want[i]!, TOL, `dropout group ${i}`));
+    // the mask mattered
+    const plain = await run(b, 'grouped');
+    expect(plain[NG]!.some((v, i) => Math.abs(v - got[NG]![i]!) > 1e-3)).toBe(true);
+  });
+
+  it('on the meta device: q, k, v with dropout run 18 GEMMs and 2 masks instead of 24 and 6, dX arriving in one add_into instead of 3', () => {
+    const meta = new MetaBackend();
+    const counts = (grouped: boolean, rows = GR) => {
+      const arena = groupArena(meta, 1);
+      const x = param(meta, [], [rows, GI]);
+      x.grad = empty(meta, [rows, GI]);
+      const ws = OUTS.map((o) => empty(meta, [o, GI], 'f16'));
+      const layers = OUTS.map((_, z) => ({ w: ws[z]!, lowRank: { down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, dropout: { p: 0.1, seed: 3 } } }));
+      meta.resetStats();
+      const ys = scope(() => (grouped ? lowRankLinearGroup(x, layers) : layers.map((l) => lowRankLinear(x, l.w, undefined, l.lowRank))));
+      const loss = scope(() => ys.map((y) => sum(y)).reduce((u, v) => add(u, v)));
+      const adds = meta.stats.byKernel.get('add')?.dispatches ?? 0;
+      backward(loss);
+      const k = (n: string) => meta.stats.byKernel.get(n)?.dispatches ?? 0;
+      const out = { matmul: k('matmul'), dropout: k('dropout'), backwardAdds: k('add') - adds + k('add_into') };
+      for (const t of [x, ...ws, ...ys, loss]) t.dispose();
+      arena.dispose();
+      return out;
+    };
+    // forward 1 + 3 + 3, backward 3 (gH) + 3 + 1 (dX) + 1 (the downs) + 3 (the ups); x is a leaf holding a gradient
+    expect(counts(true)).toEqual({ matmul: 7 + 11, dropout: 2, backwardAdds: 1 });
+    expect(counts(false)).toEqual({ matmul: 9 + 15, dropout: 6, backwardAdds: 3 });
+    // rows x rank not a multiple of 64 elements: the slabs could not be bound, so the layers run one by one
+    expect(counts(true, GR - 1)).toEqual(counts(false, GR - 1));
+  });
+});

@@ -1,7 +1,8 @@
 // A linear layer with a low-rank adapter as one op: base GEMM, down and up projections, no separate adds.
 import { needsGrad, noGrad, record, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
-import { numel, zeros, type Tensor } from '../tensor.js';
+import { ARENA_ALIGN } from '../optim/arena.js';
+import { numel, Tensor, zeros } from '../tensor.js';
 import { dropout } from './dropout.js';
 import { linear, linearInto, matmul, matmulInto } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
@@ -15,6 +16,20 @@ declare module '../autograd.js' {
       down: Tensor;
       up: Tensor;
       /** The dropped-out down projection, when up needs a gradient. */
+      h: Tensor | null;
+      xShape: readonly number[];
+      scale: number;
+      p: number;
+      seed: number;
+    };
+    lowrankGroup: {
+      x: Tensor | null;
+      ws: (Tensor | null)[];
+      /** The stacked down factors [n, rank, in] (a view over the adjacent slots) and the ups. */
+      downs: Tensor;
+      downLeaves: Tensor[];
+      ups: Tensor[];
+      /** The dropped-out down projections [n, ...lead, rank], when the ups need gradients. */
       h: Tensor | null;
       xShape: readonly number[];
       scale: number;
@@ -115,4 +130,140 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
   return [dx?.reshape(s.xShape) ?? null, dW, dBias, dDown, dUp, needs[5] ? gy! : null];
 };
 
-export const lowRankRules = { lowrank: lowRankBackward };
+// ---- several adapted layers on one input ---------------------------------------------------------
+
+/** One layer of a group sharing an input: its base weight and bias, and its adapter. */
+export interface GroupLayer {
+  w: Tensor;
+  bias?: Tensor;
+  lowRank: LowRank | null;
+}
+
+/** [n, ...inner] over n same-shaped tensors lying back to back in one storage, or null where they do not. */
+function stacked(ts: readonly Tensor[]): Tensor | null {
+  const t0 = ts[0]!;
+  const adjacent = ts.every((t, z) => t.storage === t0.storage && t.offset === t0.offset + z * t0.bytes && sameShape(t.shape, t0.shape) && t.dtype === t0.dtype);
+  return adjacent ? new Tensor(t0.backend, t0.storage, [ts.length, ...t0.shape], t0.dtype, t0.offset) : null;
+}
+
+/** View z of a stacked [n, ...] tensor, shaped `shape`. */
+function slab(t: Tensor, z: number, shape: readonly number[]): Tensor {
+  return new Tensor(t.backend, t.storage, shape, t.dtype, t.offset + z * numel(shape) * 4);
+}
+
+/**
+ * `lowRankLinear` for several layers reading the same x (attention's q, k and v): when their
+ * down factors lie back to back (one arena, same rank, scale and dropout), the down projections
+ * run as one batched GEMM [n, R, rank] with one dropout mask over it (seeded by the first
+ * layer's seed), and backward sums dX's adapter terms and the downs' gradients in one GEMM each.
+ * Otherwise (or when a layer's slab of rows x rank would not start on a 256-byte binding
+ * boundary) each layer runs on its own.
+ */
+export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Tensor[] {
+  const a = layers.map((l) => l.lowRank);
+  const a0 = a[0];
+  const same = a0 && a.every((b) => b && b.scale === a0.scale && (b.dropout?.p ?? 0) === (a0.dropout?.p ?? 0));
+  const lead = x.shape.slice(0, -1);
+  const R = numel(lead);
+  // Each layer's slab of the stacked projection is bound on its own: it must start on a 256-byte boundary.
+  const aligned = a0 && (R * a0.down.shape[0]!) % ARENA_ALIGN === 0;
+  const downs = same && aligned && layers.length > 1 ? stacked(a.map((b) => b!.down)) : null;
+  if (!downs) return layers.map((l) => lowRankLinear(x, l.w, l.bias, l.lowRank));
+  const [, rank, inF] = downs.shape as [number, number, number];
+  check(x.shape[x.rank - 1] === inF, () => `lowRankLinearGroup: input [${x.shape.join(', ')}] does not end in ${inF}`);
+  const ups = a.map((b) => b!.up);
+  const p = a0!.dropout?.p ?? 0;
+  const seed = (a0!.dropout?.seed ?? 0) >>> 0;
+  const { ys, h } = noGrad(() => {
+    const x2 = x.reshape([R, inF]);
+    const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank]
+    const hd = p > 0 ? dropout(h0, p, seed) : h0;
+    if (hd !== h0) h0.dispose();
+    x2.dispose();
+    const out = layers.map((l, z) => {
+      const y = linear(x, l.w, l.bias);
+      const hz = slab(hd, z, [...lead, rank]);
+      linearInto(y, hz, ups[z]!, a0!.scale);
+      hz.dispose();
+      return y;
+    });
+    return { ys: out, h: hd };
+  });
+  const downLeaves = a.map((b) => b!.down);
+  const keepX = downLeaves.some(needsGrad) || layers.some((l) => needsGrad(l.w)) ? x : null;
+  const ws = layers.map((l) => (needsGrad(x) ? l.w : null));
+  const keepH = ups.some(needsGrad) ? h : null;
+  const held = [keepX, keepH, ...ws, downs, ...downLeaves, ...ups].filter((t): t is Tensor => t !== null);
+  const inputs = [x, ...layers.flatMap((l, z) => [l.w, l.bias ?? null, downLeaves[z]!, ups[z]!])];
+  record('lowrankGroup', inputs, ys, { x: keepX, ws, downs, downLeaves, ups, h: keepH, xShape: x.shape, scale: a0!.scale, p, seed }, held);
+  h.dispose();
+  downs.dispose();
+  return ys;
+}
+
+/*
+ * For each layer z: y_z = x w_z^T + b_z + s·hd_z up_z^T, hd = drop(x downs^T) [n, R, rank], gY_z [R, out_z]:
+ *   gH    [n, R, rank]  : gH_z = gY_z up_z, then the mask      (n GEMMs into one buffer, one mask)
+ *   dX    [R, in]       = sum_z gY_z w_z + s·sum_z gH_z down_z (n GEMMs, then one summing the stack)
+ *   dDown [n, rank, in] += s·gH^T x                            (one GEMM into the adjacent slots)
+ *   dUp_z               += s·gY_z^T hd_z,  dW_z = gY_z^T x,  dBias_z = sum_R gY_z
+ */
+const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
+  const [n, rank, inF] = s.downs.shape as [number, number, number];
+  const R = numel(s.xShape) / inF;
+  const gs = gOut.map((g, z) => g?.reshape([R, s.ups[z]!.shape[0]!]) ?? null);
+  const x2 = s.x?.reshape([R, inF]);
+  const downNeeds = Array.from({ length: n }, (_, z) => needs[3 + 4 * z]!);
+  let gh: Tensor | null = null;
+  if (needs[0] || downNeeds.some(Boolean)) {
+    const gh0 = zeros(s.downs.backend, [n, R, rank]);
+    gs.forEach((g, z) => g && matmulInto(slab(gh0, z, [R, rank]), g, s.ups[z]!));
+    gh = s.p > 0 ? dropout(gh0, s.p, s.seed) : gh0;
+  }
+  let dx: Tensor | null = null;
+  if (needs[0]) {
+    for (const [z, g] of gs.entries()) {
+      if (!g) continue;
+      if (dx) matmulInto(dx, g, s.ws[z]!);
+      else dx = matmul(g, s.ws[z]!);
+    }
+    dx ??= zeros(s.downs.backend, [R, inF]);
+    matmulInto(dx, gh!, s.downs, { alpha: s.scale });
+  }
+  const grads: (Tensor | null)[] = [dx?.reshape(s.xShape) ?? null];
+  // The downs' gradients: one GEMM into their adjacent gradient slots, or into a fresh stack.
+  let dDowns: Tensor | null = null;
+  let fresh = false;
+  if (downNeeds.some(Boolean)) {
+    const accs = s.downLeaves.map(leafGradient);
+    const acc = accs.every((t) => t !== null) ? stacked(accs as Tensor[]) : null;
+    fresh = !acc;
+    dDowns = acc ?? zeros(s.downs.backend, [n, rank, inF]);
+    matmulInto(dDowns, gh!, x2!, { transA: true, alpha: s.scale });
+  }
+  for (let z = 0; z < n; z++) {
+    const g = gs[z];
+    const up = s.ups[z]!;
+    const i = 1 + 4 * z;
+    grads.push(needs[i] && g ? matmul(g, x2!, { transA: true }) : null);
+    let db: Tensor | null = null;
+    if (needs[i + 1] && g) {
+      db = emptyLike(g, [g.shape[1]!]);
+      launch(reduceKernel({ inShape: [...g.shape], axes: [0], dtype: g.dtype, scale: 1 }), [g], [db]);
+    }
+    grads.push(db);
+    grads.push(needs[i + 2] && fresh ? slab(dDowns!, z, [rank, inF]) : null);
+    let du: Tensor | null = null;
+    if (needs[i + 3] && g) {
+      const hz = slab(s.h!, z, [R, rank]);
+      const accU = leafGradient(up);
+      du = accU ?? zeros(g.backend, up.shape);
+      matmulInto(du, g, hz, { transA: true, alpha: s.scale });
+      if (accU) du = null;
+    }
+    grads.push(du);
+  }
+  return grads;
+};
+
+export const lowRankRules = { lowrank: lowRankBackward, lowrankGroup: lowRankGroupBackward };
