@@ -1,7 +1,7 @@
 // Memory-efficient attention kernels: forward with an online softmax, backward in two passes (dQ; dK and dV).
 import { grid, memoSource, type Kernel } from '../kernel.js';
 import type { DType } from '../dtype.js';
-import { f, input, main1d, output } from './wgsl.js';
+import { f, input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 export interface AttnParams {
   B: number;
@@ -33,7 +33,21 @@ export function blockSize(D: number, extra = 0): number {
 /** Largest head dimension the kernels take (SD's VAE mid-block attention is one 512-wide head). */
 export const MAX_HEAD_DIM = 512;
 
-const rowIndex = (p: AttnParams, n: string, N: number) => `((b * ${N}u + ${n}) * ${p.H}u + h) * ${p.D}u`;
+/**
+ * What an attention source depends on: the head dim (register count, block size), the mask and
+ * the dtypes. Batch, heads, sequence lengths and the scale are uniforms, so every resolution and
+ * every prompt length of one head dim shares the pipelines.
+ */
+export type AttnSourceParams = Pick<AttnParams, 'D' | 'causal' | 'dtypes'>;
+
+/** The uniform struct every attention kernel reads: heads, query and key counts, scale. */
+const ATTN_FIELDS: UniformField[] = [['H', 'u32'], ['Nq', 'u32'], ['Nk', 'u32'], ['scale', 'f32']];
+
+/** The source-relevant part of `p` (memo key of the generators). */
+export const sourceParams = (p: AttnParams): AttnSourceParams => ({ D: p.D, causal: p.causal, dtypes: p.dtypes });
+
+/** Element offset of row `n` of a [B, N, H·D] tensor for batch `b`, head `h`; `N` is a uniform name. */
+const rowIndex = (p: AttnSourceParams, n: string, N: 'Nq' | 'Nk') => `((b * u.${N} + ${n}) * u.H + h) * ${p.D}u`;
 
 /** Head dims up to 4x this are unrolled into named vec4 registers (D=40 and CLIP's 64); larger ones loop. */
 const UNROLL_MAX_VECS = 16;
@@ -70,12 +84,12 @@ function store4(name: string, D: number): string {
 }`;
 }
 
-/** WGSL statements staging `rows` rows from `first` of each tensor into `vec4` tiles (zeros past `N`). */
-function stage(p: AttnParams, rows: number, first: string, N: number, tiles: [string, string][], scaleFirst = 1): string {
+/** WGSL statements staging `rows` rows from `first` of each tensor into `vec4` tiles (zeros past `N`); the first tile scaled by `u.scale` when `scaleFirst`. */
+function stage(p: AttnSourceParams, rows: number, first: string, N: 'Nq' | 'Nk', tiles: [string, string][], scaleFirst = false): string {
   const V = vecs(p.D);
-  const loads = tiles.map(([tile, src], t) => `${tile}[e] = select(vec4<f32>(0.0), ld4_${src}(${rowIndex(p, 'r', N)}, c)${t === 0 && scaleFirst !== 1 ? ` * ${f(scaleFirst)}` : ''}, ok);`);
+  const loads = tiles.map(([tile, src], t) => `${tile}[e] = select(vec4<f32>(0.0), ld4_${src}(${rowIndex(p, 'r', N)}, c)${t === 0 && scaleFirst ? ' * u.scale' : ''}, ok);`);
   return `for (var e = lid; e < ${rows * V}u; e += ${ROWS}u) {
-      let r = min(${first} + e / ${V}u, ${N - 1}u); let c = e % ${V}u; let ok = ${first} + e / ${V}u < ${N}u;
+      let r = min(${first} + e / ${V}u, u.${N} - 1u); let c = e % ${V}u; let ok = ${first} + e / ${V}u < u.${N};
       ${loads.join('\n      ')}
     }`;
 }
@@ -85,20 +99,22 @@ function stage(p: AttnParams, rows: number, first: string, N: number, tiles: [st
  * keeps its query row and output accumulator in registers as vec4s (D padded to a multiple of 4).
  * Key/value rows are staged through workgroup memory in blocks sized so both tiles fit 16 KiB (32
  * rows at D=40, 8 at D=160); every thread reads the same tile word at once (a broadcast), 4
- * features per load. For each block a thread computes its scores, rescales its running sum and
- * accumulator once with the new block maximum, then accumulates. Memory is O(rows x D) per
- * workgroup, never Nq x Nk; only the output and the per-row log-sum-exp (for backward) are written.
+ * features per load. Each key is folded into an online softmax as it comes: the running sum and
+ * accumulator are rescaled only when the key raises the row maximum (rare after the first keys), so
+ * no per-thread score array exists (a private `array<f32, 32>` stalled lavapipe's compiler for
+ * minutes). Memory is O(rows x D) per workgroup, never Nq x Nk; only the output and the per-row
+ * log-sum-exp (for backward) are written.
  */
-export const attnForwardSource = memoSource('attn_fwd', (p: AttnParams) => {
+export const attnForwardSource = memoSource('attn_fwd', (p: AttnSourceParams) => {
   const BK = blockSize(p.D);
   const V = vecs(p.D);
   const R = new Regs(V);
-  const mask = `j < ${p.Nk}u${p.causal ? ' && j <= i' : ''}`;
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
 ${output('o', 3)}
 ${output('lse', 4)}
+${uniformDecl(5, ATTN_FIELDS)}
 ${load4('q', p.D)}
 ${load4('k', p.D)}
 ${load4('v', p.D)}
@@ -109,60 +125,59 @@ var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let i = wid.x * ${ROWS}u + lid;
-  let live = i < ${p.Nq}u;
-  let qrow = ${rowIndex(p, 'min(i, ' + (p.Nq - 1) + 'u)', p.Nq)};
+  let live = i < u.Nq;
+  let qrow = ${rowIndex(p, 'min(i, u.Nq - 1u)', 'Nq')};
   ${R.decl('q', 'acc')}
-  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * ${f(p.scale)};`)}
+  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * u.scale;`)}
   var m = -1e30;
   var l = 0.0;
-  let kEnd = ${p.causal ? `min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u)` : `${p.Nk}u`};
+  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${ROWS}u + ${ROWS}u)` : 'u.Nk'};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
-    ${stage(p, BK, 'j0', p.Nk, [['Ks', 'k'], ['Vs', 'v']])}
+    ${stage(p, BK, 'j0', 'Nk', [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
-    var s: array<f32, ${BK}>;
-    var mb = m;
-    for (var jj = 0u; jj < ${BK}u; jj++) {
+    // a run-time trip count: a constant one is fully unrolled by LLVM (lavapipe), minutes of compile
+    let nb = min(${BK}u, kEnd - j0);
+    for (var jj = 0u; jj < nb; jj++) {
       let j = j0 + jj;
-      var d4 = vec4<f32>(0.0);
-      ${R.each((r, c) => `d4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], d4);`)}
-      let dot = d4.x + d4.y + d4.z + d4.w;
-      let ok = ${mask};
-      s[jj] = select(-1e30, dot, ok);
-      if (ok) { mb = max(mb, dot); }
-    }
-    let corr = exp(m - mb);
-    l = l * corr;
-    ${R.each((r) => `${r('acc')} = ${r('acc')} * corr;`)}
-    m = mb;
-    for (var jj = 0u; jj < ${BK}u; jj++) {
-      let j = j0 + jj;
-      let pj = select(0.0, exp(s[jj] - m), ${mask});
-      l += pj;
-      let p4 = vec4<f32>(pj);
-      ${R.each((r, c) => `${r('acc')} = fma(p4, Vs[jj * ${V}u + ${c}], ${r('acc')});`)}
+      if (${p.causal ? 'j <= i' : 'true'}) {
+        var d4 = vec4<f32>(0.0);
+        ${R.each((r, c) => `d4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], d4);`)}
+        let dot = d4.x + d4.y + d4.z + d4.w;
+        if (dot > m) {
+          let corr = exp(m - dot);
+          l = l * corr;
+          ${R.each((r) => `${r('acc')} = ${r('acc')} * corr;`)}
+          m = dot;
+        }
+        let pj = exp(dot - m);
+        l += pj;
+        let p4 = vec4<f32>(pj);
+        ${R.each((r, c) => `${r('acc')} = fma(p4, Vs[jj * ${V}u + ${c}], ${r('acc')});`)}
+      }
     }
     workgroupBarrier();
   }
   if (live) {
     let inv = 1.0 / l;
     ${R.each((r, c) => `st4_o(qrow, ${c}, ${r('acc')} * inv);`)}
-    lse[(b * ${p.H}u + h) * ${p.Nq}u + i] = m + log(l);
+    lse[(b * u.H + h) * u.Nq + i] = m + log(l);
   }
 }`;
 });
 
 /* Dvec = rowsum(dO * O), one thread per (batch, head, query) row. */
-export const attnDeltaSource = memoSource('attn_delta', (p: AttnParams) => `${input('dout', 0)}
+export const attnDeltaSource = memoSource('attn_delta', (p: AttnSourceParams) => `${input('dout', 0)}
 ${input('o', 1)}
 ${output('delta', 2)}
+${uniformDecl(3, ATTN_FIELDS)}
 @compute @workgroup_size(${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let i = wid.x * ${ROWS}u + lid;
-  if (i >= ${p.Nq}u) { return; }
+  if (i >= u.Nq) { return; }
   var s = 0.0;
-  for (var d = 0u; d < ${p.D}u; d++) { let x = ${rowIndex(p, 'i', p.Nq)} + d; s = fma(ld_dout(x), ld_o(x), s); }
-  delta[(b * ${p.H}u + h) * ${p.Nq}u + i] = s;
+  for (var d = 0u; d < ${p.D}u; d++) { let x = ${rowIndex(p, 'i', 'Nq')} + d; s = fma(ld_dout(x), ld_o(x), s); }
+  delta[(b * u.H + h) * u.Nq + i] = s;
 }`);
 
 /*
@@ -170,7 +185,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * as vec4s), key/value blocks staged in workgroup memory; probabilities are recomputed from the
  * saved log-sum-exp, so no score matrix exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
  */
-export const attnDqSource = memoSource('attn_dq', (p: AttnParams) => {
+export const attnDqSource = memoSource('attn_dq', (p: AttnSourceParams) => {
   const BK = blockSize(p.D);
   const V = vecs(p.D);
   const R = new Regs(V);
@@ -181,6 +196,7 @@ ${input('dout', 3)}
 ${input('lse', 4)}
 ${input('delta', 5)}
 ${output('dq', 6)}
+${uniformDecl(7, ATTN_FIELDS)}
 ${load4('q', p.D)}
 ${load4('k', p.D)}
 ${load4('v', p.D)}
@@ -192,25 +208,26 @@ var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let i = wid.x * ${ROWS}u + lid;
-  let live = i < ${p.Nq}u;
-  let ic = min(i, ${p.Nq - 1}u);
-  let qrow = ${rowIndex(p, 'ic', p.Nq)};
+  let live = i < u.Nq;
+  let ic = min(i, u.Nq - 1u);
+  let qrow = ${rowIndex(p, 'ic', 'Nq')};
   ${R.decl('q', 'go', 'acc')}
-  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * ${f(p.scale)}; ${r('go')} = ld4_dout(qrow, ${c});`)}
-  let L = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + ic);
-  let dl = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + ic);
-  let kEnd = ${p.causal ? `min(${p.Nk}u, wid.x * ${ROWS}u + ${ROWS}u)` : `${p.Nk}u`};
+  ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * u.scale; ${r('go')} = ld4_dout(qrow, ${c});`)}
+  let L = ld_lse((b * u.H + h) * u.Nq + ic);
+  let dl = ld_delta((b * u.H + h) * u.Nq + ic);
+  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${ROWS}u + ${ROWS}u)` : 'u.Nk'};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
-    ${stage(p, BK, 'j0', p.Nk, [['Ks', 'k'], ['Vs', 'v']])}
+    ${stage(p, BK, 'j0', 'Nk', [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
-    for (var jj = 0u; jj < ${BK}u; jj++) {
+    let nb = min(${BK}u, kEnd - j0);
+    for (var jj = 0u; jj < nb; jj++) {
       let j = j0 + jj;
-      if (j < ${p.Nk}u${p.causal ? ' && j <= i' : ''}) {
+      if (${p.causal ? 'j <= i' : 'true'}) {
         var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
         ${R.each((r, c) => `s4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], s4); dp4 = fma(${r('go')}, Vs[jj * ${V}u + ${c}], dp4);`)}
         let s = s4.x + s4.y + s4.z + s4.w;
         let dp = dp4.x + dp4.y + dp4.z + dp4.w;
-        let ds = vec4<f32>(exp(s - L) * (dp - dl) * ${f(p.scale)});
+        let ds = vec4<f32>(exp(s - L) * (dp - dl) * u.scale);
         ${R.each((r, c) => `${r('acc')} = fma(ds, Ks[jj * ${V}u + ${c}], ${r('acc')});`)}
       }
     }
@@ -225,7 +242,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
  * vec4s); query rows with their dO, log-sum-exp and Δ are staged through workgroup memory block by
  * block: dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
  */
-export const attnDkvSource = memoSource('attn_dkv', (p: AttnParams) => {
+export const attnDkvSource = memoSource('attn_dkv', (p: AttnSourceParams) => {
   const BQ = blockSize(p.D, 2);
   const V = vecs(p.D);
   const R = new Regs(V);
@@ -237,6 +254,7 @@ ${input('lse', 4)}
 ${input('delta', 5)}
 ${output('dk', 6)}
 ${output('dv', 7)}
+${uniformDecl(8, ATTN_FIELDS)}
 ${load4('q', p.D)}
 ${load4('k', p.D)}
 ${load4('v', p.D)}
@@ -251,22 +269,23 @@ var<workgroup> Ds: array<f32, ${BQ}>;
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
   let j = wid.x * ${ROWS}u + lid;
-  let live = j < ${p.Nk}u;
-  let krow = ${rowIndex(p, `min(j, ${p.Nk - 1}u)`, p.Nk)};
+  let live = j < u.Nk;
+  let krow = ${rowIndex(p, 'min(j, u.Nk - 1u)', 'Nk')};
   ${R.decl('kr', 'vr', 'dk_', 'dv_')}
   ${R.each((r, c) => `${r('kr')} = ld4_k(krow, ${c}); ${r('vr')} = ld4_v(krow, ${c});`)}
   let iStart = ${p.causal ? `(wid.x * ${ROWS}u / ${BQ}u) * ${BQ}u` : '0u'};
-  for (var i0 = iStart; i0 < ${p.Nq}u; i0 += ${BQ}u) {
-    ${stage(p, BQ, 'i0', p.Nq, [['Qs', 'q'], ['Gs', 'dout']], p.scale)}
+  for (var i0 = iStart; i0 < u.Nq; i0 += ${BQ}u) {
+    ${stage(p, BQ, 'i0', 'Nq', [['Qs', 'q'], ['Gs', 'dout']], true)}
     for (var e = lid; e < ${BQ}u; e += ${ROWS}u) {
-      let i = min(i0 + e, ${p.Nq - 1}u);
-      Ls[e] = ld_lse((b * ${p.H}u + h) * ${p.Nq}u + i);
-      Ds[e] = ld_delta((b * ${p.H}u + h) * ${p.Nq}u + i);
+      let i = min(i0 + e, u.Nq - 1u);
+      Ls[e] = ld_lse((b * u.H + h) * u.Nq + i);
+      Ds[e] = ld_delta((b * u.H + h) * u.Nq + i);
     }
     workgroupBarrier();
-    for (var ii = 0u; ii < ${BQ}u; ii++) {
+    let nb = min(${BQ}u, u.Nq - i0);
+    for (var ii = 0u; ii < nb; ii++) {
       let i = i0 + ii;
-      if (live && i < ${p.Nq}u${p.causal ? ' && j <= i' : ''}) {
+      if (live${p.causal ? ' && j <= i' : ''}) {
         var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
         ${R.each((r, c) => `s4 = fma(Qs[ii * ${V}u + ${c}], ${r('kr')}, s4); dp4 = fma(Gs[ii * ${V}u + ${c}], ${r('vr')}, dp4);`)}
         let pr = vec4<f32>(exp(s4.x + s4.y + s4.z + s4.w - Ls[ii]));
@@ -282,6 +301,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 });
 
+/** Row offset with the sizes baked in, for the naive baseline (benchmark only). */
+const bakedRow = (p: AttnParams, n: string, N: number) => `((b * ${N}u + ${n}) * ${p.H}u + h) * ${p.D}u`;
+
 /*
  * Naive baseline with explicit scores, as the textbook writes it: S = scale·Q Kᵀ into a
  * [B, H, Nq, Nk] buffer (one thread per score, rows read straight from global memory, masked
@@ -296,7 +318,7 @@ ${main1d(256)}
   let j = gi % ${p.Nk}u; let i = (gi / ${p.Nk}u) % ${p.Nq}u;
   let h = (gi / ${p.Nk * p.Nq}u) % ${p.H}u; let b = gi / ${p.Nk * p.Nq * p.H}u;
   var dot = 0.0;
-  for (var d = 0u; d < ${p.D}u; d++) { dot = fma(ld_q(${rowIndex(p, 'i', p.Nq)} + d), ld_k(${rowIndex(p, 'j', p.Nk)} + d), dot); }
+  for (var d = 0u; d < ${p.D}u; d++) { dot = fma(ld_q(${bakedRow(p, 'i', p.Nq)} + d), ld_k(${bakedRow(p, 'j', p.Nk)} + d), dot); }
   s[gi] = ${p.causal ? `select(-3.0e38, dot * ${f(p.scale)}, j <= i)` : `dot * ${f(p.scale)}`};
 }`);
 
@@ -310,7 +332,7 @@ ${main1d(256)}
   let i = (gi / ${p.D * p.H}u) % ${p.Nq}u; let b = gi / ${p.D * p.H * p.Nq}u;
   let prow = ((b * ${p.H}u + h) * ${p.Nq}u + i) * ${p.Nk}u;
   var acc = 0.0;
-  for (var j = 0u; j < ${p.Nk}u; j++) { acc = fma(ld_pr(prow + j), ld_v(${rowIndex(p, 'j', p.Nk)} + d), acc); }
+  for (var j = 0u; j < ${p.Nk}u; j++) { acc = fma(ld_pr(prow + j), ld_v(${bakedRow(p, 'j', p.Nk)} + d), acc); }
   o[gi] = acc;
 }`);
 
@@ -325,6 +347,7 @@ export function attnNaiveKernels(p: AttnParams): { scores: Kernel; values: Kerne
   };
 }
 
-export function attnKernel(name: string, source: () => string, p: AttnParams, rows: number, flops: number, bytes: number): Kernel {
-  return { name, source, workgroups: [Math.ceil(rows / ROWS), p.H, p.B], flops, bytes };
+/** One tiled attention dispatch: `rows` query (or key) rows per (head, batch), sizes in uniforms. */
+export function attnKernel(name: string, source: (p: AttnSourceParams) => () => string, p: AttnParams, rows: number, flops: number, bytes: number): Kernel {
+  return { name, source: source(sourceParams(p)), workgroups: [Math.ceil(rows / ROWS), p.H, p.B], flops, bytes, uniforms: packUniforms(ATTN_FIELDS, [p.H, p.Nq, p.Nk, p.scale]) };
 }

@@ -4,6 +4,8 @@ import { backward } from '../grad.js';
 import { empty, scope } from '../tensor.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
+import { attnDkvSource, attnDqSource, attnForwardSource } from '../kernels/attention.js';
 import { refAttention } from '../testing/ref.js';
 import { attention, attentionNaive } from './attention.js';
 
@@ -75,6 +77,31 @@ describe('attention (tiled, no score matrix)', () => {
       reference: ([q, k, v]) => refAttention(q!, k!, v!, 1, 10, 10, 2, 4, true).o,
       tol: TOL,
     });
+  });
+
+  it('another batch, head count or sequence length of the same head dim reuses the pipelines', async () => {
+    const b = await testBackend();
+    const run = (B: number, Nq: number, Nk: number, H: number, D: number) =>
+      checkOp(b, {
+        inputs: [{ shape: [B, Nq, H * D], grad: true }, { shape: [B, Nk, H * D], grad: true }, { shape: [B, Nk, H * D], grad: true }],
+        forward: ([q, k, v]) => attention(q!, k!, v!, { heads: H }),
+        reference: ([q, k, v]) => refAttention(q!, k!, v!, B, Nq, Nk, H, D, false).o,
+        referenceGrad: ([q, k, v], g) => {
+          const r = refAttention(q!, k!, v!, B, Nq, Nk, H, D, false, g);
+          return [r.dq, r.dk, r.dv];
+        },
+        tol: TOL,
+        fd: { samples: 1 },
+      });
+    await run(1, 5, 7, 2, 8);
+    expect(await pipelinesCompiledBy(b, () => run(2, 70, 3, 3, 8))).toBe(0);
+  });
+
+  it('kernels hold no per-thread array at SD head dims (a private score array stalls lavapipe\'s compiler for minutes)', () => {
+    for (const D of [40, 64]) {
+      const p = { D, causal: D === 64, dtypes: ['f32', 'f32', 'f32'] as const } as const;
+      for (const src of [attnForwardSource, attnDqSource, attnDkvSource]) expect(src({ ...p, dtypes: [...p.dtypes] })()).not.toMatch(/var\s+\w+\s*:\s*array</);
+    }
   });
 
   it('4096 tokens x 8 heads x 40: forward and backward never allocate a 4096x4096 matrix (meta device)', () => {

@@ -42,7 +42,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const o = emptyLike(q, q.shape);
   const lse = empty(q.backend, [p.B, p.H, p.Nq]);
   const io = 4 * p.B * p.H * (p.D * (2 * p.Nq + 2 * p.Nk) + p.Nq);
-  launch(attnKernel('attention', attnForwardSource(p), p, p.Nq, fwdFlops(p), io), [q, k, v], [o, lse]);
+  launch(attnKernel('attention', attnForwardSource, p, p.Nq, fwdFlops(p), io), [q, k, v], [o, lse]);
   record('attention', [q, k, v], [o], { q, k, v, o, lse, p }, [q, k, v, o, lse]);
   lse.dispose();
   return o;
@@ -72,18 +72,18 @@ export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
 const attentionBackward: BackwardRule<'attention'> = ({ q, k, v, o, lse, p }, [g], needs) =>
   noGrad(() => {
     const delta = empty(q.backend, [p.B, p.H, p.Nq]);
-    launch(attnKernel('attention_delta', attnDeltaSource(p), p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D), [g!, o], [delta]);
+    launch(attnKernel('attention_delta', attnDeltaSource, p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D), [g!, o], [delta]);
     let dq: Tensor | null = null;
     if (needs[0]) {
       dq = emptyLike(q, q.shape);
-      launch(attnKernel('attention_dq', attnDqSource(p), p, p.Nq, 1.5 * fwdFlops(p), 4 * p.B * p.H * p.D * (3 * p.Nq + 2 * p.Nk)), [q, k, v, g!, lse, delta], [dq]);
+      launch(attnKernel('attention_dq', attnDqSource, p, p.Nq, 1.5 * fwdFlops(p), 4 * p.B * p.H * p.D * (3 * p.Nq + 2 * p.Nk)), [q, k, v, g!, lse, delta], [dq]);
     }
     let dk: Tensor | null = null;
     let dv: Tensor | null = null;
     if (needs[1] || needs[2]) {
       dk = emptyLike(k, k.shape);
       dv = emptyLike(v, v.shape);
-      launch(attnKernel('attention_dkv', attnDkvSource(p), p, p.Nk, 2 * fwdFlops(p), 4 * p.B * p.H * p.D * (2 * p.Nq + 4 * p.Nk)), [q, k, v, g!, lse, delta], [dk, dv]);
+      launch(attnKernel('attention_dkv', attnDkvSource, p, p.Nk, 2 * fwdFlops(p), 4 * p.B * p.H * p.D * (2 * p.Nq + 4 * p.Nk)), [q, k, v, g!, lse, delta], [dk, dv]);
     }
     delta.dispose();
     return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
