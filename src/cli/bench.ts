@@ -73,6 +73,13 @@ async function main() {
     process.exit(0);
   }
   const { backend: b, adapter } = await nodeGpu();
+  if (process.argv.includes('--encode')) {
+    // CPU time to record a training step, apart from the kernel cases (minutes of compiling first on a software GPU).
+    const { benchEncode } = await import('./bench-encode.js');
+    const r = await benchEncode(b);
+    console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches, ${r.stepUsPerDispatch} µs/dispatch for the whole step's JS, ${r.runUsPerDispatch} µs/dispatch in backend.run, ${r.bindGroups} bind groups cached`);
+    process.exit(0);
+  }
   if (!json) console.log(`adapter: ${adapter.description || adapter.vendor} ${adapter.isFallback ? '(fallback)' : ''}; timestamp queries: ${b.canProfile}`);
   for (const c of cases) {
     const xs = c.inputs.map((sh) => fill(b, sh));

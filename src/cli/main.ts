@@ -84,6 +84,7 @@ async function train(argv: string[]): Promise<void> {
   let first: { step: number; at: number } | undefined;
   let last: { step: number; at: number } | undefined;
   const t = new Trainer(pipeline, r.config, items, {
+    onCompile: (d, total) => total > 0 && process.stdout.write(`\rcompiling GPU kernels ${d}/${total}${d === total ? '\n' : ''}`),
     onMetrics: (m) => {
       // The first step carries most of the pipeline compilation; later ones show the running speed.
       const now = performance.now();

@@ -1,7 +1,7 @@
 // Backends run kernels: the GPU backend encodes dispatches into command buffers; the meta backend only counts.
 import { MAX_UNIFORM_WORDS, type Kernel } from './kernel.js';
 import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
-import { PipelineCache } from './pipelines.js';
+import { PipelineCache, type CompiledPipeline } from './pipelines.js';
 
 /** A pooled allocation. `buffer` is a GPUBuffer on the GPU backend and a placeholder on the meta device. */
 export interface Storage {
@@ -71,6 +71,9 @@ let nextId = 1;
 
 /** Bytes per kernel-uniform slot: WebGPU's default minUniformBufferOffsetAlignment. */
 const UNIFORM_SLOT = 256;
+
+/** Cached bind groups before the GPU backend starts afresh: a few steps' worth of distinct ones. */
+const MAX_BIND_GROUPS = 50_000;
 
 function emptyStats(): RunStats {
   return { dispatches: 0, flops: 0, bytes: 0, submits: 0, byKernel: new Map() };
@@ -184,6 +187,13 @@ export class GpuBackend implements Backend {
   private uniformData = new Uint32Array((UNIFORM_SLOT / 4) * this.maxDispatchesPerSubmit);
   private uniformSlots = 0;
   private uniformBuf: GPUBuffer | null = null;
+  private readonly dynamicOffset = new Uint32Array(1);
+  /** Bind groups by layout and buffer ranges (see `bindGroup`), and the keys that use each buffer. */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly groupKeys = new Map<GPUBuffer, string[]>();
+  /** Pool buffers' ids, for bind group keys. */
+  private readonly bufferIds = new Map<GPUBuffer, number>();
+  private nextBufferId = 1;
   private profileOut: Promise<ProfileSample[]>[] = [];
 
   get maxBindingBytes(): number {
@@ -199,9 +209,13 @@ export class GpuBackend implements Backend {
         void device.popErrorScope().then((e) => {
           if (e) this.errors.push(new GpuOutOfMemoryError(bytes, this.bufs.stats().liveBytes));
         });
+        this.bufferIds.set(b, this.nextBufferId++);
         return b;
       },
-      destroy: (b) => b.destroy(),
+      destroy: (b) => {
+        this.forgetBuffer(b);
+        b.destroy();
+      },
     }, { cacheLimit: DEFAULT_CACHE_LIMIT, maxBufferSize: device.limits.maxBufferSize, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize });
     void device.lost?.then((info) => (this.lostInfo = info));
     device.addEventListener?.('uncapturederror', (ev) => {
@@ -231,38 +245,83 @@ export class GpuBackend implements Backend {
     count(this.stats, k);
     const [x, y, z] = k.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
-    const pipeline = this.pipelines.get(k.name, k.source());
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } }));
-    if (k.uniforms) entries.push({ binding: bindings.length, resource: this.uniformSlot(k) });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const p = this.pipelines.get(k.name, k.source());
+    const bindGroup = this.bindGroup(p, bindings);
+    if (p.uniformBinding >= 0 && !k.uniforms) throw new Error(`kernel ${k.name} declares a uniform block but passes no uniforms`);
+    // The slot first: a full arena submits, which ends the pass.
+    if (p.uniformBinding >= 0) this.dynamicOffset[0] = this.uniformSlot(k);
     if (this.profiling) {
       this.endPass();
-      const p = this.profiling;
-      if (p.names.length >= p.capacity) this.collectProfile();
+      const pr = this.profiling;
+      if (pr.names.length >= pr.capacity) this.collectProfile();
       const i = this.profiling.names.length;
       this.profiling.names.push(k.name);
       this.pass = this.enc().beginComputePass({ timestampWrites: { querySet: this.profiling.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
     } else this.pass ??= this.enc().beginComputePass();
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
+    this.pass.setPipeline(p.pipeline);
+    if (p.uniformBinding >= 0) this.pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);
+    else this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
     if (this.profiling) this.endPass();
     if (++this.encoded >= this.maxDispatchesPerSubmit) this.flush();
   }
 
-  /** Copy a kernel's uniforms into the next arena slot; the slot's bytes reach the GPU at `flush`. */
-  private uniformSlot(k: Kernel): GPUBufferBinding {
+  /**
+   * The bind group of these buffer ranges on this layout, cached: the pool hands the same buffers
+   * back step after step, so the same keys recur, and a destroyed buffer drops its groups. The
+   * uniform block is bound once per group (the whole arena slot; its slot comes as a dynamic offset).
+   */
+  private bindGroup(p: CompiledPipeline, bindings: Binding[]): GPUBindGroup {
+    let key = String(p.layoutId);
+    for (const b of bindings) key += `|${this.bufferIds.get(b.storage.buffer as GPUBuffer)}:${b.offset}:${b.size}`;
+    const hit = this.bindGroups.get(key);
+    if (hit) return hit;
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } }));
+    if (p.uniformBinding >= 0) entries.push({ binding: p.uniformBinding, resource: { buffer: this.uniformBuffer(), offset: 0, size: UNIFORM_SLOT } });
+    const group = this.device.createBindGroup({ layout: p.layout, entries });
+    if (this.bindGroups.size >= MAX_BIND_GROUPS) this.forgetBindGroups();
+    this.bindGroups.set(key, group);
+    for (const b of bindings) {
+      const buf = b.storage.buffer as GPUBuffer;
+      const keys = this.groupKeys.get(buf);
+      if (keys) keys.push(key);
+      else this.groupKeys.set(buf, [key]);
+    }
+    return group;
+  }
+
+  /** Drop every cached bind group (the cache is full). */
+  private forgetBindGroups(): void {
+    this.bindGroups.clear();
+    this.groupKeys.clear();
+  }
+
+  /** Drop the cached bind groups that use `buf`: it is about to be destroyed. */
+  private forgetBuffer(buf: GPUBuffer): void {
+    for (const key of this.groupKeys.get(buf) ?? []) this.bindGroups.delete(key);
+    this.groupKeys.delete(buf);
+    this.bufferIds.delete(buf);
+  }
+
+  /** Cached bind groups (for tests and benchmarks). */
+  get bindGroupCount(): number {
+    return this.bindGroups.size;
+  }
+
+  /** The uniform arena's buffer: one slot per dispatch of a submit, made once. */
+  private uniformBuffer(): GPUBuffer {
+    return (this.uniformBuf ??= this.device.createBuffer({ size: this.uniformData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }));
+  }
+
+  /** Copy a kernel's uniforms into the next arena slot and return its byte offset; the slot's bytes reach the GPU at `flush`. */
+  private uniformSlot(k: Kernel): number {
     const u = k.uniforms!;
     if (u.length > MAX_UNIFORM_WORDS) throw new Error(`kernel ${k.name} passes ${u.length} uniform words (at most ${MAX_UNIFORM_WORDS})`);
     const capacity = this.uniformData.length / (UNIFORM_SLOT / 4);
     if (this.uniformSlots >= capacity) this.flush();
-    if (!this.uniformBuf || this.uniformBuf.size < this.uniformData.byteLength) {
-      this.uniformBuf?.destroy();
-      this.uniformBuf = this.device.createBuffer({ size: this.uniformData.byteLength, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    }
     const slot = this.uniformSlots++;
     this.uniformData.set(u, (slot * UNIFORM_SLOT) / 4);
-    return { buffer: this.uniformBuf, offset: slot * UNIFORM_SLOT, size: Math.max(16, Math.ceil(u.length / 4) * 16) };
+    return slot * UNIFORM_SLOT;
   }
 
   write(s: Storage, offset: number, data: ArrayBufferView): void {

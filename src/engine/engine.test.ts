@@ -4,7 +4,7 @@ import { noGrad } from './autograd.js';
 import { backward, checkpoint } from './grad.js';
 import { add, mul, silu, sum, mean } from './ops/elementwise.js';
 import { ShaderCompileError } from './pipelines.js';
-import { sizeClass } from './pool.js';
+import { DEFAULT_CACHE_LIMIT, sizeClass } from './pool.js';
 import { empty, keep, param, scope, tensor, type Tensor } from './tensor.js';
 import { testBackend, testGpu } from './testing/gpu.js';
 import { randomArray, assertClose } from './testing/allclose.js';
@@ -30,6 +30,60 @@ describe('pipeline cache', () => {
     expect(msg).toMatch(/^3:\d+: error: .*undefined_thing/m);
     expect(msg).toContain('   3|   let x: f32 = undefined_thing;');
     await b.sync(); // the error was reported once, not again
+  });
+
+  it('compiles a list asynchronously with progress, reports a broken source as ShaderCompileError, and get() then compiles nothing', async () => {
+    const b = await testBackend();
+    const fill = (v: number) => `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(1) fn main() { out[0] = ${v}.0; }`;
+    const broken = '@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n@compute @workgroup_size(1)\nfn main() {\n  out[0] = nowhere;\n}';
+    const list = [1, 2, 3, 4, 5].map((v) => ({ name: `fill${v}`, source: fill(v) }));
+    const before = b.pipelines.size;
+    const progress: [number, number][] = [];
+    const err = await b.pipelines.compileAll([...list, list[0]!, { name: 'broken_async', source: broken }], (d, t) => progress.push([d, t]), 3).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ShaderCompileError);
+    expect((err as Error).message).toMatch(/kernel "broken_async"/);
+    expect((err as Error).message).toMatch(/^4:\d+: error: .*nowhere/m);
+    // the duplicate is compiled once; every source counts, the broken one too
+    expect(progress[0]).toEqual([0, 6]);
+    expect(progress.at(-1)).toEqual([6, 6]);
+    expect(b.pipelines.size - before).toBe(5);
+    const out = empty(b, [1]);
+    for (const [i, k] of list.entries()) {
+      b.run({ name: k.name, source: () => k.source, workgroups: [1, 1, 1], flops: 0, bytes: 0 }, [out.binding()]);
+      expect(await out.read()).toEqual(new Float32Array([i + 1]));
+    }
+    expect(b.pipelines.size - before).toBe(5);
+    out.dispose();
+    await b.sync();
+  });
+
+  it('caches bind groups by buffers and ranges, across pipelines of one layout, and drops those of destroyed buffers', async () => {
+    const b = await testBackend();
+    await b.sync();
+    const x = tensor(b, [1, 2, 3], [3]);
+    const y = tensor(b, [10, 20, 30], [3]);
+    add(x, y).dispose();
+    const groups = b.bindGroupCount;
+    // the same op on the same buffers: the pool hands the output's buffer back, so nothing new
+    const z = add(x, y);
+    expect(b.bindGroupCount).toBe(groups);
+    expect(await z.read()).toEqual(new Float32Array([11, 22, 33]));
+    z.dispose();
+    // another pipeline with the same bindings shares the group
+    const w = mul(x, y);
+    expect(b.bindGroupCount).toBe(groups);
+    expect(await w.read()).toEqual(new Float32Array([10, 40, 90]));
+    w.dispose();
+    // a freed buffer the pool destroys takes its groups along
+    x.dispose();
+    y.dispose();
+    await b.sync();
+    const held = b.bindGroupCount;
+    b.setCacheLimit(0);
+    await b.sync();
+    b.setCacheLimit(DEFAULT_CACHE_LIMIT);
+    expect(b.bindGroupCount).toBeLessThan(held);
   });
 
   it('reuses one pipeline per source', async () => {

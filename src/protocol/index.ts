@@ -102,12 +102,12 @@ export interface HubDownloadPlan {
 /** Where a run is, as the worker knows it: the page shows this and enables its buttons by it. */
 export type RunPhase = 'idle' | 'caching' | 'compiling' | 'running' | 'paused' | 'stopping' | 'done' | 'failed';
 
-/** The run's state, sent by the worker at every change (and each second while compiling). */
+/** The run's state, sent by the worker at every change (each compiled pipeline counts as one). */
 export interface RunState {
   phase: RunPhase;
   /** When this phase began (Date.now() in the worker; same clock as the page's): the page counts the elapsed time from it. */
   since: number;
-  /** caching: images encoded so far, of `total`; compiling: GPU pipelines created so far (no total is known before the first step ends). */
+  /** caching: images encoded so far, of `total`; compiling: GPU pipelines compiled so far, of the `total` the steps use (absent until counted). */
   done?: number;
   total?: number;
   /** A pause was asked for; it takes effect after the current step or image. */

@@ -1,6 +1,7 @@
 // The training loop: cached latents, noised samples, LoRA forward/backward with micro-batch accumulation,
 // clipping, the optimizer step, periodic saves, and metrics read back one step late.
 import { GpuDeviceLostError, type Backend } from '../engine/backend.js';
+import type { PipelineCache } from '../engine/pipelines.js';
 import { noGrad } from '../engine/autograd.js';
 import { backward } from '../engine/grad.js';
 import { scale, mseLoss, huberLoss } from '../engine/index.js';
@@ -23,6 +24,7 @@ import { processCaption } from './captions.js';
 import type { TrainConfig } from './config.js';
 import { toTensorData, type RgbaImage } from './images.js';
 import { loraMetadata } from './metadata.js';
+import { stepSources } from './memory.js';
 import { alphasCumprod, minSnrWeight } from './noise.js';
 import { Rng } from './rng.js';
 import { makeSchedule } from './schedule.js';
@@ -58,6 +60,11 @@ export interface TrainEvents {
   /** A preview image rendered with the LoRA as trained so far (every `plan.sampleEvery` steps). */
   onSample?(image: SampleImage, step: number, prompt: string): void;
   onLog?(message: string): void;
+  /**
+   * Pipelines compiled before the first step (`Trainer.precompile`, run by `run` after the latents):
+   * called with 0 of the total first, then as each is ready.
+   */
+  onCompile?(done: number, total: number): void;
 }
 
 /** One training sample, fully determined before any GPU work (so micro-batch splits do not change it). */
@@ -427,8 +434,41 @@ export class Trainer {
     }
   }
 
+  /**
+   * Compile, asynchronously and several at once, the GPU pipelines the training steps will use,
+   * so the first step does not stop at each new kernel: they are the sources one step of each
+   * (bucket, batch size) the run draws dispatches on the meta device, with the same settings.
+   * Nothing to do on the meta device; later calls find everything compiled and return at once.
+   */
+  async precompile(onProgress = this.events.onCompile): Promise<void> {
+    const b = this.backend as Backend & { pipelines?: PipelineCache };
+    if (b.kind !== 'gpu' || !b.pipelines) return;
+    const { unet, clip, vae } = this.pipeline;
+    const list = stepSources({ unet: unet.config, clip: clip.config, vae: vae.config }, this.config, this.stepShapes());
+    await b.pipelines.compileAll(list, onProgress);
+  }
+
+  /** The [batch, height, width] latent shapes of the run's micro-batches: per bucket in use, a full batch and the short last one. */
+  private stepShapes(): [number, number, number][] {
+    const perBucket = new Map<string, { bucket: Bucket; n: number }>();
+    this.items.forEach((it, i) => {
+      const bucket = this.latents[i]?.bucket ?? (this.config.enableBuckets ? assignBucket(it.image.width, it.image.height, this.buckets) : this.buckets[0]!);
+      const k = `${bucket.width}x${bucket.height}`;
+      const e = perBucket.get(k) ?? { bucket, n: 0 };
+      e.n += it.repeats ?? this.config.repeats;
+      perBucket.set(k, e);
+    });
+    const B = this.config.batchSize;
+    const shapes: [number, number, number][] = [];
+    for (const { bucket, n } of perBucket.values()) {
+      for (const b of new Set([Math.min(B, n), n % B].filter((x) => x > 0))) shapes.push([b, bucket.height / 8, bucket.width / 8]);
+    }
+    return shapes;
+  }
+
   private async runSteps(control: RunControl): Promise<void> {
     if (!this.latentsComplete && !(await this.cacheLatents(undefined, control))) return;
+    if (control.state !== 'stopping') await this.precompile();
     const c = this.config;
     const gen = this.batches();
     const t0 = performance.now();

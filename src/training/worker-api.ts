@@ -57,11 +57,6 @@ function heldBytes(backend: Backend): { heldBytes: number; peakHeldBytes: number
   return { heldBytes: held, peakHeldBytes: Math.max(held, s.peakHeldBytes ?? s.peakLiveBytes) };
 }
 
-/** GPU pipelines created so far on this backend (meta backends have none). */
-function pipelinesCreated(backend: Backend): number | undefined {
-  return (backend as Backend & { pipelines?: { size: number } }).pipelines?.size;
-}
-
 /** What the worker is doing with the run, for the refusal messages. */
 const PHASE_WORDS: Record<RunPhase, string> = {
   idle: 'idle',
@@ -341,6 +336,7 @@ export function createTrainerApi(): TrainerApi {
       },
       onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
       onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
+      onCompile: (done, total) => rep.set('compiling', { done, total }),
     }, weights);
     const t = trainer;
     control = ctl;
@@ -349,20 +345,16 @@ export function createTrainerApi(): TrainerApi {
     const n = items.length;
     rep.set('caching', { done: 0, total: n });
     void (async () => {
-      let tick: ReturnType<typeof setInterval> | undefined;
       try {
         if (await t.cacheLatents((d) => rep.set('caching', { done: d, total: n }), ctl)) {
-          rep.set('compiling', { done: pipelinesCreated(backend) });
-          // The worker waits on the GPU while it compiles: say how many pipelines exist, each second.
-          tick = setInterval(() => rep.state.phase === 'compiling' && rep.set('compiling', { done: pipelinesCreated(backend) }), 1000);
+          // The trainer precompiles the steps' pipelines (onCompile counts them), then runs the first step.
+          rep.set('compiling');
           await t.run(ctl);
         }
-        clearInterval(tick);
         const stopped = ctl.state === 'stopping';
         rep.set('done', { step: t.step, stopped, savedStep: t.lastSavedStep });
         cb.onDone({ step: t.step, stopped });
       } catch (e) {
-        clearInterval(tick);
         const message = e instanceof Error ? e.message : String(e);
         rep.set('failed', { message, step: t.step, savedStep: t.lastSavedStep });
         cb.onError(message);

@@ -21,6 +21,14 @@ async function showSample(img: { width: number; height: number; data: Uint8Clamp
 
 const secs = (ms: number) => `${Math.max(0, Math.round(ms / 1000))} s`;
 
+/** Precompiling counts pipelines done of total; once all are built, the first step runs on them. */
+function compilingText(st: RunState): string {
+  const head = 'Compiling GPU kernels: the first step builds every kernel it uses';
+  if (st.total === undefined) return head;
+  if ((st.done ?? 0) < st.total) return `${head} (${st.done ?? 0}/${st.total} compiled)`;
+  return `${head} (all ${st.total} compiled, first step running)`;
+}
+
 /** The run's phase in words, with its progress and how long it has taken so far. */
 export function phaseText(st: RunState, now: number, lora: AppState['lora']): string {
   const elapsed = secs(now - st.since);
@@ -31,7 +39,7 @@ export function phaseText(st: RunState, now: number, lora: AppState['lora']): st
     case 'caching':
       return `Encoding ${st.done ?? 0}/${st.total ?? '?'} images with the VAE · ${elapsed}${pausing}`;
     case 'compiling':
-      return `Compiling GPU kernels: the first step builds every kernel it uses${st.done ? ` (${st.done} pipelines so far)` : ''} · ${elapsed}${pausing}`;
+      return `${compilingText(st)} · ${elapsed}${pausing}`;
     case 'running':
       return `Training${pausing}`;
     case 'paused':
