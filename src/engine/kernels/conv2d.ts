@@ -1,6 +1,7 @@
 // 2-D convolution kernels (NCHW): implicit-GEMM forward, dX and dW, a split-K finish, a naive baseline, nearest 2x upsampling.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import { f16Directive, operand } from './matmul.js';
 import { input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** Every size a conv kernel bakes in: x [N, C, H, W], w [O, C, kh, kw], y [N, O, OH, OW]; pt and pl pad top and left. */
@@ -48,6 +49,8 @@ export interface ConvGemmParams {
   split: Split;
   /** Forward only, unsplit: add into what the output holds (out += result). */
   accumulate?: boolean;
+  /** The device has shader-f16: f16-stored operands are read natively. */
+  f16?: boolean;
 }
 
 const TILE = 64;
@@ -126,6 +129,8 @@ interface ConvCode {
   kw: number;
   dt: ConvDTypes;
   accumulate: boolean;
+  /** f16-stored x, w or g are read as `array<f16>` (the device has shader-f16). */
+  f16: boolean;
 }
 
 /** The uniform fields every conv GEMM declares (one struct for all passes; the dX phase's fields are 0 elsewhere). */
@@ -227,18 +232,18 @@ ${stores}
 /** WGSL condition that (ih, iw) lies inside the image. */
 const IN_IMAGE = 'ih >= 0 && ih < i32(u.H) && iw >= 0 && iw < i32(u.W)';
 
-/** Storage bindings then the uniforms. */
-function decls(bufs: string[]): string {
-  return [...bufs, uniformDecl(bufs.length, CONV_FIELDS)].join('\n');
+/** Storage bindings then the uniforms, after `enable f16;` when an operand is read natively. */
+function decls(c: ConvCode, bufs: string[]): string {
+  return f16Directive(c.f16, [c.dt.x, c.dt.w, c.dt.g]) + [...bufs, uniformDecl(bufs.length, CONV_FIELDS)].join('\n');
 }
 
 /** The forward's store: its epilogue adds the bias and residual or adds into out (when split, the split-sum does). */
 function forwardStore(c: ConvCode): { decls: string; store: string } {
   const extra = [c.dt.bias ? ['bias', c.dt.bias] : null, c.dt.residual ? ['res', c.dt.residual] : null].filter((e) => e !== null);
-  const bufs = [input('x', 0, c.dt.x), input('w', 1, c.dt.w), ...extra.map(([name, d], i) => input(name!, 2 + i, d as DType)), output('out', 2 + extra.length)];
+  const bufs = [operand('x', 0, c.dt.x, c.f16), operand('w', 1, c.dt.w, c.f16), ...extra.map(([name, d], i) => input(name!, 2 + i, d as DType)), output('out', 2 + extra.length)];
   const add = extra.map(([name]) => (name === 'bias' ? ' + ld_bias(n)' : ' + ld_res(oi)')).join('');
   const idx = 'let oi = zOff + (m / ohw) * u.O * ohw + n * ohw + m % ohw;';
-  return { decls: decls(bufs), store: `${idx} out[oi] ${c.accumulate ? '+=' : '='} v${add};` };
+  return { decls: decls(c, bufs), store: `${idx} out[oi] ${c.accumulate ? '+=' : '='} v${add};` };
 }
 
 function forwardShell(c: ConvCode): Shell {
@@ -293,7 +298,7 @@ function dxShell(c: ConvCode): Shell {
     }`;
   return {
     rowLanes: true,
-    decls: decls([input('g', 0, c.dt.g), input('w', 1, c.dt.w), output('out', 2)]),
+    decls: decls(c, [operand('g', 0, c.dt.g, c.f16), operand('w', 1, c.dt.w, c.f16), output('out', 2)]),
     prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
   let su = u32(u.stride); let taps = u.th * u.tw; let uv = u.Hu * u.Wv;
   let am = m0 + aml; let aValid = am < u.M;
@@ -326,7 +331,7 @@ function dwShell(c: ConvCode): Shell {
     }`;
   return {
     rowLanes: false,
-    decls: decls([input('g', 0, c.dt.g), input('x', 1, c.dt.x), output('out', 2)]),
+    decls: decls(c, [operand('g', 0, c.dt.g, c.f16), operand('x', 1, c.dt.x, c.f16), output('out', 2)]),
     prologue: `let kl = lid % ${TK}u; let lq = lid / ${TK}u;
   ${taps}`,
     stage: `let r = k0 + kl; let rv = r < kEnd;
@@ -369,12 +374,14 @@ export function convGemmKernel(p: ConvGemmParams): Kernel {
   const whole = pass.kind === 'forward' && split.splits === 1;
   // Split forwards leave the epilogue to the split-sum: none of it is bound here.
   const dtc: ConvDTypes = whole ? dt : { x: dt.x, w: dt.w, g: dt.g, bias: null };
-  const code: ConvCode = { kind: pass.kind, kh: g.kh, kw: g.kw, dt: pass.kind === 'forward' ? dtc : { ...dt, bias: null }, accumulate: whole && !!p.accumulate };
+  const cdt = pass.kind === 'forward' ? dtc : { ...dt, bias: null };
+  const read = pass.kind === 'forward' ? [cdt.x, cdt.w] : pass.kind === 'dx' ? [cdt.g, cdt.w] : [cdt.g, cdt.x];
+  const code: ConvCode = { kind: pass.kind, kh: g.kh, kw: g.kw, dt: cdt, accumulate: whole && !!p.accumulate, f16: !!p.f16 && read.includes('f16') };
   const fused = whole && dt.bias !== null;
   const adds = (fused ? 1 : 0) + (whole && dt.residual ? 1 : 0) + (whole && p.accumulate ? 1 : 0);
   const epiBytes = (fused ? N * bytesOf(dt.bias!) : 0) + (whole && dt.residual ? M * N * bytesOf(dt.residual) : 0) + (whole && p.accumulate ? M * N * 4 : 0);
-  const read = pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + epiBytes : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
-  return { name, source: convSource(code), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: read + written, uniforms: convUniforms(p, groups) };
+  const readBytes = pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + epiBytes : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
+  return { name, source: convSource(code), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: readBytes + written, uniforms: convUniforms(p, groups) };
 }
 
 const WG = 256;

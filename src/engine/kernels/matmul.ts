@@ -33,15 +33,18 @@ export interface GemmParams {
   residual?: DType;
   /** Add into what the output holds (out += result) instead of overwriting it. */
   accumulate?: boolean;
+  /** Output tile edge (default 64); see `gemmTiling`. */
+  tile?: GemmTile;
+  /** Cut K into this many slices, slice z writing partial sums at z * (output size) (default 1). */
+  splits?: number;
+  /** The device has shader-f16: f16-stored operands are read as `array<f16>` (see `operand`). */
+  f16?: boolean;
   batch: BatchDims;
   sum: BatchDims;
 }
 
-const TM = 64;
-const TN = 64;
+/** K-step of the tiled GEMM; the output tile edge T (32 or 64) is chosen per problem, rows padded to T + 1. */
 const TK = 16;
-/** Row pitch of the tiles in workgroup memory: one pad word so column-wise stores hit distinct banks. */
-const PITCH = TM + 1;
 
 /** Most batch dims (and summed dims) a GEMM takes after collapsing; each costs three uniform words. */
 const MAX_RANK = 4;
@@ -86,7 +89,23 @@ interface EpilogueCode {
   bias: DType | null;
   residual?: DType | null;
   accumulate?: boolean;
+  /** f16 operands are declared `array<f16>` and read natively (the device has shader-f16). */
+  f16?: boolean;
 }
+
+/**
+ * A GEMM operand binding with its `ld_<name>` loader returning f32: with `native` and f16 storage
+ * an `array<f16>` read and widened exactly (needs `enable f16;`), else `input`'s (f16 unpacked from
+ * u32 pairs). Products and sums stay f32 either way, so both give the same results.
+ */
+export function operand(name: string, binding: number, dtype: DType, native: boolean): string {
+  if (dtype !== 'f16' || !native) return input(name, binding, dtype);
+  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f16>;
+fn ld_${name}(i: u32) -> f32 { return f32(${name}[i]); }`;
+}
+
+/** The `enable` directive a source needs when it reads f16 natively, else ''. */
+export const f16Directive = (native: boolean, dtypes: readonly (DType | null | undefined)[]) => (native && dtypes.includes('f16') ? 'enable f16;\n' : '');
 
 /**
  * The store of an accumulated value `v` at output index `i` (column `n`): times `alpha` (a WGSL
@@ -104,7 +123,9 @@ const extras = (c: EpilogueCode): [string, DType][] =>
 /** Bindings in order: a, b, then the bias and the residual where present, then out. */
 function bindings(c: EpilogueCode): string {
   const ex = extras(c);
-  return [input('a', 0, c.dtypeA), input('b', 1, c.dtypeB), ...ex.map(([name, d], i) => input(name, 2 + i, d)), output('out', 2 + ex.length)].join('\n');
+  const native = !!c.f16;
+  const ops = [operand('a', 0, c.dtypeA, native), operand('b', 1, c.dtypeB, native)];
+  return f16Directive(native, [c.dtypeA, c.dtypeB]) + [...ops, ...ex.map(([name, d], i) => input(name, 2 + i, d)), output('out', 2 + ex.length)].join('\n');
 }
 
 /** The naive kernel's element indices of A and B, sizes baked in. */
@@ -126,6 +147,8 @@ interface GemmCode {
   accumulate: boolean;
   batchRank: number;
   sumRank: number;
+  tile: GemmTile;
+  f16: boolean;
 }
 
 /** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
@@ -139,7 +162,11 @@ const dimFields = (pre: string, rank: number): UniformField[] =>
   Array.from({ length: rank }, (_, i) => [[`${pre}n${i}`, 'u32'], [`${pre}a${i}`, 'u32'], [`${pre}b${i}`, 'u32']] as UniformField[]).flat();
 
 function gemmFields(c: GemmCode): UniformField[] {
-  const sizes: UniformField[] = [['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tilesN', 'u32'], ['tilesM', 'u32'], ['total', 'u32'], ['nsum', 'u32'], ['alpha', 'f32']];
+  const sizes: UniformField[] = [
+    ...['M', 'N', 'K', 'tilesN', 'tilesM', 'total', 'nsum'].map((n) => [n, 'u32'] as UniformField),
+    ['alpha', 'f32'],
+    ...['splits', 'chunk', 'slice'].map((n) => [n, 'u32'] as UniformField),
+  ];
   return [...sizes, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
 }
 
@@ -164,14 +191,17 @@ function bIndex(c: GemmCode, k: string, n: string): string {
 }
 
 /*
- * Tiling. Each workgroup of 16x16 threads computes a 64x64 tile of one output matrix; thread
- * (tx, ty) owns the 4x4 register block at rows ty + 16i, cols tx + 16j (i, j < 4), so for a fixed
- * k a row of threads reads 16 consecutive B words and one broadcast A word from workgroup memory.
- * K is stepped by 16: per step all 256 threads stage a 64x16 slice of op(A) and a 16x64 slice of
- * op(B) into workgroup memory (2 x 16 x 65 floats = 8.1 KiB, k-major, padded so the transposing
- * stores do not collide on banks), 4 elements each, with consecutive threads reading consecutive
+ * Tiling. Each workgroup of D x D threads computes a T x T tile of one output matrix (T = 64, D = 16,
+ * or for small problems T = 32, D = 8: see gemmTiling); thread (tx, ty) owns the 4x4 register
+ * block at rows ty + Di, cols tx + Dj (i, j < 4), so for a fixed k a row of threads reads D
+ * consecutive B words and one broadcast A word from workgroup memory. K is stepped by 16: per
+ * step the threads stage a T x 16 slice of op(A) and a 16 x T slice of op(B) into workgroup memory
+ * (2 x 16 x (T + 1) floats, 8.1 KiB at T = 64, k-major, padded so the transposing stores do not
+ * collide on banks), T * 16 / D^2 elements each, with consecutive threads reading consecutive
  * addresses of whichever axis is contiguous in memory (so both transposes load coalesced); then
- * 16 rank-1 updates of the 4x4 block run from workgroup memory. Out-of-range rows, columns and
+ * 16 rank-1 updates of the 4x4 block run from workgroup memory. Split-K: workgroup z of `splits`
+ * runs k in [z * chunk, (z + 1) * chunk) and writes its partial sums to slice z of a workspace that
+ * the split-sum pass adds up with the epilogue. Out-of-range rows, columns and
  * k are loaded as zeros and never stored, so M, N, K need not be multiples of the tile. Summed
  * batch dims repeat the K loop into the same registers. Workgroups are numbered linearly over
  * (batch, tile row, tile column), column fastest so neighbours share A tiles, and that number is
@@ -181,68 +211,76 @@ function bIndex(c: GemmCode, k: string, n: string): string {
  * and a residual, or adds into the output.
  */
 const gemmSource = memoSource('gemm', (c: GemmCode) => {
-  // Staging: element e (< 1024) of a slice maps to (row, k) so that lanes walk the contiguous axis.
-  const stageA = c.transA ? `let k = e / ${TM}u; let m = e % ${TM}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
-  const stageB = c.transB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${TN}u; let n = e % ${TN}u;`;
-  const acc = [0, 1, 2, 3];
+  const T = c.tile;
+  // TD x TD threads, each a 4x4 block at stride TD; every thread stages `loads` elements of each slice.
+  const TD = T / 4;
+  const loads = (T * TK) / (TD * TD);
+  const vec = 'vec4<f32>';
+  const idx = [0, 1, 2, 3];
+  // Staging: element e (< T * 16) of a slice maps to (row, k) so that lanes walk the contiguous axis.
+  const stageA = c.transA ? `let k = e / ${T}u; let m = e % ${T}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
+  const stageB = c.transB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${T}u; let n = e % ${T}u;`;
   return `${bindings(c)}
 ${uniformDecl(2 + extras(c).length + 1, gemmFields(c))}
-var<workgroup> As: array<f32, ${TK * PITCH}>;
-var<workgroup> Bs: array<f32, ${TK * PITCH}>;
-@compute @workgroup_size(16, 16)
+var<workgroup> As: array<f32, ${TK * (T + 1)}>;
+var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
+@compute @workgroup_size(${TD}, ${TD})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wid.x + wid.y * nwg.x;
   if (id >= u.total) { return; }
-  let n0 = (id % u.tilesN) * ${TN}u;
-  let m0 = ((id / u.tilesN) % u.tilesM) * ${TM}u;
-  let z = id / (u.tilesN * u.tilesM);
+  let n0 = (id % u.tilesN) * ${T}u;
+  let m0 = ((id / u.tilesN) % u.tilesM) * ${T}u;
+  let zs = id / (u.tilesN * u.tilesM);
+  let z = zs / u.splits;
+  let ks = zs % u.splits;
+  let kBegin = ks * u.chunk; let kEnd = min(u.K, kBegin + u.chunk);
   let tx = lid3.x;
   let ty = lid3.y;
   ${offsets('z', 'z', 'b', c.batchRank)}
-${acc.map((i) => `  var acc${i} = vec4<f32>(0.0);`).join('\n')}
+${idx.map((i) => `  var acc${i} = ${vec}(0.0);`).join('\n')}
   for (var r = 0u; r < u.nsum; r++) {
     ${offsets('s', 'r', 's', c.sumRank)}
     let aOff = za + sa;
     let bOff = zb + sb;
-    for (var k0 = 0u; k0 < u.K; k0 += ${TK}u) {
-      for (var s = 0u; s < 4u; s++) {
-        let e = lid + s * 256u;
+    for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
+      for (var s = 0u; s < ${loads}u; s++) {
+        let e = lid + s * ${TD * TD}u;
         {
           ${stageA}
           let gm = m0 + m;
           let gk = k0 + k;
           var v = 0.0;
-          if (gm < u.M && gk < u.K) { v = ld_a(aOff + ${aIndex(c, 'gm', 'gk')}); }
-          As[k * ${PITCH}u + m] = v;
+          if (gm < u.M && gk < kEnd) { v = ld_a(aOff + ${aIndex(c, 'gm', 'gk')}); }
+          As[k * ${T + 1}u + m] = v;
         }
         {
           ${stageB}
           let gn = n0 + n;
           let gk = k0 + k;
           var v = 0.0;
-          if (gn < u.N && gk < u.K) { v = ld_b(bOff + ${bIndex(c, 'gk', 'gn')}); }
-          Bs[k * ${PITCH}u + n] = v;
+          if (gn < u.N && gk < kEnd) { v = ld_b(bOff + ${bIndex(c, 'gk', 'gn')}); }
+          Bs[k * ${T + 1}u + n] = v;
         }
       }
       workgroupBarrier();
       for (var k = 0u; k < ${TK}u; k++) {
-        let ar = k * ${PITCH}u + ty;
-        let br = k * ${PITCH}u + tx;
-        let bv = vec4<f32>(Bs[br], Bs[br + 16u], Bs[br + 32u], Bs[br + 48u]);
-${acc.map((i) => `        acc${i} += As[ar + ${16 * i}u] * bv;`).join('\n')}
+        let ar = k * ${T + 1}u + ty;
+        let br = k * ${T + 1}u + tx;
+        let bv = ${vec}(${idx.map((j) => `Bs[br + ${TD * j}u]`).join(', ')});
+${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
       }
       workgroupBarrier();
     }
   }
-  let oBase = z * u.M * u.N;
-${acc
+  let oBase = z * u.M * u.N + ks * u.slice;
+${idx
   .map(
     (i) => `  {
-    let m = m0 + ty + ${16 * i}u;
+    let m = m0 + ty + ${TD * i}u;
     if (m < u.M) {
       for (var j = 0u; j < 4u; j++) {
-        let n = n0 + tx + 16u * j;
+        let n = n0 + tx + ${TD}u * j;
         if (n < u.N) { ${store(c, `acc${i}[j]`, 'oBase + m * u.N + n', 'u.alpha')} }
       }
     }
@@ -252,11 +290,50 @@ ${acc
 }`;
 });
 
-/** The tiled GEMM dispatch for `p` (see the tiling comment above). */
+/** Tile sizes the GEMM comes in (each a pipeline per layer kind). */
+export type GemmTile = 32 | 64;
+
+/**
+ * Thresholds of `gemmTiling`, from one run of src/cli/bench-tiles.ts on SwiftShader (2 loaded CPU
+ * cores): the 32 tile beat the 64 one 1.2-2.4x on every swept shape with fewer than 128 64-tiles
+ * (LoRA down/up/dW, 256x320, 77x320, 64x1280; 64^3, one full tile, was the exception: 17 vs 11 ms);
+ * split-K lost on every shape (e.g. dW 16x640 over 4096: 366 ms unsplit, 750 split 16 ways), as
+ * a CPU has no idle cores to fill, so it is off (splitBelow 0) until a run on a real GPU sets it.
+ * Mutable so that a bench or test can steer the choice; the split path is tested that way.
+ */
+export const gemmThresholds = {
+  /** Use the 32x32 tile when the 64x64 tiles number fewer than this. */
+  smallTileBelow: 128,
+  /** Split K when the chosen tiles give fewer workgroups than this... */
+  splitBelow: 0,
+  /** ...into slices of at least this many k, and at most maxSplits of them. */
+  minChunk: 256,
+  maxSplits: 16,
+};
+
+/**
+ * Tile and K split of a GEMM with `batch` output matrices of M x N over K (a pure function of
+ * its arguments and the thresholds). The big tile wastes work on small or ragged outputs; few
+ * tiles over a long K (a LoRA weight gradient: [r, in] over every token) leave most of a GPU
+ * idle, so K can be cut into slices summed by a second pass.
+ */
+export function gemmTiling(M: number, N: number, K: number, batch = 1): { tile: GemmTile; splits: number } {
+  const t = gemmThresholds;
+  const big = Math.ceil(M / 64) * Math.ceil(N / 64) * batch;
+  const tile: GemmTile = big < t.smallTileBelow ? 32 : 64;
+  const groups = Math.ceil(M / tile) * Math.ceil(N / tile) * batch;
+  const splits = batch > 1 || groups >= t.splitBelow ? 1 : Math.max(1, Math.min(t.maxSplits, Math.ceil(t.splitBelow / groups), Math.floor(K / t.minChunk)));
+  return { tile, splits };
+}
+
+/** The tiled GEMM dispatch for `p` (see the tiling comment above). With `splits`, it writes [splits, ...out] partial sums. */
 export function gemmKernel(p: GemmParams): Kernel {
   const batch = collapsed(p.batch);
   const sum = collapsed(p.sum);
   check(batch.shape.length <= MAX_RANK && sum.shape.length <= MAX_RANK, () => `matmul: more than ${MAX_RANK} batch dims after collapsing`);
+  const splits = p.splits ?? 1;
+  check(splits === 1 || (!p.bias && !p.residual && !p.accumulate), () => 'matmul: a split GEMM leaves its epilogue to the split-sum');
+  const tile = p.tile ?? 64;
   const code: GemmCode = {
     transA: p.transA,
     transB: p.transB,
@@ -267,13 +344,19 @@ export function gemmKernel(p: GemmParams): Kernel {
     accumulate: !!p.accumulate,
     batchRank: batch.shape.length,
     sumRank: sum.shape.length,
+    tile,
+    // Only a source with an f16 operand differs, so f32 GEMMs share one pipeline either way.
+    f16: !!p.f16 && (p.dtypeA === 'f16' || p.dtypeB === 'f16'),
   };
-  const tilesN = Math.ceil(p.N / TN);
-  const tilesM = Math.ceil(p.M / TM);
-  const groups = tilesN * tilesM * prod(batch.shape);
+  const tilesN = Math.ceil(p.N / tile);
+  const tilesM = Math.ceil(p.M / tile);
+  const nb = prod(batch.shape);
+  const groups = tilesN * tilesM * nb * splits;
+  const chunk = Math.max(TK, Math.ceil(Math.ceil(p.K / splits) / TK) * TK);
   const dims = (d: BatchDims) => d.shape.flatMap((n, i) => [n, d.a[i]!, d.b[i]!]);
-  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, ...dims(batch), ...dims(sum)];
-  return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), ...cost(p), uniforms: packUniforms(gemmFields(code), values) };
+  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...dims(batch), ...dims(sum)];
+  const c = cost(p);
+  return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * nb * p.M * p.N * 4, uniforms: packUniforms(gemmFields(code), values) };
 }
 
 const NAIVE_WG = 256;

@@ -15,6 +15,7 @@ import {
 } from '../kernels/conv2d.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { empty, type Tensor } from '../tensor.js';
+import { nativeF16 } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 export type { ConvGeometry } from '../kernels/conv2d.js';
@@ -94,7 +95,7 @@ function forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, bias?: Tensor
   const whole = split.splits === 1;
   const [b, r] = whole ? [bias, residual] : [undefined, undefined];
   const ins = [x, w, ...(b ? [b] : []), ...(r ? [r] : [])];
-  const params = { g, pass, dt: dtypes(x, w, null, b, r), split, ...(whole && accumulate ? { accumulate: true } : {}) };
+  const params = { g, pass, dt: dtypes(x, w, null, b, r), split, f16: nativeF16(x.backend), ...(whole && accumulate ? { accumulate: true } : {}) };
   runPass(y, split.splits, (dst) => launch(convGemmKernel(params), ins, [dst]), { bias, plane: g.OH * g.OW, channels: g.O, residual, accumulate });
 }
 
@@ -146,7 +147,7 @@ const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
     const shapes = phases.map((p) => convGemmShape(geo, p));
     const splits = Math.max(...shapes.map((s) => splitK(s.M, s.N, s.K).splits));
     runPass(dx, splits, (dst) =>
-      phases.forEach((pass, i) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(null, w, g), split: withSplits(shapes[i]!.K, splits) }), [g, w!], [dst])),
+      phases.forEach((pass, i) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(null, w, g), split: withSplits(shapes[i]!.K, splits), f16: nativeF16(g.backend) }), [g, w!], [dst])),
     );
   }
   let dw: Tensor | null = null;
@@ -155,7 +156,7 @@ const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
     const pass: ConvPass = { kind: 'dw' };
     const { M, N, K } = convGemmShape(geo, pass);
     const split = splitK(M, N, K);
-    runPass(dw, split.splits, (dst) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(x, null, g), split }), [g, x!], [dst]));
+    runPass(dw, split.splits, (dst) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(x, null, g), split, f16: nativeF16(g.backend) }), [g, x!], [dst]));
   }
   let db: Tensor | null = null;
   if (needs[2]) {

@@ -1,9 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { roundF16 } from '../dtype.js';
 import { backward } from '../grad.js';
 import { empty, param, tensor } from '../tensor.js';
-import { gemmKernel, type GemmParams } from '../kernels/matmul.js';
+import { splitSumKernel } from '../kernels/conv2d.js';
+import { gemmKernel, gemmThresholds, gemmTiling, type GemmParams } from '../kernels/matmul.js';
 import { assertClose, randomArray } from '../testing/allclose.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
@@ -209,6 +210,23 @@ describe('matmul', () => {
     expect(gemmKernel({ ...at(64, 64, 64, 1), transA: true }).source()).not.toBe(gemmKernel(at(64, 64, 64, 1)).source());
   });
 
+  it('every tile and K split the tiling may pick computes the same product (ragged, transposed, batched)', async () => {
+    const backend = await testBackend();
+    const [B, M, K, N] = [2, 37, 301, 45];
+    const a = randomArray(B * K * M, 81), b = randomArray(B * N * K, 83);
+    const ta = tensor(backend, a, [B, K, M]), tb = tensor(backend, b, [B, N, K]);
+    const ref = refMatmul(a, [B, K, M], b, [B, N, K], true, true);
+    for (const [tile, splits] of [[32, 1], [32, 3], [64, 2]] as const) {
+      const p: GemmParams = { M, N, K, transA: true, transB: true, dtypeA: 'f32', dtypeB: 'f32', bias: null, batch: { shape: [B], a: [M * K], b: [K * N] }, sum: { shape: [], a: [], b: [] }, tile, splits };
+      const ws = empty(backend, [splits, B * M * N]), out = empty(backend, [B, M, N]);
+      backend.run(gemmKernel(p), [ta, tb, ws].map((t) => t.binding()));
+      backend.run(splitSumKernel({ size: B * M * N, splits, bias: null, plane: 1, channels: N }), [ws, out].map((t) => t.binding()));
+      assertClose(await out.read(), ref, { atol: 1e-4, rtol: 1e-4 }, `tile ${tile}, ${splits} splits`);
+      for (const t of [ws, out]) t.dispose();
+    }
+    for (const t of [ta, tb]) t.dispose();
+  });
+
   it('rejects mismatched inner dims', async () => {
     const meta = new MetaBackend();
     expect(() => matmul(empty(meta, [3, 4]), empty(meta, [5, 6]))).toThrow(/inner dims differ/);
@@ -369,6 +387,39 @@ describe('linear', () => {
     expect(meta.stats.byKernel.get('matmul')!.dispatches).toBe(1);
     expect(() => linear(x, w, undefined, 1, empty(meta, [77, 15]))).toThrow(/not the output's shape/);
     for (const t of [x, w, r, y]) t.dispose();
+  });
+
+  it('split-K (few tiles, long K: a LoRA up/down and its weight gradient) with scale, bias and residual, all gradients', async () => {
+    // The forward [6, 40] over K = 600 is two 32-tiles, so K is cut in 2 and the split-sum adds the bias and residual.
+    const [R, I, O, s] = [6, 600, 40, 0.5];
+    const keep = gemmThresholds.splitBelow;
+    gemmThresholds.splitBelow = 64; // off by default on the measured adapter: force the path
+    onTestFinished(() => void (gemmThresholds.splitBelow = keep));
+    expect(gemmTiling(R, O, I).splits).toBeGreaterThan(1);
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [R, I], grad: true }, { shape: [O, I], grad: true }, { shape: [O], grad: true }, { shape: [R, O], grad: true }],
+      forward: ([x, w, b, r]) => linear(x!, w!, b!, s, r!),
+      reference: ([x, w, b, r]) => refLinear(x!, w!, null, O, I).map((v, i) => s * v + b![i % O]! + r![i]!),
+      referenceGrad: ([x, w], g) => {
+        const [dx, dw, db] = refLinearGrad(x!, w!, g, O, I);
+        return [dx!.map((v) => v * s), dw!.map((v) => v * s), db!, g];
+      },
+      tol: { atol: 1e-4, rtol: 1e-4 },
+    });
+  });
+
+  it('split-K weight gradient over many rows accumulates in place (linearInto-style dW)', async () => {
+    const backend = await testBackend();
+    const [Rows, I, O] = [2048, 24, 8];
+    const keep = gemmThresholds.splitBelow;
+    gemmThresholds.splitBelow = 64;
+    onTestFinished(() => void (gemmThresholds.splitBelow = keep));
+    expect(gemmTiling(O, I, Rows).splits).toBeGreaterThan(1);
+    const g = randomArray(Rows * O, 71), x = randomArray(Rows * I, 73), o0 = randomArray(O * I, 79);
+    const [tg, tx, out] = [tensor(backend, g, [Rows, O]), tensor(backend, x, [Rows, I]), tensor(backend, o0, [O, I])];
+    matmulInto(out, tg, tx, { transA: true });
+    assertClose(await out.read(), refMatmul(g, [Rows, O], x, [Rows, I], true, false).map((v, i) => v + o0[i]!), { atol: 1e-4, rtol: 1e-4 }, 'split dW');
+    for (const t of [tg, tx, out]) t.dispose();
   });
 
   it('linearInto adds scale * x w^T into an existing tensor, in place', async () => {

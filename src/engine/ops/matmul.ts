@@ -1,8 +1,10 @@
 // Batched matmul and linear (PyTorch weight layout), forward and backward on one tiled GEMM kernel.
 import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
-import { gemmKernel, matmulNaiveKernel, type GemmParams } from '../kernels/matmul.js';
+import { splitSumKernel } from '../kernels/conv2d.js';
+import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmParams } from '../kernels/matmul.js';
 import { reduceKernel } from '../kernels/reduce.js';
-import { numel, type Tensor } from '../tensor.js';
+import type { Backend, GpuBackend } from '../backend.js';
+import { empty, numel, type Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -92,9 +94,29 @@ function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): T
     ...(into ? { accumulate: true } : {}),
   };
   const out = into ?? emptyLike(x, pl.outShape);
-  const ins = [x, y, ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
-  launch((naive ? matmulNaiveKernel : gemmKernel)(params), ins, [out]);
+  const epi = [...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  if (naive) {
+    launch(matmulNaiveKernel(params), [x, y, ...epi], [out]);
+    return out;
+  }
+  params.f16 = nativeF16(x.backend);
+  const { tile, splits } = gemmTiling(params.M, params.N, params.K, numel(params.batch.shape));
+  if (splits === 1) {
+    launch(gemmKernel({ ...params, tile }), [x, y, ...epi], [out]);
+    return out;
+  }
+  // Split K: partial sums into a workspace, which the split-sum pass adds up with the epilogue.
+  const ws = empty(x.backend, [splits, out.size]);
+  launch(gemmKernel({ ...params, bias: null, residual: undefined, accumulate: undefined, tile, splits }), [x, y], [ws]);
+  const sp = { size: out.size, splits, bias: params.bias, plane: 1, channels: params.N, ...(residual ? { residual: residual.dtype } : {}), ...(into ? { accumulate: true } : {}) };
+  launch(splitSumKernel(sp), [ws, ...epi], [out]);
+  ws.dispose();
   return out;
+}
+
+/** Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16. */
+export function nativeF16(b: Backend): boolean {
+  return b.kind === 'gpu' && (b as GpuBackend).device.features.has('shader-f16');
 }
 
 /** Refuse an in-place add the tape could see: it would change a tensor some backward may read. */

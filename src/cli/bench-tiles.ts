@@ -1,0 +1,75 @@
+// GEMM tile sweep on Dawn: each problem size timed with the 64 and 32 tiles, unsplit and split-K, to set gemmTiling's thresholds.
+import { nodeGpu } from '../engine/node.js';
+import type { GpuBackend } from '../engine/backend.js';
+import { splitSumKernel } from '../engine/kernels/conv2d.js';
+import { gemmKernel, gemmTiling, type GemmParams, type GemmTile } from '../engine/kernels/matmul.js';
+import { empty, type Tensor } from '../engine/tensor.js';
+
+/** [label, M, N, K]: linears and LoRA projections of the demo and of SD 1.5 (weight gradients contract over tokens). */
+const SHAPES: [string, number, number, number][] = [
+  ['64^3', 64, 64, 64],
+  ['lora down 256x16 <- 320', 256, 16, 320],
+  ['lora up 1024x320 <- 16', 1024, 320, 16],
+  ['lora dW 16x320 over 1024', 16, 320, 1024],
+  ['lora dW 16x640 over 4096', 16, 640, 4096],
+  ['linear 256x320 <- 320', 256, 320, 320],
+  ['linear 77x320 <- 768 (context)', 77, 320, 768],
+  ['linear 64x1280 <- 1280', 64, 1280, 1280],
+  ['linear 1024x640 <- 640', 1024, 640, 640],
+  ['linear 4096x320 <- 320', 4096, 320, 320],
+];
+
+const REPS = Number(process.argv.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
+
+function noise(b: GpuBackend, shape: number[]): Tensor {
+  const t = empty(b, shape);
+  t.write(Float32Array.from({ length: t.size }, (_, i) => Math.sin(i * 12.9898) * 0.5));
+  return t;
+}
+
+/** Median wall time of one GEMM (plus its split-sum) with this tile and split, after a warm-up that compiles. */
+async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: GemmTile, splits: number): Promise<number> {
+  const none = { shape: [], a: [], b: [] };
+  const p: GemmParams = { M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: 'f32', bias: null, batch: none, sum: none, tile, splits };
+  const [x, w, out] = [noise(b, [M, K]), noise(b, [N, K]), empty(b, [M, N])];
+  const ws = splits > 1 ? empty(b, [splits, M * N]) : out;
+  const once = async () => {
+    b.run(gemmKernel(p), [x, w, ws].map((t) => t.binding()));
+    if (splits > 1) b.run(splitSumKernel({ size: M * N, splits, bias: null, plane: 1, channels: N }), [ws, out].map((t) => t.binding()));
+    await b.sync();
+  };
+  await once();
+  const ms: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const t0 = performance.now();
+    await once();
+    ms.push(performance.now() - t0);
+  }
+  for (const t of new Set([x, w, out, ws])) t.dispose();
+  return ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!;
+}
+
+async function main() {
+  const { backend: b, adapter } = await nodeGpu();
+  console.log(`adapter: ${adapter.description || adapter.vendor}; median of ${REPS}`);
+  for (const [label, M, N, K] of SHAPES) {
+    const row: Record<string, number | string> = { name: label, M, N, K };
+    for (const tile of [64, 32] as const) {
+      const groups = Math.ceil(M / tile) * Math.ceil(N / tile);
+      row[`t${tile}_ms`] = +(await timeGemm(b, M, N, K, tile, 1)).toFixed(2);
+      const splits = Math.min(16, Math.max(2, Math.floor(K / 256)));
+      if (groups < 64 && K >= 512) row[`t${tile}_split${splits}_ms`] = +(await timeGemm(b, M, N, K, tile, splits)).toFixed(2);
+    }
+    const pick = gemmTiling(M, N, K);
+    row.chosen = `t${pick.tile}${pick.splits > 1 ? ` split${pick.splits}` : ''}`;
+    row.useful_t64 = +((M * N) / (Math.ceil(M / 64) * 64 * Math.ceil(N / 64) * 64)).toFixed(2);
+    row.useful_t32 = +((M * N) / (Math.ceil(M / 32) * 32 * Math.ceil(N / 32) * 32)).toFixed(2);
+    console.log(JSON.stringify(row));
+  }
+  process.exit(0);
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? (e.stack ?? e.message) : String(e));
+  process.exit(1);
+});
