@@ -60,9 +60,7 @@ export function clipForward(L: Layers, c: ClipConfig, ids: ArrayLike<number>, ba
   for (let i = 0; i < layers; i++) {
     const l = `${P}.encoder.layers.${i}`;
     const n1 = L.layerNorm(`${l}.layer_norm1`, h);
-    const q = L.linear(`${l}.self_attn.q_proj`, n1);
-    const k = L.linear(`${l}.self_attn.k_proj`, n1);
-    const v = L.linear(`${l}.self_attn.v_proj`, n1);
+    const [q, k, v] = L.linears([`${l}.self_attn.q_proj`, `${l}.self_attn.k_proj`, `${l}.self_attn.v_proj`], n1) as [Tensor, Tensor, Tensor];
     // The residual adds run in the epilogues of out_proj's and fc2's GEMMs.
     h = L.linear(`${l}.self_attn.out_proj`, attention(q, k, v, { heads: c.heads, causal: true }), h);
     const n2 = L.layerNorm(`${l}.layer_norm2`, h);

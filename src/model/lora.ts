@@ -141,7 +141,7 @@ export class LoraNetwork {
       const mine = this.specs.filter((s) => s.part === part);
       if (!mine.length) return null;
       const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
-      const entries = mine.flatMap((s) => {
+      const perModule = mine.map((s) => {
         const fanIn = s.inFeatures * s.kernel * s.kernel;
         const downShape = s.kind === 'conv' ? [s.rank, s.inFeatures, s.kernel, s.kernel] : [s.rank, s.inFeatures];
         const upShape = s.kind === 'conv' ? [s.outFeatures, s.rank, 1, 1] : [s.outFeatures, s.rank];
@@ -150,12 +150,12 @@ export class LoraNetwork {
         const bound = 1 / Math.sqrt(fanIn);
         const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => (2 * rnd() - 1) * bound);
         const up = given?.up ?? new Float32Array(s.outFeatures * s.rank);
-        return [
-          { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
-          { name: `${kohyaName(s)}.lora_up.weight`, shape: upShape, init: up },
-        ];
+        return {
+          down: { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
+          up: { name: `${kohyaName(s)}.lora_up.weight`, shape: upShape, init: up },
+        };
       });
-      return new ParamArena(backend, entries);
+      return new ParamArena(backend, stackedOrder(mine, perModule));
     };
     const unet = build('unet');
     if (!unet) throw new Error('LoRA network has no U-Net modules');
@@ -230,6 +230,27 @@ export class LoraNetwork {
     this.arenas.unet.dispose();
     this.arenas.te?.dispose();
   }
+}
+
+/** The module path's parent: `...attn1` for `...attn1.to_q`. */
+const parentPath = (path: string) => path.slice(0, path.lastIndexOf('.'));
+
+/**
+ * Arena order: each run of neighbouring linear modules under one parent with the same input width
+ * and rank (attention's q, k, v) puts its downs back to back, then its ups, so the models can run
+ * the downs as one stacked GEMM (lowRankLinearGroup). Other modules keep down, up.
+ */
+function stackedOrder<E>(specs: readonly LoraModuleSpec[], entries: readonly { down: E; up: E }[]): E[] {
+  const out: E[] = [];
+  const joins = (a: LoraModuleSpec, b: LoraModuleSpec) => a.kind === 'linear' && b.kind === 'linear' && parentPath(a.path) === parentPath(b.path) && a.inFeatures === b.inFeatures && a.rank === b.rank;
+  for (let i = 0; i < specs.length; ) {
+    let j = i + 1;
+    while (j < specs.length && joins(specs[i]!, specs[j]!)) j++;
+    for (let k = i; k < j; k++) out.push(entries[k]!.down);
+    for (let k = i; k < j; k++) out.push(entries[k]!.up);
+    i = j;
+  }
+  return out;
 }
 
 /** Count of parameters a spec list trains. */

@@ -256,9 +256,6 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context:
 
 /** Multi-head attention with q from x and k, v from the context (or x itself), plus `residual` when given. */
 export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false, residual?: Tensor): Tensor {
-  const kv = context ?? x;
-  const q = L.linear(`${name}.to_q`, x);
-  const k = L.linear(`${name}.to_k`, kv);
-  const v = L.linear(`${name}.to_v`, kv);
+  const [q, k, v] = (context ? [L.linear(`${name}.to_q`, x), ...L.linears([`${name}.to_k`, `${name}.to_v`], context)] : L.linears([`${name}.to_q`, `${name}.to_k`, `${name}.to_v`], x)) as [Tensor, Tensor, Tensor];
   return L.linear(`${name}.to_out.0`, attention(q, k, v, { heads, causal }), residual);
 }
