@@ -3,7 +3,7 @@
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
 import { ACTIVATIONS } from './elementwise.js';
-import { f, input, output } from './wgsl.js';
+import { input, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** An activation applied to the normalized, affine output inside the kernel (group norm + SiLU in one pass). */
 export type NormActivation = 'silu';
@@ -14,13 +14,23 @@ export interface NormParams {
   /** Elements per normalized row. */
   E: number;
   eps: number;
-  /** WGSL expression (over row `r` and element `e`, both u32) of the element's affine channel. */
-  chan: string;
+  /**
+   * Group norm's grouping (G groups of cg channels of S elements; a row is one (n, group)), or null
+   * for layer norm, whose element e of a row is channel e.
+   */
+  group: NormGroups | null;
   /** Storage dtypes of weight and bias, null where absent. */
   w: DType | null;
   b: DType | null;
   /** Activation of the output; absent for none (kept out of the key so plain norms' shaders do not change). */
   act?: NormActivation;
+}
+
+/** Group norm's shape: G groups per image, cg channels per group, S elements per channel. */
+export interface NormGroups {
+  G: number;
+  cg: number;
+  S: number;
 }
 
 /**
@@ -33,8 +43,8 @@ export interface NormLayout {
   S: number;
   /** Statistics rows (for byte counts). */
   rows: number;
-  /** WGSL expression (over `o` and `c`, u32) of the statistics row of elements of channel c in slice o. */
-  row: string;
+  /** Groups per slice (statistics row of channel c in slice o: o·G + c / cg); null for layer norm (row o). */
+  group: { G: number; cg: number } | null;
   /**
    * With an activation, the gradient kernels recompute the pre-activation z = x̂·w + b from x and the
    * stats and take dz = dy·act'(z); they then need the weight and bias (storage dtypes, null where absent).
@@ -71,6 +81,22 @@ export function lanesPerRow(E: number): number {
   return l;
 }
 
+/**
+ * The sizes a row kernel reads from uniforms: rows, row length, grouping and eps, so every
+ * resolution and channel count with the same lane count shares a pipeline.
+ */
+const ROW_FIELDS: UniformField[] = [['rows', 'u32'], ['E', 'u32'], ['G', 'u32'], ['cg', 'u32'], ['S', 'u32'], ['eps', 'f32']];
+
+const rowUniforms = (p: NormParams) => packUniforms(ROW_FIELDS, [p.rows, p.E, p.group?.G ?? 1, p.group?.cg ?? 1, p.group?.S ?? 1, p.eps]);
+
+/** What a row kernel's source depends on: lane count, kind, dtypes and activation, never sizes. */
+type RowSourceParams = Pick<NormParams, 'w' | 'b' | 'act'> & { L: number; grouped: boolean };
+
+const rowSourceParams = (p: NormParams): RowSourceParams => ({ L: lanesPerRow(p.E), grouped: !!p.group, w: p.w, b: p.b, ...(p.act ? { act: p.act } : {}) });
+
+/** WGSL expression of element e's affine channel in row r. */
+const chanExpr = (p: RowSourceParams) => (p.grouped ? '(r % u.G) * u.cg + e / u.S' : 'e');
+
 /** Rows a workgroup handles, and the workgroup count for `rows` rows. */
 function rowTiling(p: NormParams): { L: number; perWg: number; groups: number } {
   const L = lanesPerRow(p.E);
@@ -79,13 +105,13 @@ function rowTiling(p: NormParams): { L: number; perWg: number; groups: number } 
 }
 
 /** Entry point of a row kernel: defines lane, head (first slot of this row), r0 (maybe past the end), r and base. */
-const rowMain = (p: NormParams, L: number) => `@compute @workgroup_size(${WG})
+const rowMain = (L: number) => `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let lane = lid % ${L}u;
   let head = lid - lane;
   let r0 = (wid.x + wid.y * nwg.x) * ${WG / L}u + lid / ${L}u;
-  let r = min(r0, ${p.rows - 1}u);
-  let base = r * ${p.E}u;`;
+  let r = min(r0, u.rows - 1u);
+  let base = r * u.E;`;
 
 /** Tree over the L lanes of each row's slots; `combine` folds slot lid+s into slot lid. Ends on a barrier. */
 const laneTree = (L: number, combine: string) => `
@@ -103,20 +129,20 @@ const laneTree = (L: number, combine: string) => `
  * A second strided pass writes the normalized, affine-transformed values. x is read twice, y written
  * once; any row length works in bounded memory, consecutive lanes read consecutive addresses.
  */
-export const normForwardSource = memoSource('norm_fwd', (p: NormParams) => {
-  const { L } = rowTiling(p);
+export const normForwardSource = memoSource('norm_fwd', (p: RowSourceParams) => {
+  const { L } = p;
   const aff = affineInputs(p.w, p.b, 1);
-  const decls = [input('x', 0), ...aff.decls, output('y', aff.next), output('stats', aff.next + 1)];
+  const decls = [input('x', 0), ...aff.decls, output('y', aff.next), output('stats', aff.next + 1), uniformDecl(aff.next + 2, ROW_FIELDS)];
   return `${decls.join('\n')}
 ${p.act ? ACTIVATIONS : ''}
 var<workgroup> sn: array<f32, ${WG}>;
 var<workgroup> sm: array<f32, ${WG}>;
 var<workgroup> sq: array<f32, ${WG}>;
-${rowMain(p, L)}
+${rowMain(L)}
   var n = 0.0;
   var m = 0.0;
   var q = 0.0;
-  for (var e = lane; e < ${p.E}u; e += ${L}u) {
+  for (var e = lane; e < u.E; e += ${L}u) {
     let v = ld_x(base + e);
     n += 1.0;
     let d = v - m;
@@ -132,10 +158,10 @@ ${rowMain(p, L)}
       sm[lid] += d * fb;
       sn[lid] = nt;`)}
   let mean = sm[head];
-  let rstd = inverseSqrt(sq[head] / ${f(p.E)} + ${f(p.eps)});
-  if (r0 >= ${p.rows}u) { return; }
-  for (var e = lane; e < ${p.E}u; e += ${L}u) {
-    let c = ${p.chan};
+  let rstd = inverseSqrt(sq[head] / f32(u.E) + u.eps);
+  if (r0 >= u.rows) { return; }
+  for (var e = lane; e < u.E; e += ${L}u) {
+    let c = ${chanExpr(p)};
     var v = (ld_x(base + e) - mean) * rstd;
     ${p.w ? 'v = v * ld_w(c);' : ''}
     ${p.b ? 'v = v + ld_bb(c);' : ''}
@@ -150,7 +176,7 @@ const paramBytes = (p: NormParams, C: number) => (p.w ? (p.w === 'f16' ? 2 : 4) 
 /** y = act((x − mean)·rstd·w + b) per row (act: identity unless p.act); also writes stats [rows, 2] = (mean, rstd). C: channel count (for bytes). */
 export function normForwardKernel(name: string, p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
-  return { name, source: normForwardSource(p), workgroups: grid(rowTiling(p).groups), flops: (p.act ? 14 : 10) * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows };
+  return { name, source: normForwardSource(rowSourceParams(p)), workgroups: grid(rowTiling(p).groups), flops: (p.act ? 14 : 10) * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows, uniforms: rowUniforms(p) };
 }
 
 /*
@@ -159,8 +185,8 @@ export function normForwardKernel(name: string, p: NormParams, C: number): Kerne
  * dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂)). gz is dy, or with an activation dy·act'(z)
  * with z = x̂·w + b recomputed from x and the stats in both passes (no extra dispatch, nothing saved).
  */
-export const normDxSource = memoSource('norm_dx', (p: NormParams) => {
-  const { L } = rowTiling(p);
+export const normDxSource = memoSource('norm_dx', (p: RowSourceParams) => {
+  const { L } = p;
   const act = p.act ? { fn: p.act, w: p.w, b: p.b } : undefined;
   const aff = affineInputs(p.w, act ? p.b : null, 3);
   const gz = preActGrad(act, 'base + e', 'mean', 'rstd');
@@ -170,16 +196,17 @@ ${input('g', 1)}
 ${input('stats', 2)}
 ${aff.decls.join('\n')}
 ${output('dx', aff.next)}
+${uniformDecl(aff.next + 1, ROW_FIELDS)}
 ${act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
-${rowMain(p, L)}
+${rowMain(L)}
   let mean = ld_stats(2u * r);
   let rstd = ld_stats(2u * r + 1u);
   var a1 = 0.0;
   var a2 = 0.0;
-  for (var e = lane; e < ${p.E}u; e += ${L}u) {
-    let c = ${p.chan};
+  for (var e = lane; e < u.E; e += ${L}u) {
+    let c = ${chanExpr(p)};
     ${gz}
     let dh = ${dh};
     a1 += dh;
@@ -187,11 +214,11 @@ ${rowMain(p, L)}
   }
   s1[lid] = a1; s2[lid] = a2;
   ${laneTree(L, 's1[lid] += s1[lid + s]; s2[lid] += s2[lid + s];')}
-  let m1 = s1[head] / ${f(p.E)};
-  let m2 = s2[head] * rstd / ${f(p.E)};
-  if (r0 >= ${p.rows}u) { return; }
-  for (var e = lane; e < ${p.E}u; e += ${L}u) {
-    let c = ${p.chan};
+  let m1 = s1[head] / f32(u.E);
+  let m2 = s2[head] * rstd / f32(u.E);
+  if (r0 >= u.rows) { return; }
+  for (var e = lane; e < u.E; e += ${L}u) {
+    let c = ${chanExpr(p)};
     ${gz}
     let dh = ${dh};
     let xh = (ld_x(base + e) - mean) * rstd;
@@ -204,7 +231,23 @@ ${rowMain(p, L)}
 export function normDxKernel(p: NormParams, C: number): Kernel {
   const n = p.rows * p.E;
   const act = p.act ? 2 * 8 * n : 0; // recompute z and act'(z) in both passes
-  return { name: 'norm_dx', source: normDxSource(p), workgroups: grid(rowTiling(p).groups), flops: 11 * n + act, bytes: 12 * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows };
+  return { name: 'norm_dx', source: normDxSource(rowSourceParams(p)), workgroups: grid(rowTiling(p).groups), flops: 11 * n + act, bytes: 12 * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows, uniforms: rowUniforms(p) };
+}
+
+/** The sizes the parameter-gradient kernels read from uniforms. */
+const DW_FIELDS: UniformField[] = [['outer', 'u32'], ['C', 'u32'], ['S', 'u32'], ['G', 'u32'], ['cg', 'u32'], ['chunks', 'u32'], ['perChunk', 'u32']];
+
+/** What a parameter-gradient source depends on: layer or group norm and the activation recompute. */
+type DwSourceParams = Pick<NormLayout, 'act'> & { grouped: boolean };
+
+const dwSourceParams = (p: NormLayout): DwSourceParams => ({ grouped: !!p.group, ...(p.act ? { act: p.act } : {}) });
+
+/** WGSL expression of the statistics row of channel c in slice o. */
+const rowExpr = (p: DwSourceParams) => (p.grouped ? 'o * u.G + c / u.cg' : 'o');
+
+function dwUniforms(p: NormLayout): Uint32Array {
+  const { chunks, perChunk } = columnChunks(p);
+  return packUniforms(DW_FIELDS, [p.outer, p.C, p.S, p.group?.G ?? 1, p.group?.cg ?? 1, chunks, perChunk]);
 }
 
 /** Channels whose S contiguous elements are enough for coalesced loads by one workgroup per channel. */
@@ -215,7 +258,7 @@ export const CHANNEL_MAJOR_MIN_S = 32;
  * 256 threads striding over that channel's outer·S elements (contiguous runs of S), accumulating
  * dy·x̂ and dy, merged by a tree (2 KiB). Writes dw[c] and db[c] directly.
  */
-export const normDwChannelSource = memoSource('norm_dw_channel', (p: NormLayout) => {
+export const normDwChannelSource = memoSource('norm_dw_channel', (p: DwSourceParams) => {
   const aff = affineInputs(p.act?.w ?? null, p.act?.b ?? null, 3);
   return `${input('x', 0)}
 ${input('g', 1)}
@@ -223,18 +266,19 @@ ${input('stats', 2)}
 ${aff.decls.join('\n')}
 ${output('dw', aff.next)}
 ${output('db', aff.next + 1)}
+${uniformDecl(aff.next + 2, DW_FIELDS)}
 ${p.act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let c = min(wid.x + wid.y * nwg.x, ${p.C - 1}u);
+  let c = min(wid.x + wid.y * nwg.x, u.C - 1u);
   var a1 = 0.0;
   var a2 = 0.0;
-  for (var t = lid; t < ${p.outer * p.S}u; t += ${WG}u) {
-    let o = t / ${p.S}u;
-    let i = (o * ${p.C}u + c) * ${p.S}u + t % ${p.S}u;
-    let row = ${p.row};
+  for (var t = lid; t < u.outer * u.S; t += ${WG}u) {
+    let o = t / u.S;
+    let i = (o * u.C + c) * u.S + t % u.S;
+    let row = ${rowExpr(p)};
     ${dwTerms(p)}
   }
   s1[lid] = a1; s2[lid] = a2;
@@ -243,12 +287,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lid < s) { s1[lid] += s1[lid + s]; s2[lid] += s2[lid + s]; }
     workgroupBarrier();
   }
-  if (lid == 0u && wid.x + wid.y * nwg.x < ${p.C}u) { dw[c] = s1[0]; db[c] = s2[0]; }
+  if (lid == 0u && wid.x + wid.y * nwg.x < u.C) { dw[c] = s1[0]; db[c] = s2[0]; }
 }`;
 });
 
 /** Accumulate gz·x̂ into a1 and gz into a2 for element i of channel c in statistics row `row`. */
-function dwTerms(p: NormLayout): string {
+function dwTerms(p: DwSourceParams): string {
   return `let mean = ld_stats(2u * row);
     let rstd = ld_stats(2u * row + 1u);
     ${preActGrad(p.act, 'i', 'mean', 'rstd')}
@@ -257,12 +301,12 @@ function dwTerms(p: NormLayout): string {
 }
 
 /** Extra FLOPs and parameter bytes of the gradient kernels' activation recompute. */
-const actCost = (p: NormLayout, n: number) => (p.act ? { flops: 8 * n, bytes: paramBytes({ rows: 0, E: 0, eps: 0, chan: '', w: p.act.w, b: p.act.b }, p.C) } : { flops: 0, bytes: 0 });
+const actCost = (p: NormLayout, n: number) => (p.act ? { flops: 8 * n, bytes: paramBytes({ rows: 0, E: 0, eps: 0, group: null, w: p.act.w, b: p.act.b }, p.C) } : { flops: 0, bytes: 0 });
 
 export function normDwChannelKernel(p: NormLayout): Kernel {
   const n = p.outer * p.C * p.S;
   const a = actCost(p, n);
-  return { name: 'norm_dw', source: normDwChannelSource(p), workgroups: grid(p.C), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * p.C + a.bytes };
+  return { name: 'norm_dw', source: normDwChannelSource(dwSourceParams(p)), workgroups: grid(p.C), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * p.C + a.bytes, uniforms: dwUniforms(p) };
 }
 
 const COLS = 64;
@@ -281,10 +325,7 @@ export function columnChunks(p: NormLayout): { chunks: number; perChunk: number 
  * writes partial sums [chunks, K] for dy·x̂ and dy. The caller reduces those over chunks and S
  * (a workspace of at most 64·K floats each).
  */
-export const normDwColumnSource = memoSource('norm_dw_column', (p: NormLayout) => {
-  const K = p.C * p.S;
-  const { perChunk } = columnChunks(p);
-  const tiles = Math.ceil(K / COLS);
+export const normDwColumnSource = memoSource('norm_dw_column', (p: DwSourceParams) => {
   const aff = affineInputs(p.act?.w ?? null, p.act?.b ?? null, 3);
   return `${input('x', 0)}
 ${input('g', 1)}
@@ -292,23 +333,26 @@ ${input('stats', 2)}
 ${aff.decls.join('\n')}
 ${output('pw', aff.next)}
 ${output('pb', aff.next + 1)}
+${uniformDecl(aff.next + 2, DW_FIELDS)}
 ${p.act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let K = u.C * u.S;
+  let tiles = (K + ${COLS - 1}u) / ${COLS}u;
   let w = wid.x + wid.y * nwg.x;
-  let chunk = w / ${tiles}u;
-  let col = (w % ${tiles}u) * ${COLS}u + lid % ${COLS}u;
-  let live = col < ${K}u && chunk < ${Math.ceil(p.outer / perChunk)}u;
-  let k = min(col, ${K - 1}u);
-  let c = k / ${p.S}u;
-  let end = min((chunk + 1u) * ${perChunk}u, ${p.outer}u);
+  let chunk = w / tiles;
+  let col = (w % tiles) * ${COLS}u + lid % ${COLS}u;
+  let live = col < K && chunk < u.chunks;
+  let k = min(col, K - 1u);
+  let c = k / u.S;
+  let end = min((chunk + 1u) * u.perChunk, u.outer);
   var a1 = 0.0;
   var a2 = 0.0;
-  for (var o = chunk * ${perChunk}u + lid / ${COLS}u; o < end; o += ${ROW_LANES}u) {
-    let i = o * ${K}u + k;
-    let row = ${p.row};
+  for (var o = chunk * u.perChunk + lid / ${COLS}u; o < end; o += ${ROW_LANES}u) {
+    let i = o * K + k;
+    let row = ${rowExpr(p)};
     ${dwTerms(p)}
   }
   s1[lid] = a1; s2[lid] = a2;
@@ -317,8 +361,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var t1 = 0.0;
     var t2 = 0.0;
     for (var j = 0u; j < ${ROW_LANES}u; j++) { t1 += s1[lid + j * ${COLS}u]; t2 += s2[lid + j * ${COLS}u]; }
-    pw[chunk * ${K}u + col] = t1;
-    pb[chunk * ${K}u + col] = t2;
+    pw[chunk * K + col] = t1;
+    pb[chunk * K + col] = t2;
   }
 }`;
 });
@@ -328,5 +372,5 @@ export function normDwColumnKernel(p: NormLayout): Kernel {
   const { chunks } = columnChunks(p);
   const tiles = Math.ceil((p.C * p.S) / COLS);
   const a = actCost(p, n);
-  return { name: 'norm_dw', source: normDwColumnSource(p), workgroups: grid(chunks * tiles), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * chunks * p.C * p.S + a.bytes };
+  return { name: 'norm_dw', source: normDwColumnSource(dwSourceParams(p)), workgroups: grid(chunks * tiles), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * chunks * p.C * p.S + a.bytes, uniforms: dwUniforms(p) };
 }

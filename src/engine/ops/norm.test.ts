@@ -5,6 +5,7 @@ import { discardTape, type TapeNode } from '../autograd.js';
 import { sizeClass } from '../pool.js';
 import { assertClose, randomArray } from '../testing/allclose.js';
 import { testBackend } from '../testing/gpu.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { checkOp, type OpInput } from '../testing/opcheck.js';
 import { empty, param, scope, tensor, type Tensor } from '../tensor.js';
 import { groupNorm, layerNorm, normRules } from './norm.js';
@@ -275,6 +276,18 @@ describe('layerNorm', () => {
       // as for group norm: about 1e-4 of a unit-variance output is what f32 inputs near 1000 allow
       tol: { atol: 5e-4, rtol: 5e-4 },
     });
+  });
+});
+
+describe('norm pipelines', () => {
+  it('another resolution, channel count or group count (same lanes per row) reuses every pipeline', async () => {
+    const b = await testBackend();
+    // E = 128 and 64 (32 lanes per row), S = 64 and 32 (one workgroup per channel for dw, db)
+    await checkGroupNorm([1, 4, 8, 8], 2, true);
+    expect(await pipelinesCompiledBy(b, () => checkGroupNorm([2, 6, 8, 4], 3, true))).toBe(0);
+    const ln = (R: number, C: number) => checkOp(b, { inputs: normInputs([R, C], C, { grads: [true, false, false] }), forward: ([x, w, bb]) => layerNorm(x!, w!, bb!), ...refCheck(refLayerNorm(R, C, 1e-5)), tol: TOL, fd: FD });
+    await ln(3, 10);
+    expect(await pipelinesCompiledBy(b, () => ln(7, 24))).toBe(0);
   });
 });
 

@@ -62,8 +62,8 @@ export function groupNorm(x: Tensor, groups: number, weight: Affine, bias: Affin
   const w = weight?.dtype ?? null;
   const b = bias?.dtype ?? null;
   const act = opts.activation;
-  const p: NormParams = { rows: N * groups, E: cg * S, eps, chan: `(r % ${groups}u) * ${cg}u + e / ${S}u`, w, b, ...(act ? { act } : {}) };
-  const layout: NormLayout = { outer: N, C, S, rows: p.rows, row: `o * ${groups}u + c / ${cg}u`, ...(act ? { act: { fn: act, w, b } } : {}) };
+  const p: NormParams = { rows: N * groups, E: cg * S, eps, group: { G: groups, cg, S }, w, b, ...(act ? { act } : {}) };
+  const layout: NormLayout = { outer: N, C, S, rows: p.rows, group: { G: groups, cg }, ...(act ? { act: { fn: act, w, b } } : {}) };
   return normOp(act ? `group_norm_${act}` : 'group_norm', x, weight, bias, p, layout);
 }
 
@@ -72,8 +72,8 @@ export function layerNorm(x: Tensor, weight: Affine, bias: Affine, eps = 1e-5): 
   check(x.rank >= 1, () => 'layerNorm: a scalar has no last dimension');
   const C = x.shape[x.rank - 1]!;
   const R = x.size / C;
-  const p: NormParams = { rows: R, E: C, eps, chan: 'e', w: weight?.dtype ?? null, b: bias?.dtype ?? null };
-  return normOp('layer_norm', x, weight, bias, p, { outer: R, C, S: 1, rows: R, row: 'o' });
+  const p: NormParams = { rows: R, E: C, eps, group: null, w: weight?.dtype ?? null, b: bias?.dtype ?? null };
+  return normOp('layer_norm', x, weight, bias, p, { outer: R, C, S: 1, rows: R, group: null });
 }
 
 // y = act(z), z = x̂·w + b with x̂ = (x − mean)·rstd, per row of E elements; gz = dy·act'(z)
