@@ -36,6 +36,34 @@ step() {
 step typecheck npx tsc --noEmit -p .
 step lint npx eslint src workers e2e
 step "unit and kernel tests (Node + Dawn, headless Chromium)" npx vitest run
+
+# A second adapter: Mesa 25's lavapipe (shader-f16, subgroups, WebGPU's default 128 MiB binding limit) from
+# ../shared/tools/lavapipe.sh, running the kernel op tests twice: with shader-f16 and without (LORASMITH_NO_F16=1).
+# Only the op tests: lavapipe's compiler takes seconds to minutes per kernel at first dispatch, so the whole engine
+# suite would add far more CI time than it finds (timings in the commit that added this).
+LAVAPIPE_TESTS=${LAVAPIPE_TESTS:-"src/engine/ops"}
+lavapipe_tool=../shared/tools/lavapipe.sh
+lavapipe_dir=${LAVAPIPE_DIR:-/tmp/lavapipe}
+lavapipe_vars=""
+if [ "${LORASMITH_NO_LAVAPIPE:-}" = 1 ]; then
+  echo "lavapipe: skipped (LORASMITH_NO_LAVAPIPE=1)"
+elif [ -f "$lavapipe_dir/lvp_icd.json" ]; then
+  lavapipe_vars="VK_ICD_FILENAMES=$lavapipe_dir/lvp_icd.json LD_LIBRARY_PATH=$lavapipe_dir/root/usr/lib/x86_64-linux-gnu NODEVICE_SELECT=1"
+elif [ ! -f "$lavapipe_tool" ]; then
+  echo "lavapipe: skipped ($lavapipe_tool not found: the shared folder is not beside the checkout)"
+elif [ "$(id -u)" != 0 ]; then
+  echo "lavapipe: skipped (installing it needs root: sudo bash $lavapipe_tool $lavapipe_dir, then rerun)"
+elif ! lavapipe_out=$(bash "$lavapipe_tool" "$lavapipe_dir" 2>&1); then
+  echo "lavapipe: skipped (could not install it: $(echo "$lavapipe_out" | tail -n 1))"
+else
+  lavapipe_vars=$(echo "$lavapipe_out" | sed -n 's/^export //p' | tail -n 1)
+fi
+if [ -n "$lavapipe_vars" ]; then
+  # shellcheck disable=SC2086 # the tool prints NAME=value words without spaces
+  step "kernel op tests on lavapipe with shader-f16 (Node + Dawn)" env $lavapipe_vars npx vitest run --project node $LAVAPIPE_TESTS
+  # shellcheck disable=SC2086
+  step "kernel op tests on lavapipe without shader-f16 (Node + Dawn)" env $lavapipe_vars LORASMITH_NO_F16=1 npx vitest run --project node $LAVAPIPE_TESTS
+fi
 if [ -d e2e ] && ls e2e/*.spec.ts >/dev/null 2>&1; then
   step build npx vite build
   step "end-to-end (Playwright, headless Chromium)" npx playwright test

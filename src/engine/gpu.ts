@@ -52,17 +52,23 @@ const LIMITS = [
 /** Limits to ask for below the adapter's own, to run as a more limited GPU would (tests of WebGPU's defaults). */
 export type LimitOverrides = Partial<Record<(typeof LIMITS)[number], number>>;
 
+/** How to ask for the device. */
+export interface AcquireOptions {
+  /** Leave `shader-f16` off even where the adapter has it (the f32 path on an f16-capable adapter, as tests run it). */
+  noF16?: boolean;
+}
+
 /**
  * Request an adapter and a device with the adapter's own limits (not the defaults, which cap buffers
  * at 128 MiB), or with `limits` where given.
  */
-export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gpu, limits: LimitOverrides = {}): Promise<Gpu> {
+export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gpu, limits: LimitOverrides = {}, opts: AcquireOptions = {}): Promise<Gpu> {
   if (!gpu) throw new WebGpuUnavailableError('navigator.gpu is undefined in this browser');
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new WebGpuUnavailableError('no GPU adapter was offered (blocklisted driver or disabled GPU)');
   const requiredLimits: Record<string, number> = {};
   for (const k of LIMITS) requiredLimits[k] = Math.min(limits[k] ?? Infinity, adapter.limits[k]);
-  const wanted: GPUFeatureName[] = ['timestamp-query', 'shader-f16', 'subgroups'];
+  const wanted: GPUFeatureName[] = ['timestamp-query', ...(opts.noF16 ? [] : (['shader-f16'] as const)), 'subgroups'];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info ?? ({} as GPUAdapterInfo);

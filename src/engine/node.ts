@@ -1,6 +1,6 @@
 // Node entry to WebGPU through Dawn (the `webgpu` npm package); points Vulkan at SwiftShader when no GPU driver is set.
 import { existsSync } from 'node:fs';
-import { acquireGpu, type Gpu, type LimitOverrides } from './gpu.js';
+import { acquireGpu, type AcquireOptions, type Gpu, type LimitOverrides } from './gpu.js';
 
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
@@ -19,7 +19,7 @@ const limited = new Map<string, Promise<Gpu>>();
 export function limitedNodeGpu(limits: LimitOverrides): Promise<Gpu> {
   const key = JSON.stringify(Object.entries(limits).sort());
   let g = limited.get(key);
-  if (!g) limited.set(key, (g = nodeGpu().then(() => acquireGpu(instance!, limits))));
+  if (!g) limited.set(key, (g = nodeGpu().then(() => acquireGpu(instance!, limits, envOptions()))));
   return g;
 }
 
@@ -34,5 +34,10 @@ async function open(): Promise<Gpu> {
   Object.assign(globalThis, globals);
   // Held for the process lifetime: Dawn crashes if the instance is collected while its devices live.
   instance = create(['backend=vulkan']);
-  return acquireGpu(instance);
+  return acquireGpu(instance, {}, envOptions());
+}
+
+/** LORASMITH_NO_F16=1 leaves shader-f16 off (the test command's second lavapipe run). */
+function envOptions(): AcquireOptions {
+  return { noF16: process.env.LORASMITH_NO_F16 === '1' };
 }
