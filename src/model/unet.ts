@@ -186,13 +186,20 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   // Every ResBlock projects silu(temb): computed once here rather than once per block.
   const temb = silu(L.linear('time_embedding.linear_2', silu(L.linear('time_embedding.linear_1', tSin))));
 
+  // What depends only on the time embedding or the text context is projected here, once, outside
+  // the checkpointed blocks, so their recompute does not repeat it: each ResBlock's time projection
+  // and each transformer's cross-attention keys and values.
+  const crossKv = (attn: string) => Array.from({ length: transformerDepth(c) }, (_, d) => crossAttentionKv(L, `${attn}.transformer_blocks.${d}.attn2`, context)).flat();
+  const res = (r: ResSpec, a: Tensor) => ck((y, t) => resnet(L, c, r, y!, t!), [a, timeProjection(L, r, temb, a.shape[0]!)]);
+  const attend = (name: string, a: Tensor) => ck((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
+
   let h = L.conv('conv_in', x, { padding: 1 });
   const skips: Tensor[] = [h];
   for (const lvl of p.down) {
     lvl.resnets.forEach((r, j) => {
-      h = ck((a, t) => resnet(L, c, r, a!, t!), [h, temb]);
+      h = res(r, h);
       const attn = lvl.attentions[j];
-      if (attn) h = ck((a, e) => transformer(L, c, attn, a!, e!), [h, context]);
+      if (attn) h = attend(attn, h);
       skips.push(h);
     });
     if (lvl.downsampler) {
@@ -201,15 +208,15 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
     }
   }
   const cm = c.blockChannels[c.blockChannels.length - 1]!;
-  h = ck((a, t) => resnet(L, c, { name: 'mid_block.resnets.0', cin: cm, cout: cm }, a!, t!), [h, temb]);
-  h = ck((a, e) => transformer(L, c, 'mid_block.attentions.0', a!, e!), [h, context]);
-  h = ck((a, t) => resnet(L, c, { name: 'mid_block.resnets.1', cin: cm, cout: cm }, a!, t!), [h, temb]);
+  h = res({ name: 'mid_block.resnets.0', cin: cm, cout: cm }, h);
+  h = attend('mid_block.attentions.0', h);
+  h = res({ name: 'mid_block.resnets.1', cin: cm, cout: cm }, h);
   for (const lvl of p.up) {
     lvl.resnets.forEach((r, j) => {
       h = concat([h, skips.pop()!], 1);
-      h = ck((a, t) => resnet(L, c, r, a!, t!), [h, temb]);
+      h = res(r, h);
       const attn = lvl.attentions[j];
-      if (attn) h = ck((a, e) => transformer(L, c, attn, a!, e!), [h, context]);
+      if (attn) h = attend(attn, h);
     });
     if (lvl.upsampler) h = L.conv(lvl.upsampler, upsampleNearest2x(h), { padding: 1 });
   }
@@ -221,25 +228,31 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
  * ResBlock: GN+SiLU (one fused op) → conv3x3 → + time projection → GN+SiLU → conv3x3, plus the
  * (projected) input. tembSilu: silu of the time embedding [B, temb], shared by every block.
  */
-function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, tembSilu: Tensor): Tensor {
+/**
+ * A ResBlock's time projection of silu(temb) [B, temb]: at batch 1 with conv1's bias added, as
+ * conv1's per-channel bias [cout]; otherwise [B, cout], added after conv1.
+ */
+function timeProjection(L: Layers, r: ResSpec, tembSilu: Tensor, batch: number): Tensor {
+  if (batch !== 1) return L.linear(`${r.name}.time_emb_proj`, tembSilu);
+  const b1 = L.weights.get(`${r.name}.conv1.bias`);
+  return reshape(L.linear(`${r.name}.time_emb_proj`, tembSilu, reshape(b1, [1, r.cout])), [r.cout]);
+}
+
+/** ResBlock with its time projection t from `timeProjection`. */
+function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, t: Tensor): Tensor {
   const n1 = L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS);
-  let h: Tensor;
-  if (x.shape[0] === 1) {
-    // One sample: its time projection plus conv1's bias is a per-channel bias, added in conv1's epilogue.
-    const b1 = L.weights.get(`${r.name}.conv1.bias`);
-    const t = L.linear(`${r.name}.time_emb_proj`, tembSilu, reshape(b1, [1, r.cout])); // [1, cout]
-    h = L.conv(`${r.name}.conv1`, n1, { padding: 1 }, reshape(t, [r.cout]));
-  } else {
-    const t = L.linear(`${r.name}.time_emb_proj`, tembSilu); // [B, cout]
-    h = add(L.conv(`${r.name}.conv1`, n1, { padding: 1 }), reshape(t, [t.shape[0]!, r.cout, 1, 1]));
-  }
+  // One sample: the time projection (with conv1's bias in it) is conv1's bias, added in its epilogue.
+  const h = t.rank === 1 ? L.conv(`${r.name}.conv1`, n1, { padding: 1 }, t) : add(L.conv(`${r.name}.conv1`, n1, { padding: 1 }), reshape(t, [t.shape[0]!, r.cout, 1, 1]));
   const skip = r.cin !== r.cout ? L.conv(`${r.name}.conv_shortcut`, x) : x;
   // The skip connection is added in conv2's epilogue.
   return L.conv(`${r.name}.conv2`, L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS), { padding: 1, residual: skip });
 }
 
-/** Transformer2DModel: GN → proj_in → per block self-attn, cross-attn, GEGLU FF (pre-LN, residual) → proj_out → + x. */
-function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context: Tensor): Tensor {
+/**
+ * Transformer2DModel: GN → proj_in → per block self-attn, cross-attn, GEGLU FF (pre-LN, residual)
+ * → proj_out → + x. kv: each block's cross-attention keys and values (`crossAttentionKv`), flat.
+ */
+function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: readonly Tensor[]): Tensor {
   const [B, C, H, W] = x.shape as [number, number, number, number];
   const n = L.groupNorm(`${name}.norm`, x, c.groups, ATTN_GN_EPS);
   let h = L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
@@ -247,15 +260,23 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, context:
     const t = `${name}.transformer_blocks.${d}`;
     // Each residual add runs in the epilogue of the GEMM that ends its branch.
     h = attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads, false, h);
-    h = attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), context, c.heads, false, h);
+    h = attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), null, c.heads, false, h, [kv[2 * d]!, kv[2 * d + 1]!]);
     h = L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h))), h);
   }
   h = L.pointwise(`${name}.proj_out`, h);
   return add(permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2]), x);
 }
 
-/** Multi-head attention with q from x and k, v from the context (or x itself), plus `residual` when given. */
-export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false, residual?: Tensor): Tensor {
-  const [q, k, v] = (context ? [L.linear(`${name}.to_q`, x), ...L.linears([`${name}.to_k`, `${name}.to_v`], context)] : L.linears([`${name}.to_q`, `${name}.to_k`, `${name}.to_v`], x)) as [Tensor, Tensor, Tensor];
+/** Cross-attention's keys and values from the text context [B, T, ctx]. */
+export function crossAttentionKv(L: Layers, name: string, context: Tensor): [Tensor, Tensor] {
+  return L.linears([`${name}.to_k`, `${name}.to_v`], context) as [Tensor, Tensor];
+}
+
+/**
+ * Multi-head attention with q from x and k, v from the context (or x itself), or given as `kv`
+ * (projected beforehand), plus `residual` when given.
+ */
+export function attentionLayer(L: Layers, name: string, x: Tensor, context: Tensor | null, heads: number, causal = false, residual?: Tensor, kv?: readonly [Tensor, Tensor]): Tensor {
+  const [q, k, v] = (kv ? [L.linear(`${name}.to_q`, x), ...kv] : context ? [L.linear(`${name}.to_q`, x), ...crossAttentionKv(L, name, context)] : L.linears([`${name}.to_q`, `${name}.to_k`, `${name}.to_v`], x)) as [Tensor, Tensor, Tensor];
   return L.linear(`${name}.to_out.0`, attention(q, k, v, { heads, causal }), residual);
 }
