@@ -144,23 +144,27 @@ function gnorm(hw: number, c: number, groups = 32): OpCase {
 }
 
 /**
- * SD 1.5's U-Net ops at batch 1 and a 512² image (64² latent): convs and group norms at each level,
+* SD 1.5's U-Net ops at batch 1 and a 512² image (64² latent): convs and group norms at each level,
  * the big linears (attention projections, 77-token context), self- and cross-attention. `quick`
- * divides every spatial side by 4 (tokens by 16) for a software GPU; channels stay.
+ * divides every spatial side by 4 (tokens by 16) for a software GPU; channels stay. Cheapest first,
+ * so that a run cut short on a software GPU still has most rows.
  */
 export function opCases(quick: boolean): OpCase[] {
   const f = quick ? 4 : 1;
   const levels: [number, number][] = [[64, 320], [32, 640], [16, 1280], [8, 1280]];
   return [
-    ...levels.map(([hw, c]) => conv(hw / f, c)),
-    lin(4096 / f ** 2, 320, 320),
-    lin(1024 / f ** 2, 640, 640),
-    lin(256 / f ** 2, 1280, 1280),
     lin(77, 768, 320),
-    attn('self', 4096 / f ** 2, 320),
-    attn('self', 1024 / f ** 2, 640),
-    attn('cross', 4096 / f ** 2, 320),
-    attn('cross', 1024 / f ** 2, 640),
+    lin(256 / f ** 2, 1280, 1280),
+    lin(1024 / f ** 2, 640, 640),
+    lin(4096 / f ** 2, 320, 320),
     ...levels.map(([hw, c]) => gnorm(hw / f, c)),
+    attn('cross', 1024 / f ** 2, 640),
+    attn('cross', 4096 / f ** 2, 320),
+    conv(8 / f, 1280),
+    attn('self', 1024 / f ** 2, 640),
+    conv(16 / f, 1280),
+    conv(32 / f, 640),
+    conv(64 / f, 320),
+    attn('self', 4096 / f ** 2, 320),
   ];
 }

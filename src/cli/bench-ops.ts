@@ -46,6 +46,8 @@ function gpuBuffer(device: GPUDevice, data: Float32Array<ArrayBuffer> | number):
 
 interface OrtSide {
   form: string;
+  /** Forms tried first that ORT could not put wholly on WebGPU, with its reason. */
+  skipped: string[];
   run: () => Promise<void>;
   release: () => Promise<void>;
 }
@@ -67,6 +69,7 @@ async function ortSide(o: OrtOnDevice, device: GPUDevice, c: OpCase, data: Float
     const fetches = { y: o.ort.Tensor.fromGpuBuffer(out, { dataType: 'float32', dims: c.outShape }) };
     return {
       form: form.name,
+      skipped: errors,
       run: async () => {
         await session.run(feeds, fetches);
         await device.queue.onSubmittedWorkDone();
@@ -96,13 +99,15 @@ async function benchCase(b: GpuBackend, o: OrtOnDevice, device: GPUDevice, c: Op
   };
   const ort = await ortSide(o, device, c, data);
   try {
-    for (let i = 0; i < warmup; i++) {
+    // Warm-up compiles both sides' pipelines; its last run of ours gives the counts (the same every run).
+    let counts = { dispatches: 0, flops: 0 };
+    for (let i = 0; i < Math.max(1, warmup); i++) {
+      b.resetStats();
       await ours();
+      counts = { dispatches: b.stats.dispatches, flops: b.stats.flops };
       await ort.run();
     }
-    b.resetStats();
-    await ours();
-    const { dispatches, flops } = b.stats;
+    const { dispatches, flops } = counts;
     const a: number[] = [];
     const r: number[] = [];
     for (let i = 0; i < reps; i++) {
@@ -111,7 +116,7 @@ async function benchCase(b: GpuBackend, o: OrtOnDevice, device: GPUDevice, c: Op
     }
     const oursMs = median(a);
     const ortMs = median(r);
-    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(2), dispatches, ortGraph: ort.form };
+    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(3), dispatches, ortGraph: ort.form, ...(ort.skipped.length ? { ortSkipped: ort.skipped } : {}) };
   } finally {
     await ort.release();
     for (const x of xs) x.dispose();
