@@ -1,7 +1,7 @@
 // Layout kernels: permutes (plain and tiled transpose) and slab copies for concat and split.
 import { storageBytes, type DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
-import { broadcastIndex, input, main1d, output, strides } from './wgsl.js';
+import { input, main1d, output, packUniforms, strides, uniformDecl, type UniformField } from './wgsl.js';
 
 const WG = 256;
 
@@ -41,20 +41,31 @@ function movesInnermost(p: PermuteParams): boolean {
   return r >= 2 && p.perm[r - 1] !== r - 1;
 }
 
+/** Uniform fields of the plain permute of rank r: element count, output dims, input strides per output dim. */
+function permuteFields(r: number): UniformField[] {
+  const f: UniformField[] = [['n', 'u32']];
+  for (let d = 0; d < r; d++) f.push([`d${d}`, 'u32']);
+  for (let d = 0; d < r; d++) f.push([`s${d}`, 'u32']);
+  return f;
+}
+
 /*
  * Plain permute: one thread per output element, in output order, so writes are coalesced; the
- * source offset is the output coordinate dotted with the permuted input strides, all constants.
- * Used when the innermost dim stays innermost, so reads come in contiguous runs as well.
+ * source offset is the output coordinate (peeled innermost first) dotted with the permuted input
+ * strides, all from uniforms: one pipeline per rank and dtype. Used when the innermost dim stays
+ * innermost, so reads come in contiguous runs as well.
  */
-const permuteSource = memoSource('permute', (p: PermuteParams) => {
-  const outShape = p.perm.map((d) => p.shape[d]!);
-  const st = strides(p.shape);
-  const n = outShape.reduce((a, b) => a * b, 1);
+const permuteSource = memoSource('permute', (p: { rank: number; dtype: DType }) => {
+  const coords = ['  var rem = gi;', '  var off = 0u;'];
+  for (let d = p.rank - 1; d > 0; d--) coords.push(`  off += (rem % u.d${d}) * u.s${d}; rem = rem / u.d${d};`);
+  coords.push('  off += rem * u.s0;');
   return `${input('x', 0, p.dtype)}
 ${output('out', 1)}
+${uniformDecl(2, permuteFields(p.rank))}
 ${main1d(WG)}
-  if (gi >= ${n}u) { return; }
-  out[gi] = ld_x(${broadcastIndex('gi', outShape, p.perm.map((d) => st[d]!))});
+  if (gi >= u.n) { return; }
+${coords.join('\n')}
+  out[gi] = ld_x(off);
 }`;
 });
 
@@ -69,56 +80,76 @@ const ROWS = 8;
  * to 33 to spread banks), and writes it with consecutive threads along A (contiguous in the
  * output). Each thread moves 4 elements each way. Edge tiles are bounds-checked per element.
  */
-const transposeSource = memoSource('transpose_tiled', (p: PermuteParams) => {
-  const r = p.shape.length;
-  const a = p.perm[r - 1]!;
-  const j = p.perm.indexOf(r - 1);
-  const outShape = p.perm.map((d) => p.shape[d]!);
-  const inSt = strides(p.shape);
-  const outSt = strides(outShape);
-  const others = p.shape.map((_, d) => d).filter((d) => d !== a && d !== r - 1);
-  const batchShape = others.map((d) => p.shape[d]!);
-  const Sa = p.shape[a]!;
-  const Sl = p.shape[r - 1]!;
-  const tilesA = Math.ceil(Sa / T);
-  const tilesL = Math.ceil(Sl / T);
-  const total = tilesA * tilesL * batchShape.reduce((x, y) => x * y, 1);
-  const inBase = broadcastIndex('b', batchShape, others.map((d) => inSt[d]!));
-  const outBase = broadcastIndex('b', batchShape, others.map((d) => outSt[p.perm.indexOf(d)]!));
+const transposeSource = memoSource('transpose_tiled', (p: { perm: number[]; dtype: DType }) => {
+  const r = p.perm.length;
+  const others = transposeOthers(p.perm);
+  // batch index b -> offsets: peel the other dims innermost first
+  const peel = ['  var rem = b;', '  var inBase = 0u;', '  var outBase = 0u;'];
+  for (let i = others.length - 1; i >= 0; i--) {
+    const c = i === 0 ? 'rem' : `(rem % u.bd${i})`;
+    peel.push(`  { let c = ${c}; inBase += c * u.bi${i}; outBase += c * u.bo${i}; ${i === 0 ? '' : `rem = rem / u.bd${i};`} }`);
+  }
   return `${input('x', 0, p.dtype)}
 ${output('out', 1)}
+${uniformDecl(2, transposeFields(r))}
 var<workgroup> tile: array<f32, ${T * (T + 1)}>;
 @compute @workgroup_size(${T}, ${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let wg = wid.x + wid.y * nwg.x;
-  if (wg >= ${total}u) { return; }
-  let tl = wg % ${tilesL}u;
-  let ta = (wg / ${tilesL}u) % ${tilesA}u;
-  let b = wg / ${tilesL * tilesA}u;
-  let inBase = ${inBase};
-  let outBase = ${outBase};
+  if (wg >= u.total) { return; }
+  let tl = wg % u.tilesL;
+  let ta = (wg / u.tilesL) % u.tilesA;
+  let b = wg / (u.tilesL * u.tilesA);
+${peel.join('\n')}
   for (var k = 0u; k < ${T}u; k += ${ROWS}u) {
     let ia = ta * ${T}u + lid.y + k;
     let il = tl * ${T}u + lid.x;
-    if (ia < ${Sa}u && il < ${Sl}u) { tile[(lid.y + k) * ${T + 1}u + lid.x] = ld_x(inBase + ia * ${inSt[a]}u + il); }
+    if (ia < u.Sa && il < u.Sl) { tile[(lid.y + k) * ${T + 1}u + lid.x] = ld_x(inBase + ia * u.inA + il); }
   }
   workgroupBarrier();
   for (var k = 0u; k < ${T}u; k += ${ROWS}u) {
     let il = tl * ${T}u + lid.y + k;
     let ia = ta * ${T}u + lid.x;
-    if (ia < ${Sa}u && il < ${Sl}u) { out[outBase + il * ${outSt[j]}u + ia] = tile[lid.x * ${T + 1}u + lid.y + k]; }
+    if (ia < u.Sa && il < u.Sl) { out[outBase + il * u.outJ + ia] = tile[lid.x * ${T + 1}u + lid.y + k]; }
   }
 }`;
 });
+
+/** Input dims of a moving-innermost permute other than A (the new innermost) and L (the old one): the batch. */
+const transposeOthers = (perm: readonly number[]) => perm.map((_, d) => d).filter((d) => d !== perm[perm.length - 1] && d !== perm.length - 1);
+
+/** Uniform fields of the tiled transpose of rank r: tiling, the (A, L) extents and strides, the batch dims' sizes and strides. */
+function transposeFields(r: number): UniformField[] {
+  const f: UniformField[] = [['total', 'u32'], ['tilesA', 'u32'], ['tilesL', 'u32'], ['Sa', 'u32'], ['Sl', 'u32'], ['inA', 'u32'], ['outJ', 'u32']];
+  for (let i = 0; i < r - 2; i++) f.push([`bd${i}`, 'u32'], [`bi${i}`, 'u32'], [`bo${i}`, 'u32']);
+  return f;
+}
+
+function transposeUniforms(p: PermuteParams): { words: Uint32Array; tiles: number } {
+  const r = p.shape.length;
+  const a = p.perm[r - 1]!;
+  const j = p.perm.indexOf(r - 1);
+  const outSt = strides(p.perm.map((d) => p.shape[d]!));
+  const inSt = strides(p.shape);
+  const others = transposeOthers(p.perm);
+  const [Sa, Sl] = [p.shape[a]!, p.shape[r - 1]!];
+  const [tilesA, tilesL] = [Math.ceil(Sa / T), Math.ceil(Sl / T)];
+  const total = tilesA * tilesL * others.reduce((x, d) => x * p.shape[d]!, 1);
+  const batch = others.flatMap((d) => [p.shape[d]!, inSt[d]!, outSt[p.perm.indexOf(d)]!]);
+  return { words: packUniforms(transposeFields(r), [total, tilesA, tilesL, Sa, Sl, inSt[a]!, outSt[j]!, ...batch]), tiles: total };
+}
 
 /** The kernel for a permute of a (collapsed) shape; see `collapsePermute`. */
 export function permuteKernel(p: PermuteParams): Kernel {
   const n = p.shape.reduce((a, b) => a * b, 1);
   const bytes = storageBytes(n, p.dtype) + 4 * n;
-  if (!movesInnermost(p)) return { name: 'permute', source: permuteSource(p), workgroups: grid(Math.ceil(n / WG)), flops: 0, bytes };
-  const r = p.shape.length;
-  const tiles = Math.ceil(p.shape[p.perm[r - 1]!]! / T) * Math.ceil(p.shape[r - 1]! / T) * (n / (p.shape[p.perm[r - 1]!]! * p.shape[r - 1]!));
-  return { name: 'transpose', source: transposeSource(p), workgroups: grid(tiles), flops: 0, bytes };
+  if (!movesInnermost(p)) {
+    const st = strides(p.shape);
+    const uniforms = packUniforms(permuteFields(p.shape.length), [n, ...p.perm.map((d) => p.shape[d]!), ...p.perm.map((d) => st[d]!)]);
+    return { name: 'permute', source: permuteSource({ rank: p.shape.length, dtype: p.dtype }), workgroups: grid(Math.ceil(n / WG)), flops: 0, bytes, uniforms };
+  }
+  const { words, tiles } = transposeUniforms(p);
+  return { name: 'transpose', source: transposeSource({ perm: p.perm, dtype: p.dtype }), workgroups: grid(tiles), flops: 0, bytes, uniforms: words };
 }
 
 /** One piece of a concat or split along an axis; `dtype` null marks a piece with no tensor (zeros / skipped). */
@@ -150,41 +181,51 @@ export interface SlabParams {
  * addresses on both sides except at piece borders. Gather writes 0 for a piece with no tensor
  * (a split output that got no gradient); scatter skips it.
  */
-const slabSource = memoSource('slab', (p: SlabParams) => {
-  const W = p.pieces.reduce((a, q) => a + q.size, 0) * p.inner;
-  const n = p.outer * W;
+const slabSource = memoSource('slab', (p: { dir: SlabParams['dir']; pieces: (DType | null)[]; dtype: DType }) => {
   const decls: string[] = [];
-  const present = p.pieces.filter((q) => q.dtype);
+  const present = p.pieces.filter((q): q is DType => !!q);
   if (p.dir === 'gather') {
-    present.forEach((q, i) => decls.push(input(`p${i}`, i, q.dtype!)));
+    present.forEach((dt, i) => decls.push(input(`p${i}`, i, dt)));
     decls.push(output('whole', present.length));
   } else {
     decls.push(input('whole', 0, p.dtype));
     present.forEach((_, i) => decls.push(output(`p${i}`, i + 1)));
   }
   const branches: string[] = [];
-  let lo = 0;
   let bi = 0;
-  for (const q of p.pieces) {
-    const hi = lo + q.size * p.inner;
-    const at = `o * ${q.size * p.inner}u + r - ${lo}u`;
+  p.pieces.forEach((dt, i) => {
+    const at = `o * u.w${i} + r - ${i === 0 ? '0u' : `u.hi${i - 1}`}`;
     let body = '';
-    if (q.dtype) {
+    if (dt) {
       body = p.dir === 'gather' ? `v = ld_p${bi}(${at});` : `p${bi}[${at}] = v;`;
       bi++;
     }
-    branches.push(`if (r < ${hi}u) { ${body} }`);
-    lo = hi;
-  }
-  const wholeAt = `o * ${p.total * p.inner}u + ${p.start * p.inner}u + r`;
+    branches.push(`if (r < u.hi${i}) { ${body} }`);
+  });
+  const wholeAt = 'o * u.stride + u.start + r';
   return `${decls.join('\n')}
+${uniformDecl(present.length + 1, slabFields(p.pieces.length))}
 ${main1d(WG)}
-  if (gi >= ${n}u) { return; }
-  let o = gi / ${W}u;
-  let r = gi - o * ${W}u;
+  if (gi >= u.n) { return; }
+  let o = gi / u.W;
+  let r = gi - o * u.W;
 ${p.dir === 'gather' ? `  var v = 0.0;\n  ${branches.join(' else ')}\n  whole[${wholeAt}] = v;` : `  let v = ld_whole(${wholeAt});\n  ${branches.join(' else ')}`}
 }`;
 });
+
+/** Uniform fields of a slab kernel: region size, run length, the whole's run stride and start, each piece's width and end. */
+function slabFields(pieces: number): UniformField[] {
+  const f: UniformField[] = [['n', 'u32'], ['W', 'u32'], ['stride', 'u32'], ['start', 'u32']];
+  for (let i = 0; i < pieces; i++) f.push([`w${i}`, 'u32'], [`hi${i}`, 'u32']);
+  return f;
+}
+
+function slabUniforms(p: SlabParams): Uint32Array {
+  const W = p.pieces.reduce((a, q) => a + q.size, 0) * p.inner;
+  let hi = 0;
+  const per = p.pieces.flatMap((q) => [q.size * p.inner, (hi += q.size * p.inner)]);
+  return packUniforms(slabFields(p.pieces.length), [p.outer * W, W, p.total * p.inner, p.start * p.inner, ...per]);
+}
 
 /** Most pieces one slab dispatch binds: 8 storage bindings, one of them the whole tensor. */
 export const MAX_SLAB_PIECES = 7;
@@ -194,5 +235,5 @@ export function slabKernel(p: SlabParams): Kernel {
   const presentBytes = p.pieces.reduce((a, q) => a + (q.dtype ? storageBytes(q.size * p.inner * p.outer, q.dtype) : 0), 0);
   const presentN = p.pieces.reduce((a, q) => a + (q.dtype ? q.size * p.inner * p.outer : 0), 0);
   const bytes = p.dir === 'gather' ? presentBytes + 4 * span : storageBytes(span, p.dtype) + 4 * presentN;
-  return { name: p.dir === 'gather' ? 'concat' : 'split', source: slabSource(p), workgroups: grid(Math.ceil(span / WG)), flops: 0, bytes };
+  return { name: p.dir === 'gather' ? 'concat' : 'split', source: slabSource({ dir: p.dir, pieces: p.pieces.map((q) => q.dtype), dtype: p.dtype }), workgroups: grid(Math.ceil(span / WG)), flops: 0, bytes, uniforms: slabUniforms(p) };
 }

@@ -4,6 +4,7 @@ import { collapsePermute } from '../kernels/layout.js';
 import { empty, param, scope } from '../tensor.js';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { backward } from '../grad.js';
 import { concat, permute, split, transpose } from './layout.js';
 import { sum } from './elementwise.js';
@@ -132,6 +133,24 @@ describe('concat', () => {
     const b = new MetaBackend();
     concat(shapes.map((s) => empty(b, s)), 1);
     expect(b.stats.byKernel.get('concat')?.dispatches).toBe(2);
+  });
+});
+
+describe('layout pipelines', () => {
+  it('other sizes of the same permute, concat and split reuse the pipelines', async () => {
+    const b = await testBackend();
+    const cat = (shapes: number[][]) => {
+      const sizes = shapes.map((s) => s[1]!);
+      const outShape = [shapes[0]![0]!, sizes.reduce((x, y) => x + y, 0), shapes[0]![2]!];
+      // concat forward, split (its backward) for the gradients
+      return checkOp(b, { inputs: shapes.map((shape) => ({ shape, grad: true })), forward: (xs) => concat(xs, 1), reference: (xs) => refConcat(xs, shapes, 1), referenceGrad: (_xs, g) => refSplit(g, outShape, sizes, 1), tol: EXACT, fd: { samples: 1 } });
+    };
+    await checkPermute([2, 3, 4, 5], [0, 2, 3, 1]);
+    await checkPermute([2, 3, 4, 5], [1, 0, 2, 3]);
+    await cat([[2, 3, 4], [2, 5, 4]]);
+    expect(await pipelinesCompiledBy(b, () => checkPermute([3, 7, 2, 9], [0, 2, 3, 1]))).toBe(0);
+    expect(await pipelinesCompiledBy(b, () => checkPermute([4, 2, 3, 6], [1, 0, 2, 3]))).toBe(0);
+    expect(await pipelinesCompiledBy(b, () => cat([[1, 6, 7], [1, 2, 7]]))).toBe(0);
   });
 });
 
