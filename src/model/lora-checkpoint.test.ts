@@ -1,0 +1,66 @@
+// The tiny U-Net's LoRA gradients on the GPU: the same with and without gradient checkpointing, with network dropout on.
+import { describe, expect, it } from 'vitest';
+import type { Backend } from '../engine/backend.js';
+import { backward } from '../engine/grad.js';
+import { mseLoss } from '../engine/index.js';
+import { testBackend } from '../engine/testing/gpu.js';
+import { scope, tensor } from '../engine/tensor.js';
+import { assertClose } from '../engine/testing/allclose.js';
+import { Layers } from './layers.js';
+import { LoraNetwork, loraTargets } from './lora.js';
+import { DeviceWeights } from './pipeline.js';
+import { TINY_UNET } from './tiny.js';
+import { unetForward, unetWeightShapes } from './unet.js';
+
+/** Deterministic values in ±bound (an LCG: spread, not quality). */
+function values(n: number, seed: number, bound: number): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 32 - 0.5) * 2 * bound;
+  });
+}
+
+/** Random frozen weights scaled by fan-in, norms near 1. */
+function weights(b: Backend): DeviceWeights {
+  const w = new DeviceWeights();
+  let i = 0;
+  for (const [name, shape] of unetWeightShapes(TINY_UNET)) {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const fanIn = shape.length > 1 ? n / shape[0]! : 1;
+    const v = name.endsWith('norm.weight') || /norm\d?\.weight$/.test(name) ? values(n, ++i, 0.1).map((x) => 1 + x) : values(n, ++i, 1 / Math.sqrt(fanIn));
+    w.set(name, tensor(b, v, shape));
+  }
+  return w;
+}
+
+describe('tiny U-Net LoRA gradients', () => {
+  it('are the same with gradient checkpointing as without (network dropout 0.1, masks replayed in the recompute)', async () => {
+    const b = await testBackend();
+    const w = weights(b);
+    const lora = new LoraNetwork(b, loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 }), 0);
+    // non-zero ups, so the downs get gradients too
+    lora.arenas.unet.flatParams.write(values(lora.arenas.unet.numel, 77, 0.2));
+    lora.dropout = 0.1;
+    lora.dropoutSeed = 3;
+    const [x, ctx, target] = ([[2, 4, 8, 8], [2, 77, 32], [2, 4, 8, 8]] as const).map((s, k) => tensor(b, values(s.reduce((p, q) => p * q, 1), 900 + k, 1), [...s]));
+    const wt = tensor(b, [1, 0.5], [2]); // per-sample loss weights (min-SNR style)
+    const grads = async (gradientCheckpointing: boolean) => {
+      lora.arenas.unet.zeroGrad();
+      const loss = scope(() => mseLoss(unetForward(new Layers(w, lora.adapter('unet')), TINY_UNET, x!, [500, 20], ctx!, { gradientCheckpointing }), target!, wt!));
+      backward(loss);
+      const [l, g] = await Promise.all([loss.read(), lora.arenas.unet.flatGrads.read()]);
+      loss.dispose();
+      return { loss: l[0]!, g };
+    };
+    const plain = await grads(false);
+    const ck = await grads(true);
+    console.log(`tiny U-Net LoRA: loss ${plain.loss.toFixed(5)}, |grad| ${Math.hypot(...plain.g).toExponential(3)}`);
+    expect(Math.hypot(...plain.g)).toBeGreaterThan(1e-4);
+    expect(ck.loss).toBe(plain.loss);
+    assertClose(ck.g, plain.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, checkpointed vs not');
+    for (const t of [x, ctx, target, wt]) t!.dispose();
+    lora.dispose();
+    w.dispose();
+  }, 600_000);
+});
