@@ -1,4 +1,5 @@
-// GEMM tile sweep on Dawn: each problem size timed with the 64 and 32 tiles, unsplit and split-K, to set gemmTiling's thresholds.
+// GEMM tile sweep on Dawn: each problem size timed with the 64 and 32 tiles, unsplit and split-K, to set gemmTiling's thresholds;
+// with --f16 (an adapter with shader-f16), a frozen f16 weight read natively against unpacked from u32 pairs.
 import { nodeGpu } from '../engine/node.js';
 import type { GpuBackend } from '../engine/backend.js';
 import { splitSumKernel } from '../engine/kernels/conv2d.js';
@@ -21,17 +22,18 @@ const SHAPES: [string, number, number, number][] = [
 
 const REPS = Number(process.argv.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
 
-function noise(b: GpuBackend, shape: number[]): Tensor {
-  const t = empty(b, shape);
+function noise(b: GpuBackend, shape: number[], dtype: 'f32' | 'f16' = 'f32'): Tensor {
+  const t = empty(b, shape, dtype);
   t.write(Float32Array.from({ length: t.size }, (_, i) => Math.sin(i * 12.9898) * 0.5));
   return t;
 }
 
 /** Median wall time of one GEMM (plus its split-sum) with this tile and split, after a warm-up that compiles. */
-async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: GemmTile, splits: number): Promise<number> {
+async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: GemmTile, splits: number, f16?: boolean): Promise<number> {
   const none = { shape: [], a: [], b: [] };
-  const p: GemmParams = { M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: 'f32', bias: null, batch: none, sum: none, tile, splits };
-  const [x, w, out] = [noise(b, [M, K]), noise(b, [N, K]), empty(b, [M, N])];
+  const wd = f16 === undefined ? 'f32' : 'f16';
+  const p: GemmParams = { M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: wd, bias: null, batch: none, sum: none, tile, splits, f16 };
+  const [x, w, out] = [noise(b, [M, K]), noise(b, [N, K], wd), empty(b, [M, N])];
   const ws = splits > 1 ? empty(b, [splits, M * N]) : out;
   const once = async () => {
     b.run(gemmKernel(p), [x, w, ws].map((t) => t.binding()));
@@ -52,6 +54,16 @@ async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: Ge
 async function main() {
   const { backend: b, adapter } = await nodeGpu();
   console.log(`adapter: ${adapter.description || adapter.vendor}; median of ${REPS}`);
+  if (process.argv.includes('--f16')) {
+    if (!b.device.features.has('shader-f16')) throw new Error('--f16 needs an adapter with shader-f16 (lavapipe: ../shared/tools/lavapipe.sh)');
+    for (const [label, M, N, K] of SHAPES.filter(([, M, N]) => M * N >= 16384)) {
+      const { tile } = gemmTiling(M, N, K);
+      const unpacked = await timeGemm(b, M, N, K, tile, 1, false);
+      const native = await timeGemm(b, M, N, K, tile, 1, true);
+      console.log(JSON.stringify({ name: `${label}, f16 weight`, M, N, K, tile, unpacked_ms: +unpacked.toFixed(2), native_ms: +native.toFixed(2) }));
+    }
+    process.exit(0);
+  }
   for (const [label, M, N, K] of SHAPES) {
     const row: Record<string, number | string> = { name: label, M, N, K };
     for (const tile of [64, 32] as const) {

@@ -182,6 +182,16 @@ describe('conv2d (implicit GEMM)', () => {
     expect(new Set([...dx, src([1, 320, 16, 16], [320, 320, 3, 3], (g) => dxPhases(g)[0]!, { padding: 1 })]).size).toBe(1);
   });
 
+  it('with shader-f16, an f16 weight is read as array<f16>; f32-only passes keep one source', () => {
+    const g = convGeometry([1, 8, 6, 6], [4, 8, 3, 3], { padding: 1 });
+    const split = splitK(36, 4, 72);
+    const k = (w: 'f16' | 'f32', f16: boolean, pass: ConvPass = { kind: 'forward' }) => convGemmKernel({ g, pass, dt: { x: 'f32', w, g: 'f32', bias: null }, split, f16 }).source();
+    expect(k('f16', true)).toMatch(/^enable f16;[^]*w: array<f16>/);
+    expect(k('f16', false)).not.toMatch(/f16;/);
+    expect(k('f32', true)).toBe(k('f32', false));
+    expect(k('f16', true, { kind: 'dw' })).toBe(k('f16', false, { kind: 'dw' })); // dW reads g and x, not w
+  });
+
   it('rejects mismatched shapes', async () => {
     const be = await testBackend();
     const x = empty(be, [1, 3, 4, 4]);
