@@ -14,7 +14,7 @@
 #
 #   scripts/gpu-bench.sh pack [--worktree] [OUT.tar.gz]   here: make the tarball (default /tmp/lorasmith-gpu-bench.tar.gz)
 #   tar xzf lorasmith-gpu-bench.tar.gz && cd lorasmith-gpu-bench
-#   scripts/gpu-bench.sh run [--quick]                     there: print the adapter, then JSON lines from every bench
+#   scripts/gpu-bench.sh run [--quick] [--only S] [--reps N] there: print the adapter, then JSON lines from every bench
 #
 # `run --quick` uses small op shapes and the meta-only SD 1.5 forecast (for a software GPU); without
 # it the SD 1.5 step bench writes a 2 GB random-weight checkpoint into the unpacked folder first.
@@ -31,8 +31,9 @@ pack() {
       *) out="$(realpath -m "$a")" ;;
     esac
   done
-  local stage
-  stage="$(mktemp -d)"
+  STAGE="$(mktemp -d)"
+  trap 'rm -rf "$STAGE"' EXIT
+  local stage="$STAGE"
   local dst="$stage/$NAME"
   mkdir -p "$dst/.gpu-carry/lib"
   cd "$HERE"
@@ -56,13 +57,12 @@ pack() {
     node_modules | tar -xf - -C "$dst"
   cp "$(command -v node)" "$dst/.gpu-carry/node"
   local vk
-  vk="$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ {print $NF; exit}')"
+  vk="$(ldconfig -p | awk '/libvulkan\.so\.1 .*x86-64/ && !f {print $NF; f = 1}')"
   [ -n "$vk" ] || { echo "gpu-bench pack: no libvulkan.so.1 here to carry (apt-get install libvulkan1)" >&2; exit 1; }
   cp -L "$vk" "$dst/.gpu-carry/lib/libvulkan.so.1"
   mkdir -p "$(dirname "$out")"
   tar -C "$stage" -czf "$out" "$NAME"
   echo "gpu-bench pack: $out ($(du -h "$out" | cut -f1)), $(cat "$dst/.gpu-carry/commit")" >&2
-  rm -rf "$stage"
 }
 
 # The NVIDIA Vulkan ICD, found where the loader looks; if only the driver library is there (some
@@ -73,7 +73,7 @@ nvidia_icd() {
     for f in "$d"/nvidia_icd*.json; do [ -f "$f" ] && { echo "$f"; return; }; done
   done
   local lib
-  lib="$(ldconfig -p 2>/dev/null | awk '/libGLX_nvidia\.so\.0 .*x86-64/ {print $NF; exit}')"
+  lib="$(ldconfig -p 2>/dev/null | awk '/libGLX_nvidia\.so\.0 .*x86-64/ && !f {print $NF; f = 1}' || true)"
   if [ -n "$lib" ]; then
     f="$HERE/.gpu-carry/nvidia_icd.json"
     printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s","api_version":"1.3.0"}}\n' "$lib" > "$f"
@@ -82,7 +82,7 @@ nvidia_icd() {
 }
 
 run() {
-  local quick=0
+  local quick=0 a
   for a in "$@"; do [ "$a" = --quick ] && quick=1; done
   cd "$HERE"
   local node=node
@@ -104,7 +104,8 @@ run() {
   # The op bench prints the adapter first; warn if it is not the NVIDIA one.
   local q=()
   [ "$quick" = 1 ] && q=(--quick)
-  "$node" "${tsx[@]}" src/cli/bench-ops.ts "${q[@]}" | tee /tmp/$NAME-ops.jsonl
+  # Every argument (--quick, --only SUBSTR, --reps N) goes to the op bench.
+  "$node" "${tsx[@]}" src/cli/bench-ops.ts "$@" | tee /tmp/$NAME-ops.jsonl
   if [ -n "$icd" ] && ! head -1 /tmp/$NAME-ops.jsonl | grep -qi nvidia; then
     echo "gpu-bench: WARNING: the adapter above is not NVIDIA's" >&2
   fi
@@ -116,7 +117,7 @@ run() {
     "$node" "${tsx[@]}" src/cli/bench.ts --sd15 --sd15-model="$LORASMITH_SD15"
   fi
   if command -v python3 >/dev/null && python3 -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
-    python3 scripts/torch_step_bench.py "${q[@]}"
+    python3 scripts/torch_step_bench.py "$@"
   else
     echo '{"torch":null,"why":"python3 with a CUDA build of torch is not there"}'
   fi
