@@ -1,7 +1,7 @@
 // Dropout's mask kernel: keep or drop from a counter-based hash of (seed, element index), so one seed always replays one mask.
 import { storageBytes, type DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
-import { f, input, main1d, output } from './wgsl.js';
+import { input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 export interface DropoutParams {
   n: number;
@@ -29,21 +29,26 @@ export function keepThreshold(p: number): number {
   return Math.min(0xffffffff, Math.round(p * 2 ** 32));
 }
 
+/** Element count, keep threshold and 1 / (1 - p), from uniforms. */
+const FIELDS: UniformField[] = [['n', 'u32'], ['threshold', 'u32'], ['scale', 'f32']];
+
 /*
- * One thread per element, in order (coalesced). The seed arrives in a one-word buffer rather than
- * as a constant so every seed shares one pipeline; p is a constant (it is fixed per model).
+ * One thread per element, in order (coalesced). The seed arrives in a one-word buffer (written on
+ * the GPU timeline by the caller) and the sizes and p in uniforms, so every seed, size and rate
+ * shares one pipeline per storage dtype.
  */
-const dropoutSource = memoSource('dropout', (q: DropoutParams) => `${input('x', 0, q.dtype)}
+const dropoutSource = memoSource('dropout', (q: { dtype: DType }) => `${input('x', 0, q.dtype)}
 @group(0) @binding(1) var<storage, read> seed: array<u32>;
 ${output('out', 2)}
+${uniformDecl(3, FIELDS)}
 ${MASK_HASH}
 ${main1d(WG)}
-  if (gi >= ${q.n}u) { return; }
-  let keep = mask_hash(seed[0], gi) >= ${keepThreshold(q.p)}u;
-  out[gi] = select(0.0, ld_x(gi) * ${f(Math.fround(1 / (1 - q.p)))}, keep);
+  if (gi >= u.n) { return; }
+  let keep = mask_hash(seed[0], gi) >= u.threshold;
+  out[gi] = select(0.0, ld_x(gi) * u.scale, keep);
 }`);
 
 /** out = mask(seed) * x / (1 - p); binds x, the seed word, out. */
 export function dropoutKernel(q: DropoutParams): Kernel {
-  return { name: 'dropout', source: dropoutSource(q), workgroups: grid(Math.ceil(q.n / WG)), flops: 14 * q.n, bytes: storageBytes(q.n, q.dtype) + 4 * q.n + 4 };
+  return { name: 'dropout', source: dropoutSource({ dtype: q.dtype }), workgroups: grid(Math.ceil(q.n / WG)), flops: 14 * q.n, bytes: storageBytes(q.n, q.dtype) + 4 * q.n + 4, uniforms: packUniforms(FIELDS, [q.n, keepThreshold(q.p), Math.fround(1 / (1 - q.p))]) };
 }

@@ -4,6 +4,7 @@ import { backward, checkpoint } from '../grad.js';
 import { keepThreshold } from '../kernels/dropout.js';
 import { param, scope, tensor, type Tensor } from '../tensor.js';
 import { testBackend } from '../testing/gpu.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { randomArray } from '../testing/allclose.js';
 import { dropout } from './dropout.js';
 import { mul, sum } from './elementwise.js';
@@ -21,6 +22,18 @@ function keptHost(seed: number, i: number, p: number): boolean {
 const N = 10000;
 
 describe('dropout', () => {
+  it('another size and rate reuse the pipeline, masks still the CPU twin', async () => {
+    const b = await testBackend();
+    const mask = async (n: number, p: number) => {
+      const x = tensor(b, new Float32Array(n).fill(1), [n]);
+      const y = await noGrad(() => scope(() => dropout(x, p, 7).read()));
+      for (let i = 0; i < n; i++) expect(y[i] !== 0).toBe(keptHost(7, i, p));
+      x.dispose();
+    };
+    await mask(300, 0.1);
+    expect(await pipelinesCompiledBy(b, () => mask(777, 0.3))).toBe(0);
+  });
+
   it('masks exactly as the CPU twin, keeps about 1-p, scales by 1/(1-p), replays by seed, differs across seeds', async () => {
     const b = await testBackend();
     const p = 0.1;

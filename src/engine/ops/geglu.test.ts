@@ -3,6 +3,7 @@ import { MetaBackend } from '../backend.js';
 import { randomArray } from '../testing/allclose.js';
 import { testBackend } from '../testing/gpu.js';
 import { checkOp } from '../testing/opcheck.js';
+import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { empty, tensor } from '../tensor.js';
 import { geglu } from './geglu.js';
 
@@ -69,6 +70,13 @@ describe('geglu', () => {
       tol: { atol: 2e-6, rtol: 1e-5 },
       gradTol: { atol: 5e-6, rtol: 1e-5 },
     });
+  });
+
+  it('another shape reuses both pipelines', async () => {
+    const b = await testBackend();
+    const run = (R: number, F: number) => checkOp(b, { inputs: [{ shape: [R, 2 * F], data: randomArray(R * 2 * F, 5, -3, 3), grad: true }], forward: ([x]) => geglu(x!), ...refGeglu(R, F), tol: { atol: 2e-6, rtol: 1e-5 }, gradTol: { atol: 5e-6, rtol: 1e-5 }, fd: { samples: 1 } });
+    await run(4, 6);
+    expect(await pipelinesCompiledBy(b, () => run(9, 33))).toBe(0);
   });
 
   it('rejects an odd last dimension; counts on the meta device', async () => {
