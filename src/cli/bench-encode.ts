@@ -11,16 +11,20 @@ import { Trainer } from '../training/trainer.js';
 export interface EncodeFigures {
   name: string;
   dispatchesPerStep: number;
-  /** JS time of `Trainer.optimizerStep` (the ops' own code and the backend's), per dispatch. */
+  /** JS time of `Trainer.optimizerStep` (the ops' own code and the backend's), per dispatch, with and without the bind group cache. */
   stepUsPerDispatch: number;
+  stepUsPerDispatchNoCache: number;
   /** Time inside `GpuBackend.run` (pipeline lookup, bind group, uniforms, pass commands, submits), per dispatch. */
   runUsPerDispatch: number;
+  runUsPerDispatchNoCache: number;
+  /** Share of the measured dispatches whose bind group came from the cache. */
+  bindGroupHitRate: number;
   bindGroups: number;
   steps: number;
 }
 
 /**
- * Time `steps` optimizer steps of the tiny pipeline (batch 1, 64², text encoder trained) after two
+ * Time 2 x `steps` optimizer steps of the tiny pipeline (batch 1, 64², text encoder trained) after two
  * warm-up steps with every pipeline compiled. Each step's encoding is timed up to its return, then
  * the GPU is awaited outside the clock, so the figures are the CPU's recording cost only.
  */
@@ -31,26 +35,45 @@ export async function benchEncode(b: GpuBackend, steps = 5): Promise<EncodeFigur
   await t.precompile();
   const micro = [[t.makeSample(0, new Rng(1))]];
   for (let i = 0; i < 2; i++) await t.optimizerStep(micro);
-  let runMs = 0;
+  // Steps alternate between the bind group cache on and off (A B A B), so load changes hit both alike.
+  const ms = { on: { step: 0, run: 0, n: 0 }, off: { step: 0, run: 0, n: 0 } };
+  let cur = ms.on;
   const run = b.run.bind(b);
   b.run = (k: Kernel, bindings: Binding[]) => {
     const a = performance.now();
     run(k, bindings);
-    runMs += performance.now() - a;
+    cur.run += performance.now() - a;
   };
-  let stepMs = 0;
-  b.resetStats();
+  let hits = 0;
   try {
-    for (let i = 0; i < steps; i++) {
+    for (let i = 0; i < 2 * steps; i++) {
+      cur = i % 2 ? ms.off : ms.on;
+      b.cacheBindGroups = cur === ms.on;
+      const d0 = b.stats.dispatches;
+      const g0 = b.bindGroupCount;
       const a = performance.now();
       const done = t.optimizerStep(micro);
-      stepMs += performance.now() - a;
+      cur.step += performance.now() - a;
+      const n = b.stats.dispatches - d0;
+      cur.n += n;
+      if (cur === ms.on) hits += n - (b.bindGroupCount - g0);
       await done;
     }
   } finally {
     b.run = run;
+    b.cacheBindGroups = false;
   }
-  const n = b.stats.dispatches;
+  const us = (x: number, n: number) => +((x * 1000) / n).toFixed(2);
   t.dispose();
-  return { name: 'encode tiny training step', dispatchesPerStep: n / steps, stepUsPerDispatch: +((stepMs * 1000) / n).toFixed(2), runUsPerDispatch: +((runMs * 1000) / n).toFixed(2), bindGroups: b.bindGroupCount, steps };
+  return {
+    name: 'encode tiny training step',
+    dispatchesPerStep: ms.on.n / steps,
+    stepUsPerDispatch: us(ms.on.step, ms.on.n),
+    stepUsPerDispatchNoCache: us(ms.off.step, ms.off.n),
+    runUsPerDispatch: us(ms.on.run, ms.on.n),
+    runUsPerDispatchNoCache: us(ms.off.run, ms.off.n),
+    bindGroupHitRate: +(hits / ms.on.n).toFixed(3),
+    bindGroups: b.bindGroupCount,
+    steps,
+  };
 }

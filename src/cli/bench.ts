@@ -77,7 +77,7 @@ async function main() {
     // CPU time to record a training step, apart from the kernel cases (minutes of compiling first on a software GPU).
     const { benchEncode } = await import('./bench-encode.js');
     const r = await benchEncode(b);
-    console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches, ${r.stepUsPerDispatch} µs/dispatch for the whole step's JS, ${r.runUsPerDispatch} µs/dispatch in backend.run, ${r.bindGroups} bind groups cached`);
+    console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches; µs/dispatch, bind group cache on / off: whole step's JS ${r.stepUsPerDispatch} / ${r.stepUsPerDispatchNoCache}, in backend.run ${r.runUsPerDispatch} / ${r.runUsPerDispatchNoCache}; cache hits ${(100 * r.bindGroupHitRate).toFixed(1)}%`);
     process.exit(0);
   }
   if (!json) console.log(`adapter: ${adapter.description || adapter.vendor} ${adapter.isFallback ? '(fallback)' : ''}; timestamp queries: ${b.canProfile}`);

@@ -188,6 +188,13 @@ export class GpuBackend implements Backend {
   private uniformSlots = 0;
   private uniformBuf: GPUBuffer | null = null;
   private readonly dynamicOffset = new Uint32Array(1);
+  /**
+   * Reuse bind groups of the same layout and buffer ranges (see `bindGroup`). Off by default: in a
+   * training step the pool hands a size's free buffers out in an order that changes from step to
+   * step (last released, first reused), so only 14% of a tiny step's dispatches found their group
+   * cached, and encoding was no faster (bench --encode: 674 µs/dispatch on, 658 off, under load).
+   */
+  cacheBindGroups = false;
   /** Bind groups by layout and buffer ranges (see `bindGroup`), and the keys that use each buffer. */
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   private readonly groupKeys = new Map<GPUBuffer, string[]>();
@@ -267,18 +274,17 @@ export class GpuBackend implements Backend {
   }
 
   /**
-   * The bind group of these buffer ranges on this layout, cached: the pool hands the same buffers
-   * back step after step, so the same keys recur, and a destroyed buffer drops its groups. The
-   * uniform block is bound once per group (the whole arena slot; its slot comes as a dynamic offset).
+   * The bind group of these buffer ranges on this layout, cached when `cacheBindGroups` is on (a
+   * destroyed buffer drops its groups). The uniform block is bound once per group (a whole arena
+   * slot; which slot comes as the dynamic offset), so uniforms do not make groups differ.
    */
   private bindGroup(p: CompiledPipeline, bindings: Binding[]): GPUBindGroup {
+    if (!this.cacheBindGroups) return this.createBindGroup(p, bindings);
     let key = String(p.layoutId);
     for (const b of bindings) key += `|${this.bufferIds.get(b.storage.buffer as GPUBuffer)}:${b.offset}:${b.size}`;
     const hit = this.bindGroups.get(key);
     if (hit) return hit;
-    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } }));
-    if (p.uniformBinding >= 0) entries.push({ binding: p.uniformBinding, resource: { buffer: this.uniformBuffer(), offset: 0, size: UNIFORM_SLOT } });
-    const group = this.device.createBindGroup({ layout: p.layout, entries });
+    const group = this.createBindGroup(p, bindings);
     if (this.bindGroups.size >= MAX_BIND_GROUPS) this.forgetBindGroups();
     this.bindGroups.set(key, group);
     for (const b of bindings) {
@@ -288,6 +294,12 @@ export class GpuBackend implements Backend {
       else this.groupKeys.set(buf, [key]);
     }
     return group;
+  }
+
+  private createBindGroup(p: CompiledPipeline, bindings: Binding[]): GPUBindGroup {
+    const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.storage.buffer as GPUBuffer, offset: b.offset, size: b.size } }));
+    if (p.uniformBinding >= 0) entries.push({ binding: p.uniformBinding, resource: { buffer: this.uniformBuffer(), offset: 0, size: UNIFORM_SLOT } });
+    return this.device.createBindGroup({ layout: p.layout, entries });
   }
 
   /** Drop every cached bind group (the cache is full). */

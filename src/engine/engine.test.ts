@@ -61,6 +61,7 @@ describe('pipeline cache', () => {
   it('caches bind groups by buffers and ranges, across pipelines of one layout, and drops those of destroyed buffers', async () => {
     const b = await testBackend();
     await b.sync();
+    b.cacheBindGroups = true;
     const x = tensor(b, [1, 2, 3], [3]);
     const y = tensor(b, [10, 20, 30], [3]);
     add(x, y).dispose();
@@ -84,6 +85,7 @@ describe('pipeline cache', () => {
     await b.sync();
     b.setCacheLimit(DEFAULT_CACHE_LIMIT);
     expect(b.bindGroupCount).toBeLessThan(held);
+    b.cacheBindGroups = false;
   });
 
   it('reuses one pipeline per source', async () => {
