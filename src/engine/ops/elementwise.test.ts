@@ -143,6 +143,19 @@ describe('elementwise ops', () => {
     expect(await pipelinesCompiledBy(b, () => scaleCase(1000, -0.75))).toBe(0);
   });
 
+  it('a sum over the same axes of another shape reuses the reduction pipeline', async () => {
+    const b = await testBackend();
+    const sum02 = (A: number, B: number, C: number) =>
+      checkOp(b, {
+        inputs: [{ shape: [A, B, C] }],
+        forward: ([x]) => sum(x!, [0, 2]),
+        reference: ([x]) => Float64Array.from({ length: B }, (_, j) => { let t = 0; for (let i = 0; i < A; i++) for (let k = 0; k < C; k++) t += x![(i * B + j) * C + k]!; return t; }),
+        tol: TOL,
+      });
+    await sum02(2, 3, 4);
+    expect(await pipelinesCompiledBy(b, () => sum02(5, 7, 3))).toBe(0);
+  });
+
   it('rejects shapes that do not broadcast', async () => {
     const b = await testBackend();
     const { tensor } = await import('../tensor.js');
