@@ -48,12 +48,17 @@ describe('pipeline cache', () => {
     expect(progress[0]).toEqual([0, 6]);
     expect(progress.at(-1)).toEqual([6, 6]);
     expect(b.pipelines.size - before).toBe(5);
+    // a stop asked for between compiles: nothing more starts
+    let n = 0;
+    const more = [6, 7, 8, 9].map((v) => ({ name: `fill${v}`, source: fill(v) }));
+    await b.pipelines.compileAll(more, () => n++, 1, () => n >= 2);
+    expect(b.pipelines.size - before).toBe(6);
     const out = empty(b, [1]);
     for (const [i, k] of list.entries()) {
       b.run({ name: k.name, source: () => k.source, workgroups: [1, 1, 1], flops: 0, bytes: 0 }, [out.binding()]);
       expect(await out.read()).toEqual(new Float32Array([i + 1]));
     }
-    expect(b.pipelines.size - before).toBe(5);
+    expect(b.pipelines.size - before).toBe(6);
     out.dispose();
     await b.sync();
   });

@@ -136,9 +136,10 @@ export class PipelineCache {
   /**
    * Compile every source not yet cached with createComputePipelineAsync, `inFlight` at a time, so
    * that later `get`s find them ready. `onProgress(done, total)` counts the new ones (0 first).
-   * Every source is tried; then the first failure is thrown as a ShaderCompileError.
+   * Every source is tried (until `stopped` says true: then no more start); then the first failure
+   * is thrown as a ShaderCompileError.
    */
-  async compileAll(list: readonly PipelineSource[], onProgress?: (done: number, total: number) => void, inFlight = 8): Promise<void> {
+  async compileAll(list: readonly PipelineSource[], onProgress?: (done: number, total: number) => void, inFlight = 8, stopped?: () => boolean): Promise<void> {
     const seen = new Set<string>();
     const todo = list.filter((k) => !this.pipelines.has(k.source) && !seen.has(k.source) && seen.add(k.source));
     let next = 0;
@@ -146,7 +147,7 @@ export class PipelineCache {
     const failures: Error[] = [];
     onProgress?.(0, todo.length);
     const lane = async () => {
-      while (next < todo.length) {
+      while (next < todo.length && !stopped?.()) {
         const k = todo[next++]!;
         await this.compileAsync(k).catch((e: unknown) => failures.push(e instanceof Error ? e : new Error(String(e))));
         onProgress?.(++done, todo.length);

@@ -439,13 +439,14 @@ export class Trainer {
    * so the first step does not stop at each new kernel: they are the sources one step of each
    * (bucket, batch size) the run draws dispatches on the meta device, with the same settings.
    * Nothing to do on the meta device; later calls find everything compiled and return at once.
+   * A Stop on `control` ends it early (the rest would compile at first use).
    */
-  async precompile(onProgress = this.events.onCompile): Promise<void> {
+  async precompile(onProgress = this.events.onCompile, control?: RunControl): Promise<void> {
     const b = this.backend as Backend & { pipelines?: PipelineCache };
     if (b.kind !== 'gpu' || !b.pipelines) return;
     const { unet, clip, vae } = this.pipeline;
     const list = stepSources({ unet: unet.config, clip: clip.config, vae: vae.config }, this.config, this.stepShapes());
-    await b.pipelines.compileAll(list, onProgress);
+    await b.pipelines.compileAll(list, onProgress, undefined, () => control?.state === 'stopping');
   }
 
   /** The [batch, height, width] latent shapes of the run's micro-batches: per bucket in use, a full batch and the short last one. */
@@ -468,7 +469,7 @@ export class Trainer {
 
   private async runSteps(control: RunControl): Promise<void> {
     if (!this.latentsComplete && !(await this.cacheLatents(undefined, control))) return;
-    if (control.state !== 'stopping') await this.precompile();
+    if (control.state !== 'stopping') await this.precompile(undefined, control);
     const c = this.config;
     const gen = this.batches();
     const t0 = performance.now();
