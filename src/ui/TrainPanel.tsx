@@ -26,7 +26,7 @@ function compilingText(st: RunState): string {
   const head = 'Compiling GPU kernels: the first step builds every kernel it uses';
   if (st.total === undefined) return head;
   if ((st.done ?? 0) < st.total) return `${head} (${st.done ?? 0}/${st.total} compiled)`;
-  return `${head} (all ${st.total} compiled, first step running)`;
+  return `${head} (${st.total ? `all ${st.total}` : 'all already'} compiled, first step running)`;
 }
 
 /** The run's phase in words, with its progress and how long it has taken so far. */
