@@ -157,11 +157,14 @@ const [NG, GI, GRK] = [3, 48, 4];
 const [GB, GT] = [2, 32];
 const GR = GB * GT;
 const OUTS = [19, 23, 19];
+/** Equal widths (attention's q, k, v), out x rank a multiple of 64 elements: the ups stack too. */
+const SAME = [32, 32, 32];
+const WIDEST = 32;
 
 /** The group's factors in one arena, downs back to back (as the LoRA network lays out q, k, v). */
-function groupArena(b: Backend, seed: number): ParamArena {
-  const downs = OUTS.map((_, z) => ({ name: `d${z}`, shape: [GRK, GI], init: Float32Array.from(randomArray(GRK * GI, seed + z)) }));
-  const ups = OUTS.map((o, z) => ({ name: `u${z}`, shape: [o, GRK], init: Float32Array.from(randomArray(o * GRK, seed + 10 + z)) }));
+function groupArena(b: Backend, seed: number, outs = OUTS): ParamArena {
+  const downs = outs.map((_, z) => ({ name: `d${z}`, shape: [GRK, GI], init: Float32Array.from(randomArray(GRK * GI, seed + z)) }));
+  const ups = outs.map((o, z) => ({ name: `u${z}`, shape: [o, GRK], init: Float32Array.from(randomArray(o * GRK, seed + 10 + z)) }));
   return new ParamArena(b, [...downs, ...ups]);
 }
 
@@ -169,17 +172,18 @@ type Mode = 'grouped' | 'single' | 'recorded';
 
 describe('lowRankLinearGroup', () => {
   const xData = randomArray(GR * GI, 80);
-  const wData = OUTS.map((o, z) => randomArray(o * GI, 81 + z));
-  const bData = OUTS.map((o, z) => randomArray(o, 85 + z));
-  const gData = OUTS.map((o, z) => randomArray(GR * o, 90 + z));
+  const wData = OUTS.map((_, z) => randomArray(WIDEST * GI, 81 + z));
+  const bData = OUTS.map((_, z) => randomArray(WIDEST, 85 + z));
+  const gData = OUTS.map((_, z) => randomArray(GR * WIDEST, 90 + z));
 
-  /** Outputs, then the gradients of x, each bias, the downs (stacked [3, rank, in]) and each up. */
-  async function run(b: Backend, mode: Mode, p = 0): Promise<Float32Array[]> {
-    const arena = groupArena(b, 50);
+  /** Outputs, then the gradients of x, each bias (when used), the downs (stacked [3, rank, in]) and each up. */
+  async function run(b: Backend, mode: Mode, p = 0, biases = true): Promise<Float32Array[]> {
+    const outs = biases ? OUTS : SAME;
+    const arena = groupArena(b, 50, outs);
     const x = param(b, xData, [GB, GT, GI]);
-    const ws = OUTS.map((o, z) => tensor(b, wData[z]!, [o, GI]));
-    const bs = OUTS.map((o, z) => param(b, bData[z]!, [o]));
-    const gs = OUTS.map((o, z) => tensor(b, gData[z]!, [GB, GT, o]));
+    const ws = outs.map((o, z) => tensor(b, wData[z]!.subarray(0, o * GI), [o, GI]));
+    const bs = outs.map((o, z) => param(b, bData[z]!.subarray(0, o), [o]));
+    const gs = outs.map((o, z) => tensor(b, gData[z]!.subarray(0, GR * o), [GB, GT, o]));
     const lr = (z: number) => ({ down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, ...(p ? { dropout: { p, seed: 5 } } : {}) });
     // 'recorded': the same computation from recorded ops, one stacked down projection, one mask, slices
     const stack = param(b, OUTS.flatMap((_, z) => [...randomArray(GRK * GI, 50 + z)]), [NG, GRK, GI]);
@@ -189,13 +193,13 @@ describe('lowRankLinearGroup', () => {
         const h = dropout(matmul(reshape(x, [GR, GI]), stack, { transB: true }), p, 5);
         const hs = split(h, [1, 1, 1], 0);
         out = OUTS.map((_, z) => add(linear(x, ws[z]!, bs[z]!), linear(reshape(hs[z]!, [GB, GT, GRK]), arena.get(`u${z}`), undefined, S)));
-      } else if (mode === 'grouped') out = lowRankLinearGroup(x, OUTS.map((_, z) => ({ w: ws[z]!, bias: bs[z]!, lowRank: lr(z) })));
-      else out = OUTS.map((_, z) => lowRankLinear(x, ws[z]!, bs[z]!, lr(z)));
+      } else if (mode === 'grouped') out = lowRankLinearGroup(x, OUTS.map((_, z) => ({ w: ws[z]!, bias: biases ? bs[z]! : undefined, lowRank: lr(z) })));
+      else out = OUTS.map((_, z) => lowRankLinear(x, ws[z]!, biases ? bs[z]! : undefined, lr(z)));
       backward(OUTS.map((_, z) => sum(mul(out[z]!, gs[z]!))).reduce((u, v) => add(u, v)));
       return out;
     });
     const downGrads = mode === 'recorded' ? [stack.grad!] : [new Tensor(b, arena.flatGrads.storage, [NG, GRK, GI], 'f32', 0)];
-    const reads = [...ys, x.grad!, ...bs.map((t) => t.grad!), ...downGrads, ...OUTS.map((_, z) => arena.get(`u${z}`).grad!)];
+    const reads = [...ys, x.grad!, ...(biases ? bs.map((t) => t.grad!) : []), ...downGrads, ...OUTS.map((_, z) => arena.get(`u${z}`).grad!)];
     const vals = await Promise.all(reads.map((t) => t.read()));
     for (const t of [...ys, ...downGrads, stack, x, ...ws, ...bs, ...gs]) t.dispose();
     arena.dispose();
@@ -211,7 +215,7 @@ describe('lowRankLinearGroup', () => {
     const ys: Float64Array[] = [], dbs: Float64Array[] = [], dus: Float64Array[] = [];
     const dds = new Float64Array(NG * GRK * GI);
     OUTS.forEach((o, z) => {
-      const [w, d, u, g] = [f(wData[z]!), f(randomArray(GRK * GI, 50 + z)), f(randomArray(o * GRK, 60 + z)), f(gData[z]!)];
+      const [w, d, u, g] = [f(wData[z]!.subarray(0, o * GI)), f(randomArray(GRK * GI, 50 + z)), f(randomArray(o * GRK, 60 + z)), f(gData[z]!.subarray(0, GR * o))];
       const h = mm(x, d, GR, GI, GRK);
       const delta = mm(h, u, GR, GRK, o);
       ys.push(mm(x, w, GR, GI, o).map((v, k) => v + f(bData[z]!)[k % o]! + S * delta[k]!));
@@ -239,14 +243,21 @@ describe('lowRankLinearGroup', () => {
     expect(plain[NG]!.some((v, i) => Math.abs(v - got[NG]![i]!) > 1e-3)).toBe(true);
   });
 
-  it('on the meta device: q, k, v with dropout run 18 GEMMs and 2 masks instead of 24 and 6, dX arriving in one add_into instead of 3', () => {
+  it('without biases and with equal widths: the outputs are slabs of one buffer and one batched GEMM adds the up projections', async () => {
+    const b = await testBackend();
+    const got = await run(b, 'grouped', 0, false);
+    const want = await run(b, 'single', 0, false);
+    got.forEach((v, i) => assertClose(v, want[i]!, TOL, `stacked outputs ${i}`));
+  });
+
+  it('on the meta device: q, k, v with dropout run 16 GEMMs and 2 masks instead of 24 and 6, dX arriving in one add_into instead of 3', () => {
     const meta = new MetaBackend();
     const counts = (grouped: boolean, rows = GR) => {
-      const arena = groupArena(meta, 1);
+      const arena = groupArena(meta, 1, SAME);
       const x = param(meta, [], [rows, GI]);
       x.grad = empty(meta, [rows, GI]);
-      const ws = OUTS.map((o) => empty(meta, [o, GI], 'f16'));
-      const layers = OUTS.map((_, z) => ({ w: ws[z]!, lowRank: { down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, dropout: { p: 0.1, seed: 3 } } }));
+      const ws = SAME.map((o) => empty(meta, [o, GI], 'f16'));
+      const layers = SAME.map((_, z) => ({ w: ws[z]!, lowRank: { down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, dropout: { p: 0.1, seed: 3 } } }));
       meta.resetStats();
       const ys = scope(() => (grouped ? lowRankLinearGroup(x, layers) : layers.map((l) => lowRankLinear(x, l.w, undefined, l.lowRank))));
       const loss = scope(() => ys.map((y) => sum(y)).reduce((u, v) => add(u, v)));
@@ -258,8 +269,8 @@ describe('lowRankLinearGroup', () => {
       arena.dispose();
       return out;
     };
-    // forward 1 + 3 + 3, backward 3 (gH) + 3 + 1 (dX) + 1 (the downs) + 3 (the ups); x is a leaf holding a gradient
-    expect(counts(true)).toEqual({ matmul: 7 + 11, dropout: 2, backwardAdds: 1 });
+    // forward 1 (downs) + 3 (bases) + 1 (ups), backward 3 (gH) + 3 + 1 (dX) + 1 (the downs) + 3 (the ups); x is a leaf holding a gradient
+    expect(counts(true)).toEqual({ matmul: 5 + 11, dropout: 2, backwardAdds: 1 });
     expect(counts(false)).toEqual({ matmul: 9 + 15, dropout: 6, backwardAdds: 3 });
     // rows x rank not a multiple of 64 elements: the slabs could not be bound, so the layers run one by one
     expect(counts(true, GR - 1)).toEqual(counts(false, GR - 1));

@@ -179,14 +179,14 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
     const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank]
     const hd = p > 0 ? dropout(h0, p, seed) : h0;
     if (hd !== h0) h0.dispose();
-    x2.dispose();
-    const out = layers.map((l, z) => {
+    const out = stackedUps(x, layers, ups, hd, a0!.scale) ?? layers.map((l, z) => {
       const y = linear(x, l.w, l.bias);
       const hz = slab(hd, z, [...lead, rank]);
       linearInto(y, hz, ups[z]!, a0!.scale);
       hz.dispose();
       return y;
     });
+    x2.dispose();
     return { ys: out, h: hd };
   });
   const downLeaves = a.map((b) => b!.down);
@@ -199,6 +199,30 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   h.dispose();
   downs.dispose();
   return ys;
+}
+
+/**
+ * The group's outputs as slabs of one [n, R, out] buffer (x [R, in] with R its leading dims) when the layers have no bias, the ups
+ * lie back to back and each slab binds on a 256-byte boundary: the n base GEMMs write into their
+ * slabs, then one batched GEMM adds every up projection. Null where that does not hold.
+ */
+function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tensor[], hd: Tensor, scale: number): Tensor[] | null {
+  const outF = ups[0]!.shape[0]!;
+  const lead = x.shape.slice(0, -1);
+  const R = numel(lead);
+  if (layers.some((l) => l.bias) || (R * outF) % ARENA_ALIGN !== 0) return null;
+  const upStack = stacked(ups);
+  if (!upStack) return null;
+  const y = zeros(x.backend, [layers.length, R, outF]);
+  const out = layers.map((l, z) => {
+    const yz = slab(y, z, [...lead, outF]);
+    linearInto(yz, x, l.w);
+    return yz;
+  });
+  matmulInto(y, hd, upStack, { transB: true, alpha: scale });
+  y.dispose();
+  upStack.dispose();
+  return out;
 }
 
 /*
