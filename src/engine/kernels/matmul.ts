@@ -299,7 +299,10 @@ export type GemmTile = 32 | 64;
  * (LoRA down/up/dW, 256x320, 77x320, 64x1280; 64^3, one full tile, was the exception: 17 vs 11 ms);
  * split-K lost on every shape (e.g. dW 16x640 over 4096: 366 ms unsplit, 750 split 16 ways), as
  * a CPU has no idle cores to fill, so it is off (splitBelow 0) until a run on a real GPU sets it.
- * Mutable so that a bench or test can steer the choice; the split path is tested that way.
+ * Each tile is a pipeline per layer kind, and compiling costs: cold first dispatch on lavapipe
+ * (LLVM 15, load 9 on 2 cores) took 5.5 s for the 64 tile and 9.1 s for the 32 one, whose
+ * 8 staging loads per thread unroll further. Mutable so that a bench or test can steer the
+ * choice; the split path is tested that way.
  */
 export const gemmThresholds = {
   /** Use the 32x32 tile when the 64x64 tiles number fewer than this. */
