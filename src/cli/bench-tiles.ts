@@ -1,8 +1,9 @@
 // GEMM tile sweep on Dawn: each problem size timed with the 64 and 32 tiles, unsplit and split-K, to set gemmTiling's thresholds;
-// with --f16 (an adapter with shader-f16), a frozen f16 weight read natively against unpacked from u32 pairs.
+// with --f16 (an adapter with shader-f16), a frozen f16 weight read natively against unpacked from u32 pairs; with --conv, 3x3 conv forwards.
 import { nodeGpu } from '../engine/node.js';
 import type { GpuBackend } from '../engine/backend.js';
-import { splitSumKernel } from '../engine/kernels/conv2d.js';
+import { convGemmKernel, convGemmShape, splitK, splitSumKernel, type ConvTile } from '../engine/kernels/conv2d.js';
+import { convGeometry } from '../engine/ops/conv.js';
 import { gemmKernel, gemmTiling, type GemmParams, type GemmTile } from '../engine/kernels/matmul.js';
 import { empty, type Tensor } from '../engine/tensor.js';
 
@@ -18,6 +19,14 @@ const SHAPES: [string, number, number, number][] = [
   ['linear 64x1280 <- 1280', 64, 1280, 1280],
   ['linear 1024x640 <- 640', 1024, 640, 640],
   ['linear 4096x320 <- 320', 4096, 320, 320],
+];
+
+/** [label, x shape, output channels]: 3x3 convs, pad 1, of the tiny demo U-Net and of SD 1.5's deepest level. */
+const CONVS: [string, number[], number][] = [
+  ['conv 3x3 32ch 32x32', [1, 32, 32, 32], 32],
+  ['conv 3x3 64ch 16x16', [1, 64, 16, 16], 64],
+  ['conv 3x3 64ch 8x8', [1, 64, 8, 8], 64],
+  ['conv 3x3 1280ch 8x8', [1, 1280, 8, 8], 1280],
 ];
 
 const REPS = Number(process.argv.find((a) => a.startsWith('--reps='))?.slice(7) ?? 3);
@@ -51,6 +60,30 @@ async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: Ge
   return ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!;
 }
 
+/** Median wall time of a conv forward (and its split-sum) with this tile, split as the op would split it. */
+async function timeConv(b: GpuBackend, xs: number[], O: number, tile: ConvTile): Promise<{ ms: number; splits: number }> {
+  const g = convGeometry(xs, [O, xs[1]!, 3, 3], { padding: 1 });
+  const pass = { kind: 'forward' } as const;
+  const { M, N, K } = convGemmShape(g, pass);
+  const split = splitK(M, N, K, tile);
+  const [x, w, out] = [noise(b, xs), noise(b, [O, xs[1]!, 3, 3]), empty(b, [M * N])];
+  const ws = split.splits > 1 ? empty(b, [split.splits, M * N]) : out;
+  const once = async () => {
+    b.run(convGemmKernel({ g, pass, dt: { x: 'f32', w: 'f32', g: 'f32', bias: null }, split, tile }), [x, w, ws].map((t) => t.binding()));
+    if (split.splits > 1) b.run(splitSumKernel({ size: M * N, splits: split.splits, bias: null, plane: 1, channels: 1 }), [ws, out].map((t) => t.binding()));
+    await b.sync();
+  };
+  await once();
+  const ms: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const t0 = performance.now();
+    await once();
+    ms.push(performance.now() - t0);
+  }
+  for (const t of new Set([x, w, out, ws])) t.dispose();
+  return { ms: ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!, splits: split.splits };
+}
+
 async function main() {
   const { backend: b, adapter } = await nodeGpu();
   console.log(`adapter: ${adapter.description || adapter.vendor}; median of ${REPS}`);
@@ -61,6 +94,13 @@ async function main() {
       const unpacked = await timeGemm(b, M, N, K, tile, 1, false);
       const native = await timeGemm(b, M, N, K, tile, 1, true);
       console.log(JSON.stringify({ name: `${label}, f16 weight`, M, N, K, tile, unpacked_ms: +unpacked.toFixed(2), native_ms: +native.toFixed(2) }));
+    }
+    process.exit(0);
+  }
+  if (process.argv.includes('--conv')) {
+    for (const [label, xs, O] of CONVS) {
+      const [t64, t32] = [await timeConv(b, xs, O, 64), await timeConv(b, xs, O, 32)];
+      console.log(JSON.stringify({ name: label, t64_ms: +t64.ms.toFixed(2), t64_splits: t64.splits, t32_ms: +t32.ms.toFixed(2), t32_splits: t32.splits }));
     }
     process.exit(0);
   }

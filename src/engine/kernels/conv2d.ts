@@ -51,12 +51,16 @@ export interface ConvGemmParams {
   accumulate?: boolean;
   /** The device has shader-f16: f16-stored operands are read natively. */
   f16?: boolean;
+  /** Output tile edge (default 64; 32 only for forward and dX): see convTile. */
+  tile?: ConvTile;
 }
 
+/** The big tile's edge; forward and dX passes with few such tiles use SMALL_TILE (see convTiling). */
 const TILE = 64;
+const SMALL_TILE = 32;
+/** Use the small tile when the big ones number fewer than this (as gemmThresholds.smallTileBelow). */
+const SMALL_TILE_BELOW = 128;
 const TK = 16;
-/** Row pitch of the staged slices: one pad word so k-major stores from 16 lanes hit 16 banks. */
-const PITCH = TILE + 1;
 /** Split K only when the tiles give fewer workgroups than this... */
 const SPLIT_BELOW = 128;
 /** ...aiming at about this many, with each slice at least MIN_CHUNK long, and at most MAX_SPLITS slices. */
@@ -103,11 +107,19 @@ export function convGemmShape(g: ConvGeometry, pass: ConvPass): { M: number; N: 
   return { M: g.N * p.Hu * p.Wv, N: g.C, K: g.O * p.th * p.tw };
 }
 
-/** How many K slices a GEMM of these extents runs as (see the tiling comment). */
-export function splitK(M: number, N: number, K: number): Split {
-  const tiles = ceilDiv(M, TILE) * ceilDiv(N, TILE);
+/** How many K slices a GEMM of these extents runs as with `tile` (see the tiling comment). */
+export function splitK(M: number, N: number, K: number, tile: ConvTile = TILE): Split {
+  const tiles = ceilDiv(M, tile) * ceilDiv(N, tile);
   const splits = tiles >= SPLIT_BELOW ? 1 : Math.max(1, Math.min(MAX_SPLITS, ceilDiv(TARGET_GROUPS, tiles), Math.floor(K / MIN_CHUNK)));
   return withSplits(K, splits);
+}
+
+/** Output tile edges the conv GEMMs come in. */
+export type ConvTile = 32 | 64;
+
+/** The tile of a pass: the small one for forward and dX GEMMs with few big tiles; dW (vec4 column gathers) keeps 64. */
+export function convTile(kind: ConvPass['kind'], M: number, N: number): ConvTile {
+  return kind !== 'dw' && ceilDiv(M, TILE) * ceilDiv(N, TILE) < SMALL_TILE_BELOW ? SMALL_TILE : TILE;
 }
 
 /** A reduction of length K cut into `splits` slices of whole K-steps (trailing slices may be empty). */
@@ -131,6 +143,7 @@ interface ConvCode {
   accumulate: boolean;
   /** f16-stored x, w or g are read as `array<f16>` (the device has shader-f16). */
   f16: boolean;
+  tile: ConvTile;
 }
 
 /** The uniform fields every conv GEMM declares (one struct for all passes; the dX phase's fields are 0 elsewhere). */
@@ -149,7 +162,7 @@ interface Shell {
   decls: string;
   /** Per-thread set-up before the K loop (gather coordinates that do not change along K). */
   prologue: string;
-  /** Fills As[k * PITCH + m] and Bs[k * PITCH + n] for the K-step at k0, zero outside [0, kEnd). */
+  /** Fills As[k * (T + 1) + m] and Bs[k * (T + 1) + n] for the K-step at k0, zero outside [0, kEnd). */
   stage: string;
   /** Statement storing `v` at GEMM position (m, n), adding `zOff` (the split slice's offset) to its index. */
   store: string;
@@ -185,30 +198,32 @@ interface Shell {
  * is spent on the zero terms and asymmetric padding needs no special case. Stride 1 is one phase.
  */
 
-function gemmShell(s: Shell): string {
+function gemmShell(s: Shell, T: ConvTile): string {
   const R = [0, 1, 2, 3];
+  const D = T / 4;
+  const P = T + 1;
   // Lanes = the axis tx walks; the register block is acc[other axis][lane axis component].
   const [lane, other] = s.rowLanes ? ['As', 'Bs'] : ['Bs', 'As'];
-  const inner = `let lr = k * ${PITCH}u + tx; let orow = k * ${PITCH}u + ty;
-        let lv = vec4<f32>(${lane}[lr], ${lane}[lr + 16u], ${lane}[lr + 32u], ${lane}[lr + 48u]);
-${R.map((j) => `        acc${j} += lv * ${other}[orow + ${16 * j}u];`).join('\n')}`;
+  const inner = `let lr = k * ${P}u + tx; let orow = k * ${P}u + ty;
+        let lv = vec4<f32>(${R.map((i) => `${lane}[lr + ${D * i}u]`).join(', ')});
+${R.map((j) => `        acc${j} += lv * ${other}[orow + ${D * j}u];`).join('\n')}`;
   const stores = R.map((j) => {
-    const [m, n] = s.rowLanes ? [`m0 + tx + 16u * i`, `n0 + ty + ${16 * j}u`] : [`m0 + ty + ${16 * j}u`, `n0 + tx + 16u * i`];
+    const [m, n] = s.rowLanes ? [`m0 + tx + ${D}u * i`, `n0 + ty + ${D * j}u`] : [`m0 + ty + ${D * j}u`, `n0 + tx + ${D}u * i`];
     return `  for (var i = 0u; i < 4u; i++) {
     let m = ${m}; let n = ${n};
     if (m < u.M && n < u.N) { let v = acc${j}[i]; ${s.store} }
   }`;
   }).join('\n');
   return `${s.decls}
-var<workgroup> As: array<f32, ${TK * PITCH}>;
-var<workgroup> Bs: array<f32, ${TK * PITCH}>;
-@compute @workgroup_size(16, 16)
+var<workgroup> As: array<f32, ${TK * P}>;
+var<workgroup> Bs: array<f32, ${TK * P}>;
+@compute @workgroup_size(${D}, ${D})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wid.x + wid.y * nwg.x;
   if (id >= u.total) { return; }
-  let n0 = (id % u.tilesN) * ${TILE}u;
-  let m0 = ((id / u.tilesN) % u.tilesM) * ${TILE}u;
+  let n0 = (id % u.tilesN) * ${T}u;
+  let m0 = ((id / u.tilesN) % u.tilesM) * ${T}u;
   let z = id / (u.tilesN * u.tilesM);
   let zOff = z * u.slice;
   let tx = lid3.x;
@@ -246,30 +261,37 @@ function forwardStore(c: ConvCode): { decls: string; store: string } {
   return { decls: decls(c, bufs), store: `${idx} out[oi] ${c.accumulate ? '+=' : '='} v${add};` };
 }
 
+/** Staging geometry of a T-tile with (T/4)^2 threads: `loads` elements per thread per slice, rows `step` apart. */
+function staging(T: ConvTile) {
+  const threads = (T / 4) ** 2;
+  return { P: T + 1, loads: (T * TK) / threads, aStep: threads / T, bStep: threads / TK };
+}
+
 function forwardShell(c: ConvCode): Shell {
   const kk = c.kh * c.kw;
+  const { P, loads, aStep, bStep } = staging(c.tile);
   const tap = kk === 1 ? 'let ci = k; let ih = ih0; let iw = iw0;' : `let ci = k / ${kk}u; let t = k % ${kk}u; let ih = ih0 + i32(t / ${c.kw}u); let iw = iw0 + i32(t % ${c.kw}u);`;
-  const stage = `for (var s = 0u; s < 4u; s++) {
+  const stage = `for (var s = 0u; s < ${loads}u; s++) {
       {
-        let kl = kq + 4u * s; let k = k0 + kl;
+        let kl = kq + ${aStep}u * s; let k = k0 + kl;
         var v = 0.0;
         if (aValid && k < kEnd) {
           ${tap}
           if (${IN_IMAGE}) { v = ld_x(xBase + ci * hw + u32(ih) * u.W + u32(iw)); }
         }
-        As[kl * ${PITCH}u + aml] = v;
+        As[kl * ${P}u + aml] = v;
       }
       {
-        let bn = bq + 16u * s; let k = k0 + bk;
+        let bn = bq + ${bStep}u * s; let k = k0 + bk;
         var v = 0.0;
         if (n0 + bn < u.N && k < kEnd) { v = ld_w((n0 + bn) * u.K + k); }
-        Bs[bk * ${PITCH}u + bn] = v;
+        Bs[bk * ${P}u + bn] = v;
       }
     }`;
   return {
     rowLanes: true,
     ...forwardStore(c),
-    prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
+    prologue: `let aml = lid % ${c.tile}u; let kq = lid / ${c.tile}u;
   let am = m0 + aml; let aValid = am < u.M;
   let ap = am % ohw;
   let ih0 = i32(ap / u.OW) * u.stride - u.pt; let iw0 = i32(ap % u.OW) * u.stride - u.pl;
@@ -281,10 +303,11 @@ function forwardShell(c: ConvCode): Shell {
 
 function dxShell(c: ConvCode): Shell {
   const kk = c.kh * c.kw;
+  const { P, loads, aStep } = staging(c.tile);
   // A phase no tap reaches (a 1x1 kernel at stride 2) has K = 0: the loop never runs and stores
   // zeros, but its body still names g and w so that the bindings stay in the pipeline layout.
-  const stage = `for (var s = 0u; s < 4u; s++) {
-      let kl = kq + 4u * s; let k = k0 + kl;
+  const stage = `for (var s = 0u; s < ${loads}u; s++) {
+      let kl = kq + ${aStep}u * s; let k = k0 + kl;
       var av = 0.0;
       var bv = 0.0;
       if (k < kEnd) {
@@ -293,13 +316,13 @@ function dxShell(c: ConvCode): Shell {
         if (aValid && oh >= 0 && oh < i32(u.OH) && ow >= 0 && ow < i32(u.OW)) { av = ld_g(gBase + o * ohw + u32(oh) * u.OW + u32(ow)); }
         if (bValid) { bv = ld_w(o * u.C * ${kk}u + wBase + (a * ${c.kw}u + b) * su); }
       }
-      As[kl * ${PITCH}u + aml] = av;
-      Bs[kl * ${PITCH}u + aml] = bv;
+      As[kl * ${P}u + aml] = av;
+      Bs[kl * ${P}u + aml] = bv;
     }`;
   return {
     rowLanes: true,
     decls: decls(c, [operand('g', 0, c.dt.g, c.f16), operand('w', 1, c.dt.w, c.f16), output('out', 2)]),
-    prologue: `let aml = lid % ${TILE}u; let kq = lid / ${TILE}u;
+    prologue: `let aml = lid % ${c.tile}u; let kq = lid / ${c.tile}u;
   let su = u32(u.stride); let taps = u.th * u.tw; let uv = u.Hu * u.Wv;
   let am = m0 + aml; let aValid = am < u.M;
   let ar = am % uv;
@@ -321,13 +344,13 @@ function dwShell(c: ConvCode): Shell {
       let row = lq + 16u * s;
       var av = 0.0;
       if (rv && m0 + row < u.M) { av = ld_g(gOff + (m0 + row) * ohw); }
-      As[kl * ${PITCH}u + row] = av;
+      As[kl * ${TILE + 1}u + row] = av;
       var bv = 0.0;
       if (rv && qv[s]) {
         let ih = oh + di[s]; let iw = ow + dj[s];
         if (${IN_IMAGE}) { bv = ld_x(xOff + xo[s] + u32(ih) * u.W + u32(iw)); }
       }
-      Bs[kl * ${PITCH}u + row] = bv;
+      Bs[kl * ${TILE + 1}u + row] = bv;
     }`;
   return {
     rowLanes: false,
@@ -344,19 +367,19 @@ function dwShell(c: ConvCode): Shell {
 }
 
 const convSource = memoSource('conv2d', (c: ConvCode) => {
-  if (c.kind === 'forward') return gemmShell(forwardShell(c));
-  if (c.kind === 'dw') return gemmShell(dwShell(c));
-  return gemmShell(dxShell(c));
+  if (c.kind === 'forward') return gemmShell(forwardShell(c), c.tile);
+  if (c.kind === 'dw') return gemmShell(dwShell(c), TILE);
+  return gemmShell(dxShell(c), c.tile);
 });
 
 /** The uniform values of one dispatch, in CONV_FIELDS order. */
-function convUniforms(p: ConvGemmParams, groups: number): Uint32Array {
+function convUniforms(p: ConvGemmParams, groups: number, T: ConvTile): Uint32Array {
   const { g, pass, split } = p;
   const { M, N, K } = convGemmShape(g, pass);
   const ph = pass.kind === 'dx' ? phase(g, pass.ph, pass.pw) : null;
   const phaseVals = ph && pass.kind === 'dx' ? [pass.ph, pass.pw, ph.rh, ph.rw, ph.th, ph.tw, ph.Hu, ph.Wv, ph.dh, ph.dw] : [0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
   const slice = split.splits === 1 ? 0 : convOutSize(g, pass);
-  const values = [M, N, K, ceilDiv(N, TILE), ceilDiv(M, TILE), groups, split.chunk, slice, g.C, g.H, g.W, g.O, g.OH, g.OW, g.stride, g.pt, g.pl, ...phaseVals];
+  const values = [M, N, K, ceilDiv(N, T), ceilDiv(M, T), groups, split.chunk, slice, g.C, g.H, g.W, g.O, g.OH, g.OW, g.stride, g.pt, g.pl, ...phaseVals];
   return packUniforms(CONV_FIELDS, values);
 }
 
@@ -366,7 +389,8 @@ const bytesOf = (d: DType) => (d === 'f32' ? 4 : 2);
 export function convGemmKernel(p: ConvGemmParams): Kernel {
   const { g, pass, dt, split } = p;
   const { M, N, K } = convGemmShape(g, pass);
-  const groups = ceilDiv(M, TILE) * ceilDiv(N, TILE) * split.splits;
+  const T: ConvTile = pass.kind === 'dw' ? TILE : (p.tile ?? TILE);
+  const groups = ceilDiv(M, T) * ceilDiv(N, T) * split.splits;
   const xBytes = g.N * g.C * g.H * g.W * bytesOf(dt.x);
   const gBytes = g.N * g.O * g.OH * g.OW * bytesOf(dt.g);
   const written = M * N * split.splits * 4;
@@ -376,12 +400,12 @@ export function convGemmKernel(p: ConvGemmParams): Kernel {
   const dtc: ConvDTypes = whole ? dt : { x: dt.x, w: dt.w, g: dt.g, bias: null };
   const cdt = pass.kind === 'forward' ? dtc : { ...dt, bias: null };
   const read = pass.kind === 'forward' ? [cdt.x, cdt.w] : pass.kind === 'dx' ? [cdt.g, cdt.w] : [cdt.g, cdt.x];
-  const code: ConvCode = { kind: pass.kind, kh: g.kh, kw: g.kw, dt: cdt, accumulate: whole && !!p.accumulate, f16: !!p.f16 && read.includes('f16') };
+  const code: ConvCode = { kind: pass.kind, kh: g.kh, kw: g.kw, dt: cdt, accumulate: whole && !!p.accumulate, f16: !!p.f16 && read.includes('f16'), tile: T };
   const fused = whole && dt.bias !== null;
   const adds = (fused ? 1 : 0) + (whole && dt.residual ? 1 : 0) + (whole && p.accumulate ? 1 : 0);
   const epiBytes = (fused ? N * bytesOf(dt.bias!) : 0) + (whole && dt.residual ? M * N * bytesOf(dt.residual) : 0) + (whole && p.accumulate ? M * N * 4 : 0);
   const readBytes = pass.kind === 'forward' ? xBytes + N * K * bytesOf(dt.w) + epiBytes : pass.kind === 'dx' ? gBytes + N * K * bytesOf(dt.w) : gBytes + xBytes;
-  return { name, source: convSource(code), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: readBytes + written, uniforms: convUniforms(p, groups) };
+  return { name, source: convSource(code), workgroups: grid(groups), flops: 2 * M * N * K + adds * M * N, bytes: readBytes + written, uniforms: convUniforms(p, groups, T) };
 }
 
 const WG = 256;

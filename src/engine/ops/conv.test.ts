@@ -8,7 +8,7 @@ import { testBackend } from '../testing/gpu.js';
 import { checkOp } from '../testing/opcheck.js';
 import { refConv, refConvGrad, refConvOut, type RefConv } from '../testing/ref.js';
 import { empty, scope, tensor } from '../tensor.js';
-import { convGemmKernel, dxPhases, splitK, convGemmShape, type ConvPass } from '../kernels/conv2d.js';
+import { convGemmKernel, dxPhases, splitK, splitSumKernel, convGemmShape, withSplits, type ConvPass } from '../kernels/conv2d.js';
 import { conv2d, conv2dInto, conv2dNaive, convGeometry, upsampleNearest2x } from './conv.js';
 
 // f32 sums of at most a few hundred products of values in [-1, 1): 1e-4 leaves a wide margin.
@@ -190,6 +190,35 @@ describe('conv2d (implicit GEMM)', () => {
     expect(k('f16', false)).not.toMatch(/f16;/);
     expect(k('f32', true)).toBe(k('f32', false));
     expect(k('f16', true, { kind: 'dw' })).toBe(k('f16', false, { kind: 'dw' })); // dW reads g and x, not w
+  });
+
+  it('both tiles give the reference forward and dX (stride 2, asymmetric padding, split K)', async () => {
+    const be = await testBackend();
+    const c: RefConv = { N: 2, C: 24, H: 9, W: 8, O: 40, k: 3, stride: 2, pad: [0, 1, 0, 1] };
+    const g = convGeometry([c.N, c.C, c.H, c.W], [c.O, c.C, 3, 3], { stride: 2, padding: c.pad });
+    const [OH, OW] = refConvOut(c);
+    const xs = randomArray(c.N * c.C * c.H * c.W, 65), ws = randomArray(c.O * c.C * 9, 66), gs = randomArray(c.N * c.O * OH * OW, 67);
+    const [x, w, gy] = [tensor(be, xs, [c.N, c.C, c.H, c.W]), tensor(be, ws, [c.O, c.C, 3, 3]), tensor(be, gs, [c.N, c.O, OH, OW])];
+    const dt = { x: 'f32', w: 'f32', g: 'f32', bias: null } as const;
+    const tol = { atol: 3e-4, rtol: 1e-4 };
+    for (const tile of [64, 32] as const) {
+      // Forward through 2 K slices and the split-sum.
+      const fs = convGemmShape(g, { kind: 'forward' });
+      const fwd = { splits: 2, chunk: Math.ceil(fs.K / 2 / 16) * 16 };
+      const [fws, y] = [empty(be, [2, c.N * c.O * OH * OW]), empty(be, [c.N, c.O, OH, OW])];
+      const k = convGemmKernel({ g, pass: { kind: 'forward' }, dt, split: fwd, tile });
+      expect(k.source()).toContain(`@workgroup_size(${tile / 4}, ${tile / 4})`);
+      expect(k.workgroups[0]).toBe(Math.ceil(fs.M / tile) * Math.ceil(fs.N / tile) * 2);
+      be.run(k, [x, w, fws].map((t) => t.binding()));
+      be.run(splitSumKernel({ size: y.size, splits: 2, bias: null, plane: 1, channels: 1 }), [fws, y].map((t) => t.binding()));
+      assertClose(await y.read(), refConv(xs, ws, null, c), tol, `forward, tile ${tile}`);
+      // dX: every stride phase, unsplit, into one tensor.
+      const dx = empty(be, [c.N, c.C, c.H, c.W]);
+      for (const ph of dxPhases(g)) be.run(convGemmKernel({ g, pass: ph, dt, split: withSplits(convGemmShape(g, ph).K, 1), tile }), [gy, w, dx].map((t) => t.binding()));
+      assertClose(await dx.read(), refConvGrad(xs, ws, gs, c)[0], tol, `dX, tile ${tile}`);
+      for (const t of [fws, y, dx]) t.dispose();
+    }
+    for (const t of [x, w, gy]) t.dispose();
   });
 
   it('rejects mismatched shapes', async () => {

@@ -4,6 +4,7 @@ import {
   conv2dNaiveKernel,
   convGemmKernel,
   convGemmShape,
+  convTile,
   dxPhases,
   splitK,
   splitSumKernel,
@@ -91,11 +92,12 @@ function dtypes(x: Tensor | null, w: Tensor | null, g: Tensor | null, bias?: Ten
 function forward(y: Tensor, x: Tensor, w: Tensor, g: ConvGeometry, bias?: Tensor, residual?: Tensor, accumulate = false): void {
   const pass: ConvPass = { kind: 'forward' };
   const { M, N, K } = convGemmShape(g, pass);
-  const split = splitK(M, N, K);
+  const tile = convTile('forward', M, N);
+  const split = splitK(M, N, K, tile);
   const whole = split.splits === 1;
   const [b, r] = whole ? [bias, residual] : [undefined, undefined];
   const ins = [x, w, ...(b ? [b] : []), ...(r ? [r] : [])];
-  const params = { g, pass, dt: dtypes(x, w, null, b, r), split, f16: nativeF16(x.backend), ...(whole && accumulate ? { accumulate: true } : {}) };
+  const params = { g, pass, dt: dtypes(x, w, null, b, r), split, tile, f16: nativeF16(x.backend), ...(whole && accumulate ? { accumulate: true } : {}) };
   runPass(y, split.splits, (dst) => launch(convGemmKernel(params), ins, [dst]), { bias, plane: g.OH * g.OW, channels: g.O, residual, accumulate });
 }
 
@@ -145,9 +147,12 @@ const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
     dx = emptyLike(g, [geo.N, geo.C, geo.H, geo.W]);
     const phases = dxPhases(geo);
     const shapes = phases.map((p) => convGemmShape(geo, p));
-    const splits = Math.max(...shapes.map((s) => splitK(s.M, s.N, s.K).splits));
+    // One tile for every phase (the first, largest, decides), and one split count: they share the workspace.
+    const tile = convTile('dx', shapes[0]!.M, shapes[0]!.N);
+    const splits = Math.max(...shapes.map((s) => splitK(s.M, s.N, s.K, tile).splits));
+    const f16 = nativeF16(g.backend);
     runPass(dx, splits, (dst) =>
-      phases.forEach((pass, i) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(null, w, g), split: withSplits(shapes[i]!.K, splits), f16: nativeF16(g.backend) }), [g, w!], [dst])),
+      phases.forEach((pass, i) => launch(convGemmKernel({ g: geo, pass, dt: dtypes(null, w, g), split: withSplits(shapes[i]!.K, splits), tile, f16 }), [g, w!], [dst])),
     );
   }
   let dw: Tensor | null = null;
