@@ -5,6 +5,7 @@ import type { GpuBackend } from '../engine/backend.js';
 import { nodeGpu } from '../engine/node.js';
 import { scope, tensor } from '../engine/tensor.js';
 import { onnxModel } from '../engine/testing/onnx.js';
+import { withDomain } from '../bench/onnx-domain.js';
 import { opCases, type OpCase } from '../bench/op-cases.js';
 import { ortOnDevice, releaseOrt, type OrtOnDevice } from '../bench/ort-webgpu.js';
 
@@ -17,6 +18,8 @@ const quick = argv.includes('--quick');
 const only = flag('--only');
 const reps = Number(flag('--reps') ?? 5);
 const warmup = Number(flag('--warmup') ?? 1);
+/** Only ORT forms whose name contains this (e.g. "MatMul" for attention without ORT's fused kernel). */
+const ortForm = flag('--ort-form');
 
 /** Seeded uniform noise, f32 (a small LCG: the big conv weights are 15M values). */
 function noise(n: number, seed: number, lo: number, hi: number): Float32Array<ArrayBuffer> {
@@ -49,16 +52,19 @@ interface OrtSide {
   /** Forms tried first that ORT could not put wholly on WebGPU, with its reason. */
   skipped: string[];
   run: () => Promise<void>;
+  /** The output of the last run, read back (outside any timing). */
+  read: () => Promise<Float32Array>;
   release: () => Promise<void>;
 }
 
 /** The first ORT form of `c` whose session builds with every node on WebGPU, with inputs and output bound on the GPU. */
 async function ortSide(o: OrtOnDevice, device: GPUDevice, c: OpCase, data: Float32Array<ArrayBuffer>[]): Promise<OrtSide> {
   const errors: string[] = [];
-  for (const form of c.ort) {
+  for (const form of c.ort.filter((f) => !ortForm || f.name.includes(ortForm))) {
     let session: Ort.InferenceSession;
     try {
-      session = await o.ort.InferenceSession.create(onnxModel(form.graph), o.sessionOptions);
+      const model = onnxModel(form.graph);
+      session = await o.ort.InferenceSession.create(form.contribOps ? withDomain(model, new Set(form.contribOps)) : model, o.sessionOptions);
     } catch (e) {
       errors.push(`${form.name}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
       continue;
@@ -74,6 +80,16 @@ async function ortSide(o: OrtOnDevice, device: GPUDevice, c: OpCase, data: Float
         await session.run(feeds, fetches);
         await device.queue.onSubmittedWorkDone();
       },
+      read: async () => {
+        const staging = device.createBuffer({ size: out.size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+        const enc = device.createCommandEncoder();
+        enc.copyBufferToBuffer(out, 0, staging, 0, out.size);
+        device.queue.submit([enc.finish()]);
+        await staging.mapAsync(GPUMapMode.READ);
+        const y = new Float32Array(staging.getMappedRange().slice(0));
+        staging.destroy();
+        return y;
+      },
       release: async () => {
         await session.release();
         for (const b of [...bufs, out]) b.destroy();
@@ -81,6 +97,13 @@ async function ortSide(o: OrtOnDevice, device: GPUDevice, c: OpCase, data: Float
     };
   }
   throw new Error(`${c.op} ${c.shape}: no ORT form runs on WebGPU (${errors.join('; ')})`);
+}
+
+/** Largest |a - b| over the elements both have (the outputs agree when the two sides compute the same op). */
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < Math.min(a.length, b.length); i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
 }
 
 async function timed(fn: () => Promise<void>): Promise<number> {
@@ -108,6 +131,9 @@ async function benchCase(b: GpuBackend, o: OrtOnDevice, device: GPUDevice, c: Op
       await ort.run();
     }
     const { dispatches, flops } = counts;
+    const y = noGrad(() => scope(() => c.ours(xs)));
+    const diff = maxAbsDiff(await y.read(), await ort.read());
+    y.dispose();
     const a: number[] = [];
     const r: number[] = [];
     for (let i = 0; i < reps; i++) {
@@ -116,7 +142,7 @@ async function benchCase(b: GpuBackend, o: OrtOnDevice, device: GPUDevice, c: Op
     }
     const oursMs = median(a);
     const ortMs = median(r);
-    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(3), dispatches, ortGraph: ort.form, ...(ort.skipped.length ? { ortSkipped: ort.skipped } : {}) };
+    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(3), dispatches, ortGraph: ort.form, maxAbsDiff: +diff.toPrecision(3), ...(ort.skipped.length ? { ortSkipped: ort.skipped } : {}) };
   } finally {
     await ort.release();
     for (const x of xs) x.dispose();
