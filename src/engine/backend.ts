@@ -226,7 +226,10 @@ export class GpuBackend implements Backend {
     }, { cacheLimit: DEFAULT_CACHE_LIMIT, maxBufferSize: device.limits.maxBufferSize, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize });
     void device.lost?.then((info) => (this.lostInfo = info));
     device.addEventListener?.('uncapturederror', (ev) => {
-      this.errors.push(new Error(`WebGPU error: ${(ev as GPUUncapturedErrorEvent).error.message}`));
+      const message = (ev as GPUUncapturedErrorEvent).error.message;
+      // Echoes of an error already reported (an invalid bind group makes its pass, encoder and submit invalid too).
+      if (/invalid due to a previous error/.test(message)) return;
+      this.errors.push(new Error(`WebGPU error: ${message}`));
     });
   }
 
@@ -362,12 +365,21 @@ export class GpuBackend implements Backend {
       await staging.mapAsync(GPUMapMode.READ);
       // The copy ran after everything submitted before it: the pool may destroy what that work used.
       this.bufs.done(mark);
+      // A submit that failed validation (an unaligned binding, say) ran nothing: its outputs would read as stale zeros.
+      this.throwPending();
       return staging.getMappedRange().slice(0, bytes);
     } catch (e) {
       throw (await this.lostError()) ?? e;
     } finally {
       staging.destroy();
     }
+  }
+
+  /** Throw the first deferred error and drop the rest: after one failure, later ones are most likely its consequences. */
+  private throwPending(): void {
+    const e = this.errors[0];
+    this.errors.length = 0;
+    if (e) throw e;
   }
 
   /** A GpuDeviceLostError when the device is gone (waiting briefly, as the lost promise can trail a failed read), else null. */
@@ -398,7 +410,7 @@ export class GpuBackend implements Backend {
     await this.device.queue.onSubmittedWorkDone();
     this.bufs.done(mark);
     await this.pipelines.check();
-    if (this.errors.length) throw this.errors.shift()!;
+    this.throwPending();
   }
 
   pool(): PoolStats {

@@ -249,3 +249,17 @@ struct U { n: u32, base: u32, scale: f32 }
     out.dispose();
   });
 });
+
+describe('validation errors', () => {
+  it('a read after a submit that failed validation throws its message instead of returning what the buffer held', async () => {
+    const b = await testBackend();
+    const out = empty(b, [1000]);
+    const source = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(1) fn main() { out[0] = 1.0; }`;
+    // Storage bindings must start on a 256-byte boundary: this dispatch's submit is dropped whole.
+    b.run({ name: 'unaligned', source: () => source, workgroups: [1, 1, 1], flops: 0, bytes: 0 }, [{ storage: out.binding().storage, offset: 4, size: 16 }]);
+    await expect(out.read()).rejects.toThrow(/alignment/);
+    await b.sync(); // reported once
+    out.dispose();
+  });
+});
