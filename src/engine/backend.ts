@@ -174,6 +174,8 @@ export class GpuBackend implements Backend {
   private pass: GPUComputePassEncoder | null = null;
   private encoded = 0;
   private readonly errors: Error[] = [];
+  /** Settles once the validation scopes of every submit so far have been popped (their errors are in `errors`). */
+  private validated: Promise<void> = Promise.resolve();
   /** Set once the device is lost (driver reset, GPU removed, destroyed); nothing runs on it after that. */
   lostInfo: GPUDeviceLostInfo | null = null;
   /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
@@ -242,8 +244,17 @@ export class GpuBackend implements Backend {
     this.bufs.release(s.buffer as GPUBuffer);
   }
 
+  /**
+   * The open command encoder. Each one's encoding runs inside a validation error scope, popped at its
+   * submit, so a read can wait for the verdict on everything before it (the uncapturederror event
+   * may arrive after a later mapAsync has resolved, as seen in Chromium).
+   */
   private enc(): GPUCommandEncoder {
-    return (this.encoder ??= this.device.createCommandEncoder());
+    if (!this.encoder) {
+      this.device.pushErrorScope('validation');
+      this.encoder = this.device.createCommandEncoder();
+    }
+    return this.encoder;
   }
 
   private endPass(): void {
@@ -255,6 +266,7 @@ export class GpuBackend implements Backend {
     count(this.stats, k);
     const [x, y, z] = k.workgroups;
     if (x === 0 || y === 0 || z === 0) return;
+    this.enc(); // the bind group below is made inside this encoder's error scope
     const p = this.pipelines.get(k.name, k.source());
     const bindGroup = this.bindGroup(p, bindings);
     if (p.uniformBinding >= 0 && !k.uniforms) throw new Error(`kernel ${k.name} declares a uniform block but passes no uniforms`);
@@ -365,6 +377,7 @@ export class GpuBackend implements Backend {
       await staging.mapAsync(GPUMapMode.READ);
       // The copy ran after everything submitted before it: the pool may destroy what that work used.
       this.bufs.done(mark);
+      await this.validated;
       // A submit that failed validation (an unaligned binding, say) ran nothing: its outputs would read as stale zeros.
       this.throwPending();
       return staging.getMappedRange().slice(0, bytes);
@@ -397,6 +410,11 @@ export class GpuBackend implements Backend {
     }
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
+    const verdict = this.device.popErrorScope().then(
+      (e) => void (e && this.errors.push(new Error(`WebGPU error: ${e.message}`))),
+      () => {},
+    );
+    this.validated = Promise.all([this.validated, verdict]).then(() => {});
     this.encoded = 0;
     this.stats.submits++;
     // Buffers released so far are used by this submit at the latest: destroy them only once it is done.
@@ -410,6 +428,7 @@ export class GpuBackend implements Backend {
     await this.device.queue.onSubmittedWorkDone();
     this.bufs.done(mark);
     await this.pipelines.check();
+    await this.validated;
     this.throwPending();
   }
 
