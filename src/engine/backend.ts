@@ -178,15 +178,14 @@ export class GpuBackend implements Backend {
   private validated: Promise<void> = Promise.resolve();
   /** Set once the device is lost (driver reset, GPU removed, destroyed); nothing runs on it after that. */
   lostInfo: GPUDeviceLostInfo | null = null;
-  /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
-  maxDispatchesPerSubmit = 512;
+  private maxDispatches = 512;
   private profiling: { set: GPUQuerySet; names: string[]; capacity: number } | null = null;
   /**
    * Kernel uniforms of the dispatches encoded since the last submit, one 256-byte slot each
    * (WebGPU's minUniformBufferOffsetAlignment): written to `uniformBuf` in one call just before
    * the submit. Queue order makes reuse safe: the write lands after the previous submit has run.
    */
-  private uniformData = new Uint32Array((UNIFORM_SLOT / 4) * this.maxDispatchesPerSubmit);
+  private uniformData = new Uint32Array((UNIFORM_SLOT / 4) * this.maxDispatches);
   private uniformSlots = 0;
   private uniformBuf: GPUBuffer | null = null;
   private readonly dynamicOffset = new Uint32Array(1);
@@ -204,6 +203,28 @@ export class GpuBackend implements Backend {
   private readonly bufferIds = new Map<GPUBuffer, number>();
   private nextBufferId = 1;
   private profileOut: Promise<ProfileSample[]>[] = [];
+
+  /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
+  get maxDispatchesPerSubmit(): number {
+    return this.maxDispatches;
+  }
+
+  /**
+   * A larger limit grows the uniform arena to one slot per dispatch (else a full arena would still
+   * submit at the old count): pending work is submitted first, and the cached bind groups, which bind
+   * the old arena buffer, are dropped; that buffer is destroyed once the GPU is done with it.
+   */
+  set maxDispatchesPerSubmit(n: number) {
+    this.maxDispatches = n;
+    const words = (UNIFORM_SLOT / 4) * n;
+    if (words <= this.uniformData.length) return;
+    this.flush();
+    this.uniformData = new Uint32Array(words);
+    const old = this.uniformBuf;
+    this.uniformBuf = null;
+    this.forgetBindGroups();
+    if (old) this.device.queue.onSubmittedWorkDone().then(() => old.destroy(), () => {});
+  }
 
   get maxBindingBytes(): number {
     return Math.min(this.device.limits.maxBufferSize, this.device.limits.maxStorageBufferBindingSize);
@@ -264,7 +285,8 @@ export class GpuBackend implements Backend {
 
   run(k: Kernel, bindings: Binding[]): void {
     count(this.stats, k);
-    const [x, y, z] = k.workgroups;
+    const w = k.workgroups;
+    const x = w[0], y = w[1], z = w[2];
     if (x === 0 || y === 0 || z === 0) return;
     this.enc(); // the bind group below is made inside this encoder's error scope
     const p = this.pipelines.get(k.name, k.source());
@@ -285,7 +307,7 @@ export class GpuBackend implements Backend {
     else this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
     if (this.profiling) this.endPass();
-    if (++this.encoded >= this.maxDispatchesPerSubmit) this.flush();
+    if (++this.encoded >= this.maxDispatches) this.flush();
   }
 
   /**
