@@ -29,6 +29,11 @@ export function keepThreshold(p: number): number {
   return Math.min(0xffffffff, Math.round(p * 2 ** 32));
 }
 
+/** Kept elements are multiplied by this: 1 / (1 - p) rounded to f32, as the kernels hold it. */
+export function dropScale(p: number): number {
+  return Math.fround(1 / (1 - p));
+}
+
 /** Element count, keep threshold and 1 / (1 - p), from uniforms. */
 const FIELDS: UniformField[] = [['n', 'u32'], ['threshold', 'u32'], ['scale', 'f32']];
 
@@ -50,5 +55,5 @@ ${main1d(WG)}
 
 /** out = mask(seed) * x / (1 - p); binds x, the seed word, out. */
 export function dropoutKernel(q: DropoutParams): Kernel {
-  return { name: 'dropout', source: dropoutSource({ dtype: q.dtype }), workgroups: grid(Math.ceil(q.n / WG)), flops: 14 * q.n, bytes: storageBytes(q.n, q.dtype) + 4 * q.n + 4, uniforms: packUniforms(FIELDS, [q.n, keepThreshold(q.p), Math.fround(1 / (1 - q.p))]) };
+  return { name: 'dropout', source: dropoutSource({ dtype: q.dtype }), workgroups: grid(Math.ceil(q.n / WG)), flops: 14 * q.n, bytes: storageBytes(q.n, q.dtype) + 4 * q.n + 4, uniforms: packUniforms(FIELDS, [q.n, keepThreshold(q.p), dropScale(q.p)]) };
 }

@@ -1,6 +1,7 @@
 // Batched GEMM kernels: a tiled one in workgroup memory for real work, and a naive one for comparison.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import { MASK_HASH } from './dropout.js';
 import { broadcastIndex, collapseDims, input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** A set of batch dims: their extents and, per operand, the element stride of each (0 where broadcast). */
@@ -39,8 +40,25 @@ export interface GemmParams {
   splits?: number;
   /** The device has shader-f16: f16-stored operands are read as `array<f16>` (see `operand`). */
   f16?: boolean;
+  /** Dropout folded in: A or B masked as loaded, or the product masked before the epilogue's other terms. */
+  drop?: GemmDrop;
   batch: BatchDims;
   sum: BatchDims;
+}
+
+/**
+ * Dropout inside a GEMM, drawing the mask `dropoutKernel` draws: element i of the operand's
+ * binding (or of the output's) is kept when mask_hash(seed, i + offset) >= threshold and then
+ * scaled, so a GEMM over drop(h) reads the same values as one over the separate op's output.
+ */
+export interface GemmDrop {
+  on: 'a' | 'b' | 'out';
+  seed: number;
+  /** `keepThreshold(p)` and `Math.fround(1 / (1 - p))`, as the separate op takes them. */
+  threshold: number;
+  scale: number;
+  /** Mask index of the binding's first element (a slab of a tensor masked as a whole). */
+  offset: number;
 }
 
 /** K-step of the tiled GEMM; the output tile edge T (32 or 64) is chosen per problem, rows padded to T + 1. */
@@ -91,6 +109,8 @@ interface EpilogueCode {
   accumulate?: boolean;
   /** f16 operands are declared `array<f16>` and read natively (the device has shader-f16). */
   f16?: boolean;
+  /** Where a folded dropout mask applies (`GemmDrop.on`), or null. */
+  mask?: GemmDrop['on'] | null;
 }
 
 /**
@@ -111,7 +131,8 @@ export const f16Directive = (native: boolean, dtypes: readonly (DType | null | u
  * The store of an accumulated value `v` at output index `i` (column `n`): times `alpha` (a WGSL
  * expression, or '' for none), the bias, the residual, or added to what the output already holds.
  */
-function store(c: EpilogueCode, v: string, i: string, alpha: string): string {
+function store(c: EpilogueCode, v0: string, i: string, alpha: string): string {
+  const v = c.mask === 'out' ? `drop_(${i}, ${v0})` : v0;
   const add = `${alpha ? ` * ${alpha}` : ''}${c.bias ? ' + ld_bias(n)' : ''}${c.residual ? ` + ld_res(${i})` : ''}`;
   return c.accumulate ? `out[${i}] += ${v}${add};` : `out[${i}] = ${v}${add};`;
 }
@@ -149,6 +170,7 @@ interface GemmCode {
   sumRank: number;
   tile: GemmTile;
   f16: boolean;
+  mask: GemmDrop['on'] | null;
 }
 
 /** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
@@ -167,7 +189,8 @@ function gemmFields(c: GemmCode): UniformField[] {
     ['alpha', 'f32'],
     ...['splits', 'chunk', 'slice'].map((n) => [n, 'u32'] as UniformField),
   ];
-  return [...sizes, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
+  const drop: UniformField[] = c.mask ? [['dseed', 'u32'], ['dthreshold', 'u32'], ['dscale', 'f32'], ['doffset', 'u32']] : [];
+  return [...sizes, ...drop, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
 }
 
 /**
@@ -190,6 +213,15 @@ function bIndex(c: GemmCode, k: string, n: string): string {
   return c.transB ? `${n} * u.K + ${k}` : `${k} * u.N + ${n}`;
 }
 
+/** The folded mask: dropout's hash, its threshold and scale, the index offset from uniforms. */
+const DROP_FN = `${MASK_HASH}
+fn drop_(i: u32, v: f32) -> f32 { return select(0.0, v * u.dscale, mask_hash(u.dseed, i + u.doffset) >= u.dthreshold); }`;
+
+/** The staging load of operand `which` at element `i` into `v`, masked where dropout is folded into it. */
+function load(c: GemmCode, which: 'a' | 'b', i: string): string {
+  return c.mask === which ? `let i_ = ${i}; v = drop_(i_, ld_${which}(i_));` : `v = ld_${which}(${i});`;
+}
+
 /*
  * Tiling. Each workgroup of D x D threads computes a T x T tile of one output matrix (T = 64, D = 16,
  * or for small problems T = 32, D = 8: see gemmTiling); thread (tx, ty) owns the 4x4 register
@@ -208,7 +240,8 @@ function bIndex(c: GemmCode, k: string, n: string): string {
  * spread over an x*y grid when it exceeds 65535. Every size (M, N, K, batch extents and strides,
  * alpha) is a uniform: the source depends only on the transposes, dtypes, epilogue and batch
  * ranks, so one pipeline serves every shape of a layer kind. The epilogue scales, adds the bias
- * and a residual, or adds into the output.
+ * and a residual, or adds into the output. A folded dropout masks A or B as the tiles are staged
+ * (each element by its index in the operand's binding), or the product before the epilogue.
  */
 const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const T = c.tile;
@@ -222,6 +255,7 @@ const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const stageB = c.transB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${T}u; let n = e % ${T}u;`;
   return `${bindings(c)}
 ${uniformDecl(2 + extras(c).length + 1, gemmFields(c))}
+${c.mask ? DROP_FN : ''}
 var<workgroup> As: array<f32, ${TK * (T + 1)}>;
 var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
 @compute @workgroup_size(${TD}, ${TD})
@@ -251,7 +285,7 @@ ${idx.map((i) => `  var acc${i} = ${vec}(0.0);`).join('\n')}
           let gm = m0 + m;
           let gk = k0 + k;
           var v = 0.0;
-          if (gm < u.M && gk < kEnd) { v = ld_a(aOff + ${aIndex(c, 'gm', 'gk')}); }
+          if (gm < u.M && gk < kEnd) { ${load(c, 'a', `aOff + ${aIndex(c, 'gm', 'gk')}`)} }
           As[k * ${T + 1}u + m] = v;
         }
         {
@@ -259,7 +293,7 @@ ${idx.map((i) => `  var acc${i} = ${vec}(0.0);`).join('\n')}
           let gn = n0 + n;
           let gk = k0 + k;
           var v = 0.0;
-          if (gn < u.N && gk < kEnd) { v = ld_b(bOff + ${bIndex(c, 'gk', 'gn')}); }
+          if (gn < u.N && gk < kEnd) { ${load(c, 'b', `bOff + ${bIndex(c, 'gk', 'gn')}`)} }
           Bs[k * ${T + 1}u + n] = v;
         }
       }
@@ -335,7 +369,7 @@ export function gemmKernel(p: GemmParams): Kernel {
   const sum = collapsed(p.sum);
   check(batch.shape.length <= MAX_RANK && sum.shape.length <= MAX_RANK, () => `matmul: more than ${MAX_RANK} batch dims after collapsing`);
   const splits = p.splits ?? 1;
-  check(splits === 1 || (!p.bias && !p.residual && !p.accumulate), () => 'matmul: a split GEMM leaves its epilogue to the split-sum');
+  check(splits === 1 || (!p.bias && !p.residual && !p.accumulate && p.drop?.on !== 'out'), () => 'matmul: a split GEMM leaves its epilogue to the split-sum');
   const tile = p.tile ?? 64;
   const code: GemmCode = {
     transA: p.transA,
@@ -350,6 +384,7 @@ export function gemmKernel(p: GemmParams): Kernel {
     tile,
     // Only a source with an f16 operand differs, so f32 GEMMs share one pipeline either way.
     f16: !!p.f16 && (p.dtypeA === 'f16' || p.dtypeB === 'f16'),
+    mask: p.drop?.on ?? null,
   };
   const tilesN = Math.ceil(p.N / tile);
   const tilesM = Math.ceil(p.M / tile);
@@ -357,7 +392,9 @@ export function gemmKernel(p: GemmParams): Kernel {
   const groups = tilesN * tilesM * nb * splits;
   const chunk = Math.max(TK, Math.ceil(Math.ceil(p.K / splits) / TK) * TK);
   const dims = (d: BatchDims) => d.shape.flatMap((n, i) => [n, d.a[i]!, d.b[i]!]);
-  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...dims(batch), ...dims(sum)];
+  const d = p.drop;
+  const drop = d ? [d.seed >>> 0, d.threshold, d.scale, d.offset] : [];
+  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...drop, ...dims(batch), ...dims(sum)];
   const c = cost(p);
   return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * nb * p.M * p.N * 4, uniforms: packUniforms(gemmFields(code), values) };
 }
@@ -392,6 +429,7 @@ ${main1d(NAIVE_WG)}
 
 /** One thread per output element, no tiling: same semantics as `gemmKernel`. */
 export function matmulNaiveKernel(p: GemmParams): Kernel {
+  check(!p.drop, () => 'matmul_naive: no folded dropout');
   const n = prod(p.batch.shape) * p.M * p.N;
   return { name: 'matmul_naive', source: naiveSource(p), workgroups: grid(Math.ceil(n / NAIVE_WG)), ...cost(p) };
 }

@@ -3,8 +3,7 @@ import { needsGrad, noGrad, record, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
-import { dropout } from './dropout.js';
-import { linear, linearInto, matmul, matmulInto } from './matmul.js';
+import { linear, linearInto, matmul, matmulDropped, matmulInto, type FoldedDropout } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -15,7 +14,7 @@ declare module '../autograd.js' {
       w: Tensor | null;
       down: Tensor;
       up: Tensor;
-      /** The dropped-out down projection, when up needs a gradient. */
+      /** The down projection before dropout (its GEMMs mask it as they read it), when up needs a gradient. */
       h: Tensor | null;
       xShape: readonly number[];
       scale: number;
@@ -29,7 +28,7 @@ declare module '../autograd.js' {
       downs: Tensor;
       downLeaves: Tensor[];
       ups: Tensor[];
-      /** The dropped-out down projections [n, ...lead, rank], when the ups need gradients. */
+      /** The down projections [n, ...lead, rank] before dropout, when the ups need gradients. */
       h: Tensor | null;
       xShape: readonly number[];
       scale: number;
@@ -54,7 +53,8 @@ export interface LowRank {
  * y = x w^T + bias + residual + scale * drop(x down^T) up^T, with x [..., in], w [out, in] (often
  * frozen f16), bias [out], residual [..., out]. Three GEMMs: the down projection; the base, whose
  * epilogue adds the bias and the residual; the up projection, added into the base's output by its
- * epilogue. Without an adapter this is `linear`.
+ * epilogue, applying the dropout mask to h as it reads it (no separate dispatch: the mask is a
+ * function of seed and index). Without an adapter this is `linear`.
  */
 export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual?: Tensor): Tensor {
   if (!a) return linear(x, w, bias, 1, residual);
@@ -65,11 +65,9 @@ export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a:
   const seed = (a.dropout?.seed ?? 0) >>> 0;
   const { y, h } = noGrad(() => {
     const h0 = linear(x, a.down);
-    const hd = p > 0 ? dropout(h0, p, seed) : h0;
-    if (hd !== h0) h0.dispose();
     const y0 = linear(x, w, bias, 1, residual);
-    linearInto(y0, hd, a.up, a.scale);
-    return { y: y0, h: hd };
+    linearInto(y0, h0, a.up, a.scale, p > 0 ? { p, seed } : undefined);
+    return { y: y0, h: h0 };
   });
   const keepX = needsGrad(a.down) || needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
@@ -89,12 +87,17 @@ function leafGradient(t: Tensor): Tensor | null {
   return t.requiresGrad && t.node === null && g && g.dtype === 'f32' && sameShape(g.shape, t.shape) ? g : null;
 }
 
+/** The options folding dropout (p, seed) into one GEMM at `on`, offset by `offset` mask indices; none when p is 0. */
+function fold(p: number, seed: number, on: FoldedDropout['on'], offset = 0): { drop?: FoldedDropout } {
+  return p > 0 ? { drop: { on, p, seed, offset } } : {};
+}
+
 /*
  * y [R, out] = x w^T + b + r + s·hd up^T,  hd = drop(x down^T) [R, rank],  gY [R, out]:
- *   gH    [R, rank]  = drop(gY up)                  (one GEMM, the mask replayed from the seed)
+ *   gH    [R, rank]  = drop(gY up)                  (one GEMM, the mask replayed from the seed in its epilogue)
  *   dX    [R, in]    = gY w + s·gH down             (two GEMMs into one buffer)
  *   dDown [rank, in] += s·gH^T x                    (into the leaf's gradient where it has one)
- *   dUp   [out, rank] += s·gY^T hd
+ *   dUp   [out, rank] += s·gY^T hd               (the saved h masked as the GEMM reads it)
  *   dW = gY^T x, dBias = sum_R gY, dResidual = gY
  */
 const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
@@ -105,8 +108,7 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
   const x2 = s.x?.reshape([R, inF]);
   let gh: Tensor | null = null;
   if (needs[0] || needs[3]) {
-    const gh0 = matmul(g, s.up);
-    gh = s.p > 0 ? dropout(gh0, s.p, s.seed) : gh0;
+    gh = s.p > 0 ? matmulDropped(g, s.up, { on: 'out', p: s.p, seed: s.seed }) : matmul(g, s.up);
   }
   let dx: Tensor | null = null;
   if (needs[0]) {
@@ -126,7 +128,7 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
     return acc ? null : t;
   };
   const dDown = needs[3] ? into(s.down, (t) => matmulInto(t, gh!, x2!, { transA: true, alpha: s.scale })) : null;
-  const dUp = needs[4] ? into(s.up, (t) => matmulInto(t, g, s.h!.reshape([R, rank]), { transA: true, alpha: s.scale })) : null;
+  const dUp = needs[4] ? into(s.up, (t) => matmulInto(t, g, s.h!.reshape([R, rank]), { transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b') })) : null;
   return [dx?.reshape(s.xShape) ?? null, dW, dBias, dDown, dUp, needs[5] ? gy! : null];
 };
 
@@ -155,7 +157,7 @@ function slab(t: Tensor, z: number, shape: readonly number[]): Tensor {
  * `lowRankLinear` for several layers reading the same x (attention's q, k and v): when their
  * down factors lie back to back (one arena, same rank, scale and dropout), the down projections
  * run as one batched GEMM [n, R, rank] with one dropout mask over it (seeded by the first
- * layer's seed), and backward sums dX's adapter terms and the downs' gradients in one GEMM each.
+ * layer's seed, applied by the GEMMs that read it), and backward sums dX's adapter terms and the downs' gradients in one GEMM each.
  * Otherwise (or when a layer's slab of rows x rank would not start on a 256-byte binding
  * boundary) each layer runs on its own.
  */
@@ -176,18 +178,16 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   const seed = (a0!.dropout?.seed ?? 0) >>> 0;
   const { ys, h } = noGrad(() => {
     const x2 = x.reshape([R, inF]);
-    const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank]
-    const hd = p > 0 ? dropout(h0, p, seed) : h0;
-    if (hd !== h0) h0.dispose();
-    const out = stackedUps(x, layers, ups, hd, a0!.scale) ?? layers.map((l, z) => {
+    const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank], masked by the GEMMs reading it
+    const out = stackedUps(x, layers, ups, h0, a0!.scale, p, seed) ?? layers.map((l, z) => {
       const y = linear(x, l.w, l.bias);
-      const hz = slab(hd, z, [...lead, rank]);
-      linearInto(y, hz, ups[z]!, a0!.scale);
+      const hz = slab(h0, z, [...lead, rank]);
+      linearInto(y, hz, ups[z]!, a0!.scale, fold(p, seed, 'a', z * R * rank).drop);
       hz.dispose();
       return y;
     });
     x2.dispose();
-    return { ys: out, h: hd };
+    return { ys: out, h: h0 };
   });
   const downLeaves = a.map((b) => b!.down);
   const keepX = downLeaves.some(needsGrad) || layers.some((l) => needsGrad(l.w)) ? x : null;
@@ -204,9 +204,10 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
 /**
  * The group's outputs as slabs of one [n, R, out] buffer (x [R, in] with R its leading dims) when the layers have no bias, the ups
  * lie back to back and each slab binds on a 256-byte boundary: the n base GEMMs write into their
- * slabs, then one batched GEMM adds every up projection. Null where that does not hold.
+ * slabs, then one batched GEMM adds every up projection, masking h (dropout p, seed) as it reads
+ * it. Null where that does not hold.
  */
-function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tensor[], hd: Tensor, scale: number): Tensor[] | null {
+function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tensor[], h: Tensor, scale: number, p: number, seed: number): Tensor[] | null {
   const outF = ups[0]!.shape[0]!;
   const lead = x.shape.slice(0, -1);
   const R = numel(lead);
@@ -219,7 +220,7 @@ function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tens
     linearInto(yz, x, l.w);
     return yz;
   });
-  matmulInto(y, hd, upStack, { transB: true, alpha: scale });
+  matmulInto(y, h, upStack, { transB: true, alpha: scale, ...fold(p, seed, 'a') });
   y.dispose();
   upStack.dispose();
   return out;
@@ -227,10 +228,10 @@ function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tens
 
 /*
  * For each layer z: y_z = x w_z^T + b_z + s·hd_z up_z^T, hd = drop(x downs^T) [n, R, rank], gY_z [R, out_z]:
- *   gH    [n, R, rank]  : gH_z = gY_z up_z, then the mask      (n GEMMs into one buffer, one mask)
+ *   gH    [n, R, rank]  : gH_z = drop(gY_z up_z)               (n GEMMs into one buffer, each masking its slab)
  *   dX    [R, in]       = sum_z gY_z w_z + s·sum_z gH_z down_z (n GEMMs, then one summing the stack)
  *   dDown [n, rank, in] += s·gH^T x                            (one GEMM into the adjacent slots)
- *   dUp_z               += s·gY_z^T hd_z,  dW_z = gY_z^T x,  dBias_z = sum_R gY_z
+ *   dUp_z               += s·gY_z^T hd_z (h_z masked as read),  dW_z = gY_z^T x,  dBias_z = sum_R gY_z
  */
 const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   const [n, rank, inF] = s.downs.shape as [number, number, number];
@@ -240,9 +241,9 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   const downNeeds = Array.from({ length: n }, (_, z) => needs[3 + 4 * z]!);
   let gh: Tensor | null = null;
   if (needs[0] || downNeeds.some(Boolean)) {
-    const gh0 = zeros(s.downs.backend, [n, R, rank]);
-    gs.forEach((g, z) => g && matmulInto(slab(gh0, z, [R, rank]), g, s.ups[z]!));
-    gh = s.p > 0 ? dropout(gh0, s.p, s.seed) : gh0;
+    // Slabs left zero (no gradient) need no mask: dropout keeps a zero zero.
+    gh = zeros(s.downs.backend, [n, R, rank]);
+    gs.forEach((g, z) => g && matmulInto(slab(gh!, z, [R, rank]), g, s.ups[z]!, fold(s.p, s.seed, 'out', z * R * rank)));
   }
   let dx: Tensor | null = null;
   if (needs[0]) {
@@ -282,7 +283,7 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
       const hz = slab(s.h!, z, [R, rank]);
       const accU = leafGradient(up);
       du = accU ?? zeros(g.backend, up.shape);
-      matmulInto(du, g, hz, { transA: true, alpha: s.scale });
+      matmulInto(du, g, hz, { transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b', z * R * rank) });
       if (accU) du = null;
     }
     grads.push(du);

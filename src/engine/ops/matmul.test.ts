@@ -2,7 +2,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { roundF16 } from '../dtype.js';
 import { backward } from '../grad.js';
-import { empty, param, tensor } from '../tensor.js';
+import { empty, param, tensor, type Tensor } from '../tensor.js';
 import { splitSumKernel } from '../kernels/conv2d.js';
 import { gemmKernel, gemmThresholds, gemmTiling, type GemmParams } from '../kernels/matmul.js';
 import { assertClose, randomArray } from '../testing/allclose.js';
@@ -10,7 +10,8 @@ import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';
 import { sum } from './elementwise.js';
 import { noGrad } from '../autograd.js';
-import { linear, linearInto, matmul, matmulInto, matmulNaive, nativeF16 } from './matmul.js';
+import { dropout } from './dropout.js';
+import { linear, linearInto, matmul, matmulDropped, matmulInto, matmulNaive, nativeF16 } from './matmul.js';
 
 // f32 accumulation over K <= 130 of values in [-1, 1): errors stay near 1e-6.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -467,6 +468,32 @@ describe('linear', () => {
     const ref = refMatmul(a, [B * R, M], b, [B * R, N], true, false);
     assertClose(await out.read(), ref.map((v, i) => o0[i]! + 2 * v), TOL, 'matmulInto');
     for (const t of [ta, tb, out]) t.dispose();
+  });
+
+  it('folded dropout (on A, on B, on the product, offset into a larger mask) gives the separate dropout op\'s results bit for bit', async () => {
+    const backend = await testBackend();
+    const [B, M, K, N, p, seed] = [2, 37, 19, 53, 0.3, 91];
+    const a = randomArray(B * K * M, 61), b = randomArray(B * N * K, 63);
+    // A stored [B, K, M] (transA) and B [B, N, K] (transB): the mask follows the stored element order.
+    const [ta, tb] = [tensor(backend, a, [B, K, M]), tensor(backend, b, [B, N, K])];
+    const t = { transA: true, transB: true };
+    const same = async (got: Tensor, want: Tensor, what: string) => {
+      const [g, w] = [await got.read(), await want.read()];
+      expect(Array.from(g), what).toEqual(Array.from(w));
+      for (const x of [got, want]) x.dispose();
+    };
+    const plain = await matmul(ta, tb, t).read();
+    const onA = matmulDropped(ta, tb, { on: 'a', p, seed }, t);
+    expect(Array.from(await onA.read())).not.toEqual(Array.from(plain)); // the mask mattered
+    await same(onA, matmul(dropout(ta, p, seed), tb, t), 'mask on A');
+    await same(matmulDropped(ta, tb, { on: 'b', p, seed }, t), matmul(ta, dropout(tb, p, seed), t), 'mask on B');
+    await same(matmulDropped(ta, tb, { on: 'out', p, seed }, t), dropout(matmul(ta, tb, t), p, seed), 'mask on the product');
+    // The second of A's matrices alone, offset by the first's elements, draws that half of A's mask.
+    const half = tensor(backend, a.subarray(K * M), [K, M]);
+    const dropped = tensor(backend, (await dropout(ta, p, seed).read()).subarray(K * M), [K, M]);
+    const b0 = tensor(backend, b.subarray(0, N * K), [N, K]);
+    await same(matmulDropped(half, b0, { on: 'a', p, seed, offset: K * M }, t), matmul(dropped, b0, t), 'offset mask');
+    for (const x of [ta, tb, half, dropped, b0]) x.dispose();
   });
 
   it('in-place adds refuse tensors the tape could see', () => {

@@ -1,7 +1,8 @@
 // Batched matmul and linear (PyTorch weight layout), forward and backward on one tiled GEMM kernel.
 import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
 import { splitSumKernel } from '../kernels/conv2d.js';
-import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmParams } from '../kernels/matmul.js';
+import { dropScale, keepThreshold } from '../kernels/dropout.js';
+import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams } from '../kernels/matmul.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import type { Backend, GpuBackend } from '../backend.js';
 import { empty, numel, type Tensor } from '../tensor.js';
@@ -22,8 +23,21 @@ export interface MatmulOptions {
   residual?: Tensor;
 }
 
+/**
+ * `dropout(t, p, seed)` folded into a GEMM: applied to A or B as it is read, or to the product
+ * (before alpha and any add into the output), with the separate op's mask bit for bit. `offset`:
+ * the mask index of the tensor's first element, for a slab of a tensor the mask covers whole.
+ */
+export interface FoldedDropout {
+  on: 'a' | 'b' | 'out';
+  p: number;
+  seed: number;
+  offset?: number;
+}
+
 /** What a GEMM's epilogue does besides storing: scale, bias, residual, or add into an existing output. */
 interface Epilogue {
+  drop?: FoldedDropout;
   bias?: Tensor;
   alpha?: number;
   residual?: Tensor;
@@ -79,7 +93,7 @@ function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boo
 
 /** Run a planned GEMM over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
 function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
-  const { bias, residual, into, alpha = 1 } = e;
+  const { bias, residual, into, alpha = 1, drop } = e;
   for (const [t, what] of [[residual, 'residual'], [into, 'output']] as const) {
     check(!t || sameShape(t.shape, pl.outShape), () => `matmul: ${what} [${t!.shape.join(', ')}] is not the output's shape [${pl.outShape.join(', ')}]`);
   }
@@ -92,6 +106,7 @@ function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): T
     ...(alpha !== 1 ? { alpha } : {}),
     ...(residual ? { residual: residual.dtype } : {}),
     ...(into ? { accumulate: true } : {}),
+    ...(drop ? { drop: gemmDrop(drop) } : {}),
   };
   const out = into ?? emptyLike(x, pl.outShape);
   const epi = [...(bias ? [bias] : []), ...(residual ? [residual] : [])];
@@ -100,7 +115,10 @@ function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): T
     return out;
   }
   params.f16 = nativeF16(x.backend);
-  const { tile, splits } = gemmTiling(params.M, params.N, params.K, numel(params.batch.shape));
+  const tiling = gemmTiling(params.M, params.N, params.K, numel(params.batch.shape));
+  const { tile } = tiling;
+  // A mask on the product belongs to the epilogue, which a split GEMM leaves to the split-sum.
+  const splits = drop?.on === 'out' ? 1 : tiling.splits;
   if (splits === 1) {
     launch(gemmKernel({ ...params, tile }), [x, y, ...epi], [out]);
     return out;
@@ -114,6 +132,12 @@ function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): T
   return out;
 }
 
+/** The kernel's form of a folded dropout. */
+function gemmDrop(d: FoldedDropout): GemmDrop {
+  check(d.p > 0 && d.p < 1, () => `matmul: folded dropout probability must be in (0, 1), got ${d.p}`);
+  return { on: d.on, seed: d.seed >>> 0, threshold: keepThreshold(d.p), scale: dropScale(d.p), offset: d.offset ?? 0 };
+}
+
 /** Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16. */
 export function nativeF16(b: Backend): boolean {
   return b.kind === 'gpu' && (b as GpuBackend).device.features.has('shader-f16');
@@ -122,6 +146,15 @@ export function nativeF16(b: Backend): boolean {
 /** Refuse an in-place add the tape could see: it would change a tensor some backward may read. */
 function checkUntaped(out: Tensor, ...xs: Tensor[]): void {
   check(!activeTape() || ![out, ...xs].some(needsGrad), () => 'matmulInto/linearInto: not differentiable; call it under noGrad or in a backward rule');
+}
+
+/**
+ * drop(op(a) @ op(b)) (or the product of a masked operand, per `drop.on`) in one GEMM, f32 out.
+ * Not recorded, like `matmulInto`: for backward rules and noGrad code.
+ */
+export function matmulDropped(a: Tensor, b: Tensor, drop: FoldedDropout, opts: Omit<MatmulOptions, 'residual'> = {}): Tensor {
+  checkUntaped(a, b);
+  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { drop });
 }
 
 /** op(x) @ op(y), summing batch dims down to `target` (backward helper, no autograd). */
@@ -153,10 +186,10 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
  * batch dims of the product that T lacks or holds at 1 are summed (as a broadcast operand's
  * gradient is). Not recorded: for backward rules (accumulating a gradient) and noGrad code.
  */
-export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'residual'> & { alpha?: number } = {}): void {
+export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'residual'> & { alpha?: number; drop?: FoldedDropout } = {}): void {
   checkUntaped(out, a, b);
   check(Number.isFinite(opts.alpha ?? 1), () => `matmulInto: alpha must be finite, got ${opts.alpha}`);
-  run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB, out.shape.slice(0, -2)), a, b, { into: out, alpha: opts.alpha });
+  run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB, out.shape.slice(0, -2)), a, b, { into: out, alpha: opts.alpha, ...(opts.drop ? { drop: opts.drop } : {}) });
 }
 
 /*
@@ -208,10 +241,10 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?
   return out;
 }
 
-/** out += scale * x w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
-export function linearInto(out: Tensor, x: Tensor, w: Tensor, scale = 1): void {
+/** out += scale * drop?(x) w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
+export function linearInto(out: Tensor, x: Tensor, w: Tensor, scale = 1, dropX?: Omit<FoldedDropout, 'on'>): void {
   checkUntaped(out, x, w);
-  run(linearPlan(x, w, scale), x, w, { into: out, alpha: scale });
+  run(linearPlan(x, w, scale), x, w, { into: out, alpha: scale, ...(dropX ? { drop: { ...dropX, on: 'a' as const } } : {}) });
 }
 
 /*
