@@ -37,17 +37,32 @@ export function grid(n: number): [number, number, number] {
   return [Math.ceil(n / y), y, 1];
 }
 
-const sources = new Map<string, string>();
+const interned = new Map<string, string>();
 
 /**
- * Memoize a WGSL generator by its parameters, so building the same kernel twice costs a
- * map lookup; the pipeline cache is still keyed by the source text itself.
+ * One string object per distinct source text: two generators (or two parameter sets) that produce
+ * the same text hand the pipeline cache the same object, whose hash V8 keeps, so a lookup that hits
+ * compares pointers instead of kilobytes of WGSL.
  */
-export function memoSource<P>(name: string, gen: (p: P) => string): (p: P) => () => string {
+function intern(source: string): string {
+  const hit = interned.get(source);
+  if (hit !== undefined) return hit;
+  interned.set(source, source);
+  return source;
+}
+
+/**
+ * Memoize a WGSL generator by its parameters, so building the same kernel twice costs a map
+ * lookup. `key` names the parameters the source depends on; it runs on every dispatch, so a
+ * generator whose parameters carry sizes (which go into uniforms, not the source) or long text
+ * should pass a short one. The default, JSON of the whole parameter object, is always correct.
+ */
+export function memoSource<P>(name: string, gen: (p: P) => string, key: (p: P) => string = JSON.stringify): (p: P) => () => string {
+  const sources = new Map<string, string>();
   return (p: P) => () => {
-    const key = name + JSON.stringify(p);
-    let s = sources.get(key);
-    if (s === undefined) sources.set(key, (s = gen(p)));
+    const k = key(p);
+    let s = sources.get(k);
+    if (s === undefined) sources.set(k, (s = intern(gen(p))));
     return s;
   };
 }

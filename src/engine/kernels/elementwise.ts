@@ -71,7 +71,8 @@ ${loads}
 ${ks}
   out[gi] = ${p.accumulate ? 'out[gi] + ' : ''}(${p.expr});
 }`;
-});
+  // The most frequent kernel: a flat key of its fields, cheaper than JSON with the expression and prelude escaped.
+}, (p) => `${p.rank}|${p.dtypes.join()}|${p.scalars}|${p.accumulate ? 1 : 0}|${p.expr.length}:${p.expr}${p.prelude}`);
 
 export function mapKernel(name: string, p: MapParams, flopsPerElement = 1): Kernel {
   const n = p.outShape.reduce((x, y) => x * y, 1);

@@ -1,4 +1,5 @@
 // Helpers every op uses: dispatch a kernel over tensors, broadcasting rules, shape checks.
+import type { Binding } from '../backend.js';
 import type { Kernel } from '../kernel.js';
 import { strides } from '../kernels/wgsl.js';
 import { empty, type Tensor } from '../tensor.js';
@@ -6,7 +7,11 @@ import { empty, type Tensor } from '../tensor.js';
 /** Dispatch `k` binding `inputs` then `outputs` in order. */
 export function launch(k: Kernel, inputs: readonly Tensor[], outputs: readonly Tensor[]): void {
   const backend = (inputs[0] ?? outputs[0])!.backend;
-  backend.run(k, [...inputs, ...outputs].map((t) => t.binding()));
+  // One array, filled in place: this runs once per dispatch.
+  const bindings = new Array<Binding>(inputs.length + outputs.length);
+  for (let i = 0; i < inputs.length; i++) bindings[i] = inputs[i]!.binding();
+  for (let i = 0; i < outputs.length; i++) bindings[inputs.length + i] = outputs[i]!.binding();
+  backend.run(k, bindings);
 }
 
 /** A new f32 tensor on the same backend as `like`. */
