@@ -109,8 +109,8 @@ interface EpilogueCode {
   accumulate?: boolean;
   /** f16 operands are declared `array<f16>` and read natively (the device has shader-f16). */
   f16?: boolean;
-  /** Where a folded dropout mask applies (`GemmDrop.on`), or null. */
-  mask?: GemmDrop['on'] | null;
+  /** The source carries the run-time mask gates (`maskable`). */
+  mask?: boolean;
 }
 
 /**
@@ -132,7 +132,7 @@ export const f16Directive = (native: boolean, dtypes: readonly (DType | null | u
  * expression, or '' for none), the bias, the residual, or added to what the output already holds.
  */
 function store(c: EpilogueCode, v0: string, i: string, alpha: string): string {
-  const v = c.mask === 'out' ? `drop_(${i}, ${v0})` : v0;
+  const v = c.mask ? `drop_(${SITE.out}, ${i}, ${v0})` : v0;
   const add = `${alpha ? ` * ${alpha}` : ''}${c.bias ? ' + ld_bias(n)' : ''}${c.residual ? ` + ld_res(${i})` : ''}`;
   return c.accumulate ? `out[${i}] += ${v}${add};` : `out[${i}] = ${v}${add};`;
 }
@@ -170,7 +170,7 @@ interface GemmCode {
   sumRank: number;
   tile: GemmTile;
   f16: boolean;
-  mask: GemmDrop['on'] | null;
+  mask: boolean;
 }
 
 /** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
@@ -189,7 +189,7 @@ function gemmFields(c: GemmCode): UniformField[] {
     ['alpha', 'f32'],
     ...['splits', 'chunk', 'slice'].map((n) => [n, 'u32'] as UniformField),
   ];
-  const drop: UniformField[] = c.mask ? [['dseed', 'u32'], ['dthreshold', 'u32'], ['dscale', 'f32'], ['doffset', 'u32']] : [];
+  const drop: UniformField[] = c.mask ? [['dsite', 'u32'], ['dseed', 'u32'], ['dthreshold', 'u32'], ['dscale', 'f32'], ['doffset', 'u32']] : [];
   return [...sizes, ...drop, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
 }
 
@@ -213,13 +213,31 @@ function bIndex(c: GemmCode, k: string, n: string): string {
   return c.transB ? `${n} * u.K + ${k}` : `${k} * u.N + ${n}`;
 }
 
-/** The folded mask: dropout's hash, its threshold and scale, the index offset from uniforms. */
-const DROP_FN = `${MASK_HASH}
-fn drop_(i: u32, v: f32) -> f32 { return select(0.0, v * u.dscale, mask_hash(u.dseed, i + u.doffset) >= u.dthreshold); }`;
+/** The mask sites as the `dsite` uniform numbers them (0: no mask). */
+const SITE = { a: '1u', b: '2u', out: '3u' } as const;
+const siteValue = { a: 1, b: 2, out: 3 } as const;
 
-/** The staging load of operand `which` at element `i` into `v`, masked where dropout is folded into it. */
+/**
+ * The folded mask: dropout's hash, its threshold and scale, the index offset, and which site (if
+ * any) it applies at, all from uniforms. The site is a uniform, not source, so the masked and
+ * unmasked uses of one GEMM kind share a pipeline (a LoRA's dUp and dDown, gH and other f32 GEMMs).
+ */
+const DROP_FN = `${MASK_HASH}
+fn drop_(site: u32, i: u32, v: f32) -> f32 {
+  if (u.dsite != site) { return v; }
+  return select(0.0, v * u.dscale, mask_hash(u.dseed, i + u.doffset) >= u.dthreshold);
+}`;
+
+/**
+ * Whether a GEMM's source carries the mask gates: every f32 x f32 one (dropout only ever applies
+ * to activations, and the LoRA's GEMMs are all f32), so GEMMs reading an f16 weight, the big ones,
+ * keep staging loads without the uniform branch.
+ */
+const maskable = (p: GemmParams) => !!p.drop || (p.dtypeA === 'f32' && p.dtypeB === 'f32');
+
+/** The staging load of operand `which` at element `i` into `v`, through the mask gate where the source has one. */
 function load(c: GemmCode, which: 'a' | 'b', i: string): string {
-  return c.mask === which ? `let i_ = ${i}; v = drop_(i_, ld_${which}(i_));` : `v = ld_${which}(${i});`;
+  return c.mask ? `let i_ = ${i}; v = drop_(${SITE[which]}, i_, ld_${which}(i_));` : `v = ld_${which}(${i});`;
 }
 
 /*
@@ -384,7 +402,7 @@ export function gemmKernel(p: GemmParams): Kernel {
     tile,
     // Only a source with an f16 operand differs, so f32 GEMMs share one pipeline either way.
     f16: !!p.f16 && (p.dtypeA === 'f16' || p.dtypeB === 'f16'),
-    mask: p.drop?.on ?? null,
+    mask: maskable(p),
   };
   const tilesN = Math.ceil(p.N / tile);
   const tilesM = Math.ceil(p.M / tile);
@@ -393,7 +411,7 @@ export function gemmKernel(p: GemmParams): Kernel {
   const chunk = Math.max(TK, Math.ceil(Math.ceil(p.K / splits) / TK) * TK);
   const dims = (d: BatchDims) => d.shape.flatMap((n, i) => [n, d.a[i]!, d.b[i]!]);
   const d = p.drop;
-  const drop = d ? [d.seed >>> 0, d.threshold, d.scale, d.offset] : [];
+  const drop = !code.mask ? [] : d ? [siteValue[d.on], d.seed >>> 0, d.threshold, d.scale, d.offset] : [0, 0, 0, 1, 0];
   const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...drop, ...dims(batch), ...dims(sum)];
   const c = cost(p);
   return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * nb * p.M * p.N * 4, uniforms: packUniforms(gemmFields(code), values) };
