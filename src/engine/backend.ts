@@ -175,6 +175,8 @@ export class GpuBackend implements Backend {
   private readonly bufs: BufferPool<GPUBuffer>;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
+  /** The pipeline the open pass last set: consecutive dispatches of one pipeline set it once (each native call costs µs in Dawn/Node). */
+  private passPipeline: GPUComputePipeline | null = null;
   private encoded = 0;
   private readonly errors: Error[] = [];
   /** Settles once the validation scopes of every submit so far have been popped (their errors are in `errors`). */
@@ -292,6 +294,7 @@ export class GpuBackend implements Backend {
   private endPass(): void {
     this.pass?.end();
     this.pass = null;
+    this.passPipeline = null;
   }
 
   run(k: Kernel, bindings: Binding[]): void {
@@ -313,7 +316,7 @@ export class GpuBackend implements Backend {
       this.profiling.names.push(k.name);
       this.pass = this.enc().beginComputePass({ timestampWrites: { querySet: this.profiling.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } });
     } else this.pass ??= this.enc().beginComputePass();
-    this.pass.setPipeline(p.pipeline);
+    if (this.passPipeline !== p.pipeline) this.pass.setPipeline((this.passPipeline = p.pipeline));
     if (p.uniformBinding >= 0) this.pass.setBindGroup(0, bindGroup, this.dynamicOffset, 0, 1);
     else this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
