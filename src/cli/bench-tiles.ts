@@ -38,6 +38,18 @@ function noise(b: GpuBackend, shape: number[], dtype: 'f32' | 'f16' = 'f32'): Te
 }
 
 /** Median wall time of one GEMM (plus its split-sum) with this tile and split, after a warm-up that compiles. */
+/** Median wall time of `REPS` runs of `once`, after one untimed run that compiles its pipelines. */
+async function medianMs(once: () => Promise<void>): Promise<number> {
+  await once();
+  const ms: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    const t0 = performance.now();
+    await once();
+    ms.push(performance.now() - t0);
+  }
+  return ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!;
+}
+
 async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: GemmTile, splits: number, f16?: boolean): Promise<number> {
   const none = { shape: [], a: [], b: [] };
   const wd = f16 === undefined ? 'f32' : 'f16';
@@ -49,15 +61,9 @@ async function timeGemm(b: GpuBackend, M: number, N: number, K: number, tile: Ge
     if (splits > 1) b.run(splitSumKernel({ size: M * N, splits, bias: null, plane: 1, channels: N }), [ws, out].map((t) => t.binding()));
     await b.sync();
   };
-  await once();
-  const ms: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    const t0 = performance.now();
-    await once();
-    ms.push(performance.now() - t0);
-  }
+  const ms = await medianMs(once);
   for (const t of new Set([x, w, out, ws])) t.dispose();
-  return ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!;
+  return ms;
 }
 
 /** Median wall time of a conv forward (and its split-sum) with this tile, split as the op would split it. */
@@ -73,15 +79,9 @@ async function timeConv(b: GpuBackend, xs: number[], O: number, tile: ConvTile):
     if (split.splits > 1) b.run(splitSumKernel({ size: M * N, splits: split.splits, bias: null, plane: 1, channels: 1 }), [ws, out].map((t) => t.binding()));
     await b.sync();
   };
-  await once();
-  const ms: number[] = [];
-  for (let r = 0; r < REPS; r++) {
-    const t0 = performance.now();
-    await once();
-    ms.push(performance.now() - t0);
-  }
+  const ms = await medianMs(once);
   for (const t of new Set([x, w, out, ws])) t.dispose();
-  return { ms: ms.sort((a, c) => a - c)[Math.floor(ms.length / 2)]!, splits: split.splits };
+  return { ms, splits: split.splits };
 }
 
 async function main() {
