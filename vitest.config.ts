@@ -28,9 +28,12 @@ export default defineConfig({
       },
       {
         extends: true,
+        // Pre-bundled up front: found mid-run, Vite reloads the page and the first .test.tsx run fails to import.
+        optimizeDeps: { include: ['react', 'react-dom/client', 'react/jsx-dev-runtime', 'zustand', 'zustand/middleware', 'zustand/react/shallow', 'comlink', 'zod'] },
         test: {
           name: 'browser',
-          include: ['src/engine/**/*.test.ts'],
+          // React components need a DOM: their tests (.test.tsx) run only here.
+          include: ['src/engine/**/*.test.ts', 'src/ui/**/*.test.tsx'],
           exclude: ['src/**/*.node.test.ts'],
           fileParallelism: false,
           browser: {

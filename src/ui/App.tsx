@@ -15,27 +15,29 @@ function softwareAdapter(a: AdapterReport): boolean {
 }
 
 export function App() {
-  const s = useApp();
+  const gpu = useApp((s) => s.gpu);
+  const runStatus = useApp((s) => s.run.status);
   useEffect(() => {
+    const { set } = useApp.getState();
     acquireGpu()
-      .then((g) => s.set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}`, software: softwareAdapter(g.adapter) } }))
-      .catch((e: unknown) => s.set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
+      .then((g) => set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}`, software: softwareAdapter(g.adapter) } }))
+      .catch((e: unknown) => set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
   }, []);
   useEffect(() => {
     void recoverLora().then((l) => l && !useApp.getState().lora && useApp.setState({ lora: { bytes: l.bytes, step: l.step, runName: l.runName, recovered: true, demo: l.demo } }));
   }, []);
   useEffect(() => {
-    if (s.run.status !== 'running' && s.run.status !== 'paused') return;
+    if (runStatus !== 'running' && runStatus !== 'paused') return;
     const warn = (e: BeforeUnloadEvent) => e.preventDefault();
     window.addEventListener('beforeunload', warn);
     return () => window.removeEventListener('beforeunload', warn);
-  }, [s.run.status]);
+  }, [runStatus]);
 
-  if (s.gpu.status === 'missing')
+  if (gpu.status === 'missing')
     return (
       <main className="nogpu">
         <h1>LoRASmith needs WebGPU</h1>
-        <p role="alert">{s.gpu.message}</p>
+        <p role="alert">{gpu.message}</p>
         <p>Chrome and Edge 113 or newer have it on by default on Windows, macOS and ChromeOS; on Linux enable chrome://flags/#enable-unsafe-webgpu (and Vulkan). Firefox 141+ and Safari 26+ also support it.</p>
       </main>
     );
@@ -44,8 +46,8 @@ export function App() {
       <header>
         <h1>LoRASmith</h1>
         <p>Train a Stable Diffusion 1.x LoRA on your own GPU. Your images never leave this machine.</p>
-        <p className="gpu" data-testid="adapter">{s.gpu.status === 'ok' ? `GPU: ${s.gpu.description}` : 'Checking for WebGPU…'}</p>
-        {s.gpu.status === 'ok' && s.gpu.software && (
+        <p className="gpu" data-testid="adapter">{gpu.status === 'ok' ? `GPU: ${gpu.description}` : 'Checking for WebGPU…'}</p>
+        {gpu.status === 'ok' && gpu.software && (
           <p className="summary warn" data-testid="adapter-warning">
             This is a software adapter: the GPU is emulated on the CPU, so training will be very slow. The tiny demo model works for trying the page; a full-size SD 1.5 step can take most of an hour. Use a browser with a hardware GPU for real runs.
           </p>

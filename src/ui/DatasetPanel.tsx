@@ -1,5 +1,6 @@
 // Step 2: the images — dropped files, folders or zips (or the bundled samples), captions edited in place, skipped files and buckets.
 import { useMemo, useState } from 'react';
+import { useShallow } from 'zustand/react/shallow';
 import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
 import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type Skip } from '../training/dataset-files.js';
 import { filesFrom, sampleFiles, sortFiles, type Picked } from './dataset.js';
@@ -11,7 +12,7 @@ const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), ca
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 export function DatasetPanel() {
-  const { dataset, report, nonImages, set } = useApp();
+  const { dataset, report, nonImages, set } = useApp(useShallow((st) => ({ dataset: st.dataset, report: st.report, nonImages: st.nonImages, set: st.set })));
   const repeats = useApp((st) => st.config.repeats);
   const [over, setOver] = useState(false);
   const [samples, setSamples] = useState<{ busy: boolean; error?: string }>({ busy: false });
@@ -68,7 +69,9 @@ export function DatasetPanel() {
     return { lines: folders.map(folderLine), total: folders.reduce((a, f) => a + f.images * f.repeats, 0) };
   }, [dataset, repeats]);
   // The bucket each image will train in, with the current settings.
-  const { resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets } = useApp((st) => st.config);
+  const { resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets } = useApp(
+    useShallow(({ config: c }) => ({ resolution: c.resolution, bucketStep: c.bucketStep, minBucket: c.minBucket, maxBucket: c.maxBucket, maxAspect: c.maxAspect, enableBuckets: c.enableBuckets })),
+  );
   const buckets = useMemo(() => {
     const m = new Map<string, number>();
     let grid: Bucket[] = [];

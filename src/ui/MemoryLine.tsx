@@ -22,14 +22,16 @@ function measuredText(last: RunMetrics, forecast: number | undefined): string {
 }
 
 export function MemoryLine() {
-  const { memory, plan, metrics, run } = useApp();
-  const last = metrics.at(-1);
-  if (!memory) return <p className="summary" data-testid="memory">{plan && 'Load a model to see the GPU memory this run needs.'}</p>;
+  const memory = useApp((s) => s.memory);
+  const hasPlan = useApp((s) => !!s.plan);
+  const last = useApp((s) => s.metrics.at(-1));
+  const idle = useApp((s) => s.run.status === 'idle');
+  if (!memory) return <p className="summary" data-testid="memory">{hasPlan && 'Load a model to see the GPU memory this run needs.'}</p>;
   return (
     <div className={`summary ${memory.warning ? 'warn' : ''}`} data-testid="memory" role={memory.warning ? 'alert' : undefined}>
       <p>{forecastText(memory)}</p>
       <p><small data-testid="device-memory">{memory.deviceMemory}.</small></p>
-      {last && run.status !== 'idle' && <p data-testid="memory-measured">{measuredText(last, memory.peakBytes)}</p>}
+      {last && !idle && <p data-testid="memory-measured">{measuredText(last, memory.peakBytes)}</p>}
       {memory.warning && (
         <div data-testid="memory-warning">
           <p><b>{memory.warning}.</b> {memory.suggestions.length ? 'Any of these would fit:' : !memory.checked ? 'Settings that would fit are looked for when the run ends.' : 'No change of gradient checkpointing, batch size, network dim or resolution brings it under, alone or together.'}</p>

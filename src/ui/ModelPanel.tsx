@@ -35,7 +35,8 @@ const tokenizerUrl = () => new URL('clip-tokenizer/', document.baseURI).href;
 const DURING_RUN = 'Model actions are off while a training run is active: stop the run first (its last saved LoRA is kept).';
 
 export function ModelPanel() {
-  const { model, set } = useApp();
+  const model = useApp((st) => st.model);
+  const set = useApp((st) => st.set);
   const runBusy = runActive(useApp((st) => st.run));
   const [repo, setRepo] = useState('');
   const [endpoint, setEndpoint] = useState(HF_ENDPOINT);

@@ -1,5 +1,6 @@
 // The settings form: basics first, advanced folded away, help per field, per-field errors and a live summary.
-import { useEffect, useState } from 'react';
+import { memo, useEffect, useState } from 'react';
+import { useShallow } from 'zustand/react/shallow';
 import { MemoryLine } from './MemoryLine.js';
 import { ADVANCED, BASIC, plural, withLinkedFields, type Field } from './settings-fields.js';
 import { chooseConfig, useApp } from './store.js';
@@ -13,14 +14,15 @@ function change(p: Partial<TrainConfig>, setNote: (n: { key: keyof TrainConfig; 
   setNote(note ?? null);
 }
 
-type Note = { key: keyof TrainConfig; text: string } | null;
+/** The line a linked change leaves under its field (what an optimizer preset set). */
+export type Note = { key: keyof TrainConfig; text: string } | null;
 
-function Input({ f, note, setNote }: { f: Field; note: Note; setNote: (n: Note) => void }) {
-  const { config, errors } = useApp();
+/** One field of the form; it reads only its own value and error, so a metric or another field's edit does not re-render it. */
+export const Input = memo(function Input({ f, note, setNote }: { f: Field; note: Note; setNote: (n: Note) => void }) {
+  const v = useApp((s) => s.config[f.key]);
+  const err = useApp((s) => s.errors[f.key]);
   const set = (p: Partial<TrainConfig>) => change(p, setNote);
-  const v = config[f.key];
   const id = `cfg-${f.key}`;
-  const err = errors[f.key];
   const control =
     f.kind === 'bool' ? (
       <input id={id} type="checkbox" checked={Boolean(v)} onChange={(e) => set({ [f.key]: e.target.checked } as Partial<TrainConfig>)} />
@@ -41,10 +43,13 @@ function Input({ f, note, setNote }: { f: Field; note: Note; setNote: (n: Note) 
       {err && <small className="error" data-testid={`error-${f.key}`}>{err}</small>}
     </div>
   );
-}
+});
 
 export function Settings() {
-  const { config, plan, errors, set, dataset, model, run } = useApp();
+  // The inputs themselves read the config field by field; this reads what the summary and the check need.
+  const { config, plan, errors, set, dataset, modelStatus, runStatus } = useApp(
+    useShallow((s) => ({ config: s.config, plan: s.plan, errors: s.errors, set: s.set, dataset: s.dataset, modelStatus: s.model.status, runStatus: s.run.status })),
+  );
   const [note, setNote] = useState<Note>(null);
   useEffect(() => {
     const t = setTimeout(async () => {
@@ -58,7 +63,7 @@ export function Settings() {
     }, 150);
     return () => clearTimeout(t);
     // After a run the memory advice, held back while it ran, is worked out.
-  }, [config, dataset, model.status, run.status, set]);
+  }, [config, dataset, modelStatus, runStatus, set]);
   const exportPreset = () => {
     const a = document.createElement('a');
     a.href = URL.createObjectURL(new Blob([JSON.stringify(config, null, 2)], { type: 'application/json' }));
@@ -77,10 +82,10 @@ export function Settings() {
   return (
     <section aria-labelledby="set-h">
       <h2 id="set-h">3. Settings</h2>
-      <div className="fields">{BASIC.map((f) => <Input key={f.key} f={f} note={note} setNote={setNote} />)}</div>
+      <div className="fields">{BASIC.map((f) => <Input key={f.key} f={f} note={note?.key === f.key ? note : null} setNote={setNote} />)}</div>
       <details>
         <summary>Advanced</summary>
-        <div className="fields">{ADVANCED.map((f) => <Input key={f.key} f={f} note={note} setNote={setNote} />)}</div>
+        <div className="fields">{ADVANCED.map((f) => <Input key={f.key} f={f} note={note?.key === f.key ? note : null} setNote={setNote} />)}</div>
       </details>
       <div className="row">
         <button onClick={exportPreset}>Export preset</button>

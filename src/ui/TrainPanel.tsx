@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'react';
 import { flushSync } from 'react-dom';
 import * as Comlink from 'comlink';
+import { useShallow } from 'zustand/react/shallow';
 import type { RunMetrics, RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
 import { fmtSize } from './format.js';
@@ -65,7 +66,10 @@ function speed(m: RunMetrics): string {
 let starting = false;
 
 export function TrainPanel() {
-  const s = useApp();
+  // What the panel shows; a metric re-renders it (and the charts), but not the settings form.
+  const s = useApp(
+    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, sample: st.sample, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config, set: st.set })),
+  );
   const [logScale, setLog] = useState(false);
   const [resume, setResume] = useState<File | null>(null);
   const [now, setNow] = useState(Date.now());
@@ -79,7 +83,7 @@ export function TrainPanel() {
   // A message of the page's own answered the last action; the next one (new images, a model, a setting) clears it.
   useEffect(() => {
     if (useApp.getState().run.message) useApp.setState((st) => ({ run: { ...st.run, message: undefined } }));
-  }, [s.dataset.length, s.model.status, s.model.name, s.config]);
+  }, [s.images, s.modelStatus, s.modelName, s.config]);
   const last = s.metrics.at(-1);
   const active = runActive(s.run);
 
@@ -90,7 +94,7 @@ export function TrainPanel() {
     // Off at once, before any await: a second click cannot start a second run.
     flushSync(() => s.set({ run: { ...useApp.getState().run, starting: true, message: undefined } }));
     try {
-      const v = await trainer().validateConfig(s.config);
+      const v = await trainer().validateConfig(useApp.getState().config);
       if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
       if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
       if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
@@ -170,7 +174,7 @@ export function TrainPanel() {
           <figure className="sample" data-testid="sample">
             <img src={s.sample.url} alt={`sample at step ${s.sample.step}`} />
             <figcaption>
-              Step {s.sample.step}: “{s.sample.prompt}”{s.model.demo ? ' (the demo model has random weights: its previews are noise by design)' : ''}
+              Step {s.sample.step}: “{s.sample.prompt}”{s.demo ? ' (the demo model has random weights: its previews are noise by design)' : ''}
             </figcaption>
           </figure>
         )}
@@ -182,7 +186,8 @@ export function TrainPanel() {
 
 /** Step 5: the LoRA to download, and where it goes (only for LoRAs of real models). */
 function Result() {
-  const { lora, config } = useApp();
+  const lora = useApp((s) => s.lora);
+  const triggerWord = useApp((s) => s.config.triggerWord);
   const download = () => {
     if (!lora) return;
     const a = document.createElement('a');
@@ -200,7 +205,7 @@ function Result() {
           {lora.demo ? (
             <p data-testid="usage-note">Trained on the demo model, whose weights are random: this LoRA is for trying the app, not for AUTOMATIC1111, Forge or ComfyUI. Load a real SD 1.x model for a LoRA to use.</p>
           ) : (
-            <p data-testid="usage-note">Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{lora.runName}:0.8&gt;</code>{config.triggerWord ? <> together with the trigger word <b>{config.triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
+            <p data-testid="usage-note">Put it in AUTOMATIC1111's or Forge's <code>models/Lora</code> folder and write <code>&lt;lora:{lora.runName}:0.8&gt;</code>{triggerWord ? <> together with the trigger word <b>{triggerWord}</b></> : null} in the prompt; in ComfyUI use a LoraLoader node (strength 0.8 is a good start).</p>
           )}
         </div>
       ) : (
