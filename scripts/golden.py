@@ -14,6 +14,16 @@ computes everything in float64 and writes three F32 safetensors files to <out-fo
     clip.safetensors  ids [2,77] (token ids as F32), hidden_skip1 [2,77,W], hidden_skip2 [2,77,W]
     vae.safetensors   image [1,3,64,64] in [-1,1], mean [1,L,8,8], logvar [1,L,8,8],
                       latent [1,L,8,8], decoded [1,3,64,64]
+    train_step.safetensors (when <diffusers-folder> has tokenizer/vocab.json)
+                      x0 [2,C,8,8], noise [10,2,C,8,8], timesteps [10,2], ids [2,77],
+                      init.<kohya name> / grad.<kohya name> / final.<kohya name> for every
+                      LoRA tensor of the U-Net and the text encoder, loss [10], grad_norm [10]
+
+train_step is the trainer's objective with a LoRA on kohya's default targets (rank 4, alpha 2,
+no dropout): x_t = sqrt(acp) x0 + sqrt(1-acp) eps, the text encoder trained too, the U-Net's
+epsilon prediction against eps in min-SNR-5 weighted MSE. grad.* are the raw gradients of the
+first step at init.*; then ten steps, step s on noise[s] and timesteps[s], each clipping the
+global gradient norm and taking a torch.optim.AdamW step (TRAIN below, also in the metadata).
 
 Inputs are drawn with fixed seeds as float32 and the computation uses exactly those float32
 values (widened to float64), so a test that loads the saved inputs sees the same numbers.
@@ -110,11 +120,12 @@ def write_safetensors(path, tensors, metadata=None):
 class Weights:
     """Weights by name in float64; records which were used so unused file entries are reported."""
 
-    def __init__(self, tensors, label, ignore=()):
+    def __init__(self, tensors, label, ignore=(), lora=None):
         self.t = tensors
         self.label = label
         self.used = set()
         self.ignore = ignore
+        self.lora = lora  # a Lora (training step) or None (plain forward)
 
     def has(self, name):
         return name in self.t
@@ -147,6 +158,15 @@ def linear(x, w, b=None):
         w = w.reshape(w.shape[0], w.shape[1])
     y = torch.matmul(x, w.transpose(0, 1))
     return y if b is None else y + b
+
+
+def adapted(W, path, x, y, layout=None):
+    """y plus the LoRA delta of module `path` on its input x (tokens [.., in]); y itself without a LoRA.
+    layout maps the delta's token layout to y's (the 1x1-conv projections)."""
+    if W.lora is None or not W.lora.has(path):
+        return y
+    d = W.lora.delta(path, x)
+    return y + (d if layout is None else layout(d))
 
 
 def conv2d(x, w, b=None, stride=1, pad=0):
@@ -250,10 +270,11 @@ def unet_resblock(W, p, x, temb, groups, eps):
 def attn_block(W, p, x, ctx, heads, causal=False, qkv_bias=False):
     kv = x if ctx is None else ctx
     bias = (lambda n: W(f'{p}.{n}.bias')) if qkv_bias else (lambda n: None)
-    q = linear(x, W(f'{p}.to_q.weight'), bias('to_q'))
-    k = linear(kv, W(f'{p}.to_k.weight'), bias('to_k'))
-    v = linear(kv, W(f'{p}.to_v.weight'), bias('to_v'))
-    return linear(attention(q, k, v, heads, causal), W(f'{p}.to_out.0.weight'), W(f'{p}.to_out.0.bias'))
+    q = adapted(W, f'{p}.to_q', x, linear(x, W(f'{p}.to_q.weight'), bias('to_q')))
+    k = adapted(W, f'{p}.to_k', kv, linear(kv, W(f'{p}.to_k.weight'), bias('to_k')))
+    v = adapted(W, f'{p}.to_v', kv, linear(kv, W(f'{p}.to_v.weight'), bias('to_v')))
+    a = attention(q, k, v, heads, causal)
+    return adapted(W, f'{p}.to_out.0', a, linear(a, W(f'{p}.to_out.0.weight'), W(f'{p}.to_out.0.bias')))
 
 
 def unet_transformer(W, p, x, ctx, groups, heads):
@@ -262,21 +283,23 @@ def unet_transformer(W, p, x, ctx, groups, heads):
     h = group_norm(x, groups, W(f'{p}.norm.weight'), W(f'{p}.norm.bias'), 1e-6)
     pin = W(f'{p}.proj_in.weight')
     if pin.dim() == 4:
-        h = to_tokens(conv2d(h, pin, W(f'{p}.proj_in.bias')))
+        h = adapted(W, f'{p}.proj_in', to_tokens(h), to_tokens(conv2d(h, pin, W(f'{p}.proj_in.bias'))))
     else:  # linear projection (not SD 1.x, accepted anyway)
-        h = linear(to_tokens(h), pin, W(f'{p}.proj_in.bias'))
+        h = adapted(W, f'{p}.proj_in', to_tokens(h), linear(to_tokens(h), pin, W(f'{p}.proj_in.bias')))
     blk = f'{p}.transformer_blocks.0'
     ln = lambda n, t: layer_norm(t, W(f'{blk}.{n}.weight'), W(f'{blk}.{n}.bias'), 1e-5)
     h = h + attn_block(W, f'{blk}.attn1', ln('norm1', h), None, heads)
     h = h + attn_block(W, f'{blk}.attn2', ln('norm2', h), ctx, heads)
-    ff = linear(ln('norm3', h), W(f'{blk}.ff.net.0.proj.weight'), W(f'{blk}.ff.net.0.proj.bias'))
+    x3 = ln('norm3', h)
+    ff = adapted(W, f'{blk}.ff.net.0.proj', x3, linear(x3, W(f'{blk}.ff.net.0.proj.weight'), W(f'{blk}.ff.net.0.proj.bias')))
     val, gate = ff.chunk(2, dim=-1)
-    h = h + linear(val * gelu(gate), W(f'{blk}.ff.net.2.weight'), W(f'{blk}.ff.net.2.bias'))
+    g = val * gelu(gate)
+    h = h + adapted(W, f'{blk}.ff.net.2', g, linear(g, W(f'{blk}.ff.net.2.weight'), W(f'{blk}.ff.net.2.bias')))
     pout = W(f'{p}.proj_out.weight')
     if pout.dim() == 4:
-        h = conv2d(from_tokens(h, H, Wd), pout, W(f'{p}.proj_out.bias'))
+        h = adapted(W, f'{p}.proj_out', h, conv2d(from_tokens(h, H, Wd), pout, W(f'{p}.proj_out.bias')), lambda d: from_tokens(d, H, Wd))
     else:
-        h = from_tokens(linear(h, pout, W(f'{p}.proj_out.bias')), H, Wd)
+        h = from_tokens(adapted(W, f'{p}.proj_out', h, linear(h, pout, W(f'{p}.proj_out.bias'))), H, Wd)
     return h + x
 
 
@@ -344,7 +367,7 @@ def clip_hidden_states(W, cfg, ids):
     states = [h]
     for i in range(cfg['num_hidden_layers']):
         l = f'{P}.encoder.layers.{i}'
-        lin = lambda n, t: linear(t, W(f'{l}.{n}.weight'), W(f'{l}.{n}.bias'))
+        lin = lambda n, t: adapted(W, f'{l}.{n}', t, linear(t, W(f'{l}.{n}.weight'), W(f'{l}.{n}.bias')))
         x = layer_norm(h, W(f'{l}.layer_norm1.weight'), W(f'{l}.layer_norm1.bias'), eps)
         a = attention(lin('self_attn.q_proj', x), lin('self_attn.k_proj', x), lin('self_attn.v_proj', x), heads, causal=True)
         h = h + lin('self_attn.out_proj', a)
@@ -466,6 +489,142 @@ def vae_inputs(cfg):
     return image, latent
 
 
+# ---------------------------------------------------------------------------------------------
+# One LoRA training step and ten AdamW steps (the trainer's epsilon objective, min-SNR weighted)
+# ---------------------------------------------------------------------------------------------
+
+TRAIN_SEED = 4321
+TRAIN = {
+    'rank': 4, 'alpha': 2.0,  # scale alpha / rank = 0.5, so a scale of 1 (or rank / alpha) is caught
+    'steps': 10, 'batch': 2, 'latent_hw': 8,
+    'lr_unet': 1e-3, 'lr_te': 5e-4,  # larger than the recipe's so ten steps move the weights measurably
+    'beta1': 0.9, 'beta2': 0.99, 'eps': 1e-8, 'weight_decay': 0.01,  # the recipe's AdamW (optimizer.ts)
+    'max_grad_norm': 0.25,  # under the norms seen (0.19-0.36), so about half the steps clip
+    'min_snr_gamma': 5.0, 'clip_skip': 1,
+}
+TRAIN_CAPTIONS = ['black cat on the beach', 'a photo of blue boat']  # whole words of the tiny vocabulary
+UNET_LORA = r'^(.*\.attentions\.\d+)\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2)))\.weight$'
+TE_LORA = r'^text_model\.encoder\.layers\.\d+\.(self_attn\.(q|k|v|out)_proj|mlp\.fc[12])\.weight$'
+
+
+class Lora:
+    """LoRA modules by diffusers path: y += (alpha / rank) * up(down(x)), kohya's forward without dropout.
+    down [rank, in] and up [out, rank] are float64 leaves; `used` catches a module the model never calls."""
+
+    def __init__(self, mods, scale):
+        self.mods = mods
+        self.scale = scale
+        self.used = set()
+
+    def has(self, path):
+        return path in self.mods
+
+    def delta(self, path, x):
+        self.used.add(path)
+        down, up = self.mods[path]
+        return linear(linear(x, down.reshape(down.shape[0], -1)), up.reshape(up.shape[0], -1)) * self.scale
+
+    def check_all_used(self, label):
+        missing = sorted(set(self.mods) - self.used)
+        if missing:
+            raise ValueError(f'{label}: LoRA modules the forward never reached: {missing[:10]}')
+
+
+def lora_modules(tensors, pattern, part, rank, g):
+    """kohya name -> (path, down, up) for every weight matching pattern, in file-name order. Shapes as
+    kohya writes them: [rank, in] / [out, rank], with trailing 1x1 for a 1x1-conv base layer. down is
+    kaiming-uniform-like (bound 1/sqrt(in)); up is nonzero (uniform, bound 0.5) so every gradient is informative."""
+    import re
+    out = {}
+    for name in sorted(tensors):
+        if not re.match(pattern, name):
+            continue
+        path = name[:-len('.weight')]
+        w = tensors[name]
+        o, i = w.shape[0], w.shape[1]
+        tail = [1, 1] if w.dim() == 4 else []
+        down = ((torch.rand([rank, i] + tail, generator=g, dtype=torch.float32) * 2 - 1) / math.sqrt(i))
+        up = (torch.rand([o, rank] + tail, generator=g, dtype=torch.float32) * 2 - 1) * 0.5
+        out[f'lora_{part}_' + path.replace('.', '_')] = (path, down, up)
+    if not out:
+        raise ValueError(f'lora_{part}: no module matches {pattern}')
+    return out
+
+
+def ddpm_alphas_cumprod(steps=1000, beta_start=0.00085, beta_end=0.012):
+    """SD 1.x's scaled-linear schedule: betas = linspace(sqrt(start), sqrt(end))^2, acp = cumprod(1 - betas)."""
+    betas = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), steps, dtype=DT) ** 2
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def train_inputs(ucfg, tokenizer_vocab, max_len):
+    g = torch.Generator().manual_seed(TRAIN_SEED)
+    B, n, hw = TRAIN['batch'], TRAIN['steps'], TRAIN['latent_hw']
+    C = ucfg.get('in_channels', 4)
+    x0 = torch.randn(B, C, hw, hw, generator=g, dtype=torch.float32)
+    noise = torch.randn(n, B, C, hw, hw, generator=g, dtype=torch.float32)
+    timesteps = torch.randint(0, 1000, (n, B), generator=g).to(torch.float32)
+    bos, eos = tokenizer_vocab['<|startoftext|>'], tokenizer_vocab['<|endoftext|>']
+    ids = torch.full((B, max_len), eos, dtype=torch.int64)
+    for b, cap in enumerate(TRAIN_CAPTIONS):
+        toks = [tokenizer_vocab[w + '</w>'] for w in cap.split()]
+        ids[b, 0] = bos
+        ids[b, 1:1 + len(toks)] = torch.tensor(toks)
+    return x0, noise, timesteps, ids, g
+
+
+def train_loss(Wu, ucfg, Wc, ccfg, x0, noise, timesteps, ids, acp):
+    """The trainer's loss: x_t = sqrt(acp) x0 + sqrt(1 - acp) eps, target eps, min-SNR weight
+    min(snr, gamma) / snr per item, mean over items of weight * mean((pred - eps)^2)."""
+    a = acp[timesteps.long()]
+    sa, sb = a.sqrt()[:, None, None, None], (1 - a).sqrt()[:, None, None, None]
+    noisy = sa * x0 + sb * noise
+    context = clip_forward(Wc, ccfg, ids, TRAIN['clip_skip'])
+    pred = unet_forward(Wu, ucfg, noisy, timesteps, context)
+    snr = a / (1 - a)
+    weight = torch.minimum(snr, torch.full_like(snr, TRAIN['min_snr_gamma'])) / snr
+    per_item = ((pred - noise) ** 2).reshape(pred.shape[0], -1).mean(dim=1)
+    return (weight * per_item).mean()
+
+
+def run_train_step(ucfg, utensors, ccfg, ctensors, vocab):
+    """Loss and every LoRA gradient of one step, then the losses and final LoRA of TRAIN['steps'] AdamW
+    steps (torch.optim.AdamW after torch's clip_grad_norm_, U-Net and text encoder in one global norm)."""
+    x0, noise, timesteps, ids, g = train_inputs(ucfg, vocab, ccfg.get('max_position_embeddings', 77))
+    r = TRAIN['rank']
+    mods = {**lora_modules(utensors, UNET_LORA, 'unet', r, g), **lora_modules(ctensors, TE_LORA, 'te', r, g)}
+    leaves = {k: (p, d.to(DT).requires_grad_(), u.to(DT).requires_grad_()) for k, (p, d, u) in mods.items()}
+    part = lambda pre: Lora({p: (d, u) for k, (p, d, u) in leaves.items() if k.startswith(pre)}, TRAIN['alpha'] / r)
+    lu, lt = part('lora_unet_'), part('lora_te_')
+    Wu, Wc = Weights(utensors, 'unet', lora=lu), Weights(ctensors, 'text_encoder', ('position_ids',), lora=lt)
+    params = lambda pre: [t for k, (_, d, u) in leaves.items() if k.startswith(pre) for t in (d, u)]
+    opt = torch.optim.AdamW([{'params': params('lora_unet_'), 'lr': TRAIN['lr_unet']}, {'params': params('lora_te_'), 'lr': TRAIN['lr_te']}],
+                            betas=(TRAIN['beta1'], TRAIN['beta2']), eps=TRAIN['eps'], weight_decay=TRAIN['weight_decay'])
+    every = [t for _, d, u in leaves.values() for t in (d, u)]
+    acp = ddpm_alphas_cumprod()
+    out = {'x0': x0, 'noise': noise, 'timesteps': timesteps, 'ids': ids.to(torch.float32)}
+    out.update({f'init.{k}.lora_down.weight': d for k, (_, d, _) in mods.items()})
+    out.update({f'init.{k}.lora_up.weight': u for k, (_, _, u) in mods.items()})
+    losses, norms = [], []
+    with torch.enable_grad():
+        for s in range(TRAIN['steps']):
+            opt.zero_grad()
+            loss = train_loss(Wu, ucfg, Wc, ccfg, x0.to(DT), noise[s].to(DT), timesteps[s].to(DT), ids, acp)
+            loss.backward()
+            if s == 0:
+                Wu.check_all_used(), Wc.check_all_used(), lu.check_all_used('unet'), lt.check_all_used('te')
+                out.update({f'grad.{k}.lora_down.weight': d.grad.clone() for k, (_, d, _) in leaves.items()})
+                out.update({f'grad.{k}.lora_up.weight': u.grad.clone() for k, (_, _, u) in leaves.items()})
+            norms.append(torch.nn.utils.clip_grad_norm_(every, TRAIN['max_grad_norm']))
+            losses.append(loss.detach())
+            opt.step()
+    out['loss'] = torch.stack(losses)
+    out['grad_norm'] = torch.stack(norms)
+    out.update({f'final.{k}.lora_down.weight': d.detach() for k, (_, d, _) in leaves.items()})
+    out.update({f'final.{k}.lora_up.weight': u.detach() for k, (_, _, u) in leaves.items()})
+    return out
+
+
 def _sha256(path):
     h = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -546,7 +705,37 @@ def main(argv):
         write_safetensors(dest, res, meta)
         summary = ', '.join(f'{k} {list(v.shape)}' for k, v in res.items())
         print(f'{dest}: {summary}')
+    write_train_step(folder, out)
     return 0
+
+
+def write_train_step(folder, out):
+    """train_step.safetensors, when the folder has a tokenizer (the captions' ids come from its vocab.json)."""
+    vocab_path = os.path.join(folder, 'tokenizer', 'vocab.json')
+    if not os.path.exists(vocab_path):
+        print(f'{folder}: no tokenizer/vocab.json, train_step.safetensors not written')
+        return
+    with open(vocab_path) as f:
+        vocab = json.load(f)
+    ucfg, ut, upath = load_component(folder, 'unet', ['diffusion_pytorch_model.safetensors'])
+    ccfg, ct, cpath = load_component(folder, 'text_encoder', ['model.safetensors'])
+    res = run_train_step(ucfg, ut, ccfg, ct, vocab)
+    for k, v in res.items():
+        if not torch.isfinite(v.to(DT)).all():
+            raise ValueError(f'train_step: {k} has non-finite values')
+    meta = {
+        'generator': 'scripts/golden.py (float64 PyTorch reference)',
+        'weights_sha256': f'unet {_sha256(upath)} text_encoder {_sha256(cpath)}',
+        'train': json.dumps(TRAIN, sort_keys=True),
+        'captions': json.dumps(TRAIN_CAPTIONS),
+        'note': 'x0 [B,C,h,w], noise [steps,B,C,h,w], timesteps [steps,B], ids [B,77] (F32); step s uses noise[s], timesteps[s]; '
+                'grad.* = raw gradients of step 0 at init.*; loss[s] before update s; grad_norm[s] = global norm before clipping; '
+                'final.* = after all steps (AdamW, clipping to max_grad_norm)',
+    }
+    dest = os.path.join(out, 'train_step.safetensors')
+    write_safetensors(dest, res, meta)
+    n = sum(1 for k in res if k.startswith('grad.'))
+    print(f'{dest}: {n} LoRA tensors, losses {[round(float(v), 6) for v in res["loss"]]}, grad norms {[round(float(v), 4) for v in res["grad_norm"]]}')
 
 
 if __name__ == '__main__':
