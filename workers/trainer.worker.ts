@@ -1,5 +1,5 @@
 // The training worker: exposes the trainer over Comlink and nothing else.
 import * as Comlink from 'comlink';
-import { createTrainerApi } from '../src/training/worker-api.js';
+import { createTrainerApi } from '../src/worker/api.js';
 
 Comlink.expose(createTrainerApi());

@@ -1,9 +1,11 @@
-// The worker API: the only module both the page and the training worker import.
+// The worker API: the only module both the page and the training worker import. It imports types only, and
+// nothing below it imports it (training/, model/ and engine/ know nothing of the page), so it adds no cycle.
 import type { AdapterReport } from '../engine/gpu.js';
 import type { TrainConfig, ValidationResult } from '../training/config.js';
 import type { RunPlan } from '../training/arithmetic.js';
 import type { StepMetrics } from '../training/trainer.js';
 import type { CachedRepo, HubLoadReport } from '../model/hub-cache.js';
+import type { LoadProgress as PartLoadProgress } from '../model/pipeline.js';
 import type { MemoryEstimate } from '../training/memory.js';
 import type { MemorySuggestion } from '../training/memory-advice.js';
 
@@ -84,10 +86,8 @@ export interface ComponentProgress {
   done: boolean;
 }
 
-export interface LoadProgress {
-  stage: string;
-  loadedBytes: number;
-  totalBytes: number;
+/** The model layer's progress (a stage in words, bytes so far of the total) with each part's share. */
+export interface LoadProgress extends PartLoadProgress {
   /** Per-part progress, in loading order. */
   components?: ComponentProgress[];
 }

@@ -1,4 +1,5 @@
 // Per-part load progress (U-Net, text encoder, VAE) from the model layer's stream of stages, for the page's load display.
+import type { LoadProgress as PartLoadProgress } from '../model/pipeline.js';
 import type { ComponentProgress, LoadProgress } from '../protocol/index.js';
 
 /** The parts in the order the model layer loads them, with the stage names it reports. */
@@ -37,7 +38,8 @@ export class LoadTracker {
     if (part && /\.safetensors$/.test(path)) this.expect(part, bytes);
   }
 
-  update(p: LoadProgress): LoadProgress {
+  /** The model layer's report as the page gets it: the same figures plus every part's. */
+  update(p: PartLoadProgress): LoadProgress {
     const i = this.parts.findIndex((x) => x.name === p.stage);
     if (i >= 0) this.uploaded(i, p);
     else this.downloaded(p);
@@ -54,7 +56,7 @@ export class LoadTracker {
     return this.parts.map((x) => ({ ...x, ...(x.downloaded ? { downloaded: { ...x.downloaded } } : {}) }));
   }
 
-  private uploaded(i: number, p: LoadProgress): void {
+  private uploaded(i: number, p: PartLoadProgress): void {
     if (i !== this.current) {
       for (let j = Math.max(0, this.current); j < i; j++) this.finish(j);
       this.partStart = this.lastLoaded;
@@ -74,7 +76,7 @@ export class LoadTracker {
     part.done = true;
   }
 
-  private downloaded(p: LoadProgress): void {
+  private downloaded(p: PartLoadProgress): void {
     const m = /^(\w+)\/[^ ]+\.safetensors \(/.exec(p.stage);
     const part = m && this.parts.find((x) => x.name === FOLDERS[m[1]!]);
     if (!part) return;
