@@ -51,15 +51,15 @@ interface ResSpec {
 }
 
 /** The U-Net as a list of named pieces, from which both the weight shapes and the forward pass are derived. */
-interface UNetPlan {
+interface UNetBlocks {
   down: { resnets: ResSpec[]; attentions: (string | null)[]; downsampler: string | null; channels: number }[];
   up: { resnets: ResSpec[]; attentions: (string | null)[]; upsampler: string | null; channels: number }[];
 }
 
-function plan(c: UNetConfig): UNetPlan {
+function blocks(c: UNetConfig): UNetBlocks {
   const ch = c.blockChannels;
   const n = ch.length;
-  const down: UNetPlan['down'] = [];
+  const down: UNetBlocks['down'] = [];
   let cin = ch[0]!;
   for (let i = 0; i < n; i++) {
     const cout = ch[i]!;
@@ -74,7 +74,7 @@ function plan(c: UNetConfig): UNetPlan {
   }
   const rev = [...ch].reverse();
   const revAttn = [...c.attentionLevels].reverse();
-  const up: UNetPlan['up'] = [];
+  const up: UNetBlocks['up'] = [];
   let prev = rev[0]!;
   for (let i = 0; i < n; i++) {
     const cout = rev[i]!;
@@ -128,7 +128,7 @@ export function unetWeightShapes(c: UNetConfig): WeightShapes {
   const c0 = c.blockChannels[0]!;
   const temb = c.timeEmbedDim ?? 4 * c0;
   const depth = transformerDepth(c);
-  const p = plan(c);
+  const p = blocks(c);
   addConv(m, 'conv_in', c0, c.inChannels, 3);
   addLinear(m, 'time_embedding.linear_1', temb, c0);
   addLinear(m, 'time_embedding.linear_2', temb, temb);
@@ -159,7 +159,7 @@ export function unetWeightShapes(c: UNetConfig): WeightShapes {
 
 /** Names of the transformer blocks (where kohya's default LoRA targets live). */
 export function unetTransformerNames(c: UNetConfig): string[] {
-  const p = plan(c);
+  const p = blocks(c);
   const names: string[] = [];
   for (const l of p.down) for (const a of l.attentions) if (a) names.push(a);
   names.push('mid_block.attentions.0');
@@ -177,7 +177,7 @@ export interface UNetOptions {
  * [B, T, crossAttentionDim]. H and W must be divisible by 2^(levels-1).
  */
 export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: readonly number[], context: Tensor, opts: UNetOptions = {}): Tensor {
-  const p = plan(c);
+  const p = blocks(c);
   const c0 = c.blockChannels[0]!;
   // Each block in its own scope: what the tape did not save is freed as the block ends (all of it under noGrad).
   const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : scope(() => fn(...xs)));

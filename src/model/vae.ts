@@ -25,7 +25,7 @@ interface Res {
   cout: number;
 }
 
-function encoderPlan(c: VaeConfig) {
+function encoderLevels(c: VaeConfig) {
   let cin = c.blockChannels[0]!;
   return c.blockChannels.map((cout, i) => {
     const resnets: Res[] = Array.from({ length: c.layersPerBlock }, (_, j) => ({ name: `encoder.down_blocks.${i}.resnets.${j}`, cin: j === 0 ? cin : cout, cout }));
@@ -34,7 +34,7 @@ function encoderPlan(c: VaeConfig) {
   });
 }
 
-function decoderPlan(c: VaeConfig) {
+function decoderLevels(c: VaeConfig) {
   const rev = [...c.blockChannels].reverse();
   let prev = rev[0]!;
   return rev.map((cout, i) => {
@@ -66,7 +66,7 @@ export function vaeWeightShapes(c: VaeConfig): WeightShapes {
   const c0 = c.blockChannels[0]!;
   const top = c.blockChannels[c.blockChannels.length - 1]!;
   addConv(m, 'encoder.conv_in', c0, c.inChannels, 3);
-  for (const lvl of encoderPlan(c)) {
+  for (const lvl of encoderLevels(c)) {
     lvl.resnets.forEach((r) => resShapes(m, r));
     if (lvl.down) addConv(m, lvl.down, lvl.resnets[0]!.cout, lvl.resnets[0]!.cout, 3);
   }
@@ -77,7 +77,7 @@ export function vaeWeightShapes(c: VaeConfig): WeightShapes {
   addConv(m, 'post_quant_conv', c.latentChannels, c.latentChannels, 1);
   addConv(m, 'decoder.conv_in', top, c.latentChannels, 3);
   midShapes(m, 'decoder', top);
-  for (const lvl of decoderPlan(c)) {
+  for (const lvl of decoderLevels(c)) {
     lvl.resnets.forEach((r) => resShapes(m, r));
     if (lvl.up) addConv(m, lvl.up, lvl.resnets[0]!.cout, lvl.resnets[0]!.cout, 3);
   }
@@ -201,7 +201,7 @@ export function vaeEncode(L: Layers, c: VaeConfig, x: Tensor, o: VaeOptions = {}
   const s = new Stages(L, c, o.maxBindingBytes ?? x.backend.maxBindingBytes);
   const chain = new Chain([x]);
   chain.next((h) => s.conv('encoder.conv_in', h, { padding: 1 }));
-  for (const lvl of encoderPlan(c)) {
+  for (const lvl of encoderLevels(c)) {
     for (const r of lvl.resnets) chain.next((h) => s.resnet(r, h));
     // SD's encoder pads right and bottom by one, then a 3x3 stride-2 conv without padding.
     if (lvl.down) chain.next((h) => s.conv(lvl.down!, h, { stride: 2, padding: [0, 1, 0, 1] }));
@@ -236,7 +236,7 @@ export function vaeDecode(L: Layers, c: VaeConfig, z: Tensor, o: VaeOptions = {}
   const chain = new Chain([z]);
   chain.next((h) => s.conv('decoder.conv_in', s.conv('post_quant_conv', h), { padding: 1 }));
   chain.next((h) => s.mid('decoder', h));
-  for (const lvl of decoderPlan(c)) {
+  for (const lvl of decoderLevels(c)) {
     for (const r of lvl.resnets) chain.next((h) => s.resnet(r, h));
     if (lvl.up) chain.next((h) => s.conv(lvl.up!, s.upsample(h), { padding: 1 }));
   }

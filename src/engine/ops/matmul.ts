@@ -45,19 +45,19 @@ interface Epilogue {
   into?: Tensor;
 }
 
-interface Plan {
+interface GemmCall {
   params: GemmParams;
   outShape: number[];
 }
 
 /**
- * Plan op(x) @ op(y) for x [...xb, r, c] and y [...yb, r, c] with batch dims broadcast to S. The
+ * The GEMM call for op(x) @ op(y), x [...xb, r, c] and y [...yb, r, c] with batch dims broadcast to S. The
  * result has batch shape `target` (S by default); dims of S that `target` lacks or holds at 1 are
  * summed (the gradient of a broadcast operand). Two foldings turn batches into one bigger GEMM:
  * a shared y folds x's batch into M, and a fully summed batch over untransposed-contiguous rows
  * folds into K (dW = dY^T X over all rows).
  */
-function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boolean, target?: readonly number[]): Plan {
+function gemmCall(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boolean, target?: readonly number[]): GemmCall {
   check(xs.length >= 2 && ys.length >= 2, () => `matmul: operands need 2 or more dims, got [${xs.join(', ')}] and [${ys.join(', ')}]`);
   const [xr, xc] = xs.slice(-2) as [number, number];
   const [yr, yc] = ys.slice(-2) as [number, number];
@@ -91,8 +91,8 @@ function plan(xs: readonly number[], ys: readonly number[], tx: boolean, ty: boo
   return { params: { ...base, M, K, batch: { shape: kept, a: sa, b: sb }, sum: { shape: summed, a: sa, b: sb } }, outShape };
 }
 
-/** Run a planned GEMM over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
-function run(pl: Plan, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
+/** Run a GEMM call over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
+function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
   const { bias, residual, into, alpha = 1, drop } = e;
   for (const [t, what] of [[residual, 'residual'], [into, 'output']] as const) {
     check(!t || sameShape(t.shape, pl.outShape), () => `matmul: ${what} [${t!.shape.join(', ')}] is not the output's shape [${pl.outShape.join(', ')}]`);
@@ -154,12 +154,12 @@ function checkUntaped(out: Tensor, ...xs: Tensor[]): void {
  */
 export function matmulDropped(a: Tensor, b: Tensor, drop: FoldedDropout, opts: Omit<MatmulOptions, 'residual'> = {}): Tensor {
   checkUntaped(a, b);
-  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { drop });
+  return run(gemmCall(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { drop });
 }
 
 /** op(x) @ op(y), summing batch dims down to `target` (backward helper, no autograd). */
 function gemm(x: Tensor, y: Tensor, tx: boolean, ty: boolean, target?: readonly number[]): Tensor {
-  return run(plan(x.shape, y.shape, tx, ty, target), x, y);
+  return run(gemmCall(x.shape, y.shape, tx, ty, target), x, y);
 }
 
 // ---- matmul ------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ function gemm(x: Tensor, y: Tensor, tx: boolean, ty: boolean, target?: readonly 
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = !!opts.transA;
   const transB = !!opts.transB;
-  const out = run(plan(a.shape, b.shape, transA, transB), a, b, { residual: opts.residual });
+  const out = run(gemmCall(a.shape, b.shape, transA, transB), a, b, { residual: opts.residual });
   // dA needs only b and dB needs only a: keep just what a requested gradient reads.
   const keepA = needsGrad(b) ? a : null;
   const keepB = needsGrad(a) ? b : null;
@@ -189,7 +189,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 export function matmulInto(out: Tensor, a: Tensor, b: Tensor, opts: Omit<MatmulOptions, 'residual'> & { alpha?: number; drop?: FoldedDropout } = {}): void {
   checkUntaped(out, a, b);
   check(Number.isFinite(opts.alpha ?? 1), () => `matmulInto: alpha must be finite, got ${opts.alpha}`);
-  run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB, out.shape.slice(0, -2)), a, b, { into: out, alpha: opts.alpha, ...(opts.drop ? { drop: opts.drop } : {}) });
+  run(gemmCall(a.shape, b.shape, !!opts.transA, !!opts.transB, out.shape.slice(0, -2)), a, b, { into: out, alpha: opts.alpha, ...(opts.drop ? { drop: opts.drop } : {}) });
 }
 
 /*
@@ -208,19 +208,19 @@ const matmulBackward: BackwardRule<'matmul'> = ({ a, b, aShape, bShape, transA, 
 
 /** `matmul` on the naive one-thread-per-output kernel (forward only, for benchmark ratios). */
 export function matmulNaive(a: Tensor, b: Tensor, opts: MatmulOptions & { bias?: Tensor } = {}): Tensor {
-  return run(plan(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { bias: opts.bias }, true);
+  return run(gemmCall(a.shape, b.shape, !!opts.transA, !!opts.transB), a, b, { bias: opts.bias }, true);
 }
 
 // ---- linear ------------------------------------------------------------------------------------
 
-/** The plan of y = x w^T over all leading rows of x, checking shapes. */
-function linearPlan(x: Tensor, w: Tensor, scale: number, bias?: Tensor): Plan {
+/** The GEMM call of y = x w^T over all leading rows of x, checking shapes. */
+function linearCall(x: Tensor, w: Tensor, scale: number, bias?: Tensor): GemmCall {
   check(Number.isFinite(scale), () => `linear: scale must be finite, got ${scale}`);
   check(w.rank === 2, () => `linear: weight must be [out, in], got [${w.shape.join(', ')}]`);
   const [outF, inF] = w.shape as [number, number];
   check(x.rank >= 1 && x.shape[x.rank - 1] === inF, () => `linear: input [${x.shape.join(', ')}] does not end in ${inF}`);
   check(!bias || (bias.rank === 1 && bias.shape[0] === outF), () => `linear: bias must be [${outF}]`);
-  const pl = plan([x.size / inF, inF], w.shape, false, true);
+  const pl = gemmCall([x.size / inF, inF], w.shape, false, true);
   pl.outShape = [...x.shape.slice(0, -1), outF];
   return pl;
 }
@@ -233,7 +233,7 @@ function linearPlan(x: Tensor, w: Tensor, scale: number, bias?: Tensor): Plan {
  * its epilogue. The residual's gradient is y's.
  */
 export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?: Tensor): Tensor {
-  const out = run(linearPlan(x, w, scale, bias), x, w, { bias, alpha: scale, residual });
+  const out = run(linearCall(x, w, scale, bias), x, w, { bias, alpha: scale, residual });
   const keepX = needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
@@ -244,7 +244,7 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?
 /** out += scale * drop?(x) w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
 export function linearInto(out: Tensor, x: Tensor, w: Tensor, scale = 1, dropX?: Omit<FoldedDropout, 'on'>): void {
   checkUntaped(out, x, w);
-  run(linearPlan(x, w, scale), x, w, { into: out, alpha: scale, ...(dropX ? { drop: { ...dropX, on: 'a' as const } } : {}) });
+  run(linearCall(x, w, scale), x, w, { into: out, alpha: scale, ...(dropX ? { drop: { ...dropX, on: 'a' as const } } : {}) });
 }
 
 /*
@@ -259,11 +259,11 @@ const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape, scale },
   const rows = numel(xShape) / inF;
   let dX: Tensor | null = null;
   if (needs[0]) {
-    const pl = plan([rows, outF], wShape, false, false);
+    const pl = gemmCall([rows, outF], wShape, false, false);
     pl.outShape = [...xShape];
     dX = run(pl, g!, w!, { alpha: scale });
   }
-  const dW = needs[1] ? run(plan([rows, outF], [rows, inF], true, false), g!, x!, { alpha: scale }) : null;
+  const dW = needs[1] ? run(gemmCall([rows, outF], [rows, inF], true, false), g!, x!, { alpha: scale }) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g!, [outF]);
