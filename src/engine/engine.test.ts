@@ -93,6 +93,59 @@ describe('pipeline cache', () => {
     b.cacheBindGroups = false;
   });
 
+  it('reuses every bind group from the second training step on, bit-identical to uncached steps, and drops groups of destroyed buffers', async () => {
+    const b = await testBackend();
+    await b.sync();
+    const was = b.cacheBindGroups;
+    const w = [randomArray(64, 11), randomArray(64, 12), randomArray(64, 13)].map((v) => param(b, v, [64]));
+    let x = tensor(b, randomArray(16 * 64, 14), [16, 64]);
+    /** One forward + backward; returns the loss and gradients' bits and how many bind groups it made. */
+    const step = async (cache: boolean) => {
+      b.cacheBindGroups = cache;
+      const g0 = b.bindGroupCount;
+      const loss = scope(() => net(x, w[0]!, w[1]!, w[2]!));
+      backward(loss);
+      const made = b.bindGroupCount - g0;
+      const bits = [await loss.read(), ...(await Promise.all(w.map((p) => p.grad!.read())))].map((a) => Array.from(new Uint32Array(a.buffer)));
+      loss.dispose();
+      for (const p of w) {
+        p.grad!.dispose();
+        p.grad = null;
+      }
+      return { bits, made };
+    };
+    try {
+      const plain = await step(false);
+      const first = await step(true);
+      expect(first.made).toBeGreaterThan(0);
+      expect(first.bits).toEqual(plain.bits);
+      for (let i = 0; i < 3; i++) {
+        const again = await step(true);
+        expect(again.made).toBe(0); // the pool gave every op the buffers of the step before
+        expect(again.bits).toEqual(plain.bits);
+      }
+      // A freed input and a new one with other values: the cached groups bind buffers, not values.
+      x.dispose();
+      x = tensor(b, randomArray(16 * 64, 15), [16, 64]);
+      const fresh = await step(false);
+      expect(fresh.bits).not.toEqual(plain.bits);
+      expect((await step(true)).bits).toEqual(fresh.bits);
+      // The pool destroys its free buffers: their groups go, and a step on new buffers still matches.
+      await b.sync();
+      const held = b.bindGroupCount;
+      b.setCacheLimit(0);
+      await b.sync();
+      b.setCacheLimit(DEFAULT_CACHE_LIMIT);
+      expect(b.bindGroupCount).toBeLessThan(held);
+      const rebuilt = await step(true);
+      expect(rebuilt.made).toBeGreaterThan(0);
+      expect(rebuilt.bits).toEqual(fresh.bits);
+    } finally {
+      b.cacheBindGroups = was;
+      for (const t of [...w, x]) t.dispose();
+    }
+  });
+
   it('reuses one pipeline per source', async () => {
     const b = await testBackend();
     const x = tensor(b, [1, 2, 3], [3]);

@@ -58,6 +58,25 @@ describe('buffer pool bookkeeping', () => {
     expect(pool.stats().heldBytes).toBe(0);
   });
 
+  it('hands the same buffers to the same sequence of acquires and releases, step after step', () => {
+    const { pool } = fakePool(64 * MiB);
+    // A step: three temporaries of one size and one of another, freed in an order unlike their acquires.
+    const step = () => {
+      const [x, y, z] = [pool.acquire(MiB), pool.acquire(MiB), pool.acquire(MiB)];
+      const w = pool.acquire(2 * MiB);
+      for (const b of [x, w, z, y]) pool.release(b);
+      return [x, y, z, w];
+    };
+    const first = step();
+    for (let i = 0; i < 3; i++) expect(step()).toEqual(first);
+    // A buffer held across steps (a weight, say) leaves the others' assignment stable too.
+    const held = pool.acquire(MiB);
+    const next = step();
+    expect(next).not.toContain(held);
+    expect(step()).toEqual(next);
+    pool.release(held);
+  });
+
   it('tracks the peak of held bytes (live + cached + retiring) next to the live peak, and resets both', () => {
     const { pool } = fakePool(0);
     const a = pool.acquire(4 * MiB);
