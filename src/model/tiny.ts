@@ -25,6 +25,18 @@ export const TINY_CLIP: ClipConfig = { vocabSize: 1024, maxPositions: 77, width:
 /** Four levels like SD's VAE, so one latent pixel is 8x8 image pixels. */
 export const TINY_VAE: VaeConfig = { inChannels: 3, latentChannels: 4, blockChannels: [8, 16, 32, 32], layersPerBlock: 1, groups: 4, scalingFactor: 0.18215 };
 
+/** The tiny demo's native resolution [pixels]: 8x8 latents through its x8 VAE. */
+export const TINY_RESOLUTION = 64;
+
+/** Its training size: the native resolution and the bucket sides the recipe derives there (bucketSideLimits(64, 2, 64)). */
+export const TINY_DEMO_SIZE = { resolution: TINY_RESOLUTION, minBucket: 64, maxBucket: 128 } as const;
+
+/**
+ * The settings the page starts with, ready for the tiny demo: its size, and a run short enough (200 base
+ * steps, 8-step previews) to finish in minutes on a software adapter. The CLI's `--model tiny` takes the size.
+ */
+export const TINY_DEMO_PRESET = { ...TINY_DEMO_SIZE, baseSteps: 200, sampleSteps: 8 } as const;
+
 /** diffusers-style config.json contents, which loaders (ours and the PyTorch reference) read back. */
 export function unetConfigJson(c: UNetConfig): Record<string, unknown> {
   return {

@@ -1,6 +1,6 @@
 // The settings form reaches every config field, and the fields a change carries along.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, OPTIMIZER_PRESETS, validateConfig, type TrainConfig } from '../training/config.js';
+import { DEFAULT_CONFIG, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, validateConfig, type TrainConfig } from '../training/config.js';
 import { ADVANCED, BASIC, NOT_ON_FORM, plural, withLinkedFields } from './settings-fields.js';
 
 describe('the settings form', () => {
@@ -27,6 +27,16 @@ describe('the settings form', () => {
     expect(withLinkedFields({ ...c, convDim: 8, convAlpha: 8 }, { convDim: 4 }).patch).toEqual({ convDim: 4, convAlpha: 4 });
     expect(withLinkedFields({ ...c, convDim: 8, convAlpha: 2 }, { convDim: 4 }).patch).toEqual({ convDim: 4 });
     expect(withLinkedFields({ ...c, convDim: NaN, convAlpha: 8 }, { convDim: 4 }).patch).toEqual({ convDim: 4, convAlpha: 4 });
+  });
+  it("offers the config module's own optimizer and schedule lists, and the field's own check accepts every option of every select", () => {
+    const field = (k: keyof TrainConfig) => [...BASIC, ...ADVANCED].find((f) => f.key === k)!;
+    expect(field('optimizer').options).toBe(OPTIMIZERS);
+    expect(field('scheduler').options).toBe(SCHEDULERS);
+    for (const f of [...BASIC, ...ADVANCED].filter((f) => f.kind === 'select'))
+      for (const o of f.options!) {
+        const r = validateConfig({ ...DEFAULT_CONFIG, [f.key]: o });
+        expect(r.ok ? undefined : r.errors[f.key], `${f.key} ${o}`).toBeUndefined();
+      }
   });
   it('says 1 epoch, 2 epochs', () => {
     expect([plural(1, 'epoch'), plural(2, 'epoch'), plural(0, 'step')]).toEqual(['1 epoch', '2 epochs', '0 steps']);

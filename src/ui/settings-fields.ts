@@ -1,7 +1,8 @@
 // The settings form's fields: every TrainConfig field a person can set, with its label and help, basics first.
-import { OPTIMIZER_PRESETS, type OptimizerKind, type TrainConfig } from '../training/config.js';
+import { TINY_RESOLUTION } from '../model/tiny.js';
+import { OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, type OptimizerKind, type TrainConfig } from '../training/config.js';
 
-export type Field = { key: keyof TrainConfig; label: string; help: string; kind: 'number' | 'text' | 'bool' | 'select'; options?: string[]; step?: number };
+export type Field = { key: keyof TrainConfig; label: string; help: string; kind: 'number' | 'text' | 'bool' | 'select'; options?: readonly string[]; step?: number };
 
 /** The fields shown open: what most runs change. */
 export const BASIC: Field[] = [
@@ -15,12 +16,12 @@ export const BASIC: Field[] = [
   { key: 'textEncoderLr', label: 'Text-encoder learning rate', help: 'At batch 1 (5e-5; 1 for Prodigy).', kind: 'number', step: 1e-5 },
   { key: 'networkDim', label: 'Network dim (rank)', help: 'Capacity of the LoRA (16).', kind: 'number' },
   { key: 'networkAlpha', label: 'Network alpha', help: 'Output scale is alpha / dim (16).', kind: 'number' },
-  { key: 'resolution', label: 'Resolution', help: 'Training size in pixels (512 for SD 1.5; 64 for the tiny demo).', kind: 'number', step: 64 },
+  { key: 'resolution', label: 'Resolution', help: `Training size in pixels (512 for SD 1.5; ${TINY_RESOLUTION} for the tiny demo).`, kind: 'number', step: 64 },
 ];
 
 /** The fields folded under "Advanced": every other setting the config has. */
 export const ADVANCED: Field[] = [
-  { key: 'optimizer', label: 'Optimizer', help: "AdamW (default), Lion (LR about a third of AdamW's), SGD with momentum, or Prodigy (finds its own step size). Choosing one sets its learning rates and clipping.", kind: 'select', options: ['adamw', 'lion', 'sgd', 'prodigy'] },
+  { key: 'optimizer', label: 'Optimizer', help: "AdamW (default), Lion (LR about a third of AdamW's), SGD with momentum, or Prodigy (finds its own step size). Choosing one sets its learning rates and clipping.", kind: 'select', options: OPTIMIZERS },
   { key: 'beta1', label: 'Beta 1', help: 'First-moment decay of AdamW, Lion and Prodigy (0.9).', kind: 'number', step: 0.01 },
   { key: 'beta2', label: 'Beta 2', help: 'Second-moment decay of AdamW, Lion and Prodigy (0.99).', kind: 'number', step: 0.001 },
   { key: 'momentum', label: 'Momentum', help: 'SGD momentum (0.9).', kind: 'number', step: 0.01 },
@@ -28,7 +29,7 @@ export const ADVANCED: Field[] = [
   { key: 'maxGradNorm', label: 'Max grad norm', help: 'Gradient clipping (1; 0 disables).', kind: 'number', step: 0.1 },
   { key: 'lrScaling', label: 'LR scaling with batch', help: 'none, linear (×batch) or sqrt (×√batch).', kind: 'select', options: ['none', 'linear', 'sqrt'] },
   { key: 'divideStepsByBatch', label: 'Divide steps by batch', help: 'Keep the number of images seen constant.', kind: 'bool' },
-  { key: 'scheduler', label: 'LR schedule', help: 'Shape of the learning rate over the run.', kind: 'select', options: ['constant', 'constant_with_warmup', 'linear', 'cosine', 'cosine_with_restarts', 'polynomial'] },
+  { key: 'scheduler', label: 'LR schedule', help: 'Shape of the learning rate over the run.', kind: 'select', options: SCHEDULERS },
   { key: 'lrCycles', label: 'LR cycles', help: 'Hard restarts of cosine_with_restarts (1).', kind: 'number' },
   { key: 'lrPower', label: 'LR power', help: 'Exponent of the polynomial decay (1 = a straight line).', kind: 'number', step: 0.1 },
   { key: 'warmup', label: 'Warmup', help: 'Fraction of the steps (below 1) or steps, per the unit.', kind: 'number', step: 0.01 },

@@ -2,6 +2,7 @@
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
 import { bucketSideLimits } from '../training/buckets.js';
+import { TINY_DEMO_PRESET } from '../model/tiny.js';
 import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
 import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState } from '../protocol/index.js';
 
@@ -124,7 +125,8 @@ export const useApp = create<AppState>()(
       dataset: [],
       report: null,
       nonImages: [],
-      config: { ...DEFAULT_CONFIG, resolution: 64, minBucket: 64, maxBucket: 128, baseSteps: 200, sampleSteps: 8 },
+      // Ready for the tiny demo, the model a first visit can load without a download.
+      config: { ...DEFAULT_CONFIG, ...TINY_DEMO_PRESET },
       errors: {},
       plan: null,
       memory: null,
