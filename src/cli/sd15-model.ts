@@ -2,6 +2,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { formatBytes } from '../engine/bytes.js';
 import { f32ToF16Bits } from '../engine/dtype.js';
 import { clipWeightShapes, SD15_CLIP } from '../model/clip.js';
 import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, vaeAttentionIsConvInLdm } from '../model/keymap.js';
@@ -121,16 +122,16 @@ export function writeSd15Model(path: string, seed = 15, onTensor?: (done: number
 if (process.argv[1] && resolve(process.argv[1]).endsWith('sd15-model.ts')) {
   const path = resolve(process.argv.find((a, i) => i > 1 && !a.startsWith('--')) ?? SD15_MODEL_PATH);
   if (existsSync(path) && !process.argv.includes('--force')) {
-    console.log(`${path} exists (${(statSync(path).size / 1e9).toFixed(2)} GB); --force writes it again`);
+    console.log(`${path} exists (${formatBytes(statSync(path).size)}); --force writes it again`);
   } else {
     const t0 = performance.now();
     let last = 0;
     const bytes = writeSd15Model(path, 15, (done, total, b) => {
       if (performance.now() - last > 1000 || done === total) {
         last = performance.now();
-        process.stdout.write(`\rtensor ${done}/${total}, ${(b / 1e9).toFixed(2)} GB`);
+        process.stdout.write(`\rtensor ${done}/${total}, ${formatBytes(b)}`);
       }
     });
-    console.log(`\nwrote ${path}: ${(bytes / 1e9).toFixed(2)} GB in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(`\nwrote ${path}: ${formatBytes(bytes)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 }

@@ -1,4 +1,5 @@
 // Hugging Face hub repositories read through the browser's Cache API: each file is downloaded once, whole, with progress, and later visits read it from disk.
+import { formatBytes } from '../engine/bytes.js';
 import { blobSource, urlSource, type ByteSource } from './byte-source.js';
 import type { FileWhere, RepoFiles } from './pipeline.js';
 
@@ -59,7 +60,8 @@ export interface HubRepo extends RepoFiles {
   report(): HubLoadReport;
 }
 
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+/** Download progress counts up in one unit, so its figures line up as they grow. */
+const mib = (b: number) => formatBytes(b, { unit: 'MiB' });
 
 /** `https://host` from what a person typed; refuses anything that is not an http(s) URL. */
 export function normalizeEndpoint(endpoint: string | undefined): string {

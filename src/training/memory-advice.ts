@@ -1,4 +1,5 @@
 // What a run's memory forecast means on this adapter: the limits it meets, and which change of settings would bring it under them.
+import { formatBytes } from '../engine/bytes.js';
 import { sizeClass } from '../engine/pool.js';
 import type { TrainConfig } from './config.js';
 import type { MemoryEstimate } from './memory.js';
@@ -33,7 +34,8 @@ export interface MemoryAdvice {
 /** WebGPU does not say how much memory a GPU has; past this, most consumer cards (8 GiB) run out. */
 export const COMMON_GPU_BYTES = 8 * 2 ** 30;
 
-const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${Math.round(b / 2 ** 20)} MiB`);
+/** Forecasts are rough: one decimal ("8.0 GiB", "640.3 MiB"). */
+const gib = (b: number) => formatBytes(b, { digits: 1 });
 const down64 = (x: number) => Math.floor(x / 64) * 64;
 
 /** Single changes worth trying, mildest first (each costs one meta-device forecast). */

@@ -1,16 +1,17 @@
 // The memory line: the forecast against the adapter's limits, what is known of the device's memory, the measured peak during a run, and changes that would fit.
 import type { MemoryReport, RunMetrics } from '../protocol/index.js';
-import { fmtSize } from './format.js';
+import { formatBytes } from './format.js';
 import { chooseConfig, useApp } from './store.js';
 
 const flops = (f: number) => (f >= 1e12 ? `${(f / 1e12).toFixed(2)} TFLOP` : f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(1)} MFLOP`);
-const mib = (b: number) => `${Math.round(b / 2 ** 20)} MiB`;
+/** Buffer sizes against binding limits, which adapters give in whole MiB. */
+const mib = (b: number) => formatBytes(b, { unit: 'MiB', digits: 0 });
 
 function forecastText(m: MemoryReport): string {
   const cache = (m as MemoryReport & { cacheBytes?: number }).cacheBytes;
   const limit = Math.min(m.maxBindingBytes, m.maxBufferBytes);
   return (
-    `Estimated GPU memory ${fmtSize(m.peakBytes)} (weights ${fmtSize(m.weightBytes)}, LoRA with gradients and optimizer state ${fmtSize(m.networkBytes)}${cache ? `, buffers cached for reuse ${fmtSize(cache)}` : ''}); ` +
+    `Estimated GPU memory ${formatBytes(m.peakBytes)} (weights ${formatBytes(m.weightBytes)}, LoRA with gradients and optimizer state ${formatBytes(m.networkBytes)}${cache ? `, buffers cached for reuse ${formatBytes(cache)}` : ''}); ` +
     `largest buffer ${mib(m.largestBufferAllocated)} of ${mib(limit)} allowed (adapter: ${mib(m.maxBindingBytes)} per storage binding, ${mib(m.maxBufferBytes)} per buffer); ${flops(m.flopsPerStep)} per step.`
   );
 }
@@ -18,7 +19,7 @@ function forecastText(m: MemoryReport): string {
 /** The run's measured peak against the forecast; only while a run's metrics are on the page. */
 function measuredText(last: RunMetrics, forecast: number | undefined): string {
   const ratio = forecast ? ` (${((last.peakHeldBytes / forecast) * 100).toFixed(0)}% of the forecast)` : '';
-  return `Measured in this run: peak ${fmtSize(last.peakHeldBytes)} held on the GPU (live and cached buffers)${ratio}, ${fmtSize(last.heldBytes)} now.`;
+  return `Measured in this run: peak ${formatBytes(last.peakHeldBytes)} held on the GPU (live and cached buffers)${ratio}, ${formatBytes(last.heldBytes)} now.`;
 }
 
 export function MemoryLine() {
@@ -39,7 +40,7 @@ export function MemoryLine() {
             <ul>
               {memory.suggestions.map((s) => (
                 <li key={s.change}>
-                  {s.change}: about {fmtSize(s.peakBytes)}, largest buffer {mib(s.largestBuffer)}{' '}
+                  {s.change}: about {formatBytes(s.peakBytes)}, largest buffer {mib(s.largestBuffer)}{' '}
                   <button className="link" onClick={() => chooseConfig(s.patch)}>Apply</button>
                 </li>
               ))}

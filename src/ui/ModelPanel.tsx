@@ -4,7 +4,7 @@ import * as Comlink from 'comlink';
 import { HF_ENDPOINT } from '../model/hub-cache.js';
 import type { CachedRepo, ComponentProgress, LoadProgress, ModelInfo, ModelSource } from '../protocol/index.js';
 import { CHECKPOINT_ACCEPT, HEAD_BYTES, pickleCheckpoint } from './checkpoint.js';
-import { fmtBytes, fmtSize } from './format.js';
+import { formatBytes } from './format.js';
 import { checkStorage } from './storage.js';
 import { applyModelSize, runActive, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
@@ -14,19 +14,19 @@ function hubNote(h: NonNullable<ModelInfo['hub']>): string {
   const parts: string[] = [];
   if (h.downloadedFiles === 0 && h.uncachedFiles === 0) parts.push('loaded from browser cache');
   else if (h.downloadedFiles > 0)
-    parts.push(`downloaded ${fmtBytes(h.downloadedBytes)} (${h.downloadedFiles} files, now kept in the browser cache)${h.cachedFiles ? `, ${h.cachedFiles} files loaded from browser cache` : ''}`);
+    parts.push(`downloaded ${formatBytes(h.downloadedBytes)} (${h.downloadedFiles} files, now kept in the browser cache)${h.cachedFiles ? `, ${h.cachedFiles} files loaded from browser cache` : ''}`);
   if (h.uncachedFiles) parts.push(`${h.uncachedFiles} files read from the network and not cached: ${h.note ?? 'no browser cache'}`);
   return parts.join('; ');
 }
 
 /** One part's line: downloading, being read from the file onto the GPU, waiting, or done (bytes as stored in the file). */
 function componentText(c: ComponentProgress): string {
-  const of = (a: number, b: number) => (b ? `${fmtSize(a)} of ${fmtSize(b)}` : fmtSize(a));
-  if (c.done) return `${c.name}: ${fmtSize(c.loadedBytes)} loaded ✓`;
+  const of = (a: number, b: number) => (b ? `${formatBytes(a)} of ${formatBytes(b)}` : formatBytes(a));
+  if (c.done) return `${c.name}: ${formatBytes(c.loadedBytes)} loaded ✓`;
   if (c.loadedBytes > 0) return `${c.name}: ${of(c.loadedBytes, c.totalBytes)} loaded`;
   const d = c.downloaded;
   if (d && (!d.totalBytes || d.loadedBytes < d.totalBytes)) return `${c.name}: downloading ${of(d.loadedBytes, d.totalBytes)}`;
-  return `${c.name}: waiting${c.totalBytes ? ` (${fmtSize(c.totalBytes)})` : ''}`;
+  return `${c.name}: waiting${c.totalBytes ? ` (${formatBytes(c.totalBytes)})` : ''}`;
 }
 
 const tokenizerUrl = () => new URL('clip-tokenizer/', document.baseURI).href;
@@ -68,7 +68,7 @@ export function ModelPanel() {
     };
     try {
       const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
-      set({ model: { status: 'ready', name: info.name, message: `${fmtSize(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes, demo: info.demo } });
+      set({ model: { status: 'ready', name: info.name, message: `${formatBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes, demo: info.demo } });
       const size = applyModelSize(info.name, info.resolutionHint);
       if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
     } catch (e) {
@@ -129,7 +129,7 @@ export function ModelPanel() {
       </details>
       {cached.length > 0 && (
         <p data-testid="cached-models">
-          Kept in this browser: {cached.map((c) => `${c.repo}${c.revision !== 'main' ? `@${c.revision}` : ''} (${fmtBytes(c.bytes)})`).join(', ')}{' '}
+          Kept in this browser: {cached.map((c) => `${c.repo}${c.revision !== 'main' ? `@${c.revision}` : ''} (${formatBytes(c.bytes)})`).join(', ')}{' '}
           <button className="link" disabled={busy} onClick={() => void trainer().deleteCachedModels().then(refreshCached)}>
             Delete downloaded models
           </button>

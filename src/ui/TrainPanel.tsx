@@ -5,7 +5,7 @@ import * as Comlink from 'comlink';
 import { useShallow } from 'zustand/react/shallow';
 import type { RunMetrics, RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
-import { fmtSize } from './format.js';
+import { formatBytes } from './format.js';
 import { keepLora } from './recovery.js';
 import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
@@ -151,7 +151,7 @@ export function TrainPanel() {
           <div>
             <progress max={last.totalSteps} value={last.step} />
             <p data-testid="step-counter">
-              step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {speed(last)} · {last.step >= 2 ? `ETA ${Math.round(last.etaMs / 1000)} s` : 'ETA after the second step'} · GPU {fmtSize(last.heldBytes)} held, peak {fmtSize(last.peakHeldBytes)}{s.memory ? ` (forecast ${fmtSize(s.memory.peakBytes)})` : ''}
+              step {last.step} / {last.totalSteps} · loss {last.loss.toFixed(4)} (smoothed {last.smoothLoss.toFixed(4)}) · {speed(last)} · {last.step >= 2 ? `ETA ${Math.round(last.etaMs / 1000)} s` : 'ETA after the second step'} · GPU {formatBytes(last.heldBytes)} held, peak {formatBytes(last.peakHeldBytes)}{s.memory ? ` (forecast ${formatBytes(s.memory.peakBytes)})` : ''}
             </p>
           </div>
         )}

@@ -1,4 +1,5 @@
 // Browser storage before a hub download: ask to keep it (persistent storage) and compare what is needed with what the site may still store.
+import { formatBytes as size } from './format.js';
 
 /** Downloads from this size on ask for persistent storage (the browser may otherwise evict gigabytes of weights). */
 export const PERSIST_FROM_BYTES = 256 * 2 ** 20;
@@ -9,8 +10,6 @@ export interface StorageCheck {
   /** The numbers, in words, for the status line. */
   message: string;
 }
-
-const size = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`);
 
 /**
  * Before downloading `needed` bytes: for large downloads ask for persistent storage (some browsers
