@@ -523,7 +523,6 @@ export class GpuBackend implements Backend {
     this.enc().copyBufferToBuffer(resolve, 0, staging, 0, 16 * n);
     this.flush();
     const names = p.names;
-    const set = p.set;
     this.profileOut.push(
       staging.mapAsync(GPUMapMode.READ).then(() => {
         const t = new BigInt64Array(staging.getMappedRange());
@@ -534,7 +533,6 @@ export class GpuBackend implements Backend {
       }),
     );
     this.profiling = { set: this.device.createQuerySet({ type: 'timestamp', count: 2 * p.capacity }), names: [], capacity: p.capacity };
-    void set;
   }
 
   /** Stop timing and return the GPU time of each dispatch since `startProfile`. */

@@ -178,26 +178,6 @@ export function scope<T>(fn: () => T): T {
   return result;
 }
 
-/** Async variant of `scope`. Only one async scope may be open at a time per backend. */
-export async function scopeAsync<T>(fn: () => Promise<T>): Promise<T> {
-  const mine: Tensor[] = [];
-  scopes.push(mine);
-  let result: T;
-  try {
-    result = await fn();
-  } finally {
-    scopes.splice(scopes.indexOf(mine), 1);
-  }
-  const keep = new Set<Tensor>();
-  collect(result, keep);
-  const parent = currentScope();
-  for (const t of mine) {
-    if (keep.has(t)) parent?.push(t);
-    else t.dispose();
-  }
-  return result;
-}
-
 /** Take a tensor out of scope management: the caller disposes it. */
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) {
