@@ -1,9 +1,9 @@
-// Step 2: the images — dropped files, folders or zips (or the bundled samples), captions edited in place, skipped files and buckets.
+// Step 2: the images — dropped files, folders or zips (or the bundled sample photos), captions edited in place, skipped files and buckets.
 import { useMemo, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
 import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type Skip } from '../training/dataset-files.js';
-import { filesFrom, sampleFiles, sortFiles, type Picked } from './dataset.js';
+import { filesFrom, samplePhotos, sortFiles, type Picked } from './dataset.js';
 import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
 
@@ -15,16 +15,16 @@ export function DatasetPanel() {
   const { dataset, report, nonImages, set } = useApp(useShallow((st) => ({ dataset: st.dataset, report: st.report, nonImages: st.nonImages, set: st.set })));
   const repeats = useApp((st) => st.config.repeats);
   const [over, setOver] = useState(false);
-  const [samples, setSamples] = useState<{ busy: boolean; error?: string }>({ busy: false });
+  const [photos, setPhotos] = useState<{ busy: boolean; error?: string }>({ busy: false });
   /** What the last add did, in words (replaced copies, captions for images already here, folder notes); cleared by the next. */
   const [added, setAdded] = useState<string | null>(null);
-  const addSamples = async () => {
-    setSamples({ busy: true });
+  const addSamplePhotos = async () => {
+    setPhotos({ busy: true });
     try {
-      await add(await sampleFiles(new URL('samples/', document.baseURI).href));
-      setSamples({ busy: false });
+      await add(await samplePhotos(new URL('samples/', document.baseURI).href));
+      setPhotos({ busy: false });
     } catch (e) {
-      setSamples({ busy: false, error: `Could not add the sample photos: ${e instanceof Error ? e.message : String(e)}` });
+      setPhotos({ busy: false, error: `Could not add the sample photos: ${e instanceof Error ? e.message : String(e)}` });
     }
   };
   // An image's identity is its path in what was dropped: `10_cat/1.png` and `5_coffee/1.png` are two images.
@@ -107,9 +107,9 @@ export function DatasetPanel() {
         <label className="file"> choose files<input type="file" multiple onChange={async (e) => add(await filesFrom(null, e.target.files))} /></label>
       </div>
       <p>
-        No images at hand? <button onClick={addSamples} disabled={samples.busy}>Use the sample photos</button> (public-domain pictures from scikit-image, with captions)
-        {samples.busy && <span role="status"> Fetching…</span>}
-        {samples.error && <span role="alert" className="error"> {samples.error}</span>}
+        No images at hand? <button onClick={addSamplePhotos} disabled={photos.busy}>Use the sample photos</button> (public-domain pictures from scikit-image, with captions)
+        {photos.busy && <span role="status"> Fetching…</span>}
+        {photos.error && <span role="alert" className="error"> {photos.error}</span>}
       </p>
       <p data-testid="dataset-count">
         {dataset.length} {dataset.length === 1 ? 'image' : 'images'}{skipped.length ? `, ${skipped.length} skipped` : ''}{buckets ? ` — buckets: ${buckets}` : ''}

@@ -11,13 +11,13 @@ import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
 /** Turn a preview's RGBA bytes into a PNG object URL (replacing the previous one). */
-async function showSample(img: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string) {
+async function showPreview(img: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string) {
   const canvas = new OffscreenCanvas(img.width, img.height);
   canvas.getContext('2d')!.putImageData(new ImageData(img.data as Uint8ClampedArray<ArrayBuffer>, img.width, img.height), 0, 0);
   const url = URL.createObjectURL(await canvas.convertToBlob({ type: 'image/png' }));
-  const prev = useApp.getState().sample;
+  const prev = useApp.getState().preview;
   if (prev) URL.revokeObjectURL(prev.url);
-  useApp.setState({ sample: { url, step, prompt } });
+  useApp.setState({ preview: { url, step, prompt } });
 }
 
 const secs = (ms: number) => `${Math.max(0, Math.round(ms / 1000))} s`;
@@ -68,7 +68,7 @@ let starting = false;
 export function TrainPanel() {
   // What the panel shows; a metric re-renders it (and the charts), but not the settings form.
   const s = useApp(
-    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, sample: st.sample, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config, set: st.set })),
+    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config, set: st.set })),
   );
   const [logScale, setLog] = useState(false);
   const [resume, setResume] = useState<File | null>(null);
@@ -98,9 +98,9 @@ export function TrainPanel() {
       if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
       if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
       if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
-      const prev = useApp.getState().sample;
+      const prev = useApp.getState().preview;
       if (prev) URL.revokeObjectURL(prev.url);
-      s.set({ metrics: [], sample: null });
+      s.set({ metrics: [], preview: null });
       const demo = !!useApp.getState().model.demo;
       await trainer().start(
         v.config,
@@ -113,7 +113,7 @@ export function TrainPanel() {
             useApp.setState({ lora: { bytes, step, runName, demo } });
             void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
           },
-          onSample: (img, step, prompt) => void showSample(img, step, prompt),
+          onSample: (img, step, prompt) => void showPreview(img, step, prompt),
           onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
           onDone: () => {}, // the 'done' state says it
           onError: () => {}, // the 'failed' state says it
@@ -170,11 +170,11 @@ export function TrainPanel() {
             />
           </>
         )}
-        {s.sample && (
-          <figure className="sample" data-testid="sample">
-            <img src={s.sample.url} alt={`sample at step ${s.sample.step}`} />
+        {s.preview && (
+          <figure className="preview" data-testid="sample">
+            <img src={s.preview.url} alt={`preview at step ${s.preview.step}`} />
             <figcaption>
-              Step {s.sample.step}: “{s.sample.prompt}”{s.demo ? ' (the demo model has random weights: its previews are noise by design)' : ''}
+              Step {s.preview.step}: “{s.preview.prompt}”{s.demo ? ' (the demo model has random weights: its previews are noise by design)' : ''}
             </figcaption>
           </figure>
         )}

@@ -82,17 +82,17 @@ export async function sortFiles(files: readonly Picked[]): Promise<Dropped> {
 
 /**
  * The bundled sample photographs with their captions, fetched from `samples/manifest.json` beside
- * the page, as Files ready for `sortFiles`. A file that cannot be fetched raises an error naming it.
+ * the page, as files ready for `sortFiles`. A file that cannot be fetched raises an error naming it.
  */
-export async function sampleFiles(base: string): Promise<Picked[]> {
+export async function samplePhotos(base: string): Promise<Picked[]> {
   const at = (name: string) => new URL(name, base).href;
   const res = await fetch(at('manifest.json'));
-  if (!res.ok) throw new Error(`the sample list ${at('manifest.json')} could not be loaded (HTTP ${res.status})`);
+  if (!res.ok) throw new Error(`the sample photo list ${at('manifest.json')} could not be loaded (HTTP ${res.status})`);
   const { files } = (await res.json()) as { files: string[] };
   return Promise.all(
     files.map(async (name) => {
       const r = await fetch(at(name));
-      if (!r.ok) throw new Error(`the sample ${name} could not be loaded (HTTP ${r.status})`);
+      if (!r.ok) throw new Error(`the sample photo ${name} could not be loaded (HTTP ${r.status})`);
       return picked(new File([await r.arrayBuffer()], name));
     }),
   );

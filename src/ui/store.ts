@@ -58,8 +58,8 @@ export interface AppState {
   metrics: RunMetrics[];
   /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
   lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean; demo?: boolean } | null;
-  /** The latest preview image (a PNG object URL). */
-  sample: { url: string; step: number; prompt: string } | null;
+  /** The latest preview image the worker rendered with the LoRA so far (a PNG object URL); not a training image. */
+  preview: { url: string; step: number; prompt: string } | null;
   /** Resolution and bucket sides a person chose, per model name: reloading that model keeps them. */
   sizeChoices: Record<string, SizeChoice>;
   set(p: Partial<AppState>): void;
@@ -133,7 +133,7 @@ export const useApp = create<AppState>()(
       run: { status: 'idle' },
       metrics: [],
       lora: null,
-      sample: null,
+      preview: null,
       sizeChoices: {},
       set: (p) => set(p),
       setConfig: (p) => set((s) => ({ config: { ...s.config, ...p } })),
