@@ -14,28 +14,57 @@ export interface AttnParams {
   dtypes: [DType, DType, DType];
 }
 
-/** Rows per workgroup (one thread each). */
-export const ROWS = 64;
+/** Threads per workgroup (one row each up to D = 64, a slice of a row above). */
+export const THREADS = 64;
 
 /** Feature vectors per row: head features are handled as vec4s, the last one zero-padded. */
 const vecs = (D: number) => Math.ceil(D / 4);
 
+/** Most vec4 registers a thread holds per row variable (D = 64 in one thread; the unrolled code compiles fast everywhere). */
+const SLICE_MAX_VECS = 16;
+
 /**
- * Rows staged in workgroup memory per block: two [block, D] tiles (D padded to a multiple of 4)
- * plus `extra` floats a row, within 16 KiB: 64 rows up to D=32, 32 up to D=64, 8 at D=160, 4 at D=512.
+ * How head rows are split across threads: `T` threads share a row, each holding `W` of its vec4s
+ * in named registers (T = 1 up to D = 64, 2 at D = 80, 4 at D = 160, 8 at D = 512), so no kernel
+ * needs a per-thread array. A workgroup owns `rows` = 64 / T rows; `Vp` = T·W vec4s is the row
+ * width staged in workgroup memory, zero past D.
+ */
+export interface Split {
+  T: number;
+  W: number;
+  rows: number;
+  Vp: number;
+}
+
+/** The split of head dim `D` (see `Split`). */
+export function split(D: number): Split {
+  const V = vecs(D);
+  let T = 1;
+  while (Math.ceil(V / T) > SLICE_MAX_VECS) T *= 2;
+  const W = Math.ceil(V / T);
+  return { T, W, rows: THREADS / T, Vp: T * W };
+}
+
+/**
+ * Rows staged in workgroup memory per block: two [block, Vp] vec4 tiles plus `extra` floats a row,
+ * within 16 KiB: 64 rows up to D=32, 32 up to D=64, 16 at D=80 and 8 at D=160 (with the partial
+ * dots of a split row), 2 at D=512.
  */
 export function blockSize(D: number, extra = 0): number {
   let b = 64;
-  while (b > 1 && b * (8 * vecs(D) + extra) * 4 > 16384) b >>= 1;
+  while (b > 1 && b * (8 * split(D).Vp + extra) * 4 > 16384) b >>= 1;
   return b;
 }
+
+/** Floats a staged row needs for the partial dots of split rows: one per dot per thread. */
+const partialFloats = (sp: Split, dots: number) => (sp.T > 1 ? dots * THREADS : 0);
 
 /** Largest head dimension the kernels take (SD's VAE mid-block attention is one 512-wide head). */
 export const MAX_HEAD_DIM = 512;
 
 /**
- * What an attention source depends on: the head dim (register count, block size), the mask and
- * the dtypes. Batch, heads, sequence lengths and the scale are uniforms, so every resolution and
+ * What an attention source depends on: the head dim (register count, split, block size), the mask
+ * and the dtypes. Batch, heads, sequence lengths and the scale are uniforms, so every resolution and
  * every prompt length of one head dim shares the pipelines.
  */
 export type AttnSourceParams = Pick<AttnParams, 'D' | 'causal' | 'dtypes'>;
@@ -49,31 +78,61 @@ export const sourceParams = (p: AttnParams): AttnSourceParams => ({ D: p.D, caus
 /** Element offset of row `n` of a [B, N, H·D] tensor for batch `b`, head `h`; `N` is a uniform name. */
 const rowIndex = (p: AttnSourceParams, n: string, N: 'Nq' | 'Nk') => `((b * u.${N} + ${n}) * u.H + h) * ${p.D}u`;
 
-/** Head dims up to 4x this are unrolled into named vec4 registers (D=40 and CLIP's 64); larger ones loop. */
-const UNROLL_MAX_VECS = 16;
-
 /**
- * Per-thread vec4 row state, fully unrolled (named variables stay in registers on every compiler,
- * including SwiftShader's) for D <= 64; larger heads loop over a private array (the compiler may spill it).
+ * A thread's vec4 slice of its row's state, unrolled into named variables (they stay in registers
+ * on every compiler, including SwiftShader's; a private array made lavapipe's compiler stall).
  */
 class Regs {
-  readonly unrolled: boolean;
-  constructor(readonly V: number) {
-    this.unrolled = V <= UNROLL_MAX_VECS;
-  }
+  constructor(readonly sp: Split) {}
   decl(...names: string[]): string {
-    return names.map((n) => (this.unrolled ? Array.from({ length: this.V }, (_, c) => `var ${n}_${c} = vec4<f32>(0.0);`).join(' ') : `var ${n}: array<vec4<f32>, ${this.V}>;`)).join('\n  ');
+    return names.map((n) => Array.from({ length: this.sp.W }, (_, c) => `var ${n}_${c} = vec4<f32>(0.0);`).join(' ')).join('\n  ');
   }
-  /** Repeat `body` for every vec4 index; `at(name)` names the register, `c` is the index expression. */
+  /** Repeat `body` for each vec4 of the slice; `at(name)` names the register, `c` is the row's vec4 index (from `c0`, the slice's first, when split). */
   each(body: (at: (name: string) => string, c: string) => string): string {
-    if (!this.unrolled) return `for (var c = 0u; c < ${this.V}u; c++) { ${body((n) => `${n}[c]`, 'c')} }`;
-    return Array.from({ length: this.V }, (_, c) => body((n) => `${n}_${c}`, `${c}u`)).join(' ');
+    return Array.from({ length: this.sp.W }, (_, c) => body((n) => `${n}_${c}`, this.sp.T === 1 ? `${c}u` : `c0 + ${c}u`)).join(' ');
   }
 }
 
-/** WGSL `ld4_<name>(row, c)`: features 4c..4c+3 of the head row starting at element `row`, zero past D. */
-function load4(name: string, D: number): string {
-  const comp = (t: number) => (D % 4 === 0 ? `ld_${name}(row + c * 4u + ${t}u)` : `select(0.0, ld_${name}(row + min(c * 4u + ${t}u, ${D - 1}u)), c * 4u + ${t}u < ${D}u)`);
+/**
+ * WGSL declarations of the thread's place: its slice `sl` of row `ri` in the workgroup's rows, the
+ * slice's first vec4 `c0`, and the global row `row` (wid.x picks the workgroup's block of rows).
+ */
+function threadPlace(sp: Split, row: string): string {
+  if (sp.T === 1) return `let ${row} = wid.x * ${THREADS}u + lid;`;
+  return `let sl = lid / ${sp.rows}u; let ri = lid % ${sp.rows}u; let c0 = sl * ${sp.W}u;
+  let ${row} = wid.x * ${sp.rows}u + ri;`;
+}
+
+/**
+ * The dot products of the thread's register slices with row `idx` of staged tiles (`[name,
+ * register, tile]`, each `let name` for the body). One thread holding the whole row computes them
+ * inline. A split row's T threads each write their slice's partial sums for all `nb` staged rows
+ * to `Pd` first (`pre`, ending in a barrier); then every thread of the row adds the row's T
+ * partials in the same order, so all of them hold the same value.
+ */
+function dots(sp: Split, R: Regs, idx: string, list: [string, string, string][], block: number): { pre: string; lets: string } {
+  const acc = `${list.map(([n]) => `var ${n}4 = vec4<f32>(0.0);`).join(' ')}
+        ${R.each((at, c) => list.map(([n, reg, tile]) => `${n}4 = fma(${at(reg)}, ${tile}[${idx} * ${sp.Vp}u + ${c}], ${n}4);`).join(' '))}`;
+  const sum = (n: string) => `${n}4.x + ${n}4.y + ${n}4.z + ${n}4.w`;
+  if (sp.T === 1) return { pre: '', lets: `${acc}\n        ${list.map(([n]) => `let ${n} = ${sum(n)};`).join(' ')}` };
+  const at = (x: number, s: string) => `Pd[${x * THREADS * block ? `${x * THREADS * block}u + ` : ''}${idx} * ${THREADS}u + ${s} * ${sp.rows}u + ri]`;
+  return {
+    pre: `for (var ${idx} = 0u; ${idx} < nb; ${idx}++) {
+      ${acc}
+      ${list.map(([n], x) => `${at(x, 'sl')} = ${sum(n)};`).join(' ')}
+    }
+    workgroupBarrier();`,
+    lets: list.map(([n], x) => `let ${n} = ${Array.from({ length: sp.T }, (_, s) => at(x, `${s}u`)).join(' + ')};`).join('\n        '),
+  };
+}
+
+/** The workgroup array of partial dots `dots` uses for split rows (`block` rows staged at a time), else ''. */
+const partialDecl = (sp: Split, nDots: number, block: number) => (sp.T === 1 ? '' : `var<workgroup> Pd: array<f32, ${nDots * THREADS * block}>;`);
+
+/** WGSL `ld4_<name>(row, c)`: features 4c..4c+3 of the head row starting at element `row`, zero past D (`Vp` vec4s may pass it). */
+function load4(name: string, D: number, Vp: number): string {
+  const exact = D % 4 === 0 && Vp * 4 === D;
+  const comp = (t: number) => (exact ? `ld_${name}(row + c * 4u + ${t}u)` : `select(0.0, ld_${name}(row + min(c * 4u + ${t}u, ${D - 1}u)), c * 4u + ${t}u < ${D}u)`);
   return `fn ld4_${name}(row: u32, c: u32) -> vec4<f32> { return vec4<f32>(${[0, 1, 2, 3].map(comp).join(', ')}); }`;
 }
 
@@ -86,63 +145,67 @@ function store4(name: string, D: number): string {
 
 /** WGSL statements staging `rows` rows from `first` of each tensor into `vec4` tiles (zeros past `N`); the first tile scaled by `u.scale` when `scaleFirst`. */
 function stage(p: AttnSourceParams, rows: number, first: string, N: 'Nq' | 'Nk', tiles: [string, string][], scaleFirst = false): string {
-  const V = vecs(p.D);
+  const V = split(p.D).Vp;
   const loads = tiles.map(([tile, src], t) => `${tile}[e] = select(vec4<f32>(0.0), ld4_${src}(${rowIndex(p, 'r', N)}, c)${t === 0 && scaleFirst ? ' * u.scale' : ''}, ok);`);
-  return `for (var e = lid; e < ${rows * V}u; e += ${ROWS}u) {
+  return `for (var e = lid; e < ${rows * V}u; e += ${THREADS}u) {
       let r = min(${first} + e / ${V}u, u.${N} - 1u); let c = e % ${V}u; let ok = ${first} + e / ${V}u < u.${N};
       ${loads.join('\n      ')}
     }`;
 }
 
 /*
- * Forward tiling: a workgroup of 64 threads owns 64 query rows of one (batch, head); each thread
- * keeps its query row and output accumulator in registers as vec4s (D padded to a multiple of 4).
- * Key/value rows are staged through workgroup memory in blocks sized so both tiles fit 16 KiB (32
- * rows at D=40, 8 at D=160); every thread reads the same tile word at once (a broadcast), 4
- * features per load. Each key is folded into an online softmax as it comes: the running sum and
- * accumulator are rescaled only when the key raises the row maximum (rare after the first keys), so
- * no per-thread score array exists (a private `array<f32, 32>` stalled lavapipe's compiler for
- * minutes). Memory is O(rows x D) per workgroup, never Nq x Nk; only the output and the per-row
- * log-sum-exp (for backward) are written.
+ * Forward tiling: a workgroup of 64 threads owns 64 query rows of one (batch, head) up to D = 64,
+ * each thread keeping its query row and output accumulator in registers as vec4s (D padded to a
+ * multiple of 4); above D = 64 each row is split over T threads (`split`), each with its slice of
+ * q and acc, and the workgroup owns 64/T rows. Key/value rows are staged through workgroup memory
+ * in blocks sized so both tiles (and a split row's partial dots) fit 16 KiB (32 rows at D=40, 16
+ * at D=80, 8 at D=160); every thread reads the same tile word at once (a broadcast), 4 features
+ * per load. Each key is folded into an online softmax as it comes: the running sum and accumulator
+ * are rescaled only when the key raises the row maximum (rare after the first keys), so no
+ * per-thread score array exists (a private `array<f32, 32>` stalled lavapipe's compiler for
+ * minutes). A split row's threads meet once per block in workgroup memory to add their partial
+ * dots (`dots`). Memory is O(rows x D) per workgroup, never Nq x Nk; only the output and the
+ * per-row log-sum-exp (for backward) are written.
  */
 export const attnForwardSource = memoSource('attn_fwd', (p: AttnSourceParams) => {
-  const BK = blockSize(p.D);
-  const V = vecs(p.D);
-  const R = new Regs(V);
+  const sp = split(p.D);
+  const BK = blockSize(p.D, partialFloats(sp, 1));
+  const R = new Regs(sp);
+  const d = dots(sp, R, 'jj', [['dot', 'q', 'Ks']], BK);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
 ${output('o', 3)}
 ${output('lse', 4)}
 ${uniformDecl(5, ATTN_FIELDS)}
-${load4('q', p.D)}
-${load4('k', p.D)}
-${load4('v', p.D)}
+${load4('q', p.D, sp.Vp)}
+${load4('k', p.D, sp.Vp)}
+${load4('v', p.D, sp.Vp)}
 ${store4('o', p.D)}
-var<workgroup> Ks: array<vec4<f32>, ${BK * V}>;
-var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
-@compute @workgroup_size(${ROWS})
+var<workgroup> Ks: array<vec4<f32>, ${BK * sp.Vp}>;
+var<workgroup> Vs: array<vec4<f32>, ${BK * sp.Vp}>;
+${partialDecl(sp, 1, BK)}
+@compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
-  let i = wid.x * ${ROWS}u + lid;
+  ${threadPlace(sp, 'i')}
   let live = i < u.Nq;
   let qrow = ${rowIndex(p, 'min(i, u.Nq - 1u)', 'Nq')};
   ${R.decl('q', 'acc')}
   ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * u.scale;`)}
   var m = -1e30;
   var l = 0.0;
-  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${ROWS}u + ${ROWS}u)` : 'u.Nk'};
+  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${sp.rows}u + ${sp.rows}u)` : 'u.Nk'};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
     ${stage(p, BK, 'j0', 'Nk', [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
     // a run-time trip count: a constant one is fully unrolled by LLVM (lavapipe), minutes of compile
     let nb = min(${BK}u, kEnd - j0);
+    ${d.pre}
     for (var jj = 0u; jj < nb; jj++) {
       let j = j0 + jj;
       if (${p.causal ? 'j <= i' : 'true'}) {
-        var d4 = vec4<f32>(0.0);
-        ${R.each((r, c) => `d4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], d4);`)}
-        let dot = d4.x + d4.y + d4.z + d4.w;
+        ${d.lets}
         if (dot > m) {
           let corr = exp(m - dot);
           l = l * corr;
@@ -152,7 +215,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let pj = exp(dot - m);
         l += pj;
         let p4 = vec4<f32>(pj);
-        ${R.each((r, c) => `${r('acc')} = fma(p4, Vs[jj * ${V}u + ${c}], ${r('acc')});`)}
+        ${R.each((r, c) => `${r('acc')} = fma(p4, Vs[jj * ${sp.Vp}u + ${c}], ${r('acc')});`)}
       }
     }
     workgroupBarrier();
@@ -160,7 +223,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   if (live) {
     let inv = 1.0 / l;
     ${R.each((r, c) => `st4_o(qrow, ${c}, ${r('acc')} * inv);`)}
-    lse[(b * u.H + h) * u.Nq + i] = m + log(l);
+    ${sp.T > 1 ? 'if (sl == 0u) { ' : ''}lse[(b * u.H + h) * u.Nq + i] = m + log(l);${sp.T > 1 ? ' }' : ''}
   }
 }`;
 });
@@ -170,10 +233,10 @@ export const attnDeltaSource = memoSource('attn_delta', (p: AttnSourceParams) =>
 ${input('o', 1)}
 ${output('delta', 2)}
 ${uniformDecl(3, ATTN_FIELDS)}
-@compute @workgroup_size(${ROWS})
+@compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
-  let i = wid.x * ${ROWS}u + lid;
+  let i = wid.x * ${THREADS}u + lid;
   if (i >= u.Nq) { return; }
   var s = 0.0;
   for (var d = 0u; d < ${p.D}u; d++) { let x = ${rowIndex(p, 'i', 'Nq')} + d; s = fma(ld_dout(x), ld_o(x), s); }
@@ -182,13 +245,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /*
  * dQ tiling: like the forward, one thread per query row (q, dO and the dQ accumulator in registers
- * as vec4s), key/value blocks staged in workgroup memory; probabilities are recomputed from the
- * saved log-sum-exp, so no score matrix exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
+ * as vec4s), or T threads per row with a slice each above D = 64; key/value blocks staged in
+ * workgroup memory; probabilities are recomputed from the saved log-sum-exp, so no score matrix
+ * exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
  */
 export const attnDqSource = memoSource('attn_dq', (p: AttnSourceParams) => {
-  const BK = blockSize(p.D);
-  const V = vecs(p.D);
-  const R = new Regs(V);
+  const sp = split(p.D);
+  const BK = blockSize(p.D, partialFloats(sp, 2));
+  const R = new Regs(sp);
+  const d = dots(sp, R, 'jj', [['s', 'q', 'Ks'], ['dp', 'go', 'Vs']], BK);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
@@ -197,17 +262,18 @@ ${input('lse', 4)}
 ${input('delta', 5)}
 ${output('dq', 6)}
 ${uniformDecl(7, ATTN_FIELDS)}
-${load4('q', p.D)}
-${load4('k', p.D)}
-${load4('v', p.D)}
-${load4('dout', p.D)}
+${load4('q', p.D, sp.Vp)}
+${load4('k', p.D, sp.Vp)}
+${load4('v', p.D, sp.Vp)}
+${load4('dout', p.D, sp.Vp)}
 ${store4('dq', p.D)}
-var<workgroup> Ks: array<vec4<f32>, ${BK * V}>;
-var<workgroup> Vs: array<vec4<f32>, ${BK * V}>;
-@compute @workgroup_size(${ROWS})
+var<workgroup> Ks: array<vec4<f32>, ${BK * sp.Vp}>;
+var<workgroup> Vs: array<vec4<f32>, ${BK * sp.Vp}>;
+${partialDecl(sp, 2, BK)}
+@compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
-  let i = wid.x * ${ROWS}u + lid;
+  ${threadPlace(sp, 'i')}
   let live = i < u.Nq;
   let ic = min(i, u.Nq - 1u);
   let qrow = ${rowIndex(p, 'ic', 'Nq')};
@@ -215,20 +281,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * u.scale; ${r('go')} = ld4_dout(qrow, ${c});`)}
   let L = ld_lse((b * u.H + h) * u.Nq + ic);
   let dl = ld_delta((b * u.H + h) * u.Nq + ic);
-  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${ROWS}u + ${ROWS}u)` : 'u.Nk'};
+  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${sp.rows}u + ${sp.rows}u)` : 'u.Nk'};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
     ${stage(p, BK, 'j0', 'Nk', [['Ks', 'k'], ['Vs', 'v']])}
     workgroupBarrier();
     let nb = min(${BK}u, kEnd - j0);
+    ${d.pre}
     for (var jj = 0u; jj < nb; jj++) {
       let j = j0 + jj;
       if (${p.causal ? 'j <= i' : 'true'}) {
-        var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
-        ${R.each((r, c) => `s4 = fma(${r('q')}, Ks[jj * ${V}u + ${c}], s4); dp4 = fma(${r('go')}, Vs[jj * ${V}u + ${c}], dp4);`)}
-        let s = s4.x + s4.y + s4.z + s4.w;
-        let dp = dp4.x + dp4.y + dp4.z + dp4.w;
+        ${d.lets}
         let ds = vec4<f32>(exp(s - L) * (dp - dl) * u.scale);
-        ${R.each((r, c) => `${r('acc')} = fma(ds, Ks[jj * ${V}u + ${c}], ${r('acc')});`)}
+        ${R.each((r, c) => `${r('acc')} = fma(ds, Ks[jj * ${sp.Vp}u + ${c}], ${r('acc')});`)}
       }
     }
     workgroupBarrier();
@@ -239,13 +303,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
 /*
  * dK/dV tiling: one thread per key row (its K and V rows and both accumulators in registers as
- * vec4s); query rows with their dO, log-sum-exp and Δ are staged through workgroup memory block by
- * block: dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
+ * vec4s), or T threads per row with a slice each above D = 64; query rows with their dO,
+ * log-sum-exp and Δ are staged through workgroup memory block by block:
+ * dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
  */
 export const attnDkvSource = memoSource('attn_dkv', (p: AttnSourceParams) => {
-  const BQ = blockSize(p.D, 2);
-  const V = vecs(p.D);
-  const R = new Regs(V);
+  const sp = split(p.D);
+  const BQ = blockSize(p.D, 2 + partialFloats(sp, 2));
+  const R = new Regs(sp);
+  const d = dots(sp, R, 'ii', [['s', 'kr', 'Qs'], ['dp', 'vr', 'Gs']], BQ);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
@@ -255,42 +321,43 @@ ${input('delta', 5)}
 ${output('dk', 6)}
 ${output('dv', 7)}
 ${uniformDecl(8, ATTN_FIELDS)}
-${load4('q', p.D)}
-${load4('k', p.D)}
-${load4('v', p.D)}
-${load4('dout', p.D)}
+${load4('q', p.D, sp.Vp)}
+${load4('k', p.D, sp.Vp)}
+${load4('v', p.D, sp.Vp)}
+${load4('dout', p.D, sp.Vp)}
 ${store4('dk', p.D)}
 ${store4('dv', p.D)}
-var<workgroup> Qs: array<vec4<f32>, ${BQ * V}>;
-var<workgroup> Gs: array<vec4<f32>, ${BQ * V}>;
+var<workgroup> Qs: array<vec4<f32>, ${BQ * sp.Vp}>;
+var<workgroup> Gs: array<vec4<f32>, ${BQ * sp.Vp}>;
 var<workgroup> Ls: array<f32, ${BQ}>;
 var<workgroup> Ds: array<f32, ${BQ}>;
-@compute @workgroup_size(${ROWS})
+${partialDecl(sp, 2, BQ)}
+@compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let b = wid.z; let h = wid.y;
-  let j = wid.x * ${ROWS}u + lid;
+  ${threadPlace(sp, 'j')}
   let live = j < u.Nk;
   let krow = ${rowIndex(p, 'min(j, u.Nk - 1u)', 'Nk')};
   ${R.decl('kr', 'vr', 'dk_', 'dv_')}
   ${R.each((r, c) => `${r('kr')} = ld4_k(krow, ${c}); ${r('vr')} = ld4_v(krow, ${c});`)}
-  let iStart = ${p.causal ? `(wid.x * ${ROWS}u / ${BQ}u) * ${BQ}u` : '0u'};
+  let iStart = ${p.causal ? `(wid.x * ${sp.rows}u / ${BQ}u) * ${BQ}u` : '0u'};
   for (var i0 = iStart; i0 < u.Nq; i0 += ${BQ}u) {
     ${stage(p, BQ, 'i0', 'Nq', [['Qs', 'q'], ['Gs', 'dout']], true)}
-    for (var e = lid; e < ${BQ}u; e += ${ROWS}u) {
+    for (var e = lid; e < ${BQ}u; e += ${THREADS}u) {
       let i = min(i0 + e, u.Nq - 1u);
       Ls[e] = ld_lse((b * u.H + h) * u.Nq + i);
       Ds[e] = ld_delta((b * u.H + h) * u.Nq + i);
     }
     workgroupBarrier();
     let nb = min(${BQ}u, u.Nq - i0);
+    ${d.pre}
     for (var ii = 0u; ii < nb; ii++) {
       let i = i0 + ii;
       if (live${p.causal ? ' && j <= i' : ''}) {
-        var s4 = vec4<f32>(0.0); var dp4 = vec4<f32>(0.0);
-        ${R.each((r, c) => `s4 = fma(Qs[ii * ${V}u + ${c}], ${r('kr')}, s4); dp4 = fma(Gs[ii * ${V}u + ${c}], ${r('vr')}, dp4);`)}
-        let pr = vec4<f32>(exp(s4.x + s4.y + s4.z + s4.w - Ls[ii]));
-        let ds = pr * (dp4.x + dp4.y + dp4.z + dp4.w - Ds[ii]);
-        ${R.each((r, c) => `${r('dv_')} = fma(pr, Gs[ii * ${V}u + ${c}], ${r('dv_')}); ${r('dk_')} = fma(ds, Qs[ii * ${V}u + ${c}], ${r('dk_')});`)}
+        ${d.lets}
+        let pr = vec4<f32>(exp(s - Ls[ii]));
+        let ds = pr * (dp - Ds[ii]);
+        ${R.each((r, c) => `${r('dv_')} = fma(pr, Gs[ii * ${sp.Vp}u + ${c}], ${r('dv_')}); ${r('dk_')} = fma(ds, Qs[ii * ${sp.Vp}u + ${c}], ${r('dk_')});`)}
       }
     }
     workgroupBarrier();
@@ -347,7 +414,10 @@ export function attnNaiveKernels(p: AttnParams): { scores: Kernel; values: Kerne
   };
 }
 
-/** One tiled attention dispatch: `rows` query (or key) rows per (head, batch), sizes in uniforms. */
-export function attnKernel(name: string, source: (p: AttnSourceParams) => () => string, p: AttnParams, rows: number, flops: number, bytes: number): Kernel {
-  return { name, source: source(sourceParams(p)), workgroups: [Math.ceil(rows / ROWS), p.H, p.B], flops, bytes, uniforms: packUniforms(ATTN_FIELDS, [p.H, p.Nq, p.Nk, p.scale]) };
+/**
+ * One tiled attention dispatch: `rows` query (or key) rows per (head, batch), `perGroup` of them a
+ * workgroup (the split's rows by default), sizes in uniforms.
+ */
+export function attnKernel(name: string, source: (p: AttnSourceParams) => () => string, p: AttnParams, rows: number, flops: number, bytes: number, perGroup = split(p.D).rows): Kernel {
+  return { name, source: source(sourceParams(p)), workgroups: [Math.ceil(rows / perGroup), p.H, p.B], flops, bytes, uniforms: packUniforms(ATTN_FIELDS, [p.H, p.Nq, p.Nk, p.scale]) };
 }

@@ -1,6 +1,6 @@
 // Multi-head scaled-dot-product attention without a sequence-by-sequence matrix, forward and backward.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, type AttnParams } from '../kernels/attention.js';
+import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, THREADS, type AttnParams } from '../kernels/attention.js';
 import { softmaxKernel } from '../kernels/softmax.js';
 import { empty, type Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
@@ -72,7 +72,7 @@ export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
 const attentionBackward: BackwardRule<'attention'> = ({ q, k, v, o, lse, p }, [g], needs) =>
   noGrad(() => {
     const delta = empty(q.backend, [p.B, p.H, p.Nq]);
-    launch(attnKernel('attention_delta', attnDeltaSource, p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D), [g!, o], [delta]);
+    launch(attnKernel('attention_delta', attnDeltaSource, p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D, THREADS), [g!, o], [delta]);
     let dq: Tensor | null = null;
     if (needs[0]) {
       dq = emptyLike(q, q.shape);
