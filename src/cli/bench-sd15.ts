@@ -93,8 +93,7 @@ function metaStepDispatches(c: TrainConfig): { dispatches: number; flops: number
   const clipW = metaWeights(meta, clipWeightShapes(SD15_CLIP));
   // The targets the Trainer's loraSpecs picks for these settings.
   const specs = loraTargets(SD15_UNET, c.trainTextEncoder ? SD15_CLIP : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
-  const lora = new LoraNetwork(meta, specs, 0);
-  lora.dropout = c.networkDropout; // as the Trainer sets it: one dropout dispatch per adapted layer, forward, recompute and backward
+  const lora = new LoraNetwork(meta, specs, 0, undefined, { dropout: c.networkDropout });
   const opt = createOptimizer(c);
   const arenas = [lora.arenas.unet, ...(lora.arenas.te ? [lora.arenas.te] : [])];
   meta.resetStats();
@@ -102,10 +101,10 @@ function metaStepDispatches(c: TrainConfig): { dispatches: number; flops: number
   const r = c.resolution / 8;
   const T = SD15_CLIP.maxPositions;
   const loss = scope(() => {
-    const te = new Layers(clipW, c.trainTextEncoder ? lora.adapter('te') : null);
+    const te = new Layers(clipW, c.trainTextEncoder ? lora.adapter('te', { training: true }) : null);
     const ids = new Int32Array(T);
     const ctx = c.trainTextEncoder ? clipForward(te, SD15_CLIP, ids, 1, c.clipSkip) : noGrad(() => clipForward(te, SD15_CLIP, ids, 1, c.clipSkip));
-    const pred = unetForward(new Layers(unetW, lora.adapter('unet')), SD15_UNET, empty(meta, [1, 4, r, r]), [500], ctx, { gradientCheckpointing: c.gradientCheckpointing });
+    const pred = unetForward(new Layers(unetW, lora.adapter('unet', { training: true })), SD15_UNET, empty(meta, [1, 4, r, r]), [500], ctx, { gradientCheckpointing: c.gradientCheckpointing });
     const l = mseLoss(pred, empty(meta, [1, 4, r, r]), empty(meta, [1]));
     backward(l);
     return l;

@@ -25,15 +25,14 @@ function stepDispatches(unet: UNetConfig, clip: ClipConfig, latent: number, drop
   const meta = new MetaBackend();
   const unetW = metaWeights(meta, unetWeightShapes(unet));
   const clipW = metaWeights(meta, clipWeightShapes(clip));
-  const lora = new LoraNetwork(meta, loraTargets(unet, clip, { rank: 16, alpha: 16 }), 0);
-  lora.dropout = dropout;
+  const lora = new LoraNetwork(meta, loraTargets(unet, clip, { rank: 16, alpha: 16 }), 0, undefined, { dropout });
   const opt = adamw({ beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.01 });
   const arenas = [lora.arenas.unet, lora.arenas.te!];
   meta.resetStats();
   for (const a of arenas) a.zeroGrad();
   const loss = scope(() => {
-    const ctx = clipForward(new Layers(clipW, lora.adapter('te')), clip, new Int32Array(clip.maxPositions), 1);
-    const pred = unetForward(new Layers(unetW, lora.adapter('unet')), unet, empty(meta, [1, 4, latent, latent]), [500], ctx, { gradientCheckpointing: true });
+    const ctx = clipForward(new Layers(clipW, lora.adapter('te', { training: true })), clip, new Int32Array(clip.maxPositions), 1);
+    const pred = unetForward(new Layers(unetW, lora.adapter('unet', { training: true })), unet, empty(meta, [1, 4, latent, latent]), [500], ctx, { gradientCheckpointing: true });
     const l = mseLoss(pred, empty(meta, [1, 4, latent, latent]), empty(meta, [1]));
     backward(l);
     return l;

@@ -38,16 +38,14 @@ describe('tiny U-Net LoRA gradients', () => {
   it('are the same with gradient checkpointing as without (network dropout 0.1, masks replayed in the recompute)', async () => {
     const b = await testBackend();
     const w = weights(b);
-    const lora = new LoraNetwork(b, loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 }), 0);
+    const lora = new LoraNetwork(b, loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 }), 0, undefined, { dropout: 0.1 });
     // non-zero ups, so the downs get gradients too
     lora.arenas.unet.flatParams.write(values(lora.arenas.unet.numel, 77, 0.2));
-    lora.dropout = 0.1;
-    lora.dropoutSeed = 3;
     const [x, ctx, target] = ([[2, 4, 8, 8], [2, 77, 32], [2, 4, 8, 8]] as const).map((s, k) => tensor(b, values(s.reduce((p, q) => p * q, 1), 900 + k, 1), [...s]));
     const wt = tensor(b, [1, 0.5], [2]); // per-sample loss weights (min-SNR style)
     const grads = async (gradientCheckpointing: boolean) => {
       lora.arenas.unet.zeroGrad();
-      const loss = scope(() => mseLoss(unetForward(new Layers(w, lora.adapter('unet')), TINY_UNET, x!, [500, 20], ctx!, { gradientCheckpointing }), target!, wt!));
+      const loss = scope(() => mseLoss(unetForward(new Layers(w, lora.adapter('unet', { training: true, seed: 3 })), TINY_UNET, x!, [500, 20], ctx!, { gradientCheckpointing }), target!, wt!));
       backward(loss);
       const [l, g] = await Promise.all([loss.read(), lora.arenas.unet.flatGrads.read()]);
       loss.dispose();

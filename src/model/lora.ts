@@ -106,6 +106,19 @@ export interface LoraInit {
   alpha?: number;
 }
 
+/** Options of a LoraNetwork beyond its modules. */
+export interface LoraNetworkOptions {
+  /** Network dropout on the down projection's output while training (0 = off). */
+  dropout?: number;
+}
+
+/** What an adapter is for: training (dropout on, masks from `seed`) or not (previews, evaluation). */
+export interface AdapterOptions {
+  training?: boolean;
+  /** Base seed of the dropout masks of this micro-step. */
+  seed?: number;
+}
+
 interface LiveModule {
   spec: LoraModuleSpec;
   index: number;
@@ -120,46 +133,25 @@ interface LiveModule {
 export class LoraNetwork {
   readonly arenas: { unet: ParamArena; te: ParamArena | null };
   private readonly byPath = new Map<string, LiveModule>();
-  /** Output multiplier (1 in training). */
-  multiplier = 1;
-  /** Dropout on the down projection's output; 0 disables. */
-  dropout = 0;
-  /** Whether dropout is active (training) — off for sampling and evaluation. */
-  training = true;
-  /** Base seed of this micro-step's dropout masks; the trainer sets it so checkpoint recompute replays them. */
-  dropoutSeed = 0;
+  /** Dropout on the down projection's output in training adapters (kohya's network_dropout); 0 disables. */
+  readonly dropout: number;
 
   /** The modules trained: the given specs, with rank and alpha taken from `init` where it has them. */
   readonly specs: LoraModuleSpec[];
 
-  constructor(backend: Backend, specs: LoraModuleSpec[], seed: number, init?: Map<string, LoraInit>) {
+  /**
+   * `seed` draws the down projections' starting values (the up projections start at zero); `init`
+   * gives a module's weights instead (continuing an earlier file), `o.dropout` the network dropout.
+   */
+  constructor(backend: Backend, specs: LoraModuleSpec[], seed: number, init?: Map<string, LoraInit>, o: LoraNetworkOptions = {}) {
+    this.dropout = o.dropout ?? 0;
     this.specs = specs.map((s) => {
       const g = init?.get(kohyaName(s));
       return g && (g.rank !== undefined || g.alpha !== undefined) ? { ...s, rank: g.rank ?? s.rank, alpha: g.alpha ?? s.alpha } : s;
     });
-    const build = (part: 'unet' | 'te') => {
-      const mine = this.specs.filter((s) => s.part === part);
-      if (!mine.length) return null;
-      const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
-      const perModule = mine.map((s) => {
-        const fanIn = s.inFeatures * s.kernel * s.kernel;
-        const downShape = s.kind === 'conv' ? [s.rank, s.inFeatures, s.kernel, s.kernel] : [s.rank, s.inFeatures];
-        const upShape = s.kind === 'conv' ? [s.outFeatures, s.rank, 1, 1] : [s.outFeatures, s.rank];
-        const given = init?.get(kohyaName(s));
-        // kohya: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); lora_up starts at zero so the first forward is the base model.
-        const bound = 1 / Math.sqrt(fanIn);
-        const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => (2 * rnd() - 1) * bound);
-        const up = given?.up ?? new Float32Array(s.outFeatures * s.rank);
-        return {
-          down: { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
-          up: { name: `${kohyaName(s)}.lora_up.weight`, shape: upShape, init: up },
-        };
-      });
-      return new ParamArena(backend, stackedOrder(mine, perModule));
-    };
-    const unet = build('unet');
+    const unet = this.buildArena(backend, 'unet', seed, init);
     if (!unet) throw new Error('LoRA network has no U-Net modules');
-    this.arenas = { unet, te: build('te') };
+    this.arenas = { unet, te: this.buildArena(backend, 'te', seed, init) };
     this.specs.forEach((spec, index) => {
       const arena = spec.part === 'unet' ? this.arenas.unet : this.arenas.te!;
       const down = arena.get(`${kohyaName(spec)}.lora_down.weight`);
@@ -168,29 +160,55 @@ export class LoraNetwork {
     });
   }
 
+  /** One part's parameters in one arena (null when the part has no modules). */
+  private buildArena(backend: Backend, part: 'unet' | 'te', seed: number, init?: Map<string, LoraInit>): ParamArena | null {
+    const mine = this.specs.filter((s) => s.part === part);
+    if (!mine.length) return null;
+    const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
+    const perModule = mine.map((s) => {
+      const given = init?.get(kohyaName(s));
+      const { down: downShape, up: upShape } = engineShapes(s);
+      const fanIn = s.inFeatures * s.kernel * s.kernel;
+      // kohya: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); lora_up starts at zero so the first forward is the base model.
+      const bound = 1 / Math.sqrt(fanIn);
+      const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => (2 * rnd() - 1) * bound);
+      const up = given?.up ?? new Float32Array(s.outFeatures * s.rank);
+      return {
+        down: { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
+        up: { name: `${kohyaName(s)}.lora_up.weight`, shape: upShape, init: up },
+      };
+    });
+    return new ParamArena(backend, stackedOrder(mine, perModule));
+  }
+
   /** Look up the module for a layer of the U-Net or the text encoder. */
   module(part: 'unet' | 'te', path: string): LiveModule | undefined {
     return this.byPath.get(`${part}:${path}`);
   }
 
-  /** The adapter hook for one part (the models name layers without a part). */
-  adapter(part: 'unet' | 'te'): Adapter {
+  /**
+   * The adapter hook for one part (the models name layers without a part). A training adapter
+   * applies the network dropout with masks drawn from `seed` (one seed per micro-step, so the
+   * checkpointed recompute replays the same masks); the default, for previews and evaluation, has none.
+   */
+  adapter(part: 'unet' | 'te', o: AdapterOptions = {}): Adapter {
+    const p = o.training && this.dropout > 0 ? this.dropout : 0;
+    const seed = o.seed ?? 0;
     return {
-      lowRank: (name) => this.lowRank(part, name),
-      convDelta: (name, x, opts) => this.convDelta(part, name, x, opts),
+      lowRank: (name) => this.lowRank(part, name, p, seed),
+      convDelta: (name, x, opts) => this.convDelta(part, name, x, opts, p, seed),
     };
   }
 
   /**
    * The factors of an adapted linear (or 1x1 conv) layer: its output gains
-   * up(dropout(down(x))) * multiplier * alpha / rank. Pointwise (1x1 conv) modules are held as
+   * up(dropout_p(down(x))) * alpha / rank. Pointwise (1x1 conv) modules are held as
    * [rank, in] / [out, rank] and reshaped only on export.
    */
-  lowRank(part: 'unet' | 'te', name: string): LowRank | null {
+  private lowRank(part: 'unet' | 'te', name: string, p: number, seed: number): LowRank | null {
     const m = this.module(part, name);
     if (!m) return null;
-    const on = this.training && this.dropout > 0;
-    return { down: m.down, up: m.up, scale: (this.multiplier * m.spec.alpha) / m.spec.rank, ...(on ? { dropout: { p: this.dropout, seed: this.maskSeed(m.index) } } : {}) };
+    return { down: m.down, up: m.up, scale: m.spec.alpha / m.spec.rank, ...(p > 0 ? { dropout: { p, seed: maskSeed(seed, m.index) } } : {}) };
   }
 
   /**
@@ -198,24 +216,15 @@ export class LoraNetwork {
    * then a 1x1 conv up. A 1x1 base conv (conv_shortcut) holds its weights as [rank, in] / [out, rank]
    * like a linear module; they are viewed as [.., .., 1, 1] kernels here.
    */
-  convDelta(part: 'unet' | 'te', name: string, x: Tensor, opts: Conv2dOptions): Tensor | null {
+  private convDelta(part: 'unet' | 'te', name: string, x: Tensor, opts: Conv2dOptions, p: number, seed: number): Tensor | null {
     const m = this.module(part, name);
     if (!m) return null;
     const { rank, inFeatures, outFeatures } = m.spec;
     const down = m.spec.kind === 'conv' ? m.down : reshape(m.down, [rank, inFeatures, 1, 1]);
     const up = m.spec.kind === 'conv' ? m.up : reshape(m.up, [outFeatures, rank, 1, 1]);
-    const h = this.maybeDropout(conv2d(x, down, undefined, opts), m.index);
-    return scale(conv2d(h, up), (this.multiplier * m.spec.alpha) / rank);
-  }
-
-  private maybeDropout(h: Tensor, index: number): Tensor {
-    if (!this.training || this.dropout <= 0) return h;
-    return dropout(h, this.dropout, this.maskSeed(index), true);
-  }
-
-  /** The dropout mask's seed of module `index` in this micro-step. */
-  private maskSeed(index: number): number {
-    return (this.dropoutSeed * 1009 + index * 7919) >>> 0;
+    const h0 = conv2d(x, down, undefined, opts);
+    const h = p > 0 ? dropout(h0, p, maskSeed(seed, m.index), true) : h0;
+    return scale(conv2d(h, up), m.spec.alpha / rank);
   }
 
   /** Every parameter by kohya tensor name. */
@@ -230,6 +239,17 @@ export class LoraNetwork {
     this.arenas.unet.dispose();
     this.arenas.te?.dispose();
   }
+}
+
+/** The dropout mask's seed of module `index` under a micro-step's base seed. */
+function maskSeed(seed: number, index: number): number {
+  return (seed * 1009 + index * 7919) >>> 0;
+}
+
+/** A module's tensor shapes as the engine holds them: pointwise convs as linear [rank, in] / [out, rank]. */
+function engineShapes(s: LoraModuleSpec): { down: number[]; up: number[] } {
+  if (s.kind === 'conv') return { down: [s.rank, s.inFeatures, s.kernel, s.kernel], up: [s.outFeatures, s.rank, 1, 1] };
+  return { down: [s.rank, s.inFeatures], up: [s.outFeatures, s.rank] };
 }
 
 /** The module path's parent: `...attn1` for `...attn1.to_q`. */
@@ -251,11 +271,6 @@ function stackedOrder<E>(specs: readonly LoraModuleSpec[], entries: readonly { d
     i = j;
   }
   return out;
-}
-
-/** Count of parameters a spec list trains. */
-export function loraParamCount(specs: LoraModuleSpec[]): number {
-  return specs.reduce((n, s) => n + s.rank * (s.inFeatures * s.kernel * s.kernel + s.outFeatures), 0);
 }
 
 export type { WeightShapes };

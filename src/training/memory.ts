@@ -129,8 +129,7 @@ function setUp(meta: MetaBackend, models: Models, c: TrainConfig): { run: Run; v
   const vaeW = metaWeights(meta, vaeWeightShapes(models.vae));
   const weightBytes = unetW.bytes + clipW.bytes + vaeW.bytes;
   const specs = loraTargets(models.unet, c.trainTextEncoder ? models.clip : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
-  const lora = new LoraNetwork(meta, specs, 0);
-  lora.dropout = c.networkDropout;
+  const lora = new LoraNetwork(meta, specs, 0, undefined, { dropout: c.networkDropout });
   return { run: { meta, models, c, unetW, clipW, lora, optimizer: createOptimizer(c) }, vaeW, weightBytes };
 }
 
@@ -207,11 +206,11 @@ function microStep(r: Run, accum: number): Tensor {
     let context: Tensor;
     if (c.cacheTextEncoderOutputs && !c.trainTextEncoder) context = tensor(meta, [], [B, T, models.clip.width]);
     else {
-      const te = new Layers(r.clipW, c.trainTextEncoder ? r.lora.adapter('te') : null);
+      const te = new Layers(r.clipW, c.trainTextEncoder ? r.lora.adapter('te', { training: true }) : null);
       const ids = new Int32Array(B * T);
       context = c.trainTextEncoder ? clipForward(te, models.clip, ids, B, c.clipSkip) : noGrad(() => clipForward(te, models.clip, ids, B, c.clipSkip));
     }
-    const pred = unetForward(new Layers(r.unetW, r.lora.adapter('unet')), models.unet, empty(meta, [B, 4, h, w]), new Array<number>(B).fill(500), context, { gradientCheckpointing: c.gradientCheckpointing });
+    const pred = unetForward(new Layers(r.unetW, r.lora.adapter('unet', { training: true })), models.unet, empty(meta, [B, 4, h, w]), new Array<number>(B).fill(500), context, { gradientCheckpointing: c.gradientCheckpointing });
     const tgt = empty(meta, [B, 4, h, w]);
     const wt = empty(meta, [B]);
     const loss = c.loss === 'l2' ? mseLoss(pred, tgt, wt) : huberLoss(pred, tgt, c.huberDelta, wt);

@@ -3,20 +3,16 @@
 import { GpuDeviceLostError, type Backend } from '../engine/backend.js';
 import type { PipelineCache } from '../engine/pipelines.js';
 import { noGrad } from '../engine/autograd.js';
-import { backward } from '../engine/grad.js';
-import { scale, mseLoss, huberLoss } from '../engine/index.js';
-import { globalGradNorm } from '../engine/optim/adamw.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import { createOptimizer } from './optimizer.js';
 import { StepRate } from './rate.js';
-import { keep, scope, tensor, type Tensor } from '../engine/tensor.js';
+import { scope, tensor } from '../engine/tensor.js';
 import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
 import { writeLoraFile } from '../model/lora-file.js';
 import { LoraNetwork, loraTargets, type LoraModuleSpec } from '../model/lora.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { sampleImage, type RgbaImage as SampleImage } from '../model/sampler.js';
-import { unetForward } from '../model/unet.js';
 import { vaeEncode } from '../model/vae.js';
 import { planRun, type RunPlan } from './arithmetic.js';
 import { assignBucket, bucketInfo, makeBuckets, type Bucket } from './buckets.js';
@@ -24,8 +20,10 @@ import { processCaption } from './captions.js';
 import type { TrainConfig } from './config.js';
 import { toTensorData, type RgbaImage } from './images.js';
 import { loraMetadata } from './metadata.js';
+import { latentFactor } from './data.js';
 import { stepSources } from './memory.js';
-import { alphasCumprod, minSnrWeight } from './noise.js';
+import { stepSettings, trainStep, type MicroBatch, type StepResult, type StepSettings } from './step.js';
+import { alphasCumprod } from './noise.js';
 import { Rng } from './rng.js';
 import { makeSchedule } from './schedule.js';
 
@@ -175,6 +173,7 @@ export class Trainer {
   private readonly schedU: (s: number) => number;
   private readonly schedT: (s: number) => number;
   private readonly optimizer: Optimizer;
+  private readonly settings: StepSettings;
 
   /** `resume`: weights read with `readLoraFile` from an earlier run's file, to continue training it. */
   constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, resume?: Map<string, { down: Float32Array; up: Float32Array }>) {
@@ -184,8 +183,8 @@ export class Trainer {
     this.plan = planRun(config, items);
     this.acp = alphasCumprod(config.zeroTerminalSnr);
     this.rng = new Rng(config.seed);
-    this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, resume);
-    this.lora.dropout = config.networkDropout;
+    this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, resume, { dropout: config.networkDropout });
+    this.settings = stepSettings(config);
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
     this.schedU = makeSchedule(spec(this.plan.unetLr));
     this.schedT = makeSchedule(spec(this.plan.textEncoderLr));
@@ -246,22 +245,6 @@ export class Trainer {
     }
   }
 
-  /** The U-Net's conditioning for these captions: cached encoder outputs when every caption has one, else the encoder run now. */
-  private context(captions: string[]): Tensor {
-    const { clip, tokenizer } = this.pipeline;
-    const c = this.config;
-    const cached = captions.map((cap) => this.contexts.get(cap));
-    if (cached.every((x) => x !== undefined)) {
-      const per = cached[0]!.length;
-      const data = new Float32Array(per * captions.length);
-      cached.forEach((x, i) => data.set(x!, i * per));
-      return tensor(this.backend, data, [captions.length, clip.config.maxPositions, per / clip.config.maxPositions]);
-    }
-    const ids = captions.flatMap((cap) => [...tokenizer.encodeForModel(cap, clip.config.maxPositions)]);
-    const teLayers = new Layers(clip.weights, c.trainTextEncoder ? this.lora.adapter('te') : null);
-    return c.trainTextEncoder ? clipForward(teLayers, clip.config, ids, captions.length, c.clipSkip) : noGrad(() => clipForward(teLayers, clip.config, ids, captions.length, c.clipSkip));
-  }
-
   /** How many distinct captions have a cached text-encoder output. */
   get cachedContexts(): number {
     return this.contexts.size;
@@ -318,69 +301,32 @@ export class Trainer {
     };
   }
 
-  /** Loss of one micro-batch, scaled by 1/accumulation, backpropagated into the LoRA gradients. Returns the scalar loss tensor. */
-  private microStep(samples: Sample[], accum: number, microIndex: number): Tensor {
-    const c = this.config;
-    const { unet } = this.pipeline;
-    const B = samples.length;
+  /** The micro-batch of these samples (one bucket) as the step takes it: latents [B, C, h, w], noise, timesteps, captions. */
+  private microBatch(samples: Sample[]): MicroBatch {
     const l0 = this.latents[samples[0]!.item]!;
-    const [h, w] = [l0.bucket.height / 8, l0.bucket.width / 8];
-    const n = 4 * h * w;
-    const noisy = new Float32Array(B * n);
-    const target = new Float32Array(B * n);
-    const weights = new Float32Array(B);
+    const n = l0.data.length;
+    const latents = new Float32Array(samples.length * n);
+    const noise = new Float32Array(samples.length * n);
     samples.forEach((s, b) => {
       const lat = this.latents[s.item]!;
-      const x0 = s.flip ? lat.flipped! : lat.data;
-      const a = this.acp[s.timestep]!;
-      const sa = Math.sqrt(a);
-      const sb = Math.sqrt(1 - a);
-      for (let j = 0; j < n; j++) {
-        noisy[b * n + j] = sa * x0[j]! + sb * s.noise[j]!;
-        target[b * n + j] = c.prediction === 'epsilon' ? s.noise[j]! : sa * s.noise[j]! - sb * x0[j]!;
-      }
-      weights[b] = minSnrWeight(a, c.minSnrGamma, c.prediction);
+      latents.set(s.flip ? lat.flipped! : lat.data, b * n);
+      noise.set(s.noise, b * n);
     });
-    this.lora.dropoutSeed = (this.step * 4099 + microIndex) >>> 0;
-    return scope(() => {
-      const context = this.context(samples.map((s) => s.caption));
-      const pred = unetForward(new Layers(unet.weights, this.lora.adapter('unet')), unet.config, tensor(this.backend, noisy, [B, 4, h, w]), samples.map((s) => s.timestep), context, { gradientCheckpointing: c.gradientCheckpointing });
-      const tgt = tensor(this.backend, target, [B, 4, h, w]);
-      const wt = tensor(this.backend, weights, [B]);
-      const loss = c.loss === 'l2' ? mseLoss(pred, tgt, wt) : huberLoss(pred, tgt, c.huberDelta, wt);
-      const scaled = scale(loss, 1 / accum);
-      backward(scaled);
-      return loss;
-    });
+    const f = latentFactor(this.pipeline.vae.config);
+    return { latents, noise, timesteps: samples.map((s) => s.timestep), captions: samples.map((s) => s.caption), height: l0.bucket.height / f, width: l0.bucket.width / f };
   }
 
   /**
-   * One optimizer update from the given micro-batches: each micro-batch's loss is divided by their
-   * number, gradients sum in the arenas, then global-norm clipping and the optimizer. Nothing is read back
+   * One optimizer update from the given micro-batches (`trainStep`). Nothing is read back
    * here; the returned promise resolves with the mean loss and whether the update was skipped as
    * non-finite, once the GPU gets there.
    */
-  optimizerStep(micro: Sample[][]): Promise<{ loss: number; nonFinite: boolean }> {
-    const c = this.config;
-    const arenas = [this.lora.arenas.unet, ...(this.lora.arenas.te ? [this.lora.arenas.te] : [])];
-    for (const a of arenas) a.zeroGrad();
-    const losses = micro.map((m, i) => keep(this.microStep(m, micro.length, i)));
-    const norm = globalGradNorm(arenas);
-    const flag = tensor(this.backend, [0], [1]);
-    const step = this.step + 1;
-    const groups = [{ arena: this.lora.arenas.unet, lr: this.schedU(this.step) }, ...(this.lora.arenas.te ? [{ arena: this.lora.arenas.te, lr: this.schedT(this.step) }] : [])];
-    this.optimizer.update(groups, { step, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag });
-    norm.dispose();
-    this.step = step;
-    this.backend.flush();
-    const result = Promise.all([...losses.map((l) => l.read()), flag.read()]).then((vals) => {
-      for (const l of losses) l.dispose();
-      flag.dispose();
-      const ls = vals.slice(0, -1).map((v) => v[0]!);
-      const loss = ls.reduce((a, b) => a + b, 0) / ls.length;
-      return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss) };
-    });
-    return result;
+  optimizerStep(micro: Sample[][]): Promise<StepResult> {
+    const model = { ...this.pipeline, lora: this.lora, contexts: this.contexts };
+    const lr = { unet: this.schedU(this.step), te: this.schedT(this.step) };
+    const pending = trainStep(model, this.settings, this.optimizer, micro.map((m) => this.microBatch(m)), { step: this.step + 1, lr });
+    this.step++;
+    return pending.read();
   }
 
   /** The prompt of the preview images: the configured one, else the trigger word and the first caption. */
@@ -399,10 +345,7 @@ export class Trainer {
     const c = this.config;
     const r = c.resolution;
     const noise = this.rng.fork('sample').normals(4 * (r / 8) * (r / 8));
-    const wasTraining = this.lora.training;
-    this.lora.training = false;
-    try {
-      return await sampleImage(this.pipeline, {
+    return await sampleImage(this.pipeline, {
         prompt: this.samplePrompt,
         width: r,
         height: r,
@@ -412,11 +355,8 @@ export class Trainer {
         alphasCumprod: this.acp,
         prediction: c.prediction,
         clipSkip: c.clipSkip,
-        adapters: { unet: this.lora.adapter('unet'), te: this.lora.arenas.te ? this.lora.adapter('te') : null },
-      });
-    } finally {
-      this.lora.training = wasTraining;
-    }
+      adapters: { unet: this.lora.adapter('unet'), te: this.lora.arenas.te ? this.lora.adapter('te') : null },
+    });
   }
 
   /**
