@@ -40,10 +40,28 @@ export interface GemmParams {
   splits?: number;
   /** The device has shader-f16: f16-stored operands are read as `array<f16>` (see `operand`). */
   f16?: boolean;
-  /** Dropout folded in: A or B masked as loaded, or the product masked before the epilogue's other terms. */
+  /** Dropout folded in: A, B or A2 masked as loaded, or the product masked before the epilogue's other terms. */
   drop?: GemmDrop;
+  /** A second product summed into the same accumulators (`GemmTerm`); no batch dims, no split. */
+  second?: GemmTerm;
   batch: BatchDims;
   sum: BatchDims;
+}
+
+/**
+ * The second product of a two-term GEMM: out = alpha * (op(A) op(B) + scale * op(A2) op(B2)) (+
+ * epilogue), op(A2) M x K2 and op(B2) K2 x N, bound after A and B. One dispatch for what took a
+ * GEMM and a second one adding into its output: a LoRA layer's base + up projection
+ * (x w^T + s h up^T), or its input gradient (gY w + s gH down). `scale` multiplies A2 as it is
+ * staged (default 1).
+ */
+export interface GemmTerm {
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  dtypeA: DType;
+  dtypeB: DType;
+  scale?: number;
 }
 
 /**
@@ -52,7 +70,7 @@ export interface GemmParams {
  * scaled, so a GEMM over drop(h) reads the same values as one over the separate op's output.
  */
 export interface GemmDrop {
-  on: 'a' | 'b' | 'out';
+  on: 'a' | 'b' | 'out' | 'a2';
   seed: number;
   /** `keepThreshold(p)` and `Math.fround(1 / (1 - p))`, as the separate op takes them. */
   threshold: number;
@@ -85,9 +103,11 @@ function operandElems(p: GemmParams, which: 'a' | 'b'): number {
 function cost(p: GemmParams): { flops: number; bytes: number } {
   const nOut = prod(p.batch.shape) * p.M * p.N;
   const per = (d: DType) => (d === 'f32' ? 4 : 2);
+  const t = p.second;
   return {
-    flops: 2 * nOut * p.K * prod(p.sum.shape) + (p.bias ? nOut : 0) + (scaled(p) ? nOut : 0) + (p.residual || p.accumulate ? nOut : 0),
+    flops: 2 * nOut * (p.K * prod(p.sum.shape) + (t?.K ?? 0)) + (p.bias ? nOut : 0) + (scaled(p) ? nOut : 0) + (p.residual || p.accumulate ? nOut : 0),
     bytes:
+      (t ? p.M * t.K * per(t.dtypeA) + t.K * p.N * per(t.dtypeB) : 0) +
       operandElems(p, 'a') * per(p.dtypeA) +
       operandElems(p, 'b') * per(p.dtypeB) +
       nOut * 4 +
@@ -111,7 +131,12 @@ interface EpilogueCode {
   f16?: boolean;
   /** The source carries the run-time mask gates (`maskable`). */
   mask?: boolean;
+  /** The second term's operand layout and dtypes (bindings a2, b2 after b), or none. */
+  second?: TermCode | null;
 }
+
+/** What a second term changes in the source: its transposes and dtypes (K2 and its scale are uniforms). */
+type TermCode = Pick<GemmTerm, 'transA' | 'transB' | 'dtypeA' | 'dtypeB'>;
 
 /**
  * A GEMM operand binding with its `ld_<name>` loader returning f32: with `native` and f16 storage
@@ -141,13 +166,19 @@ function store(c: EpilogueCode, v0: string, i: string, alpha: string): string {
 const extras = (c: EpilogueCode): [string, DType][] =>
   [c.bias ? (['bias', c.bias] as [string, DType]) : null, c.residual ? (['res', c.residual] as [string, DType]) : null].filter((e) => e !== null);
 
-/** Bindings in order: a, b, then the bias and the residual where present, then out. */
+/** Bindings in order: a, b, a2 and b2 for a second term, then the bias and the residual where present, then out. */
 function bindings(c: EpilogueCode): string {
   const ex = extras(c);
   const native = !!c.f16;
-  const ops = [operand('a', 0, c.dtypeA, native), operand('b', 1, c.dtypeB, native)];
-  return f16Directive(native, [c.dtypeA, c.dtypeB]) + [...ops, ...ex.map(([name, d], i) => input(name, 2 + i, d)), output('out', 2 + ex.length)].join('\n');
+  const t = c.second;
+  const ops = [operand('a', 0, c.dtypeA, native), operand('b', 1, c.dtypeB, native), ...(t ? [operand('a2', 2, t.dtypeA, native), operand('b2', 3, t.dtypeB, native)] : [])];
+  const at = ops.length;
+  const dtypes = [c.dtypeA, c.dtypeB, t?.dtypeA, t?.dtypeB];
+  return f16Directive(native, dtypes) + [...ops, ...ex.map(([name, d], i) => input(name, at + i, d)), output('out', at + ex.length)].join('\n');
 }
+
+/** Storage bindings before the uniforms: the operands, the epilogue's inputs and out. */
+const bindingCount = (c: EpilogueCode) => (c.second ? 4 : 2) + extras(c).length + 1;
 
 /** The naive kernel's element indices of A and B, sizes baked in. */
 function aIndexConst(p: GemmParams, m: string, k: string): string {
@@ -171,6 +202,9 @@ interface GemmCode {
   tile: GemmTile;
   f16: boolean;
   mask: boolean;
+  /** Whether the staging loads of A and B pass the mask gate (else only A2's and the product's do). */
+  gates: boolean;
+  second: TermCode | null;
 }
 
 /** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
@@ -190,7 +224,8 @@ function gemmFields(c: GemmCode): UniformField[] {
     ...['splits', 'chunk', 'slice'].map((n) => [n, 'u32'] as UniformField),
   ];
   const drop: UniformField[] = c.mask ? [['dsite', 'u32'], ['dseed', 'u32'], ['dthreshold', 'u32'], ['dscale', 'f32'], ['doffset', 'u32']] : [];
-  return [...sizes, ...drop, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
+  const second: UniformField[] = c.second ? [['K2', 'u32'], ['scale2', 'f32']] : [];
+  return [...sizes, ...drop, ...second, ...dimFields('b', c.batchRank), ...dimFields('s', c.sumRank)];
 }
 
 /**
@@ -205,17 +240,17 @@ function offsets(v: string, idx: string, pre: string, rank: number): string {
   return `var ${v}a = 0u; var ${v}b = 0u; var ${v}r = ${idx};\n  ${steps.join('\n  ')}`;
 }
 
-/** WGSL for the element index of A's (row i of op(A), col k) inside its matrix, and likewise for B. */
-function aIndex(c: GemmCode, m: string, k: string): string {
-  return c.transA ? `${k} * u.M + ${m}` : `${m} * u.K + ${k}`;
+/** WGSL for the element index of A's (row i of op(A), col k) inside its matrix over `K` (a uniform's name), and likewise for B. */
+function aIndex(transA: boolean, m: string, k: string, K = 'u.K'): string {
+  return transA ? `${k} * u.M + ${m}` : `${m} * ${K} + ${k}`;
 }
-function bIndex(c: GemmCode, k: string, n: string): string {
-  return c.transB ? `${n} * u.K + ${k}` : `${k} * u.N + ${n}`;
+function bIndex(transB: boolean, k: string, n: string, K = 'u.K'): string {
+  return transB ? `${n} * ${K} + ${k}` : `${k} * u.N + ${n}`;
 }
 
 /** The mask sites as the `dsite` uniform numbers them (0: no mask). */
-const SITE = { a: '1u', b: '2u', out: '3u' } as const;
-const siteValue = { a: 1, b: 2, out: 3 } as const;
+const SITE = { a: '1u', b: '2u', out: '3u', a2: '4u' } as const;
+const siteValue = { a: 1, b: 2, out: 3, a2: 4 } as const;
 
 /**
  * The folded mask: dropout's hash, its threshold and scale, the index offset, and which site (if
@@ -235,9 +270,61 @@ fn drop_(site: u32, i: u32, v: f32) -> f32 {
  */
 const maskable = (p: GemmParams) => !!p.drop || (p.dtypeA === 'f32' && p.dtypeB === 'f32');
 
-/** The staging load of operand `which` at element `i` into `v`, through the mask gate where the source has one. */
-function load(c: GemmCode, which: 'a' | 'b', i: string): string {
-  return c.mask ? `let i_ = ${i}; v = drop_(${SITE[which]}, i_, ld_${which}(i_));` : `v = ld_${which}(${i});`;
+/** Whether A's and B's staging loads pass the gate: as `maskable`, but a mask on A2 alone leaves them plain. */
+const gated = (p: GemmParams) => (p.drop ? p.drop.on !== 'a2' : maskable(p)) || (p.dtypeA === 'f32' && p.dtypeB === 'f32');
+
+/**
+ * The staging load of operand `which` at element `i` into `v`, through the mask gate where the
+ * source has one. A two-term source always gates A2 (the LoRA's h) and scales it by `scale2`, so
+ * its masked and unmasked uses share a pipeline.
+ */
+function load(c: GemmCode, which: 'a' | 'b' | 'a2' | 'b2', i: string): string {
+  if (which === 'a2') return `let i_ = ${i}; v = drop_(${SITE.a2}, i_, ld_a2(i_)) * u.scale2;`;
+  const gate = which !== 'b2' && c.gates;
+  return gate ? `let i_ = ${i}; v = drop_(${SITE[which]}, i_, ld_${which}(i_));` : `v = ld_${which}(${i});`;
+}
+
+/**
+ * One K loop of the tiled GEMM (see the tiling comment) over the term of operands `a`, `b` with
+ * transposes `tA`, `tB`, k in [begin, end) and row length `K`: stage, barrier, 16 rank-1 updates.
+ */
+function kLoop(c: GemmCode, t: { a: 'a' | 'a2'; b: 'b' | 'b2'; tA: boolean; tB: boolean; begin: string; end: string; K: string; aOff: string; bOff: string }): string {
+  const T = c.tile;
+  const TD = T / 4;
+  const loads = (T * TK) / (TD * TD);
+  const idx = [0, 1, 2, 3];
+  // Staging: element e (< T * 16) of a slice maps to (row, k) so that lanes walk the contiguous axis.
+  const stageA = t.tA ? `let k = e / ${T}u; let m = e % ${T}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
+  const stageB = t.tB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${T}u; let n = e % ${T}u;`;
+  return `for (var k0 = ${t.begin}; k0 < ${t.end}; k0 += ${TK}u) {
+      for (var s = 0u; s < ${loads}u; s++) {
+        let e = lid + s * ${TD * TD}u;
+        {
+          ${stageA}
+          let gm = m0 + m;
+          let gk = k0 + k;
+          var v = 0.0;
+          if (gm < u.M && gk < ${t.end}) { ${load(c, t.a, `${t.aOff}${aIndex(t.tA, 'gm', 'gk', t.K)}`)} }
+          As[k * ${T + 1}u + m] = v;
+        }
+        {
+          ${stageB}
+          let gn = n0 + n;
+          let gk = k0 + k;
+          var v = 0.0;
+          if (gn < u.N && gk < ${t.end}) { ${load(c, t.b, `${t.bOff}${bIndex(t.tB, 'gk', 'gn', t.K)}`)} }
+          Bs[k * ${T + 1}u + n] = v;
+        }
+      }
+      workgroupBarrier();
+      for (var k = 0u; k < ${TK}u; k++) {
+        let ar = k * ${T + 1}u + ty;
+        let br = k * ${T + 1}u + tx;
+        let bv = vec4<f32>(${idx.map((j) => `Bs[br + ${TD * j}u]`).join(', ')});
+${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
+      }
+      workgroupBarrier();
+    }`;
 }
 
 /*
@@ -259,20 +346,20 @@ function load(c: GemmCode, which: 'a' | 'b', i: string): string {
  * alpha) is a uniform: the source depends only on the transposes, dtypes, epilogue and batch
  * ranks, so one pipeline serves every shape of a layer kind. The epilogue scales, adds the bias
  * and a residual, or adds into the output. A folded dropout masks A or B as the tiles are staged
- * (each element by its index in the operand's binding), or the product before the epilogue.
+ * (each element by its index in the operand's binding), or the product before the epilogue. A
+ * second term (A2, B2 over K2) runs a second K loop into the same registers before the epilogue.
  */
 const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const T = c.tile;
-  // TD x TD threads, each a 4x4 block at stride TD; every thread stages `loads` elements of each slice.
+  // TD x TD threads, each a 4x4 block at stride TD.
   const TD = T / 4;
-  const loads = (T * TK) / (TD * TD);
   const vec = 'vec4<f32>';
   const idx = [0, 1, 2, 3];
-  // Staging: element e (< T * 16) of a slice maps to (row, k) so that lanes walk the contiguous axis.
-  const stageA = c.transA ? `let k = e / ${T}u; let m = e % ${T}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
-  const stageB = c.transB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${T}u; let n = e % ${T}u;`;
+  const t = c.second;
+  const main = kLoop(c, { a: 'a', b: 'b', tA: c.transA, tB: c.transB, begin: 'kBegin', end: 'kEnd', K: 'u.K', aOff: 'aOff + ', bOff: 'bOff + ' });
+  const secondLoop = t ? `\n  ${kLoop(c, { a: 'a2', b: 'b2', tA: t.transA, tB: t.transB, begin: '0u', end: 'u.K2', K: 'u.K2', aOff: '', bOff: '' })}` : '';
   return `${bindings(c)}
-${uniformDecl(2 + extras(c).length + 1, gemmFields(c))}
+${uniformDecl(bindingCount(c), gemmFields(c))}
 ${c.mask ? DROP_FN : ''}
 var<workgroup> As: array<f32, ${TK * (T + 1)}>;
 var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
@@ -295,36 +382,8 @@ ${idx.map((i) => `  var acc${i} = ${vec}(0.0);`).join('\n')}
     ${offsets('s', 'r', 's', c.sumRank)}
     let aOff = za + sa;
     let bOff = zb + sb;
-    for (var k0 = kBegin; k0 < kEnd; k0 += ${TK}u) {
-      for (var s = 0u; s < ${loads}u; s++) {
-        let e = lid + s * ${TD * TD}u;
-        {
-          ${stageA}
-          let gm = m0 + m;
-          let gk = k0 + k;
-          var v = 0.0;
-          if (gm < u.M && gk < kEnd) { ${load(c, 'a', `aOff + ${aIndex(c, 'gm', 'gk')}`)} }
-          As[k * ${T + 1}u + m] = v;
-        }
-        {
-          ${stageB}
-          let gn = n0 + n;
-          let gk = k0 + k;
-          var v = 0.0;
-          if (gn < u.N && gk < kEnd) { ${load(c, 'b', `bOff + ${bIndex(c, 'gk', 'gn')}`)} }
-          Bs[k * ${T + 1}u + n] = v;
-        }
-      }
-      workgroupBarrier();
-      for (var k = 0u; k < ${TK}u; k++) {
-        let ar = k * ${T + 1}u + ty;
-        let br = k * ${T + 1}u + tx;
-        let bv = ${vec}(${idx.map((j) => `Bs[br + ${TD * j}u]`).join(', ')});
-${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
-      }
-      workgroupBarrier();
-    }
-  }
+    ${main}
+  }${secondLoop}
   let oBase = z * u.M * u.N + ks * u.slice;
 ${idx
   .map(
@@ -388,6 +447,9 @@ export function gemmKernel(p: GemmParams): Kernel {
   check(batch.shape.length <= MAX_RANK && sum.shape.length <= MAX_RANK, () => `matmul: more than ${MAX_RANK} batch dims after collapsing`);
   const splits = p.splits ?? 1;
   check(splits === 1 || (!p.bias && !p.residual && !p.accumulate && p.drop?.on !== 'out'), () => 'matmul: a split GEMM leaves its epilogue to the split-sum');
+  const t = p.second;
+  check(!t || (splits === 1 && !batch.shape.length && !sum.shape.length), () => 'matmul: a two-term GEMM takes no batch dims and no split');
+  check(p.drop?.on !== 'a2' || !!t, () => 'matmul: a mask on A2 needs a second term');
   const tile = p.tile ?? 64;
   const code: GemmCode = {
     transA: p.transA,
@@ -401,8 +463,10 @@ export function gemmKernel(p: GemmParams): Kernel {
     sumRank: sum.shape.length,
     tile,
     // Only a source with an f16 operand differs, so f32 GEMMs share one pipeline either way.
-    f16: !!p.f16 && (p.dtypeA === 'f16' || p.dtypeB === 'f16'),
-    mask: maskable(p),
+    f16: !!p.f16 && [p.dtypeA, p.dtypeB, t?.dtypeA, t?.dtypeB].includes('f16'),
+    mask: maskable(p) || !!t,
+    gates: gated(p),
+    second: t ? { transA: t.transA, transB: t.transB, dtypeA: t.dtypeA, dtypeB: t.dtypeB } : null,
   };
   const tilesN = Math.ceil(p.N / tile);
   const tilesM = Math.ceil(p.M / tile);
@@ -412,7 +476,8 @@ export function gemmKernel(p: GemmParams): Kernel {
   const dims = (d: BatchDims) => d.shape.flatMap((n, i) => [n, d.a[i]!, d.b[i]!]);
   const d = p.drop;
   const drop = !code.mask ? [] : d ? [siteValue[d.on], d.seed >>> 0, d.threshold, d.scale, d.offset] : [0, 0, 0, 1, 0];
-  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...drop, ...dims(batch), ...dims(sum)];
+  const second = t ? [t.K, t.scale ?? 1] : [];
+  const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...drop, ...second, ...dims(batch), ...dims(sum)];
   const c = cost(p);
   return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * nb * p.M * p.N * 4, uniforms: packUniforms(gemmFields(code), values) };
 }
@@ -447,7 +512,7 @@ ${main1d(NAIVE_WG)}
 
 /** One thread per output element, no tiling: same semantics as `gemmKernel`. */
 export function matmulNaiveKernel(p: GemmParams): Kernel {
-  check(!p.drop, () => 'matmul_naive: no folded dropout');
+  check(!p.drop && !p.second, () => 'matmul_naive: no folded dropout, no second term');
   const n = prod(p.batch.shape) * p.M * p.N;
   return { name: 'matmul_naive', source: naiveSource(p), workgroups: grid(Math.ceil(n / NAIVE_WG)), ...cost(p) };
 }

@@ -3,7 +3,7 @@ import { needsGrad, noGrad, record, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
-import { linear, linearInto, matmul, matmulDropped, matmulInto, type FoldedDropout } from './matmul.js';
+import { linear, linearPlus, matmul, matmulDropped, matmulInto, matmulPlus, type FoldedDropout, type PlusTerm } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -51,10 +51,10 @@ export interface LowRank {
 
 /**
  * y = x w^T + bias + residual + scale * drop(x down^T) up^T, with x [..., in], w [out, in] (often
- * frozen f16), bias [out], residual [..., out]. Three GEMMs: the down projection; the base, whose
- * epilogue adds the bias and the residual; the up projection, added into the base's output by its
- * epilogue, applying the dropout mask to h as it reads it (no separate dispatch: the mask is a
- * function of seed and index). Without an adapter this is `linear`.
+ * frozen f16), bias [out], residual [..., out]. Two GEMMs: the down projection h; then one with
+ * two K loops, the base over `in` and the up projection over the rank, whose epilogue adds the
+ * bias and the residual, applying the dropout mask to h as it reads it (no separate dispatch: the
+ * mask is a function of seed and index). Without an adapter this is `linear`.
  */
 export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual?: Tensor): Tensor {
   if (!a) return linear(x, w, bias, 1, residual);
@@ -65,9 +65,7 @@ export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a:
   const seed = (a.dropout?.seed ?? 0) >>> 0;
   const { y, h } = noGrad(() => {
     const h0 = linear(x, a.down);
-    const y0 = linear(x, w, bias, 1, residual);
-    linearInto(y0, h0, a.up, a.scale, p > 0 ? { p, seed } : undefined);
-    return { y: y0, h: h0 };
+    return { y: linearPlus(x, w, upTerm(h0, a.up, a.scale, p, seed), bias, residual), h: h0 };
   });
   const keepX = needsGrad(a.down) || needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
@@ -87,6 +85,11 @@ function leafGradient(t: Tensor): Tensor | null {
   return t.requiresGrad && t.node === null && g && g.dtype === 'f32' && sameShape(g.shape, t.shape) ? g : null;
 }
 
+/** The up projection as a second GEMM term: scale * drop(h) up^T, h's mask from `offset`. */
+function upTerm(h: Tensor, up: Tensor, scale: number, p: number, seed: number, offset = 0): PlusTerm {
+  return { a: h, b: up, transB: true, scale, ...(p > 0 ? { drop: { p, seed, offset } } : {}) };
+}
+
 /** The options folding dropout (p, seed) into one GEMM at `on`, offset by `offset` mask indices; none when p is 0. */
 function fold(p: number, seed: number, on: FoldedDropout['on'], offset = 0): { drop?: FoldedDropout } {
   return p > 0 ? { drop: { on, p, seed, offset } } : {};
@@ -95,7 +98,7 @@ function fold(p: number, seed: number, on: FoldedDropout['on'], offset = 0): { d
 /*
  * y [R, out] = x w^T + b + r + s·hd up^T,  hd = drop(x down^T) [R, rank],  gY [R, out]:
  *   gH    [R, rank]  = drop(gY up)                  (one GEMM, the mask replayed from the seed in its epilogue)
- *   dX    [R, in]    = gY w + s·gH down             (two GEMMs into one buffer)
+ *   dX    [R, in]    = gY w + s·gH down             (one GEMM with two K loops)
  *   dDown [rank, in] += s·gH^T x                    (into the leaf's gradient where it has one)
  *   dUp   [out, rank] += s·gY^T hd               (the saved h masked as the GEMM reads it)
  *   dW = gY^T x, dBias = sum_R gY, dResidual = gY
@@ -111,10 +114,7 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
     gh = s.p > 0 ? matmulDropped(g, s.up, { on: 'out', p: s.p, seed: s.seed }) : matmul(g, s.up);
   }
   let dx: Tensor | null = null;
-  if (needs[0]) {
-    dx = matmul(g, s.w!);
-    matmulInto(dx, gh!, s.down, { alpha: s.scale });
-  }
+  if (needs[0]) dx = matmulPlus(g, s.w!, { a: gh!, b: s.down, scale: s.scale });
   const dW = needs[1] ? matmul(g, x2!, { transA: true }) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
@@ -179,10 +179,9 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   const { ys, h } = noGrad(() => {
     const x2 = x.reshape([R, inF]);
     const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank], masked by the GEMMs reading it
-    const out = stackedUps(x, layers, ups, h0, a0!.scale, p, seed) ?? layers.map((l, z) => {
-      const y = linear(x, l.w, l.bias);
+    const out = layers.map((l, z) => {
       const hz = slab(h0, z, [...lead, rank]);
-      linearInto(y, hz, ups[z]!, a0!.scale, fold(p, seed, 'a', z * R * rank).drop);
+      const y = linearPlus(x, l.w, upTerm(hz, ups[z]!, a0!.scale, p, seed, z * R * rank), l.bias);
       hz.dispose();
       return y;
     });
@@ -201,35 +200,10 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   return ys;
 }
 
-/**
- * The group's outputs as slabs of one [n, R, out] buffer (x [R, in] with R its leading dims) when the layers have no bias, the ups
- * lie back to back and each slab binds on a 256-byte boundary: the n base GEMMs write into their
- * slabs, then one batched GEMM adds every up projection, masking h (dropout p, seed) as it reads
- * it. Null where that does not hold.
- */
-function stackedUps(x: Tensor, layers: readonly GroupLayer[], ups: readonly Tensor[], h: Tensor, scale: number, p: number, seed: number): Tensor[] | null {
-  const outF = ups[0]!.shape[0]!;
-  const lead = x.shape.slice(0, -1);
-  const R = numel(lead);
-  if (layers.some((l) => l.bias) || (R * outF) % ARENA_ALIGN !== 0) return null;
-  const upStack = stacked(ups);
-  if (!upStack) return null;
-  const y = zeros(x.backend, [layers.length, R, outF]);
-  const out = layers.map((l, z) => {
-    const yz = slab(y, z, [...lead, outF]);
-    linearInto(yz, x, l.w);
-    return yz;
-  });
-  matmulInto(y, h, upStack, { transB: true, alpha: scale, ...fold(p, seed, 'a') });
-  y.dispose();
-  upStack.dispose();
-  return out;
-}
-
 /*
  * For each layer z: y_z = x w_z^T + b_z + s·hd_z up_z^T, hd = drop(x downs^T) [n, R, rank], gY_z [R, out_z]:
  *   gH    [n, R, rank]  : gH_z = drop(gY_z up_z)               (n GEMMs into one buffer, each masking its slab)
- *   dX    [R, in]       = sum_z gY_z w_z + s·sum_z gH_z down_z (n GEMMs, then one summing the stack)
+ *   dX    [R, in]       = sum_z (gY_z w_z + s·gH_z down_z)     (n GEMMs with two K loops into one buffer)
  *   dDown [n, rank, in] += s·gH^T x                            (one GEMM into the adjacent slots)
  *   dUp_z               += s·gY_z^T hd_z (h_z masked as read),  dW_z = gY_z^T x,  dBias_z = sum_R gY_z
  */
@@ -249,11 +223,11 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   if (needs[0]) {
     for (const [z, g] of gs.entries()) {
       if (!g) continue;
-      if (dx) matmulInto(dx, g, s.ws[z]!);
-      else dx = matmul(g, s.ws[z]!);
+      const ghz = slab(gh!, z, [R, rank]);
+      dx = matmulPlus(g, s.ws[z]!, { a: ghz, b: s.downLeaves[z]!, scale: s.scale }, dx ?? undefined);
+      ghz.dispose();
     }
     dx ??= zeros(s.downs.backend, [R, inF]);
-    matmulInto(dx, gh!, s.downs, { alpha: s.scale });
   }
   const grads: (Tensor | null)[] = [dx?.reshape(s.xShape) ?? null];
   // The downs' gradients: one GEMM into their adjacent gradient slots, or into a fresh stack.

@@ -11,7 +11,7 @@ import { testBackend } from '../testing/gpu.js';
 import { sum } from './elementwise.js';
 import { noGrad } from '../autograd.js';
 import { dropout } from './dropout.js';
-import { linear, linearInto, matmul, matmulDropped, matmulInto, matmulNaive, nativeF16 } from './matmul.js';
+import { linear, linearInto, linearPlus, matmul, matmulDropped, matmulInto, matmulNaive, matmulPlus, nativeF16 } from './matmul.js';
 
 // f32 accumulation over K <= 130 of values in [-1, 1): errors stay near 1e-6.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -494,6 +494,55 @@ describe('linear', () => {
     const b0 = tensor(backend, b.subarray(0, N * K), [N, K]);
     await same(matmulDropped(half, b0, { on: 'a', p, seed, offset: K * M }, t), matmul(dropped, b0, t), 'offset mask');
     for (const x of [ta, tb, half, dropped, b0]) x.dispose();
+  });
+
+  it('two K terms in one GEMM (linearPlus, matmulPlus): f16 base weight, bias, residual, scaled and masked second term, added into', async () => {
+    const backend = await testBackend();
+    // Ragged: 70 rows, 37 in, 53 out, rank 5 (the second term's K), several tiles in each direction.
+    const [Rw, In, Out, Rk, s, p, seed] = [70, 37, 53, 5, 0.75, 0.3, 17];
+    const [x, w, bias, res, h, up] = [[Rw, In], [Out, In], [Out], [Rw, Out], [Rw, Rk], [Out, Rk]].map((sh, i) => Float64Array.from(randomArray(prod(sh), 101 + i)));
+    const wq = Float64Array.from(w!, roundF16);
+    const t = (a: Float64Array, sh: number[], d: 'f32' | 'f16' = 'f32') => tensor(backend, a, sh, d);
+    const [tx, tw, tb, tr, th, tu] = [t(x!, [Rw, In]), t(wq, [Out, In], 'f16'), t(bias!, [Out]), t(res!, [Rw, Out]), t(h!, [Rw, Rk]), t(up!, [Out, Rk])];
+    const lin = (hv: Float64Array) => {
+      const base = refLinear(x!, wq, bias!, Out, In);
+      const low = refMatmul(hv, [Rw, Rk], up!, [Out, Rk], false, true);
+      return base.map((v, i) => v + res![i]! + s * low[i]!);
+    };
+    const y = linearPlus(tx, tw, { a: th, b: tu, transB: true, scale: s }, tb, tr);
+    assertClose(await y.read(), lin(h!), TOL, 'linearPlus');
+    // The mask on the second term's A at an offset draws that part of dropout's mask over a larger tensor.
+    const big = t(Float64Array.from([...h!, ...h!]), [2, Rw, Rk]);
+    const hd = Float64Array.from((await dropout(big, p, seed).read()).subarray(Rw * Rk));
+    const yd = linearPlus(tx, tw, { a: th, b: tu, transB: true, scale: s, drop: { p, seed, offset: Rw * Rk } }, tb, tr);
+    assertClose(await yd.read(), lin(hd), TOL, 'linearPlus, masked');
+    expect(hd.some((v, i) => v !== h![i])).toBe(true); // the mask mattered
+    // dX = gY w + s gH down, added into what is there; the second term read transposed.
+    const [g, gh] = [tensor(backend, randomArray(Rw * Out, 120), [Rw, Out]), Float64Array.from(randomArray(Rk * Rw, 121))];
+    const down = Float64Array.from(randomArray(Rk * In, 122));
+    const into = tensor(backend, randomArray(Rw * In, 123), [Rw, In]);
+    const before = await into.read();
+    const [tgh, td] = [t(gh, [Rk, Rw]), t(down, [Rk, In])];
+    const out = matmulPlus(g, tw, { a: tgh, b: td, transA: true, scale: s }, into);
+    expect(out).toBe(into);
+    const gd = Float64Array.from(await g.read());
+    const low = refMatmul(gh, [Rk, Rw], down, [Rk, In], true, false);
+    const want = refMatmul(gd, [Rw, Out], wq, [Out, In]).map((v, i) => v + s * low[i]! + before[i]!);
+    assertClose(await into.read(), want, TOL, 'matmulPlus into');
+    expect(() => matmulPlus(g, tw, { a: td, b: td })).toThrow(/does not make/);
+    for (const z of [tx, tw, tb, tr, th, tu, y, yd, big, g, into, tgh, td]) z.dispose();
+  });
+
+  it('two K terms: one dispatch, and masked and unmasked second terms share one pipeline (meta device)', () => {
+    const meta = new MetaBackend();
+    const [x, w, h, up] = [empty(meta, [64, 32]), empty(meta, [48, 32], 'f16'), empty(meta, [64, 4]), empty(meta, [48, 4])];
+    meta.recordSources = true;
+    meta.resetStats();
+    linearPlus(x, w, { a: h, b: up, transB: true, scale: 2 }).dispose();
+    linearPlus(x, w, { a: h, b: up, transB: true, scale: 2, drop: { p: 0.1, seed: 1 } }).dispose();
+    expect(meta.stats.dispatches).toBe(2);
+    expect(meta.sources.size).toBe(1);
+    for (const t of [x, w, h, up]) t.dispose();
   });
 
   it('in-place adds refuse tensors the tape could see', () => {

@@ -2,7 +2,7 @@
 import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
 import { splitSumKernel } from '../kernels/conv2d.js';
 import { dropScale, keepThreshold } from '../kernels/dropout.js';
-import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams } from '../kernels/matmul.js';
+import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams, type GemmTerm } from '../kernels/matmul.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import type { Backend, GpuBackend } from '../backend.js';
 import { empty, numel, type Tensor } from '../tensor.js';
@@ -29,7 +29,7 @@ export interface MatmulOptions {
  * the mask index of the tensor's first element, for a slab of a tensor the mask covers whole.
  */
 export interface FoldedDropout {
-  on: 'a' | 'b' | 'out';
+  on: 'a' | 'b' | 'out' | 'a2';
   p: number;
   seed: number;
   offset?: number;
@@ -43,6 +43,36 @@ interface Epilogue {
   residual?: Tensor;
   /** Add into this tensor (its shape is the output's) instead of allocating one. */
   into?: Tensor;
+  /** A second product summed in the same GEMM (`PlusTerm`). */
+  plus?: PlusTerm;
+}
+
+/**
+ * A second product that `linearPlus` and `matmulPlus` sum into their GEMM's accumulators:
+ * scale * drop?(op(a)) @ op(b), op(a) [M, K2] over the rows of the first product (a's leading
+ * dims flattened), op(b) [K2, N]. One dispatch instead of a GEMM adding into another's output.
+ */
+export interface PlusTerm {
+  a: Tensor;
+  b: Tensor;
+  transA?: boolean;
+  transB?: boolean;
+  scale?: number;
+  /** Dropout on a as it is read (the mask indexed by a's elements, from `offset`). */
+  drop?: Omit<FoldedDropout, 'on'>;
+}
+
+/** The kernel's form of a second term for a call with M rows and N columns, checking shapes. */
+function gemmTerm(pl: GemmCall, t: PlusTerm): GemmTerm {
+  const { M, N } = pl.params;
+  check(!pl.params.batch.shape.length && !pl.params.sum.shape.length, () => 'matmul: a second term needs an unbatched GEMM');
+  const last = t.a.shape[t.a.rank - 1]!;
+  const [ar, ac] = [t.a.size / last, last];
+  const [am, K] = t.transA ? [ac, ar] : [ar, ac];
+  check(t.b.rank === 2, () => `matmul: a second term's b must be 2-D, got [${t.b.shape.join(', ')}]`);
+  const [bk, bn] = t.transB ? [t.b.shape[1]!, t.b.shape[0]!] : [t.b.shape[0]!, t.b.shape[1]!];
+  check(am === M && bk === K && bn === N, () => `matmul: second term [${t.a.shape.join(', ')}] x [${t.b.shape.join(', ')}] does not make [${M}, ${N}]`);
+  return { K, transA: !!t.transA, transB: !!t.transB, dtypeA: t.a.dtype, dtypeB: t.b.dtype, ...(t.scale !== undefined && t.scale !== 1 ? { scale: t.scale } : {}) };
 }
 
 interface GemmCall {
@@ -93,7 +123,9 @@ function gemmCall(xs: readonly number[], ys: readonly number[], tx: boolean, ty:
 
 /** Run a GEMM call over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
 function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
-  const { bias, residual, into, alpha = 1, drop } = e;
+  const { bias, residual, into, alpha = 1, plus } = e;
+  const drop = plus?.drop ? { ...plus.drop, on: 'a2' as const } : e.drop;
+  check(!(plus?.drop && e.drop), () => 'matmul: one folded dropout per GEMM');
   for (const [t, what] of [[residual, 'residual'], [into, 'output']] as const) {
     check(!t || sameShape(t.shape, pl.outShape), () => `matmul: ${what} [${t!.shape.join(', ')}] is not the output's shape [${pl.outShape.join(', ')}]`);
   }
@@ -107,9 +139,10 @@ function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false
     ...(residual ? { residual: residual.dtype } : {}),
     ...(into ? { accumulate: true } : {}),
     ...(drop ? { drop: gemmDrop(drop) } : {}),
+    ...(plus ? { second: gemmTerm(pl, plus) } : {}),
   };
   const out = into ?? emptyLike(x, pl.outShape);
-  const epi = [...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  const epi = [...(plus ? [plus.a, plus.b] : []), ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
   if (naive) {
     launch(matmulNaiveKernel(params), [x, y, ...epi], [out]);
     return out;
@@ -118,7 +151,7 @@ function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false
   const tiling = gemmTiling(params.M, params.N, params.K, numel(params.batch.shape));
   const { tile } = tiling;
   // A mask on the product belongs to the epilogue, which a split GEMM leaves to the split-sum.
-  const splits = drop?.on === 'out' ? 1 : tiling.splits;
+  const splits = drop?.on === 'out' || plus ? 1 : tiling.splits;
   if (splits === 1) {
     launch(gemmKernel({ ...params, tile }), [x, y, ...epi], [out]);
     return out;
@@ -239,6 +272,24 @@ export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
   record('linear', [x, w, bias ?? null, residual ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias, scale }, held);
   return out;
+}
+
+/**
+ * y = x w^T + bias + residual + `plus` (shapes as `linear`) in one GEMM: a LoRA layer's base and
+ * up projection (plus = s·drop(h) up^T). Not recorded, like `matmulInto`.
+ */
+export function linearPlus(x: Tensor, w: Tensor, plus: PlusTerm, bias?: Tensor, residual?: Tensor): Tensor {
+  checkUntaped(x, w, plus.a, plus.b);
+  return run(linearCall(x, w, 1, bias), x, w, { bias, residual, plus });
+}
+
+/**
+ * a @ b + `plus` in one GEMM, a [R, K] and b [K, N] (no batch dims), added into `into` when given:
+ * a LoRA layer's input gradient gY w + s·gH down. Not recorded, like `matmulInto`.
+ */
+export function matmulPlus(a: Tensor, b: Tensor, plus: PlusTerm, into?: Tensor): Tensor {
+  checkUntaped(a, b, plus.a, plus.b, ...(into ? [into] : []));
+  return run(gemmCall(a.shape, b.shape, false, false), a, b, { plus, ...(into ? { into } : {}) });
 }
 
 /** out += scale * drop?(x) w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
