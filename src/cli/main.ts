@@ -10,11 +10,12 @@ import { loadDiffusers, loadSingleFile, type Pipeline } from '../model/pipeline.
 import { detectCheckpoint } from '../model/detect.js';
 import { inferSingleFileConfigs } from '../model/infer-config.js';
 import { clip, openSafetensors, preview } from '../model/safetensors.js';
+import { TINY_DEMO_SIZE } from '../model/tiny.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
-import { validateConfig } from '../training/config.js';
+import type { TrainConfig } from '../training/config.js';
+import { checkSettings, SettingsError, TrainingSession, type SessionEvents } from '../training/session.js';
+import type { RunControl } from '../training/trainer.js';
 import { readImages } from './read-images.js';
-import { loraSpecs, RunControl, Trainer } from '../training/trainer.js';
-import { readLoraFile } from '../model/lora-file.js';
 import type { Backend } from '../engine/backend.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -48,43 +49,35 @@ function fmtTime(ms: number): string {
   return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
 }
 
-async function train(argv: string[]): Promise<void> {
-  const { values: v } = parseArgs({
-    args: argv,
-    options: {
-      model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
-      epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' },
-      lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
-      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
-      samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
-    },
-  });
-  if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);
-  const preset = v.config ? JSON.parse(readFileSync(v.config, 'utf8')) : {};
-  const n = (s: string | undefined) => (s === undefined ? undefined : Number(s));
+/** The `train` options as parseArgs reads them. */
+type TrainArgs = Partial<Record<string, string | boolean>>;
+
+/** The settings from a preset file and the options, validated (the tiny model defaults to its 64-pixel size). */
+function trainSettings(v: TrainArgs, out: string): TrainConfig {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const preset = str('config') ? JSON.parse(readFileSync(str('config')!, 'utf8')) : {};
+  const n = (k: string) => (str(k) === undefined ? undefined : Number(str(k)));
   const overrides = Object.fromEntries(
-    Object.entries({ baseSteps: n(v.steps), maxEpochs: n(v.epochs), convDim: n(v['conv-dim']), convAlpha: n(v['conv-alpha']) ?? n(v['conv-dim']), batchSize: n(v.batch), gradAccumulation: n(v.accum), unetLr: n(v.lr), textEncoderLr: n(v['te-lr']), networkDim: n(v.dim), networkAlpha: n(v.alpha), resolution: n(v.resolution), triggerWord: v.trigger, seed: n(v.seed), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: v.optimizer, saveEvery: n(v['save-every']), sampleEvery: n(v['sample-every']), sampleSteps: n(v['sample-steps']), samplePrompt: v['sample-prompt'], runName: basename(v.out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+    Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
-  const r = validateConfig({ ...(v.model === 'tiny' ? { resolution: 64, minBucket: 64, maxBucket: 128 } : {}), ...preset, ...overrides });
-  if (!r.ok) throw new Error('invalid settings:\n' + Object.entries(r.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
-  const { backend, adapter } = await nodeGpu();
-  console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
-  const { items, messages } = readImages(v.images, r.config.repeats);
-  for (const m of messages) console.warn(m);
-  if (!items.length) throw new Error(`no usable images in ${v.images} (PNG, JPEG or WebP, captions in .txt beside them)`);
-  const pipeline = await loadModel(backend, v.model);
-  const out = v.out;
-  const samples = v.samples;
-  if (samples) mkdirSync(samples, { recursive: true });
-  // Continue from an earlier run's LoRA: same targets and ranks, weights from the file.
-  const read = v.resume ? await readLoraFile(readFileSync(v.resume), loraSpecs(pipeline, r.config), v.resume) : undefined;
-  const resume = read?.weights;
-  if (resume) console.log(`resuming from ${v.resume} (${resume.size} modules)`);
-  for (const note of read?.notes ?? []) console.log(note);
+  try {
+    return checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...preset, ...overrides });
+  } catch (e) {
+    if (e instanceof SettingsError) throw new Error('invalid settings:\n' + Object.entries(e.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
+    throw e;
+  }
+}
+
+/** Where the run's events go on a terminal: a progress line, the LoRA file, preview PNGs; `speed` tells the per-step time after the first. */
+function terminalEvents(out: string, samples: string | undefined): { events: SessionEvents; speed: () => string } {
   let first: { step: number; at: number } | undefined;
   let last: { step: number; at: number } | undefined;
-  const t = new Trainer(pipeline, r.config, items, {
-    onCompile: (d, total) => total > 0 && process.stdout.write(`\rcompiling GPU kernels ${d}/${total}${d === total ? '\n' : ''}`),
+  const events: SessionEvents = {
+    onProgress: (stage, c) => {
+      if (stage === 'caching' && c && c.done > 0) process.stdout.write(`\rencoding latents ${c.done}/${c.total}`);
+      else if (stage === 'compiling' && !c) process.stdout.write('\n');
+      else if (stage === 'compiling' && c && c.total > 0) process.stdout.write(`\rcompiling GPU kernels ${c.done}/${c.total}${c.done === c.total ? '\n' : ''}`);
+    },
     onMetrics: (m) => {
       // The first step carries most of the pipeline compilation; later ones show the running speed.
       const now = performance.now();
@@ -103,21 +96,54 @@ async function train(argv: string[]): Promise<void> {
           process.stdout.write(`\nsample ${file} ("${prompt}")\n`);
         }
       : undefined,
-  }, resume);
-  console.log(`${items.length} ${items.length === 1 ? 'image' : 'images'}, ${t.plan.steps} ${t.plan.steps === 1 ? 'step' : 'steps'}, ${t.plan.epochs} ${t.plan.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${t.plan.effectiveBatch}), U-Net LR ${t.plan.unetLr.toExponential(2)}, warmup ${t.plan.warmupSteps}`);
-  const t0 = performance.now();
-  await t.cacheLatents((d, total) => process.stdout.write(`\rencoding latents ${d}/${total}`));
-  process.stdout.write('\n');
-  const control = new RunControl();
+  };
+  const speed = () => (first && last && last.step > first.step ? `, ${((last.at - first.at) / (last.step - first.step)).toFixed(0)} ms per step after the first` : '');
+  return { events, speed };
+}
+
+/** Ctrl-C stops after the current image or step (the trainer saves at the end); a second one quits at once. */
+function stopOnCtrlC(control: RunControl): void {
   process.once('SIGINT', () => {
     process.stdout.write('\nstopping after this step and saving (Ctrl-C again to quit now)\n');
     control.stop();
     process.once('SIGINT', () => process.exit(130));
   });
-  await t.run(control);
+}
+
+async function train(argv: string[]): Promise<void> {
+  const { values: v } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
+      epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' },
+      lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
+      seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
+      samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
+    },
+  });
+  if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);
+  const config = trainSettings(v, v.out);
+  const { backend, adapter } = await nodeGpu();
+  console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
+  const { items, messages } = readImages(v.images, config.repeats);
+  for (const m of messages) console.warn(m);
+  if (!items.length) throw new Error(`no usable images in ${v.images} (PNG, JPEG or WebP, captions in .txt beside them)`);
+  const pipeline = await loadModel(backend, v.model);
+  if (v.samples) mkdirSync(v.samples, { recursive: true });
+  const { events, speed } = terminalEvents(v.out, v.samples);
+  // --resume continues an earlier run's LoRA: same targets, the file's ranks and weights.
+  const continueFrom = v.resume ? { file: readFileSync(v.resume), name: v.resume } : undefined;
+  const session = await TrainingSession.open({ pipeline, config, items, ...(continueFrom ? { continueFrom } : {}), events });
+  if (session.continued) console.log(`resuming from ${v.resume} (${session.continued.modules} modules)`);
+  for (const note of session.continued?.notes ?? []) console.log(note);
+  const p = session.plan;
+  console.log(`${items.length} ${items.length === 1 ? 'image' : 'images'}, ${p.steps} ${p.steps === 1 ? 'step' : 'steps'}, ${p.epochs} ${p.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${p.effectiveBatch}), U-Net LR ${p.unetLr.toExponential(2)}, warmup ${p.warmupSteps}`);
+  const t0 = performance.now();
+  stopOnCtrlC(session.control);
+  const end = await session.run();
+  if (!end.trained) return void console.log('\nstopped while encoding the latents: nothing trained, nothing saved');
   const ms = performance.now() - t0;
-  const later = first && last && last.step > first.step ? `, ${((last.at - first.at) / (last.step - first.step)).toFixed(0)} ms per step after the first` : '';
-  console.log(`done in ${fmtTime(ms)} (${(ms / t.plan.steps).toFixed(0)} ms per step including latents and compilation${later})`);
+  console.log(`done in ${fmtTime(ms)} (${(ms / p.steps).toFixed(0)} ms per step including latents and compilation${speed()})`);
 }
 
 async function inspect(file: string): Promise<void> {

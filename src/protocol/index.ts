@@ -11,6 +11,33 @@ import type { MemorySuggestion } from '../training/memory-advice.js';
 
 export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion };
 
+// Facts the page shares with the worker, from the layer that owns each (pure values and functions, no GPU):
+// the settings' defaults and choices, the tiny demo's size, byte counts in words, the hub's address, and the
+// rules for pairing dropped files with captions (the page reads the files, the worker decodes them).
+export { DEFAULT_CONFIG, OPTIMIZERS, OPTIMIZER_PRESETS, type OptimizerKind } from '../training/config.js';
+export { SCHEDULERS } from '../training/schedule.js';
+export { bucketSideLimits } from '../training/buckets.js';
+export { TINY_RESOLUTION, TINY_DEMO_PRESET } from '../model/tiny.js';
+export { formatBytes } from '../engine/bytes.js';
+export { HF_ENDPOINT } from '../model/hub-cache.js';
+export { captionOf, folderOf, isHiddenPath, pairFiles, folderLine, folderSummary, mergeSkips, REASON, stemPath, type SetFile, type Skip } from '../training/dataset-files.js';
+
+/** The worker's GPU adapter, as the page shows it (the page opens no GPU device of its own). */
+export interface AdapterInfo extends AdapterReport {
+  /** It computes on the CPU (SwiftShader, llvmpipe, lavapipe, or one the browser calls a fallback): training is very slow. */
+  software: boolean;
+}
+
+/** The settings that decide which bucket each image trains in. */
+export type BucketSettings = Pick<TrainConfig, 'resolution' | 'enableBuckets' | 'bucketStep' | 'minBucket' | 'maxBucket' | 'maxAspect'>;
+
+/** A bucket the dataset's images train in, with how many do. */
+export interface BucketCount {
+  width: number;
+  height: number;
+  images: number;
+}
+
 /** The memory a run needs against what the adapter allows. */
 export interface MemoryReport extends MemoryEstimate {
   /** The adapter's largest storage binding; a bigger buffer cannot run at all. */
@@ -68,9 +95,9 @@ export interface DatasetFile {
   repeats?: number;
 }
 
-/** The decoded dataset: each image by path with its size and bucket at 512; images that did not decode, by path, with the reason. */
+/** The decoded dataset: each image by path with its size; images that did not decode, by path, with the reason. */
 export interface DatasetReport {
-  images: { name: string; width: number; height: number; bucket: string }[];
+  images: { name: string; width: number; height: number }[];
   skipped: { name: string; reason: string }[];
 }
 
@@ -134,7 +161,8 @@ export interface RunCallbacks {
 
 /** What the worker exposes over Comlink. */
 export interface TrainerApi {
-  init(): Promise<AdapterReport>;
+  /** The worker's GPU adapter (opening its device); rejects when WebGPU has none, with the reason. */
+  adapter(): Promise<AdapterInfo>;
   /** Load a model; the one loaded before stays until the new one has loaded (a failed load keeps it). Refused during a run. */
   loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void): Promise<ModelInfo>;
   /** Hub repositories downloaded into this browser's cache, with their sizes. */
@@ -146,12 +174,17 @@ export interface TrainerApi {
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
   /** Change one image's caption (no re-decoding). */
   setCaption(name: string, caption: string): Promise<void>;
+  /** The buckets the dataset's images train in with these settings, as the trainer assigns them; null while the settings make no grid. */
+  bucketCounts(settings: BucketSettings): Promise<BucketCount[] | null>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
   validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
-  /** Start a run; `resume` is an earlier LoRA file (same targets and rank) to continue training. Refused while a run is active or a model loads. */
-  start(config: TrainConfig, callbacks: RunCallbacks, resume?: Uint8Array): Promise<void>;
+  /** Start a run; `continueFrom` is an earlier LoRA file (same targets; its own rank) to go on training. Refused while a run is active or a model loads. */
+  start(config: TrainConfig, callbacks: RunCallbacks, continueFrom?: Uint8Array): Promise<void>;
+  /** Pause after the current step or image (RunState.pausing until then). */
   pause(): Promise<void>;
-  resume(): Promise<void>;
+  /** Go on with a paused run (not to be confused with continuing from a file: that is `start`'s `continueFrom`). */
+  unpause(): Promise<void>;
+  /** Stop after the current step or image; the run saves its LoRA at the end. */
   stop(): Promise<void>;
   saveNow(): Promise<Uint8Array | null>;
 }

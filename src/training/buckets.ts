@@ -141,3 +141,33 @@ export function bucketInfo(assigned: readonly (Bucket | BucketAssignment)[], o: 
   if (missing.length) throw new RangeError(`Buckets not in the grid: ${missing.join(', ')}`);
   return sized ? { buckets, mean_img_ar_error: arError / sized } : { buckets };
 }
+
+/** The settings that decide a run's buckets (a TrainConfig has them all). */
+export interface BucketSettings {
+  resolution: number;
+  enableBuckets: boolean;
+  bucketStep: number;
+  minBucket: number;
+  maxBucket: number;
+  maxAspect: number;
+}
+
+/**
+ * The buckets a run trains in: kohya's grid with its side limits widened to take the resolution
+ * itself, or the one square at the resolution when bucketing is off.
+ */
+export function trainingBuckets(c: BucketSettings): Bucket[] {
+  const r = c.resolution;
+  if (!c.enableBuckets) return [{ width: r, height: r }];
+  return makeBuckets({ resolution: r, step: c.bucketStep, min: Math.min(c.minBucket, r), max: Math.max(c.maxBucket, r), maxAspect: c.maxAspect });
+}
+
+/** How many of these image sizes train in each bucket of `grid`, in the grid's order (buckets without images left out). */
+export function bucketCounts(sizes: readonly { width: number; height: number }[], grid: readonly Bucket[]): { width: number; height: number; images: number }[] {
+  const n = new Map<Bucket, number>();
+  for (const s of sizes) {
+    const b = assignBucket(s.width, s.height, grid);
+    n.set(b, (n.get(b) ?? 0) + 1);
+  }
+  return grid.filter((b) => n.has(b)).map((b) => ({ width: b.width, height: b.height, images: n.get(b)! }));
+}

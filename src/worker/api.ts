@@ -3,12 +3,13 @@ import * as Comlink from 'comlink';
 import { acquireGpu, type Gpu } from '../engine/gpu.js';
 import { clearHubCache, hubCacheContents } from '../model/hub-cache.js';
 import type { Pipeline } from '../model/pipeline.js';
-import { readLoraFile } from '../model/lora-file.js';
 import { planRun, PlanError } from '../training/arithmetic.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
-import { loraSpecs, RunControl, Trainer, type TrainItem } from '../training/trainer.js';
-import type { DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
-import { decodeDataset } from './dataset.js';
+import { TrainingSession } from '../training/session.js';
+import type { TrainItem } from '../training/trainer.js';
+import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
+import { adapterInfo } from './adapter.js';
+import { datasetBuckets, decodeDataset } from './dataset.js';
 import { heldBytesMeter, MemoryForecasts } from './memory-report.js';
 import { hubDownloadPlan, loadModel } from './model-load.js';
 import { PHASE_WORDS, RunStateReporter } from './run-state.js';
@@ -18,8 +19,7 @@ class TrainerWorker implements TrainerApi {
   private gpu: Gpu | null = null;
   private pipeline: Pipeline | null = null;
   private items: TrainItem[] = [];
-  private trainer: Trainer | null = null;
-  private control: RunControl | null = null;
+  private session: TrainingSession | null = null;
   private reporter: RunStateReporter | null = null;
   private readonly forecasts = new MemoryForecasts();
   /** True from a start() call until its run ends: set before any await, so a second start is refused. */
@@ -36,7 +36,7 @@ class TrainerWorker implements TrainerApi {
       if (this.gpu !== g) return;
       this.gpu = null;
       this.pipeline = null;
-      this.trainer = null;
+      this.session = null;
       this.forecasts.clear();
     });
     return g;
@@ -51,8 +51,8 @@ class TrainerWorker implements TrainerApi {
     return this.reporter ? PHASE_WORDS[this.reporter.state.phase] : 'starting';
   }
 
-  async init() {
-    return (await this.device()).adapter;
+  async adapter() {
+    return adapterInfo((await this.device()).adapter);
   }
 
   async loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void) {
@@ -89,6 +89,10 @@ class TrainerWorker implements TrainerApi {
     it.caption = caption;
   }
 
+  async bucketCounts(settings: BucketSettings) {
+    return datasetBuckets(this.items, settings);
+  }
+
   async validateConfig(config: unknown) {
     const r = validateConfig(config);
     if (!r.ok) return r;
@@ -100,7 +104,7 @@ class TrainerWorker implements TrainerApi {
     }
   }
 
-  async start(config: TrainConfig, cb: RunCallbacks, resume?: Uint8Array) {
+  async start(config: TrainConfig, cb: RunCallbacks, continueFrom?: Uint8Array) {
     // Everything up to `active = true` is synchronous: a second start() arriving meanwhile is refused, never run beside the first.
     if (this.active) throw new Error(`A training run is already ${this.phaseWords()}: this start was ignored. Stop the run (or wait for it to end) before starting another.`);
     if (this.loading) throw new Error('A model is loading: start when it is ready.');
@@ -111,7 +115,7 @@ class TrainerWorker implements TrainerApi {
     this.active = true;
     this.reporter = null; // until this run's reporter exists, refusals say it is starting
     try {
-      await this.begin(v.config, cb, resume);
+      await this.begin(v.config, cb, continueFrom);
     } catch (e) {
       this.active = false;
       throw e;
@@ -119,75 +123,72 @@ class TrainerWorker implements TrainerApi {
   }
 
   async pause() {
-    if (!this.active || !this.control || this.control.state !== 'running') return;
-    this.control.pause();
+    const control = this.active ? this.session?.control : undefined;
+    if (control?.state !== 'running') return;
+    control.pause();
     this.reporter?.refresh();
   }
 
-  async resume() {
-    this.control?.resume();
+  async unpause() {
+    this.session?.control.resume();
     this.reporter?.refresh();
   }
 
   async stop() {
-    if (!this.active || !this.control) return;
-    this.control.stop();
+    if (!this.active || !this.session) return;
+    this.session.control.stop();
     this.reporter?.refresh();
   }
 
   async saveNow() {
-    if (!this.trainer) return null;
-    const f = await this.trainer.exportLora();
+    if (!this.session) return null;
+    const f = await this.session.trainer.exportLora();
     return Comlink.transfer(f, [f.buffer]);
   }
 
   /** Set up a run and start it in the background; resolves once it runs (its first state sent). */
-  private async begin(config: TrainConfig, cb: RunCallbacks, resume?: Uint8Array): Promise<void> {
+  private async begin(config: TrainConfig, cb: RunCallbacks, continueFrom?: Uint8Array): Promise<void> {
     const pipeline = this.pipeline;
     if (!pipeline) throw new Error('Load a model first');
-    this.trainer?.dispose();
-    this.trainer = null;
+    this.session?.dispose();
+    this.session = null;
     const { backend } = await this.device();
     // The pool keeps as many free bytes cached as the forecast assumed, so that the two agree.
     const forecast = this.memory(config);
     if (forecast) backend.setCacheLimit(forecast.cacheLimit);
     // The measured peak covers this run: weights, latent caching and the steps, as the forecast does.
     const held = heldBytesMeter(backend);
-    const ctl = new RunControl();
-    const rep = new RunStateReporter((s) => cb.onState(s), ctl);
-    // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
-    const read = resume ? await readLoraFile(resume, loraSpecs(pipeline, config), 'The LoRA to continue') : undefined;
-    for (const note of read?.notes ?? []) cb.onLog(note);
     let first = true;
-    const t = (this.trainer = new Trainer(pipeline, config, this.items, {
-      onMetrics: (m) => {
-        // The first step's result ends the compilation: from here on the steps run.
-        if (first) rep.set('running');
-        first = false;
-        cb.onMetrics({ ...m, ...held() });
+    const state = () => this.reporter!; // set below, before any event can arrive
+    const s = await TrainingSession.open({
+      pipeline, config, items: this.items,
+      ...(continueFrom ? { continueFrom: { file: continueFrom, name: 'The LoRA to continue' } } : {}),
+      events: {
+        onMetrics: (m) => {
+          // The first step's result ends the compilation: from here on the steps run.
+          if (first) state().set('running');
+          first = false;
+          cb.onMetrics({ ...m, ...held() });
+        },
+        onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
+        onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
+        onProgress: (stage, counts) => state().set(stage, counts ?? {}),
       },
-      onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
-      onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
-      onCompile: (done, total) => rep.set('compiling', { done, total }),
-    }, read?.weights));
-    this.control = ctl;
-    this.reporter = rep;
+    });
+    // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
+    for (const note of s.continued?.notes ?? []) cb.onLog(note);
+    this.session = s;
+    this.reporter = new RunStateReporter((st) => cb.onState(st), s.control);
     this.running = true;
-    const n = this.items.length;
-    rep.set('caching', { done: 0, total: n });
-    void this.runInBackground(t, ctl, rep, cb, n);
+    void this.runInBackground(s, this.reporter, cb);
   }
 
-  private async runInBackground(t: Trainer, ctl: RunControl, rep: RunStateReporter, cb: RunCallbacks, n: number): Promise<void> {
+  private async runInBackground(s: TrainingSession, rep: RunStateReporter, cb: RunCallbacks): Promise<void> {
+    const t = s.trainer;
     try {
-      if (await t.cacheLatents((d) => rep.set('caching', { done: d, total: n }), ctl)) {
-        // The trainer precompiles the steps' pipelines (onCompile counts them), then runs the first step.
-        rep.set('compiling');
-        await t.run(ctl);
-      }
-      const stopped = ctl.state === 'stopping';
-      rep.set('done', { step: t.step, stopped, savedStep: t.lastSavedStep });
-      cb.onDone({ step: t.step, stopped });
+      const end = await s.run();
+      rep.set('done', { step: end.step, stopped: end.stopped, savedStep: end.savedStep });
+      cb.onDone({ step: end.step, stopped: end.stopped });
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);
       rep.set('failed', { message, step: t.step, savedStep: t.lastSavedStep });

@@ -7,11 +7,12 @@ import type { TrainConfig } from '../training/config.js';
 import { estimateTrainingMemory } from '../training/memory.js';
 import { adviseMemory } from '../training/memory-advice.js';
 import type { MemoryReport } from '../protocol/index.js';
+import { isSoftwareAdapter } from './adapter.js';
 
 /** What the page can know of the device's memory: WebGPU reports none; the browser gives the RAM, rounded and capped at 8 GiB. */
 function deviceMemoryNote(gpu: Gpu): string {
   const ram = (globalThis.navigator as { deviceMemory?: number } | undefined)?.deviceMemory;
-  const soft = gpu.adapter.isFallback || /swiftshader|llvmpipe|lavapipe/i.test(`${gpu.adapter.description} ${gpu.adapter.vendor} ${gpu.adapter.architecture}`);
+  const soft = isSoftwareAdapter(gpu.adapter);
   const ramNote = ram ? `this computer reports about ${ram} GiB of RAM (browsers round this figure and may cap it)` : 'the browser does not say how much RAM this computer has';
   return `WebGPU does not report how much memory the GPU has; ${ramNote}${soft ? ', which this software adapter uses as GPU memory' : ' (integrated GPUs share it)'}`;
 }

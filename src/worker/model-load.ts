@@ -4,6 +4,7 @@ import { hubFileUrl, openHubRepo, type HubLoadReport, type HubRef } from '../mod
 import { httpRepo } from '../model/http-repo.js';
 import { loadDiffusers, loadSingleFile, type LoadProgress as PartProgress, type Pipeline, type RepoFiles } from '../model/pipeline.js';
 import { blobSource, openSafetensors } from '../model/safetensors.js';
+import { TINY_RESOLUTION } from '../model/tiny.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import type { HubDownloadPlan, LoadProgress, ModelInfo, ModelSource } from '../protocol/index.js';
 import { LoadTracker, partOfKey } from './load-progress.js';
@@ -93,5 +94,5 @@ function modelInfo(p: Pipeline, source: ModelSource, tracker: LoadTracker, hub: 
   const variants = p.files?.filter((f) => f.includes('.fp16.')).length ?? 0;
   const notes = [...(p.info?.notes ?? []), ...(variants ? [`${variants === 3 ? 'all three' : variants} weight files taken as their fp16 variants (half the download)`] : [])];
   const weightBytes = p.unet.weights.bytes + p.clip.weights.bytes + p.vae.weights.bytes;
-  return { name: p.name, weightBytes, resolutionHint: tiny ? 64 : 512, hub, components: tracker.finished(), notes, demo: source.kind === 'tiny' || tiny };
+  return { name: p.name, weightBytes, resolutionHint: tiny ? TINY_RESOLUTION : 512, hub, components: tracker.finished(), notes, demo: source.kind === 'tiny' || tiny };
 }

@@ -1,0 +1,103 @@
+// One training run from settings to its end, as the worker and the CLI both run it: validate, read the LoRA to
+// continue from, build the trainer, encode the latents, train. Each host only says where the events go.
+import { readLoraFile } from '../model/lora-file.js';
+import type { Pipeline } from '../model/pipeline.js';
+import { validateConfig, type TrainConfig } from './config.js';
+import { loraSpecs, RunControl, Trainer, type TrainEvents, type TrainItem } from './trainer.js';
+
+/** Settings that did not validate: each field's message (the page's form shows them, the CLI lists them). */
+export class SettingsError extends Error {
+  constructor(readonly errors: Record<string, string>) {
+    super(Object.entries(errors).map(([k, m]) => `${k}: ${m}`).join('; '));
+    this.name = 'SettingsError';
+  }
+}
+
+/** The settings, validated once at the host's boundary (throws SettingsError). */
+export function checkSettings(raw: unknown): TrainConfig {
+  const r = validateConfig(raw);
+  if (!r.ok) throw new SettingsError(r.errors);
+  return r.config;
+}
+
+/** The stages before the first step, with their counts: images encoded, then the steps' GPU pipelines compiled. */
+export type SessionStage = 'caching' | 'compiling';
+
+/** What a session tells its host. */
+export interface SessionEvents extends Pick<TrainEvents, 'onMetrics' | 'onCheckpoint' | 'onSample'> {
+  /**
+   * A stage begins (no counts yet, for compiling) or counts on: caching gives 0 of the images first,
+   * compiling 0 of the pipelines still to build once it has counted them.
+   */
+  onProgress?(stage: SessionStage, counts?: { done: number; total: number }): void;
+}
+
+/** What a run needs: a loaded model, validated settings, the dataset, and optionally a LoRA file to go on training. */
+export interface SessionSetup {
+  pipeline: Pipeline;
+  config: TrainConfig;
+  items: TrainItem[];
+  /** An earlier run's LoRA file (same targets; it keeps its own rank and alpha), and what messages call it. */
+  continueFrom?: { file: Uint8Array; name: string };
+  events?: SessionEvents;
+}
+
+/** How a run ended: the last step trained, whether a Stop ended it, the step of the last saved LoRA (0: none). */
+export interface SessionEnd {
+  step: number;
+  stopped: boolean;
+  savedStep: number;
+  /** False when a Stop came during the latent encoding: nothing was trained or saved. */
+  trained: boolean;
+}
+
+/** One run: `open` it, then `run` it; `control` pauses, unpauses and stops it from outside. */
+export class TrainingSession {
+  /** Checked between images and between steps. */
+  readonly control = new RunControl();
+
+  private constructor(
+    readonly trainer: Trainer,
+    /** What reading the file to continue from found: its module count and notes (rank or alpha other than the settings'). */
+    readonly continued: { modules: number; notes: string[] } | null,
+    private readonly events: SessionEvents,
+  ) {}
+
+  /** Read the file to continue from (if any) and build the trainer; nothing runs on the GPU yet. */
+  static async open(s: SessionSetup): Promise<TrainingSession> {
+    const e = s.events ?? {};
+    const from = s.continueFrom;
+    const read = from ? await readLoraFile(from.file, loraSpecs(s.pipeline, s.config), from.name) : undefined;
+    const trainer = new Trainer(s.pipeline, s.config, s.items, {
+      onMetrics: e.onMetrics,
+      onCheckpoint: e.onCheckpoint,
+      onSample: e.onSample,
+      onCompile: (done, total) => e.onProgress?.('compiling', { done, total }),
+    }, read?.weights);
+    return new TrainingSession(trainer, read ? { modules: read.weights.size, notes: read.notes } : null, e);
+  }
+
+  /** The run's arithmetic (steps, epochs, effective batch, learning rates). */
+  get plan(): Trainer['plan'] {
+    return this.trainer.plan;
+  }
+
+  /** Encode the latents, then train to the end or a Stop (the trainer saves at the end). */
+  async run(): Promise<SessionEnd> {
+    const t = this.trainer;
+    const total = t.items.length;
+    this.events.onProgress?.('caching', { done: 0, total });
+    const trained = await t.cacheLatents((done) => this.events.onProgress?.('caching', { done, total }), this.control);
+    if (trained) {
+      // The trainer precompiles the steps' pipelines (counted through onProgress), then runs the first step.
+      this.events.onProgress?.('compiling');
+      await t.run(this.control);
+    }
+    return { step: t.step, stopped: this.control.state === 'stopping', savedStep: t.lastSavedStep, trained };
+  }
+
+  /** Free the LoRA and the trainer's buffers. */
+  dispose(): void {
+    this.trainer.dispose();
+  }
+}
