@@ -1,4 +1,5 @@
 // GPU buffer pool with size classes: buffers are reused at once, destroyed only after the GPU is done with them, and every held byte is counted.
+import { formatBytes } from './bytes.js';
 
 /** Storage buffer usage for every pooled buffer: readable, writable, copyable. */
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8 /* COPY_DST */;
@@ -67,7 +68,7 @@ export interface PoolOptions {
 /** An allocation larger than the device allows: names the size, the limit and what to change. */
 export class BufferLimitError extends Error {
   constructor(readonly requested: number, readonly bufferBytes: number, readonly limitName: string, readonly limit: number) {
-    const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+    const mib = (b: number) => formatBytes(b, { unit: 'MiB' });
     const what = bufferBytes > requested ? `a ${mib(requested)} tensor needs a ${mib(bufferBytes)} buffer` : `a ${mib(requested)} buffer is needed`;
     super(
       `GPU buffer too large: ${what}, but this GPU's ${limitName} is ${mib(limit)}. ` +
