@@ -10,8 +10,9 @@ import { testBackend, testGpu } from './testing/gpu.js';
 import { randomArray, assertClose } from './testing/allclose.js';
 
 describe('device', () => {
-  it('acquires a real WebGPU adapter and reports its limits', async () => {
-    const { adapter } = await testGpu();
+  it('acquires a real WebGPU adapter, reports its limits and caches bind groups', async () => {
+    const { adapter, backend } = await testGpu();
+    expect(backend.cacheBindGroups).toBe(true);
     expect(adapter.limits.maxStorageBufferBindingSize).toBeGreaterThanOrEqual(128 * 2 ** 20);
     expect(adapter.limits.maxComputeInvocationsPerWorkgroup).toBeGreaterThanOrEqual(256);
     expect(typeof adapter.isFallback).toBe('boolean');
@@ -66,6 +67,7 @@ describe('pipeline cache', () => {
   it('caches bind groups by buffers and ranges, across pipelines of one layout, and drops those of destroyed buffers', async () => {
     const b = await testBackend();
     await b.sync();
+    const was = b.cacheBindGroups;
     b.cacheBindGroups = true;
     const x = tensor(b, [1, 2, 3], [3]);
     const y = tensor(b, [10, 20, 30], [3]);
@@ -90,7 +92,7 @@ describe('pipeline cache', () => {
     await b.sync();
     b.setCacheLimit(DEFAULT_CACHE_LIMIT);
     expect(b.bindGroupCount).toBeLessThan(held);
-    b.cacheBindGroups = false;
+    b.cacheBindGroups = was;
   });
 
   it('reuses every bind group from the second training step on, bit-identical to uncached steps, and drops groups of destroyed buffers', async () => {

@@ -88,5 +88,8 @@ export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gp
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     },
   };
-  return { device, backend: new GpuBackend(device), adapter: report, gpuAdapter: adapter, lost: device.lost };
+  const backend = new GpuBackend(device);
+  // The pool hands a repeated step the same buffers (see BufferPool), so its bind groups are found again.
+  backend.cacheBindGroups = true;
+  return { device, backend, adapter: report, gpuAdapter: adapter, lost: device.lost };
 }
