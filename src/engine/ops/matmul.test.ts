@@ -501,7 +501,7 @@ describe('linear', () => {
     // Ragged: 70 rows, 37 in, 53 out, rank 5 (the second term's K), several tiles in each direction.
     const [Rw, In, Out, Rk, s, p, seed] = [70, 37, 53, 5, 0.75, 0.3, 17];
     const [x, w, bias, res, h, up] = [[Rw, In], [Out, In], [Out], [Rw, Out], [Rw, Rk], [Out, Rk]].map((sh, i) => Float64Array.from(randomArray(prod(sh), 101 + i)));
-    const wq = Float64Array.from(w!, (v) => roundF16(v));
+    const wq = Float64Array.from(roundF16(w!));
     const t = (a: Float64Array, sh: number[], d: 'f32' | 'f16' = 'f32') => tensor(backend, a, sh, d);
     const [tx, tw, tb, tr, th, tu] = [t(x!, [Rw, In]), t(wq, [Out, In], 'f16'), t(bias!, [Out]), t(res!, [Rw, Out]), t(h!, [Rw, Rk]), t(up!, [Out, Rk])];
     const lin = (hv: Float64Array) => {
