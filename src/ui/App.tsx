@@ -1,26 +1,24 @@
 // The page: the WebGPU check, then the four panels (model, images, settings, training and result).
 import { useEffect } from 'react';
-import { acquireGpu, type AdapterReport } from '../engine/gpu.js';
 import { DatasetPanel } from './DatasetPanel.js';
 import { ModelPanel } from './ModelPanel.js';
 import { recoverLora } from './recovery.js';
 import { Settings } from './Settings.js';
 import { useApp } from './store.js';
 import { TrainPanel } from './TrainPanel.js';
+import { trainer } from './worker.js';
 import './app.css';
-
-/** An adapter that computes on the CPU (SwiftShader, llvmpipe, lavapipe, or one the browser calls a fallback). */
-function softwareAdapter(a: AdapterReport): boolean {
-  return a.isFallback || /swiftshader|llvmpipe|lavapipe|software/i.test(`${a.description} ${a.vendor} ${a.architecture} ${a.device}`);
-}
 
 export function App() {
   const gpu = useApp((s) => s.gpu);
   const runStatus = useApp((s) => s.run.status);
   useEffect(() => {
     const { set } = useApp.getState();
-    acquireGpu()
-      .then((g) => set({ gpu: { status: 'ok', description: `${g.adapter.description || g.adapter.vendor || 'GPU'}${g.adapter.isFallback ? ' (software fallback)' : ''}`, software: softwareAdapter(g.adapter) } }))
+    // The worker opens the one GPU device; a page without WebGPU is told so at once (its worker may still see one).
+    if (!navigator.gpu) return set({ gpu: { status: 'missing', message: 'WebGPU is not available: navigator.gpu is undefined in this browser.' } });
+    trainer()
+      .adapter()
+      .then((a) => set({ gpu: { status: 'ok', description: `${a.description || a.vendor || 'GPU'}${a.isFallback ? ' (software fallback)' : ''}`, software: a.software } }))
       .catch((e: unknown) => set({ gpu: { status: 'missing', message: e instanceof Error ? e.message : String(e) } }));
   }, []);
   useEffect(() => {

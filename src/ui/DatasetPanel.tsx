@@ -1,8 +1,7 @@
 // Step 2: the images — dropped files, folders or zips (or the bundled sample photos), captions edited in place, skipped files and buckets.
-import { useMemo, useState } from 'react';
+import { useEffect, useMemo, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
-import { assignBucket, makeBuckets, type Bucket } from '../training/buckets.js';
-import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type Skip } from '../training/dataset-files.js';
+import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type BucketSettings, type Skip } from '../protocol/index.js';
 import { filesFrom, samplePhotos, sortFiles, type Picked } from './dataset.js';
 import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
@@ -10,6 +9,19 @@ import { trainer } from './worker.js';
 const asSkip = (x: { name: string; reason: string }): Skip => ({ path: x.name, reason: x.reason });
 const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption, ...(e.repeats !== undefined ? { repeats: e.repeats } : {}) });
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** "512x512: 3, 576x448: 1" for the decoded images (`report`) under `settings`; '' while the settings make no grid (the form says why). */
+function useBucketLine(report: unknown, settings: BucketSettings): string {
+  const [line, setLine] = useState('');
+  useEffect(() => {
+    let current = true;
+    trainer()
+      .bucketCounts(settings)
+      .then((b) => current && setLine(b ? b.map((x) => `${x.width}x${x.height}: ${x.images}`).join(', ') : ''), () => current && setLine(''));
+    return () => void (current = false);
+  }, [report, settings]);
+  return line;
+}
 
 export function DatasetPanel() {
   const { dataset, report, nonImages, set } = useApp(useShallow((st) => ({ dataset: st.dataset, report: st.report, nonImages: st.nonImages, set: st.set })));
@@ -68,25 +80,11 @@ export function DatasetPanel() {
     const folders = folderSummary(dataset, repeats);
     return { lines: folders.map(folderLine), total: folders.reduce((a, f) => a + f.images * f.repeats, 0) };
   }, [dataset, repeats]);
-  // The bucket each image will train in, with the current settings.
-  const { resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets } = useApp(
+  // The bucket each image will train in, with the current settings: the worker assigns them as the trainer will.
+  const settings: BucketSettings = useApp(
     useShallow(({ config: c }) => ({ resolution: c.resolution, bucketStep: c.bucketStep, minBucket: c.minBucket, maxBucket: c.maxBucket, maxAspect: c.maxAspect, enableBuckets: c.enableBuckets })),
   );
-  const buckets = useMemo(() => {
-    const m = new Map<string, number>();
-    let grid: Bucket[] = [];
-    try {
-      grid = enableBuckets ? makeBuckets({ resolution, step: bucketStep, min: Math.min(minBucket, resolution), max: Math.max(maxBucket, resolution), maxAspect }) : [{ width: resolution, height: resolution }];
-    } catch {
-      return ''; // settings mid-edit; the settings form shows the error
-    }
-    for (const i of report?.images ?? []) {
-      const b = assignBucket(i.width, i.height, grid);
-      const k = `${b.width}x${b.height}`;
-      m.set(k, (m.get(k) ?? 0) + 1);
-    }
-    return [...m].map(([b, n]) => `${b}: ${n}`).join(', ');
-  }, [report, resolution, bucketStep, minBucket, maxBucket, maxAspect, enableBuckets]);
+  const buckets = useBucketLine(report, settings);
   const skipped = nonImages;
   return (
     <section aria-labelledby="data-h">

@@ -5,7 +5,7 @@ import { MemoryLine } from './MemoryLine.js';
 import { ADVANCED, BASIC, plural, withLinkedFields, type Field } from './settings-fields.js';
 import { chooseConfig, useApp } from './store.js';
 import { trainer } from './worker.js';
-import type { TrainConfig } from '../training/config.js';
+import type { TrainConfig } from '../protocol/index.js';
 
 /** A change made on the form, with the fields it carries along (optimizer presets, conv alpha following conv dim). */
 function change(p: Partial<TrainConfig>, setNote: (n: { key: keyof TrainConfig; text: string } | null) => void): void {

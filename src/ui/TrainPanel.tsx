@@ -1,11 +1,11 @@
-// Steps 4 and 5: start/pause/resume/stop as the worker reports the run, the live charts and previews, and the LoRA to download.
+// Steps 4 and 5: start/pause/unpause/stop as the worker reports the run (optionally continuing an earlier LoRA file), the live charts and previews, and the LoRA to download.
 import { useEffect, useState } from 'react';
 import { flushSync } from 'react-dom';
 import * as Comlink from 'comlink';
 import { useShallow } from 'zustand/react/shallow';
 import type { RunMetrics, RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
-import { formatBytes } from './format.js';
+import { formatBytes } from '../protocol/index.js';
 import { keepLora } from './recovery.js';
 import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
@@ -71,7 +71,8 @@ export function TrainPanel() {
     useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config, set: st.set })),
   );
   const [logScale, setLog] = useState(false);
-  const [resume, setResume] = useState<File | null>(null);
+  /** An earlier LoRA file to continue training from (not unpausing: that is the Resume button). */
+  const [continueFrom, setContinueFrom] = useState<File | null>(null);
   const [now, setNow] = useState(Date.now());
   const phase = s.run.state?.phase ?? 'idle';
   const ticking = phase === 'caching' || phase === 'compiling' || phase === 'stopping';
@@ -118,7 +119,7 @@ export function TrainPanel() {
           onDone: () => {}, // the 'done' state says it
           onError: () => {}, // the 'failed' state says it
         }),
-        resume ? new Uint8Array(await resume.arrayBuffer()) : undefined,
+        continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined,
       );
     } catch (e) {
       refuse(e instanceof Error ? e.message : String(e));
@@ -136,12 +137,12 @@ export function TrainPanel() {
         <div className="row">
           <button onClick={start} disabled={active}>Start training</button>
           <button onClick={() => void trainer().pause()} disabled={!['caching', 'compiling', 'running'].includes(phase) || !!s.run.state?.pausing}>Pause</button>
-          <button onClick={() => void trainer().resume()} disabled={phase !== 'paused'}>Resume</button>
+          <button onClick={() => void trainer().unpause()} disabled={phase !== 'paused'}>Resume</button>
           <button onClick={() => void trainer().stop()} disabled={!['caching', 'compiling', 'running', 'paused'].includes(phase)}>Stop</button>
           <label><input type="checkbox" checked={logScale} onChange={(e) => setLog(e.target.checked)} /> log scale</label>
           <label className="file" title="Same network dim and targets as the earlier run">
-            {resume ? `Continuing ${resume.name}` : 'Continue an earlier LoRA (optional)'}
-            <input type="file" accept=".safetensors" data-testid="resume-input" disabled={active} onChange={(e) => setResume(e.target.files?.[0] ?? null)} />
+            {continueFrom ? `Continuing ${continueFrom.name}` : 'Continue an earlier LoRA (optional)'}
+            <input type="file" accept=".safetensors" data-testid="resume-input" disabled={active} onChange={(e) => setContinueFrom(e.target.files?.[0] ?? null)} />
           </label>
         </div>
         <p data-testid="run-status" data-phase={s.run.starting ? 'starting' : phase} role={failed ? 'alert' : undefined} className={failed ? 'error' : ''}>

@@ -1,6 +1,6 @@
 // Turning dropped files, folders and zips into images with captions, by path (kohya's `N_concept` folders read); anything else is listed and skipped.
 import { unzipSync } from 'fflate';
-import { captionOf, folderOf, isHiddenPath, pairFiles, type SetFile, type Skip } from '../training/dataset-files.js';
+import { captionOf, folderOf, isHiddenPath, pairFiles, type SetFile, type Skip } from '../protocol/index.js';
 
 /** A file as picked or dropped, with its path inside what was dropped (`train/10_cat/1.png`; a loose file's name). */
 export interface Picked {

@@ -3,7 +3,7 @@
 // as the page pairs a dropped set (training/dataset-files.ts).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { pairFiles } from '../training/dataset-files.js';
+import { pairFiles } from '../protocol/index.js';
 
 const dir = new URL('../../public/samples/', import.meta.url);
 

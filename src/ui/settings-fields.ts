@@ -1,6 +1,5 @@
 // The settings form's fields: every TrainConfig field a person can set, with its label and help, basics first.
-import { TINY_RESOLUTION } from '../model/tiny.js';
-import { OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, type OptimizerKind, type TrainConfig } from '../training/config.js';
+import { OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, TINY_RESOLUTION, type OptimizerKind, type TrainConfig } from '../protocol/index.js';
 
 export type Field = { key: keyof TrainConfig; label: string; help: string; kind: 'number' | 'text' | 'bool' | 'select'; options?: readonly string[]; step?: number };
 

@@ -1,5 +1,5 @@
 // Browser storage before a hub download: ask to keep it (persistent storage) and compare what is needed with what the site may still store.
-import { formatBytes as size } from './format.js';
+import { formatBytes as size } from '../protocol/index.js';
 
 /** Downloads from this size on ask for persistent storage (the browser may otherwise evict gigabytes of weights). */
 export const PERSIST_FROM_BYTES = 256 * 2 ** 20;

@@ -1,10 +1,8 @@
 // Page state (zustand): model, dataset, settings (persisted), run metrics and the latest LoRA.
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
-import { bucketSideLimits } from '../training/buckets.js';
-import { TINY_DEMO_PRESET } from '../model/tiny.js';
-import { DEFAULT_CONFIG, type TrainConfig } from '../training/config.js';
-import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState } from '../protocol/index.js';
+import { bucketSideLimits, DEFAULT_CONFIG, TINY_DEMO_PRESET } from '../protocol/index.js';
+import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState, TrainConfig } from '../protocol/index.js';
 
 /** An image of the dataset on the page; its path in what was dropped (`train/10_cat/1.png`) is its name and identity. */
 export interface DatasetEntry {
