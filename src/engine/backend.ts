@@ -1,4 +1,5 @@
 // Backends run kernels: the GPU backend encodes dispatches into command buffers; the meta backend only counts.
+import { formatBytes } from './bytes.js';
 import { MAX_UNIFORM_WORDS, type Kernel } from './kernel.js';
 import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
 import { PipelineCache, type CompiledPipeline } from './pipelines.js';
@@ -559,7 +560,7 @@ export class GpuDeviceLostError extends Error {
 export class GpuOutOfMemoryError extends Error {
   constructor(readonly requested: number, readonly live: number) {
     super(
-      `GPU out of memory allocating ${(requested / 2 ** 20).toFixed(1)} MiB with ${(live / 2 ** 20).toFixed(1)} MiB in use. ` +
+      `GPU out of memory allocating ${formatBytes(requested, { unit: 'MiB' })} with ${formatBytes(live, { unit: 'MiB' })} in use. ` +
         'Lower the resolution or batch size, enable gradient checkpointing, or close other GPU-heavy tabs.',
     );
     this.name = 'GpuOutOfMemoryError';

@@ -1,7 +1,7 @@
 // Hugging Face hub repositories read through the browser's Cache API: each file is downloaded once, whole, with progress, and later visits read it from disk.
 import { formatBytes } from '../engine/bytes.js';
 import { blobSource, urlSource, type ByteSource } from './byte-source.js';
-import type { FileWhere, RepoFiles } from './pipeline.js';
+import type { FileWhere, LoadProgress, RepoFiles } from './pipeline.js';
 
 /** The public hub; mirrors and test servers answer the same `/<repo>/resolve/<revision>/<path>` layout. */
 export const HF_ENDPOINT = 'https://huggingface.co';
@@ -27,7 +27,7 @@ export interface HubRepoOptions {
   cache?: CacheLike | null;
   fetchImpl?: typeof fetch;
   /** Download progress of one file; `stage` names it and the bytes in words. */
-  onProgress?: (p: { stage: string; loadedBytes: number; totalBytes: number }) => void;
+  onProgress?: (p: LoadProgress) => void;
   /** Bytes the origin may still store, or null when unknown (defaults to `navigator.storage.estimate()`). */
   freeBytes?: () => Promise<number | null>;
 }
