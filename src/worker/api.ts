@@ -5,7 +5,7 @@ import { clearHubCache, hubCacheContents } from '../model/hub-cache.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { planRun, PlanError } from '../training/arithmetic.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
-import { TrainingSession } from '../training/session.js';
+import { checkSettings, SettingsError, TrainingSession } from '../training/session.js';
 import type { TrainItem } from '../training/trainer.js';
 import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
 import { adapterInfo } from './adapter.js';
@@ -13,6 +13,16 @@ import { datasetBuckets, decodeDataset } from './dataset.js';
 import { heldBytesMeter, MemoryForecasts } from './memory-report.js';
 import { hubDownloadPlan, loadModel } from './model-load.js';
 import { PHASE_WORDS, RunStateReporter } from './run-state.js';
+
+/** The settings validated once at the worker's boundary; invalid ones refuse the start with every field's message. */
+function settingsOrRefusal(config: unknown): TrainConfig {
+  try {
+    return checkSettings(config);
+  } catch (e) {
+    if (e instanceof SettingsError) throw new Error(`Fix the settings first: ${Object.values(e.errors).join('; ')}`);
+    throw e;
+  }
+}
 
 /** The worker's state: one device, one loaded model, one dataset, at most one run. */
 class TrainerWorker implements TrainerApi {
@@ -110,12 +120,11 @@ class TrainerWorker implements TrainerApi {
     if (this.loading) throw new Error('A model is loading: start when it is ready.');
     if (!this.pipeline) throw new Error('Load a model first');
     if (!this.items.length) throw new Error('The dataset is empty: drop some images first');
-    const v = validateConfig(config);
-    if (!v.ok) throw new Error(`Fix the settings first: ${Object.values(v.errors).join('; ')}`);
+    const settings = settingsOrRefusal(config);
     this.active = true;
     this.reporter = null; // until this run's reporter exists, refusals say it is starting
     try {
-      await this.begin(v.config, cb, continueFrom);
+      await this.begin(settings, cb, continueFrom);
     } catch (e) {
       this.active = false;
       throw e;
