@@ -7,7 +7,7 @@ import { backward } from '../engine/grad.js';
 import { mseLoss } from '../engine/index.js';
 import { testBackend } from '../engine/testing/gpu.js';
 import { scope, tensor, type Tensor } from '../engine/tensor.js';
-import { initFor, tensorBits } from '../cli/sd15-model.js';
+import { initFor, tensorBits } from './sd15-init.js';
 import { diffusersToLdmUnet } from './keymap.js';
 import { Layers } from './layers.js';
 import { kohyaName, LoraNetwork, loraTargets } from './lora.js';
