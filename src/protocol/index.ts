@@ -1,5 +1,5 @@
-// The worker API: the only module both the page and the training worker import. It imports types only, and
-// nothing below it imports it (training/, model/ and engine/ know nothing of the page), so it adds no cycle.
+// The worker API: the only module both the page and the training worker import. It takes types and a few pure
+// values from the layers below; nothing below imports it (training/, model/, engine/ know nothing of the page).
 import type { AdapterReport } from '../engine/gpu.js';
 import type { TrainConfig, ValidationResult } from '../training/config.js';
 import type { RunPlan } from '../training/arithmetic.js';
