@@ -54,7 +54,10 @@ type TrainArgs = Partial<Record<string, string | boolean>>;
 
 /** The settings from a preset file and the options, validated (the tiny model defaults to its 64-pixel size). */
 function trainSettings(v: TrainArgs, out: string): TrainConfig {
-  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const str = (k: string) => {
+    const x = v[k];
+    return typeof x === 'string' ? x : undefined;
+  };
   const preset = str('config') ? JSON.parse(readFileSync(str('config')!, 'utf8')) : {};
   const n = (k: string) => (str(k) === undefined ? undefined : Number(str(k)));
   const overrides = Object.fromEntries(
