@@ -4,6 +4,7 @@ import type { TrainerApi } from '../protocol/index.js';
 
 let api: Comlink.Remote<TrainerApi> | null = null;
 
+/** The page's one training worker, started at the first call; every call goes through the protocol's TrainerApi. */
 export function trainer(): Comlink.Remote<TrainerApi> {
   if (!api) api = Comlink.wrap<TrainerApi>(new Worker(new URL('../../workers/trainer.worker.ts', import.meta.url), { type: 'module' }));
   return api;
