@@ -4,30 +4,25 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MetaBackend, type GpuBackend } from '../engine/backend.js';
 import { noGrad } from '../engine/autograd.js';
-import { backward } from '../engine/grad.js';
-import { mseLoss } from '../engine/index.js';
-import { globalGradNorm } from '../engine/optim/adamw.js';
+import { formatBytes } from '../engine/bytes.js';
 import { nodeGpu } from '../engine/node.js';
 import { empty, scope, tensor } from '../engine/tensor.js';
-import { clipForward, clipWeightShapes, SD15_CLIP } from '../model/clip.js';
+import { clipForward, SD15_CLIP } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
-import { LoraNetwork, loraTargets } from '../model/lora.js';
 import { fileSource } from '../model/node-source.js';
 import { loadSingleFile, metaWeights, type Pipeline } from '../model/pipeline.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
-import { SD15_UNET, unetForward, unetWeightShapes } from '../model/unet.js';
+import { SD15_UNET, unetForward } from '../model/unet.js';
 import { SD15_VAE, vaeEncode, vaeWeightShapes } from '../model/vae.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
 import { decodeImageNode } from '../training/decode-node.js';
-import { estimateTrainingMemory } from '../training/memory.js';
-import { createOptimizer } from '../training/optimizer.js';
+import { estimateTrainingMemory, metaStepCounts } from '../training/memory.js';
 import { Rng } from '../training/rng.js';
 import { Trainer } from '../training/trainer.js';
 import { SD15_MODEL_PATH } from './sd15-model.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const MODELS = { unet: SD15_UNET, clip: SD15_CLIP, vae: SD15_VAE };
-const GiB = 2 ** 30;
 
 const USAGE = `usage: npm run bench -- --sd15 [--sd15-model=FILE] [--sd15-latent=8] [--sd15-steps=256,512] [--sd15-train-steps=2]
                                   [--sd15-forward-only] [--sd15-skip-forward] [--sd15-meta-only]
@@ -79,49 +74,8 @@ function benchConfig(r: number, steps: number): TrainConfig {
 }
 
 const report = (row: Record<string, unknown>) => console.log('sd15 ' + JSON.stringify(row));
-const gib = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-
-/**
- * Dispatches of one optimizer step as the Trainer runs it (text encoder with its LoRA, U-Net
- * forward and backward, loss, global norm, AdamW), counted on the meta device: the forecast the
- * GPU's count is checked against. `estimateTrainingMemory` gives the bytes; this gives the count.
- */
-function metaStepDispatches(c: TrainConfig): { dispatches: number; flops: number } {
-  const meta = new MetaBackend();
-  const unetW = metaWeights(meta, unetWeightShapes(SD15_UNET));
-  const clipW = metaWeights(meta, clipWeightShapes(SD15_CLIP));
-  // The targets the Trainer's loraSpecs picks for these settings.
-  const specs = loraTargets(SD15_UNET, c.trainTextEncoder ? SD15_CLIP : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
-  const lora = new LoraNetwork(meta, specs, 0, undefined, { dropout: c.networkDropout });
-  const opt = createOptimizer(c);
-  const arenas = [lora.arenas.unet, ...(lora.arenas.te ? [lora.arenas.te] : [])];
-  meta.resetStats();
-  for (const a of arenas) a.zeroGrad();
-  const r = c.resolution / 8;
-  const T = SD15_CLIP.maxPositions;
-  const loss = scope(() => {
-    const te = new Layers(clipW, c.trainTextEncoder ? lora.adapter('te', { training: true }) : null);
-    const ids = new Int32Array(T);
-    const ctx = c.trainTextEncoder ? clipForward(te, SD15_CLIP, ids, 1, c.clipSkip) : noGrad(() => clipForward(te, SD15_CLIP, ids, 1, c.clipSkip));
-    const pred = unetForward(new Layers(unetW, lora.adapter('unet', { training: true })), SD15_UNET, empty(meta, [1, 4, r, r]), [500], ctx, { gradientCheckpointing: c.gradientCheckpointing });
-    const l = mseLoss(pred, empty(meta, [1, 4, r, r]), empty(meta, [1]));
-    backward(l);
-    return l;
-  });
-  loss.dispose();
-  const norm = globalGradNorm(arenas);
-  const flag = empty(meta, [1]);
-  opt.update(arenas.map((arena) => ({ arena, lr: 1e-4 })), { step: 1, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag });
-  norm.dispose();
-  flag.dispose();
-  const out = { dispatches: meta.stats.dispatches, flops: meta.stats.flops };
-  opt.dispose();
-  lora.dispose();
-  unetW.dispose();
-  clipW.dispose();
-  return out;
-}
+const gib = (b: number) => formatBytes(b, { unit: 'GiB' });
+const mib = (b: number) => formatBytes(b, { unit: 'MiB' });
 
 /** VAE encode FLOPs at r×r (the latent caching before the first step). */
 function metaVaeFlops(r: number): number {
@@ -141,7 +95,7 @@ function metaFigures(resolutions: number[]): Map<number, { peakBytes: number; la
     const t0 = performance.now();
     const c = benchConfig(r, 1);
     const est = estimateTrainingMemory(MODELS, c);
-    const d = metaStepDispatches(c);
+    const d = metaStepCounts(MODELS, c);
     const vae = metaVaeFlops(r);
     const row = { stage: 'meta', resolution: r, forecastPeakBytes: est.peakBytes, largestBuffer: est.largestBuffer, weightBytes: est.weightBytes, networkBytes: est.networkBytes, dispatches: d.dispatches, tflopPerStep: +(d.flops / 1e12).toFixed(4), forecastTflop: +(est.flopsPerStep / 1e12).toFixed(4), vaeEncodeTflop: +(vae / 1e12).toFixed(4), ms: Math.round(performance.now() - t0) };
     report(row);

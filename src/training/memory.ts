@@ -1,20 +1,20 @@
 // What a run will ask of the GPU, found by running its training steps on the meta device (shapes only, no data).
 import { MetaBackend } from '../engine/backend.js';
 import { noGrad } from '../engine/autograd.js';
-import { backward } from '../engine/grad.js';
-import { huberLoss, mseLoss, scale } from '../engine/index.js';
-import { globalGradNorm } from '../engine/optim/adamw.js';
+import type { Optimizer } from '../engine/optim/optimizer.js';
 import { DEFAULT_CACHE_LIMIT } from '../engine/pool.js';
-import { empty, keep, scope, tensor, type Tensor } from '../engine/tensor.js';
+import { empty, scope } from '../engine/tensor.js';
 import { clipForward, clipWeightShapes, type ClipConfig } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
-import { LoraNetwork, loraTargets } from '../model/lora.js';
+import { LoraNetwork } from '../model/lora.js';
 import { metaWeights, type DeviceWeights } from '../model/pipeline.js';
-import { unetForward, unetWeightShapes, type UNetConfig } from '../model/unet.js';
+import { unetWeightShapes, type UNetConfig } from '../model/unet.js';
 import { vaeEncode, vaeWeightShapes, type VaeConfig } from '../model/vae.js';
 import type { TrainConfig } from './config.js';
+import { latentFactor } from './data.js';
+import { loraSpecs } from './network.js';
 import { createOptimizer } from './optimizer.js';
-import type { Optimizer } from '../engine/optim/optimizer.js';
+import { stepSettings, trainStep, type MicroBatch, type PendingStep, type StepModel, type StepSettings } from './step.js';
 
 export interface MemoryEstimate {
   /** Frozen U-Net, text-encoder and VAE weights (f16). */
@@ -45,7 +45,8 @@ export interface MemoryEstimateOptions {
   maxBindingBytes?: number;
 }
 
-interface Models {
+/** The model configurations a forecast needs (no weights: the meta device holds shapes only). */
+export interface Models {
   unet: UNetConfig;
   clip: ClipConfig;
   vae: VaeConfig;
@@ -63,34 +64,34 @@ export function estimateTrainingMemory(models: Models, c: TrainConfig, o: Memory
   const cacheLimit = o.cacheLimit ?? DEFAULT_CACHE_LIMIT;
   const meta = new MetaBackend(cacheLimit);
   meta.maxBindingBytes = o.maxBindingBytes ?? Infinity;
-  const { run, vaeW, weightBytes } = setUp(meta, models, c);
-  const { unetW, clipW, lora } = run;
+  const run = new MetaRun(meta, models, c);
   meta.resetPeak();
 
-  cacheLatents(meta, vaeW, models.vae, c);
+  cacheLatents(meta, run.vae, models.vae, c);
   if (c.cacheTextEncoderOutputs && !c.trainTextEncoder) {
-    noGrad(() => scope(() => clipForward(new Layers(clipW), models.clip, new Int32Array(models.clip.maxPositions), 1, c.clipSkip))).dispose();
+    noGrad(() => scope(() => clipForward(new Layers(run.model.clip.weights), models.clip, new Int32Array(models.clip.maxPositions), 1, c.clipSkip))).dispose();
     meta.complete();
   }
   // Step 1 allocates the optimizer's state; step 2 runs with it live, on the free buffers of step 1
   // that the GPU is still using; step 3 after step 1's losses were read: the trainer's steady state.
-  let prev = optimizerStep(run, 1);
+  const encode = (n: number) => ({ step: run.step(n), mark: meta.mark() });
+  let prev = encode(1);
   meta.resetStats();
   let flopsPerStep = 0;
   for (let s = 2; s <= 3; s++) {
-    const cur = optimizerStep(run, s);
+    const cur = encode(s);
     if (s === 2) flopsPerStep = meta.stats.flops;
     meta.complete(prev.mark);
-    prev.dispose();
+    prev.step.dispose();
     prev = cur;
   }
-  prev.dispose();
+  prev.step.dispose();
 
-  const arenas = [lora.arenas.unet, ...(lora.arenas.te ? [lora.arenas.te] : [])];
-  const paramElems = arenas.reduce((a, x) => a + x.numel, 0);
+  const { lora } = run.model;
+  const paramElems = lora.arenas.unet.numel + (lora.arenas.te?.numel ?? 0);
   const pool = meta.pool();
   const est: MemoryEstimate = {
-    weightBytes,
+    weightBytes: run.weightBytes,
     networkBytes: (2 + STATE_COPIES[c.optimizer]) * paramElems * 4,
     peakBytes: pool.peakHeldBytes,
     peakLiveBytes: pool.peakLiveBytes,
@@ -99,38 +100,72 @@ export function estimateTrainingMemory(models: Models, c: TrainConfig, o: Memory
     largestBuffer: pool.largestBuffer,
     flopsPerStep,
   };
-  run.optimizer.dispose();
-  lora.dispose();
-  unetW.dispose();
-  clipW.dispose();
-  vaeW.dispose();
+  run.dispose();
   return est;
 }
 
 /** f32 state tensors each optimizer keeps per LoRA parameter. */
 const STATE_COPIES: Record<TrainConfig['optimizer'], number> = { adamw: 2, lion: 1, sgd: 1, prodigy: 4 };
 
-interface Run {
-  meta: MetaBackend;
-  models: Models;
-  c: TrainConfig;
-  unetW: DeviceWeights;
-  clipW: DeviceWeights;
-  lora: LoraNetwork;
-  optimizer: Optimizer;
-  /** The micro-batches' latent shape: [batch, height, width] (default: the config's batch at its square resolution). */
-  latent?: readonly [number, number, number];
+/** The meta device reads no token ids: every caption is the same row of zeros (ids change values, never shapes). */
+const shapeTokenizer = { encodeForModel: (_text: string, maxLength: number) => new Int32Array(maxLength) };
+
+/** A run set up on the meta device as the Trainer sets it up: the frozen weights (shapes only), the LoRA and the optimizer. */
+export class MetaRun {
+  readonly model: StepModel;
+  readonly settings: StepSettings;
+  readonly optimizer: Optimizer;
+  readonly vae: DeviceWeights;
+
+  constructor(readonly meta: MetaBackend, readonly models: Models, readonly config: TrainConfig) {
+    const unet = { config: models.unet, weights: metaWeights(meta, unetWeightShapes(models.unet)) };
+    const clip = { config: models.clip, weights: metaWeights(meta, clipWeightShapes(models.clip)) };
+    this.vae = metaWeights(meta, vaeWeightShapes(models.vae));
+    const lora = new LoraNetwork(meta, loraSpecs({ unet, clip }, config), 0, undefined, { dropout: config.networkDropout });
+    // With cached text-encoder outputs, the one (empty) caption has one: the step uploads contexts instead of running the encoder.
+    const cached = config.cacheTextEncoderOutputs && !config.trainTextEncoder;
+    const contexts = cached ? new Map([['', new Float32Array(models.clip.maxPositions * models.clip.width)]]) : undefined;
+    this.model = { unet, clip, tokenizer: shapeTokenizer, lora, contexts };
+    this.settings = stepSettings(config);
+    this.optimizer = createOptimizer(config);
+  }
+
+  /** Bytes of the frozen weights. */
+  get weightBytes(): number {
+    return this.model.unet.weights.bytes + this.model.clip.weights.bytes + this.vae.bytes;
+  }
+
+  /**
+   * One optimizer step, `Trainer.optimizerStep`'s own code (`trainStep`), on micro-batches of
+   * latent shape [batch, height, width] (default: the config's batch at its square resolution).
+   */
+  step(n: number, latent?: readonly [number, number, number]): PendingStep {
+    const c = this.config;
+    const f = latentFactor(this.models.vae);
+    const [B, h, w] = latent ?? [c.batchSize, c.resolution / f, c.resolution / f];
+    const size = B * this.models.unet.inChannels * h * w;
+    const batch: MicroBatch = { latents: new Float32Array(size), noise: new Float32Array(size), timesteps: new Array<number>(B).fill(500), captions: new Array<string>(B).fill(''), height: h, width: w };
+    const micro = Array.from({ length: c.gradAccumulation }, () => batch);
+    return trainStep(this.model, this.settings, this.optimizer, micro, { step: n, lr: { unet: 1e-4, te: 1e-4 } });
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    this.model.lora.dispose();
+    for (const w of [this.model.unet.weights, this.model.clip.weights, this.vae]) w.dispose();
+  }
 }
 
-/** As the Trainer's constructor: the frozen weights (shapes only), the LoRA and the optimizer. */
-function setUp(meta: MetaBackend, models: Models, c: TrainConfig): { run: Run; vaeW: DeviceWeights; weightBytes: number } {
-  const unetW = metaWeights(meta, unetWeightShapes(models.unet));
-  const clipW = metaWeights(meta, clipWeightShapes(models.clip));
-  const vaeW = metaWeights(meta, vaeWeightShapes(models.vae));
-  const weightBytes = unetW.bytes + clipW.bytes + vaeW.bytes;
-  const specs = loraTargets(models.unet, c.trainTextEncoder ? models.clip : null, { rank: c.networkDim, alpha: c.networkAlpha, convRank: c.convDim, convAlpha: c.convAlpha, textEncoder: c.trainTextEncoder });
-  const lora = new LoraNetwork(meta, specs, 0, undefined, { dropout: c.networkDropout });
-  return { run: { meta, models, c, unetW, clipW, lora, optimizer: createOptimizer(c) }, vaeW, weightBytes };
+/** Dispatches (in all and per kernel) and FLOPs of one optimizer step of these settings, counted on the meta device. */
+export function metaStepCounts(models: Models, c: TrainConfig, latent?: readonly [number, number, number]): { dispatches: number; flops: number; byKernel: Map<string, number> } {
+  const meta = new MetaBackend();
+  const run = new MetaRun(meta, models, c);
+  meta.resetStats();
+  run.step(1, latent).dispose();
+  const byKernel = new Map([...meta.stats.byKernel].map(([k, v]) => [k, v.dispatches] as [string, number]).sort((a, b) => b[1] - a[1]));
+  const out = { dispatches: meta.stats.dispatches, flops: meta.stats.flops, byKernel };
+  run.dispose();
+  return out;
 }
 
 /** One kernel source a run compiles: the pipeline cache's key, with the kernel's name for reports. */
@@ -142,22 +177,19 @@ export interface KernelSource {
 /**
  * The WGSL sources the training steps of this run dispatch, in first-use order, found by running
  * one optimizer step per latent shape ([batch, height, width] in latent pixels) on the meta device
- * as `Trainer.optimizerStep` does: what a GPU backend can compile before the first step.
+ * with the Trainer's step code: what a GPU backend can compile before the first step.
  * The VAE encoding and previews are not included.
  */
 export function stepSources(models: Models, c: TrainConfig, latents: readonly (readonly [number, number, number])[]): KernelSource[] {
   const meta = new MetaBackend();
-  const { run, vaeW } = setUp(meta, models, c);
+  const run = new MetaRun(meta, models, c);
   meta.recordSources = true;
   latents.forEach((latent, i) => {
-    run.latent = latent;
-    const s = optimizerStep(run, i + 1);
+    const s = run.step(i + 1, latent);
     meta.complete();
     s.dispose();
   });
-  run.optimizer.dispose();
-  run.lora.dispose();
-  for (const w of [run.unetW, run.clipW, vaeW]) w.dispose();
+  run.dispose();
   return [...meta.sources].map(([source, name]) => ({ name, source }));
 }
 
@@ -170,51 +202,4 @@ function cacheLatents(meta: MetaBackend, vaeW: DeviceWeights, vae: VaeConfig, c:
     mean.dispose();
     logvar.dispose();
   }
-}
-
-/**
- * As `Trainer.optimizerStep`: zero the gradients, the micro-steps, the global norm and the update.
- * Returns the mark at which the trainer reads the losses back, and what it frees once they are read.
- */
-function optimizerStep(r: Run, step: number): { mark: number; dispose(): void } {
-  const { lora, c, meta } = r;
-  const arenas = [lora.arenas.unet, ...(lora.arenas.te ? [lora.arenas.te] : [])];
-  for (const a of arenas) a.zeroGrad();
-  const losses = Array.from({ length: c.gradAccumulation }, () => keep(microStep(r, c.gradAccumulation)));
-  const norm = globalGradNorm(arenas);
-  const flag = tensor(meta, [0], [1]);
-  const groups = arenas.map((arena) => ({ arena, lr: 1e-4 }));
-  r.optimizer.update(groups, { step, maxGradNorm: c.maxGradNorm > 0 ? c.maxGradNorm : undefined, gradNorm: norm, nanFlag: flag });
-  norm.dispose();
-  meta.flush();
-  const mark = meta.mark();
-  return {
-    mark,
-    dispose: () => {
-      for (const l of losses) l.dispose();
-      flag.dispose();
-    },
-  };
-}
-
-/** As `Trainer.microStep`: conditioning, the noisy latents, the U-Net, the loss against the target, backward. */
-function microStep(r: Run, accum: number): Tensor {
-  const { meta, models, c } = r;
-  const [B, h, w] = r.latent ?? [c.batchSize, c.resolution / 8, c.resolution / 8];
-  const T = models.clip.maxPositions;
-  return scope(() => {
-    let context: Tensor;
-    if (c.cacheTextEncoderOutputs && !c.trainTextEncoder) context = tensor(meta, [], [B, T, models.clip.width]);
-    else {
-      const te = new Layers(r.clipW, c.trainTextEncoder ? r.lora.adapter('te', { training: true }) : null);
-      const ids = new Int32Array(B * T);
-      context = c.trainTextEncoder ? clipForward(te, models.clip, ids, B, c.clipSkip) : noGrad(() => clipForward(te, models.clip, ids, B, c.clipSkip));
-    }
-    const pred = unetForward(new Layers(r.unetW, r.lora.adapter('unet', { training: true })), models.unet, empty(meta, [B, 4, h, w]), new Array<number>(B).fill(500), context, { gradientCheckpointing: c.gradientCheckpointing });
-    const tgt = empty(meta, [B, 4, h, w]);
-    const wt = empty(meta, [B]);
-    const loss = c.loss === 'l2' ? mseLoss(pred, tgt, wt) : huberLoss(pred, tgt, c.huberDelta, wt);
-    backward(scale(loss, 1 / accum));
-    return loss;
-  });
 }
