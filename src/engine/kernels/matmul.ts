@@ -351,6 +351,23 @@ ${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
  */
 const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const T = c.tile;
+  return `${bindings(c)}
+${uniformDecl(bindingCount(c), gemmFields(c))}
+${c.mask ? DROP_FN : ''}
+var<workgroup> As: array<f32, ${TK * (T + 1)}>;
+var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
+@compute @workgroup_size(${T / 4}, ${T / 4})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id >= u.total) { return; }
+${gemmBody(c)}
+}`;
+});
+
+/** The statements of one GEMM over its workgroup number `id` (threads `lid3`, `lid`): K loops, then the epilogue's stores. */
+function gemmBody(c: GemmCode): string {
+  const T = c.tile;
   // TD x TD threads, each a 4x4 block at stride TD.
   const TD = T / 4;
   const vec = 'vec4<f32>';
@@ -358,17 +375,7 @@ const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const t = c.second;
   const main = kLoop(c, { a: 'a', b: 'b', tA: c.transA, tB: c.transB, begin: 'kBegin', end: 'kEnd', K: 'u.K', aOff: 'aOff + ', bOff: 'bOff + ' });
   const secondLoop = t ? `\n  ${kLoop(c, { a: 'a2', b: 'b2', tA: t.transA, tB: t.transB, begin: '0u', end: 'u.K2', K: 'u.K2', aOff: '', bOff: '' })}` : '';
-  return `${bindings(c)}
-${uniformDecl(bindingCount(c), gemmFields(c))}
-${c.mask ? DROP_FN : ''}
-var<workgroup> As: array<f32, ${TK * (T + 1)}>;
-var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
-@compute @workgroup_size(${TD}, ${TD})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let id = wid.x + wid.y * nwg.x;
-  if (id >= u.total) { return; }
-  let n0 = (id % u.tilesN) * ${T}u;
+  return `  let n0 = (id % u.tilesN) * ${T}u;
   let m0 = ((id / u.tilesN) % u.tilesM) * ${T}u;
   let zs = id / (u.tilesN * u.tilesM);
   let z = zs / u.splits;
@@ -397,7 +404,60 @@ ${idx
     }
   }`,
   )
-  .join('\n')}
+  .join('\n')}`;
+}
+
+/**
+ * One problem's WGSL renamed for a pair kernel: its bindings renumbered from `base`, and its
+ * binding names, loaders, uniform fields and mask function suffixed with `sfx`, so two GEMMs'
+ * texts (generated as for a kernel of their own) live in one module.
+ */
+function renamed(text: string, base: number, sfx: string): string {
+  return text
+    .replace(/^enable f16;\n/, '')
+    .replace(/@binding\((\d+)\)/g, (_, i: string) => `@binding(${base + Number(i)})`)
+    .replace(/(var<storage, read(?:_write)?> )(\w+):/g, `$1$2${sfx}:`)
+    .replace(/\b(a|b|a2|b2|bias|res|out)\[/g, `$1${sfx}[`)
+    .replace(/\bld_(\w+)\(/g, `ld_$1${sfx}(`)
+    .replace(/\bdrop_\(/g, `drop_${sfx}(`)
+    .replace(/\bu\.(\w+)/g, `u.$1${sfx}`);
+}
+
+/** The mask function alone (the hash is declared once per module). */
+const DROP_ONLY = DROP_FN.slice(MASK_HASH.length);
+
+/*
+ * Two independent GEMMs in one dispatch (a grouped GEMM): workgroups [0, total0) run the first
+ * problem's tiles and [total0, total0 + total1) the second's, each as its own kernel would (same
+ * tile edge, so one workgroup size). Their bindings follow one another, first's then second's;
+ * their uniforms share one struct, suffixed _p0 and _p1. The branch is on the workgroup number,
+ * uniform across a workgroup, so the barriers inside stay in uniform control flow.
+ */
+const gemmPairSource = memoSource('gemm_pair', (cs: readonly [GemmCode, GemmCode]) => {
+  const T = cs[0].tile;
+  const f16 = cs.some((c) => bindings(c).startsWith('enable f16;'));
+  const parts = cs.map((c, i) => {
+    const base = i === 0 ? 0 : bindingCount(cs[0]);
+    const sfx = `_p${i}`;
+    return {
+      binds: renamed(bindings(c), base, sfx),
+      drop: c.mask ? renamed(DROP_ONLY, 0, sfx) : '',
+      fn: `fn gemm${sfx}(id: u32, lid3: vec3<u32>, lid: u32) {\n${renamed(gemmBody(c), 0, sfx)}\n}`,
+    };
+  });
+  const fields = cs.flatMap((c, i) => gemmFields(c).map(([n, ty]) => [`${n}_p${i}`, ty] as UniformField));
+  return `${f16 ? 'enable f16;\n' : ''}${parts.map((q) => q.binds).join('\n')}
+${uniformDecl(bindingCount(cs[0]) + bindingCount(cs[1]), fields)}
+${cs.some((c) => c.mask) ? MASK_HASH : ''}
+${parts.map((q) => q.drop).join('\n')}
+var<workgroup> As: array<f32, ${TK * (T + 1)}>;
+var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
+${parts.map((q) => q.fn).join('\n')}
+@compute @workgroup_size(${T / 4}, ${T / 4})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let id = wid.x + wid.y * nwg.x;
+  if (id < u.total_p0) { gemm_p0(id, lid3, lid); } else if (id < u.total_p0 + u.total_p1) { gemm_p1(id - u.total_p0, lid3, lid); }
 }`;
 });
 
@@ -442,6 +502,37 @@ export function gemmTiling(M: number, N: number, K: number, batch = 1): { tile: 
 
 /** The tiled GEMM dispatch for `p` (see the tiling comment above). With `splits`, it writes [splits, ...out] partial sums. */
 export function gemmKernel(p: GemmParams): Kernel {
+  const { code, values, groups } = gemmSetup(p);
+  const c = cost(p);
+  const splits = p.splits ?? 1;
+  const out = prod(p.batch.shape) * p.M * p.N;
+  return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * out * 4, uniforms: packUniforms(gemmFields(code), values) };
+}
+
+/**
+ * Two independent GEMMs as one dispatch (`gemmPairSource`): bind the first's operands, epilogue
+ * inputs and output, then the second's. Both take the first's tile; neither may split K.
+ */
+export function gemmPairKernel(p0: GemmParams, p1: GemmParams): Kernel {
+  const tile = p0.tile ?? 64;
+  check((p0.splits ?? 1) === 1 && (p1.splits ?? 1) === 1, () => 'matmul: a GEMM pair does not split K');
+  const a = gemmSetup(p0);
+  const b = gemmSetup({ ...p1, tile });
+  const c0 = cost(p0);
+  const c1 = cost(p1);
+  const fields = [...gemmFields(a.code), ...gemmFields(b.code)];
+  return {
+    name: 'matmul',
+    source: gemmPairSource([a.code, b.code]),
+    workgroups: grid(a.groups + b.groups),
+    flops: c0.flops + c1.flops,
+    bytes: c0.bytes + c1.bytes,
+    uniforms: packUniforms(fields, [...a.values, ...b.values]),
+  };
+}
+
+/** The source parameters, uniform values and workgroup count of one GEMM problem, checking what the kernel supports. */
+function gemmSetup(p: GemmParams): { code: GemmCode; values: number[]; groups: number } {
   const batch = collapsed(p.batch);
   const sum = collapsed(p.sum);
   check(batch.shape.length <= MAX_RANK && sum.shape.length <= MAX_RANK, () => `matmul: more than ${MAX_RANK} batch dims after collapsing`);
@@ -478,8 +569,7 @@ export function gemmKernel(p: GemmParams): Kernel {
   const drop = !code.mask ? [] : d ? [siteValue[d.on], d.seed >>> 0, d.threshold, d.scale, d.offset] : [0, 0, 0, 1, 0];
   const second = t ? [t.K, t.scale ?? 1] : [];
   const values = [p.M, p.N, p.K, tilesN, tilesM, groups, prod(sum.shape), p.alpha ?? 1, splits, chunk, nb * p.M * p.N, ...drop, ...second, ...dims(batch), ...dims(sum)];
-  const c = cost(p);
-  return { name: 'matmul', source: gemmSource(code), workgroups: grid(groups), flops: c.flops, bytes: c.bytes + (splits - 1) * nb * p.M * p.N * 4, uniforms: packUniforms(gemmFields(code), values) };
+  return { code, values, groups };
 }
 
 const NAIVE_WG = 256;

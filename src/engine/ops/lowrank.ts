@@ -3,7 +3,7 @@ import { needsGrad, noGrad, record, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
-import { linear, linearPlus, matmul, matmulDropped, matmulInto, matmulPlus, type FoldedDropout, type PlusTerm } from './matmul.js';
+import { linear, linearPlus, matmul, matmulPair, type FoldedDropout, type PairGemm, type PlusTerm } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -97,11 +97,12 @@ function fold(p: number, seed: number, on: FoldedDropout['on'], offset = 0): { d
 
 /*
  * y [R, out] = x w^T + b + r + s·hd up^T,  hd = drop(x down^T) [R, rank],  gY [R, out]:
- *   gH    [R, rank]  = drop(gY up)                  (one GEMM, the mask replayed from the seed in its epilogue)
+ *   gH    [R, rank]  = drop(gY up)                  (the mask replayed from the seed in the epilogue)
+ *   dUp   [out, rank] += s·gY^T hd                  (the saved h masked as the GEMM reads it)
  *   dX    [R, in]    = gY w + s·gH down             (one GEMM with two K loops)
  *   dDown [rank, in] += s·gH^T x                    (into the leaf's gradient where it has one)
- *   dUp   [out, rank] += s·gY^T hd               (the saved h masked as the GEMM reads it)
  *   dW = gY^T x, dBias = sum_R gY, dResidual = gY
+ * gH and dUp read only gY, and dX and dDown only gH: each pair runs as one dispatch (`matmulPair`).
  */
 const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
   const [outF, rank] = s.up.shape as [number, number];
@@ -109,28 +110,33 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
   const R = numel(s.xShape) / inF;
   const g = gy!.reshape([R, outF]);
   const x2 = s.x?.reshape([R, inF]);
-  let gh: Tensor | null = null;
-  if (needs[0] || needs[3]) {
-    gh = s.p > 0 ? matmulDropped(g, s.up, { on: 'out', p: s.p, seed: s.seed }) : matmul(g, s.up);
-  }
-  let dx: Tensor | null = null;
-  if (needs[0]) dx = matmulPlus(g, s.w!, { a: gh!, b: s.down, scale: s.scale });
+  const up = needs[4] ? gradTarget(s.up) : null;
+  const down = needs[3] ? gradTarget(s.down) : null;
+  const ghGemm: PairGemm | null = needs[0] || needs[3] ? { a: g, b: s.up, ...fold(s.p, s.seed, 'out') } : null;
+  const upGemm: PairGemm | null = up && { a: g, b: s.h!.reshape([R, rank]), transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b'), into: up.t };
+  const [gh] = matmulPair(ghGemm, upGemm);
+  const dxGemm: PairGemm | null = needs[0] ? { a: g, b: s.w!, plus: { a: gh!, b: s.down, scale: s.scale } } : null;
+  const downGemm: PairGemm | null = down && { a: gh!, b: x2!, transA: true, alpha: s.scale, into: down.t };
+  const [dx] = matmulPair(dxGemm, downGemm);
   const dW = needs[1] ? matmul(g, x2!, { transA: true }) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g, [outF]);
     launch(reduceKernel({ inShape: [R, outF], axes: [0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
   }
-  const into = (leaf: Tensor, fill: (t: Tensor) => void): Tensor | null => {
-    const acc = leafGradient(leaf);
-    const t = acc ?? zeros(g.backend, leaf.shape);
-    fill(t);
-    return acc ? null : t;
-  };
-  const dDown = needs[3] ? into(s.down, (t) => matmulInto(t, gh!, x2!, { transA: true, alpha: s.scale })) : null;
-  const dUp = needs[4] ? into(s.up, (t) => matmulInto(t, g, s.h!.reshape([R, rank]), { transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b') })) : null;
-  return [dx?.reshape(s.xShape) ?? null, dW, dBias, dDown, dUp, needs[5] ? gy! : null];
+  return [dx?.reshape(s.xShape) ?? null, dW, dBias, down?.fresh ?? null, up?.fresh ?? null, needs[5] ? gy! : null];
 };
+
+/**
+ * Where a factor's gradient is summed: into the leaf's own f32 gradient (the arena's slot, so
+ * nothing is returned) or a fresh zeroed tensor (`fresh`, returned to the tape).
+ */
+function gradTarget(leaf: Tensor): { t: Tensor; fresh: Tensor | null } {
+  const acc = leafGradient(leaf);
+  if (acc) return { t: acc, fresh: null };
+  const t = zeros(leaf.backend, leaf.shape);
+  return { t, fresh: t };
+}
 
 // ---- several adapted layers on one input ---------------------------------------------------------
 
@@ -212,37 +218,33 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   const R = numel(s.xShape) / inF;
   const gs = gOut.map((g, z) => g?.reshape([R, s.ups[z]!.shape[0]!]) ?? null);
   const x2 = s.x?.reshape([R, inF]);
-  const downNeeds = Array.from({ length: n }, (_, z) => needs[3 + 4 * z]!);
-  let gh: Tensor | null = null;
-  if (needs[0] || downNeeds.some(Boolean)) {
-    // Slabs left zero (no gradient) need no mask: dropout keeps a zero zero.
-    gh = zeros(s.downs.backend, [n, R, rank]);
-    gs.forEach((g, z) => g && matmulInto(slab(gh!, z, [R, rank]), g, s.ups[z]!, fold(s.p, s.seed, 'out', z * R * rank)));
+  const live = gs.flatMap((g, z) => (g ? [z] : []));
+  const ups = s.ups.map((u, z) => (needs[4 + 4 * z] && gs[z] ? gradTarget(u) : null));
+  const downs = Array.from({ length: n }, (_, z) => needs[3 + 4 * z]).some(Boolean) ? downsTarget(s.downLeaves, [n, rank, inF]) : null;
+  // Slabs left zero (no gradient) need no mask: dropout keeps a zero zero.
+  const gh = needs[0] || downs ? zeros(s.downs.backend, [n, R, rank]) : null;
+  for (const z of live) {
+    // gH_z and dUp_z read only gY_z: one dispatch.
+    const [ghz, hz] = [gh && slab(gh, z, [R, rank]), ups[z] ? slab(s.h!, z, [R, rank]) : null];
+    const ghGemm = ghz && { a: gs[z]!, b: s.ups[z]!, into: ghz, ...fold(s.p, s.seed, 'out', z * R * rank) };
+    if (ghz || hz) matmulPair(ghGemm, hz && { a: gs[z]!, b: hz, transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b', z * R * rank), into: ups[z]!.t });
+    ghz?.dispose();
+    hz?.dispose();
   }
+  // dX sums every layer's two terms; its last GEMM and the downs' one (both read only gH) share a dispatch.
+  const downGemm: PairGemm | null = downs && { a: gh!, b: x2!, transA: true, alpha: s.scale, into: downs.t };
   let dx: Tensor | null = null;
-  if (needs[0]) {
-    for (const [z, g] of gs.entries()) {
-      if (!g) continue;
-      const ghz = slab(gh!, z, [R, rank]);
-      dx = matmulPlus(g, s.ws[z]!, { a: ghz, b: s.downLeaves[z]!, scale: s.scale }, dx ?? undefined);
-      ghz.dispose();
-    }
-    dx ??= zeros(s.downs.backend, [R, inF]);
+  for (const [j, z] of (needs[0] ? live : []).entries()) {
+    const ghz = slab(gh!, z, [R, rank]);
+    const dxGemm: PairGemm = { a: gs[z]!, b: s.ws[z]!, plus: { a: ghz, b: s.downLeaves[z]!, scale: s.scale }, ...(dx ? { into: dx } : {}) };
+    [dx] = matmulPair(dxGemm, j === live.length - 1 ? downGemm : null);
+    ghz.dispose();
   }
+  if (downGemm && !(needs[0] && live.length)) matmulPair(downGemm, null);
+  if (needs[0]) dx ??= zeros(s.downs.backend, [R, inF]);
   const grads: (Tensor | null)[] = [dx?.reshape(s.xShape) ?? null];
-  // The downs' gradients: one GEMM into their adjacent gradient slots, or into a fresh stack.
-  let dDowns: Tensor | null = null;
-  let fresh = false;
-  if (downNeeds.some(Boolean)) {
-    const accs = s.downLeaves.map(leafGradient);
-    const acc = accs.every((t) => t !== null) ? stacked(accs as Tensor[]) : null;
-    fresh = !acc;
-    dDowns = acc ?? zeros(s.downs.backend, [n, rank, inF]);
-    matmulInto(dDowns, gh!, x2!, { transA: true, alpha: s.scale });
-  }
   for (let z = 0; z < n; z++) {
     const g = gs[z];
-    const up = s.ups[z]!;
     const i = 1 + 4 * z;
     grads.push(needs[i] && g ? matmul(g, x2!, { transA: true }) : null);
     let db: Tensor | null = null;
@@ -250,19 +252,18 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
       db = emptyLike(g, [g.shape[1]!]);
       launch(reduceKernel({ inShape: [...g.shape], axes: [0], dtype: g.dtype, scale: 1 }), [g], [db]);
     }
-    grads.push(db);
-    grads.push(needs[i + 2] && fresh ? slab(dDowns!, z, [rank, inF]) : null);
-    let du: Tensor | null = null;
-    if (needs[i + 3] && g) {
-      const hz = slab(s.h!, z, [R, rank]);
-      const accU = leafGradient(up);
-      du = accU ?? zeros(g.backend, up.shape);
-      matmulInto(du, g, hz, { transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b', z * R * rank) });
-      if (accU) du = null;
-    }
-    grads.push(du);
+    grads.push(db, needs[i + 2] && downs?.fresh ? slab(downs.fresh, z, [rank, inF]) : null, ups[z]?.fresh ?? null);
   }
   return grads;
 };
+
+/** The downs' gradients as one stack [n, rank, in]: their adjacent slots in the arena, or a fresh zeroed stack (`fresh`). */
+function downsTarget(leaves: readonly Tensor[], shape: readonly number[]): { t: Tensor; fresh: Tensor | null } {
+  const accs = leaves.map(leafGradient);
+  const acc = accs.every((t) => t !== null) ? stacked(accs as Tensor[]) : null;
+  if (acc) return { t: acc, fresh: null };
+  const t = zeros(leaves[0]!.backend, shape);
+  return { t, fresh: t };
+}
 
 export const lowRankRules = { lowrank: lowRankBackward, lowrankGroup: lowRankGroupBackward };

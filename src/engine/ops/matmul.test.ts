@@ -11,7 +11,7 @@ import { testBackend } from '../testing/gpu.js';
 import { sum } from './elementwise.js';
 import { noGrad } from '../autograd.js';
 import { dropout } from './dropout.js';
-import { linear, linearInto, linearPlus, matmul, matmulDropped, matmulInto, matmulNaive, matmulPlus, nativeF16 } from './matmul.js';
+import { linear, linearInto, linearPlus, matmul, matmulDropped, matmulInto, matmulNaive, matmulPair, matmulPlus, nativeF16, type PairGemm } from './matmul.js';
 
 // f32 accumulation over K <= 130 of values in [-1, 1): errors stay near 1e-6.
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -543,6 +543,46 @@ describe('linear', () => {
     expect(meta.stats.dispatches).toBe(2);
     expect(meta.sources.size).toBe(1);
     for (const t of [x, w, h, up]) t.dispose();
+  });
+
+  it('a GEMM pair (two independent GEMMs in one dispatch) gives each GEMM\'s own results bit for bit', async () => {
+    const backend = await testBackend();
+    // A LoRA backward's two pairs at ragged sizes: gH = drop(gY up) with dUp += s gY^T h (masked B, into), then
+    // dX = gY w + s gH down (f16 w, two K terms) with dDown += s gH^T x (into). Different shapes, transposes and tiles.
+    const [Rw, In, Out, Rk, s, p, seed] = [70, 37, 53, 5, 0.75, 0.3, 29];
+    const r = (sh: number[], i: number, d: 'f32' | 'f16' = 'f32') => tensor(backend, randomArray(prod(sh), 140 + i), sh, d);
+    const [g, up, h, w, x, gh, down] = [r([Rw, Out], 0), r([Out, Rk], 1), r([Rw, Rk], 2), r([Out, In], 3, 'f16'), r([Rw, In], 4), r([Rw, Rk], 5), r([Rk, In], 6)];
+    const fresh = async (sh: number[], i: number) => r(sh, 10 + i);
+    const pairs: [() => Promise<PairGemm>, () => Promise<PairGemm>][] = [
+      [async () => ({ a: g, b: up, drop: { on: 'out', p, seed } }), async () => ({ a: g, b: h, transA: true, alpha: s, drop: { on: 'b', p, seed }, into: await fresh([Out, Rk], 0) })],
+      [async () => ({ a: g, b: w, plus: { a: gh, b: down, scale: s } }), async () => ({ a: gh, b: x, transA: true, alpha: s, into: await fresh([Rk, In], 1) })],
+      [async () => ({ a: x, b: down, transB: true, into: await fresh([Rw, Rk], 2) }), async () => ({ a: g, b: w })],
+    ];
+    for (const [k, [mk0, mk1]] of pairs.entries()) {
+      const [a0, a1] = [await mk0(), await mk1()];
+      const [b0, b1] = [await mk0(), await mk1()];
+      const [p0, p1] = matmulPair(a0, a1);
+      const [s0] = matmulPair(b0, null);
+      const [, s1] = matmulPair(null, b1);
+      expect(Array.from(await p0!.read()), `pair ${k}, first`).toEqual(Array.from(await s0!.read()));
+      expect(Array.from(await p1!.read()), `pair ${k}, second`).toEqual(Array.from(await s1!.read()));
+      for (const t of [p0, p1, s0, s1]) t!.dispose();
+    }
+    // The pair is not the identity of either alone: the first output of pair 0 differs from an unmasked gY up.
+    const plain = matmul(g, up);
+    const [masked] = matmulPair({ a: g, b: up, drop: { on: 'out', p, seed } }, null);
+    expect(Array.from(await masked!.read())).not.toEqual(Array.from(await plain.read()));
+    for (const t of [g, up, h, w, x, gh, down, plain, masked!]) t.dispose();
+  });
+
+  it('a GEMM pair is one dispatch (meta device)', () => {
+    const meta = new MetaBackend();
+    const [g, up, h] = [empty(meta, [64, 48]), empty(meta, [48, 4]), empty(meta, [64, 4])];
+    meta.resetStats();
+    const [a, b] = matmulPair({ a: g, b: up }, { a: g, b: h, transA: true });
+    expect(meta.stats.dispatches).toBe(1);
+    expect([a!.shape, b!.shape]).toEqual([[64, 4], [48, 4]]);
+    for (const t of [g, up, h, a!, b!]) t.dispose();
   });
 
   it('in-place adds refuse tensors the tape could see', () => {

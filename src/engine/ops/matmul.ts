@@ -2,7 +2,7 @@
 import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js';
 import { splitSumKernel } from '../kernels/conv2d.js';
 import { dropScale, keepThreshold } from '../kernels/dropout.js';
-import { gemmKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams, type GemmTerm } from '../kernels/matmul.js';
+import { gemmKernel, gemmPairKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams, type GemmTerm } from '../kernels/matmul.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import type { Backend, GpuBackend } from '../backend.js';
 import { empty, numel, type Tensor } from '../tensor.js';
@@ -121,8 +121,16 @@ function gemmCall(xs: readonly number[], ys: readonly number[], tx: boolean, ty:
   return { params: { ...base, M, K, batch: { shape: kept, a: sa, b: sb }, sum: { shape: summed, a: sa, b: sb } }, outShape };
 }
 
-/** Run a GEMM call over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
-function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
+/** A GEMM call made concrete: the kernel's parameters, its inputs in binding order after x and y, and its output. */
+interface Prepared {
+  params: GemmParams;
+  epi: Tensor[];
+  out: Tensor;
+  drop?: FoldedDropout;
+}
+
+/** The parameters and tensors of a GEMM call over x, y with epilogue `e` (a fresh f32 output unless `e.into`). */
+function prepare(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue): Prepared {
   const { bias, residual, into, alpha = 1, plus } = e;
   const drop = plus?.drop ? { ...plus.drop, on: 'a2' as const } : e.drop;
   check(!(plus?.drop && e.drop), () => 'matmul: one folded dropout per GEMM');
@@ -143,6 +151,13 @@ function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false
   };
   const out = into ?? emptyLike(x, pl.outShape);
   const epi = [...(plus ? [plus.a, plus.b] : []), ...(bias ? [bias] : []), ...(residual ? [residual] : [])];
+  return { params, epi, out, ...(drop ? { drop } : {}) };
+}
+
+/** Run a GEMM call over x, y with epilogue `e`; returns the output (a fresh f32 tensor unless `e.into`). */
+function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false): Tensor {
+  const { params, epi, out, drop } = prepare(pl, x, y, e);
+  const { residual, into, plus } = e;
   if (naive) {
     launch(matmulNaiveKernel(params), [x, y, ...epi], [out]);
     return out;
@@ -290,6 +305,45 @@ export function linearPlus(x: Tensor, w: Tensor, plus: PlusTerm, bias?: Tensor, 
 export function matmulPlus(a: Tensor, b: Tensor, plus: PlusTerm, into?: Tensor): Tensor {
   checkUntaped(a, b, plus.a, plus.b, ...(into ? [into] : []));
   return run(gemmCall(a.shape, b.shape, false, false), a, b, { plus, ...(into ? { into } : {}) });
+}
+
+/** One GEMM of `matmulPair`: (into +=) alpha * op(a) @ op(b) (+ plus), batch dims summed down to `into`'s as `matmulInto` does. */
+export interface PairGemm {
+  a: Tensor;
+  b: Tensor;
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number;
+  drop?: FoldedDropout;
+  plus?: PlusTerm;
+  into?: Tensor;
+}
+
+/**
+ * Two independent GEMMs in one dispatch (neither reads the other's output): a LoRA layer's
+ * backward pairs gH = drop(gY up) with dUp += s·gY^T h, and dX = gY w + s·gH down with dDown += s·gH^T x.
+ * Both run on the first's tile, unsplit. Where one is null the other runs alone. Returns the
+ * outputs. Not recorded, like `matmulInto`.
+ */
+export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | null, Tensor | null] {
+  const opts = (g: PairGemm): Epilogue => ({ ...(g.alpha !== undefined ? { alpha: g.alpha } : {}), ...(g.drop ? { drop: g.drop } : {}), ...(g.plus ? { plus: g.plus } : {}), ...(g.into ? { into: g.into } : {}) });
+  const call = (g: PairGemm) => {
+    checkUntaped(g.a, g.b, ...(g.into ? [g.into] : []));
+    return gemmCall(g.a.shape, g.b.shape, !!g.transA, !!g.transB, g.into?.shape.slice(0, -2));
+  };
+  if (!g0 || !g1) {
+    const g = (g0 ?? g1)!;
+    const out = run(call(g), g.a, g.b, opts(g));
+    return g0 ? [out, null] : [null, out];
+  }
+  const [p0, p1] = [g0, g1].map((g) => {
+    const pr = prepare(call(g), g.a, g.b, opts(g));
+    pr.params.f16 = nativeF16(g.a.backend);
+    return pr;
+  }) as [Prepared, Prepared];
+  const { tile } = gemmTiling(p0.params.M, p0.params.N, p0.params.K, numel(p0.params.batch.shape));
+  launch(gemmPairKernel({ ...p0.params, tile }, { ...p1.params, tile }), [g0.a, g0.b, ...p0.epi, p0.out, g1.a, g1.b, ...p1.epi], [p1.out]);
+  return [p0.out, p1.out];
 }
 
 /** out += scale * drop?(x) w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
