@@ -1,4 +1,5 @@
 // Per-op benchmark on Dawn: our kernel against ONNX Runtime Web's WebGPU EP on the same op and GPUDevice, alternating.
+import { loadavg } from 'node:os';
 import type * as Ort from 'onnxruntime-web';
 import { noGrad } from '../engine/autograd.js';
 import type { GpuBackend } from '../engine/backend.js';
@@ -106,6 +107,9 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
+/** The 1-, 5- and 15-minute load averages at the end of a row: on a shared software GPU they say how much the times mean. */
+const loadAverages = (): number[] => loadavg().map((x) => +x.toFixed(2));
+
 async function timed(fn: () => Promise<void>): Promise<number> {
   const t0 = performance.now();
   await fn();
@@ -142,7 +146,7 @@ async function benchCase(b: GpuBackend, o: OrtOnDevice, device: GPUDevice, c: Op
     }
     const oursMs = median(a);
     const ortMs = median(r);
-    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(3), dispatches, ortGraph: ort.form, maxAbsDiff: +diff.toPrecision(3), ...(ort.skipped.length ? { ortSkipped: ort.skipped } : {}) };
+    return { op: c.op, shape: c.shape, oursMs: +oursMs.toFixed(3), ortMs: +ortMs.toFixed(3), ratio: +(oursMs / ortMs).toFixed(3), gflops: +(flops / oursMs / 1e6).toFixed(3), dispatches, ortGraph: ort.form, maxAbsDiff: +diff.toPrecision(3), load: loadAverages(), ...(ort.skipped.length ? { ortSkipped: ort.skipped } : {}) };
   } finally {
     await ort.release();
     for (const x of xs) x.dispose();
