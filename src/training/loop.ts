@@ -66,8 +66,8 @@ export class RunControl {
   pause(): void {
     if (this.state === 'running') this.state = 'paused';
   }
-  /** Go on after a pause (the run's "resume"; continuing an earlier LoRA file is another thing). */
-  resume(): void {
+  /** Go on after a pause (not to be confused with continuing an earlier LoRA file: the Trainer's `init`). */
+  unpause(): void {
     if (this.state === 'paused') this.state = 'running';
     this.wake?.();
   }

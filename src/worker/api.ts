@@ -139,7 +139,7 @@ class TrainerWorker implements TrainerApi {
   }
 
   async unpause() {
-    this.session?.control.resume();
+    this.session?.control.unpause();
     this.reporter?.refresh();
   }
 
