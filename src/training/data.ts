@@ -6,7 +6,7 @@ import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { vaeEncode, type VaeConfig } from '../model/vae.js';
-import { assignBucket, makeBuckets, type Bucket } from './buckets.js';
+import { assignBucket, trainingBuckets, type Bucket } from './buckets.js';
 import { processCaption } from './captions.js';
 import type { TrainConfig } from './config.js';
 import { toTensorData, type RgbaImage } from './images.js';
@@ -54,16 +54,9 @@ export function latentFactor(vae: Pick<VaeConfig, 'blockChannels'>): number {
   return 2 ** (vae.blockChannels.length - 1);
 }
 
-/** The buckets these settings train at: aspect-ratio buckets, or the one square of the resolution. */
-export function trainingBuckets(c: TrainConfig): Bucket[] {
-  const r = c.resolution;
-  if (!c.enableBuckets) return [{ width: r, height: r }];
-  return makeBuckets({ resolution: r, step: c.bucketStep, min: Math.min(c.minBucket, r), max: Math.max(c.maxBucket, r), maxAspect: c.maxAspect });
-}
-
-/** The bucket an image trains at. */
-export function bucketOf(it: TrainItem, c: TrainConfig, buckets: Bucket[]): Bucket {
-  return c.enableBuckets ? assignBucket(it.image.width, it.image.height, buckets) : buckets[0]!;
+/** The bucket an image trains at: the grid's closest aspect ratio (the one square when bucketing is off). */
+export function bucketOf(it: TrainItem, buckets: readonly Bucket[]): Bucket {
+  return assignBucket(it.image.width, it.image.height, buckets);
 }
 
 /**
@@ -90,7 +83,7 @@ export async function encodeLatents(backend: Backend, vae: Pipeline['vae'], item
   for (const [i, it] of items.entries()) {
     await control?.waitWhilePaused();
     if (control?.state === 'stopping') return null;
-    const bucket = bucketOf(it, c, buckets);
+    const bucket = bucketOf(it, buckets);
     const data = await encodeLatent(backend, vae, it.image, bucket, false, rng);
     latents.push({ bucket, data, flipped: c.flipAug ? await encodeLatent(backend, vae, it.image, bucket, true, rng) : null });
     onProgress?.(i + 1, items.length);
@@ -184,7 +177,7 @@ export function stepShapes(items: readonly TrainItem[], latents: readonly Latent
   const buckets = trainingBuckets(c);
   const perBucket = new Map<string, { bucket: Bucket; n: number }>();
   items.forEach((it, i) => {
-    const bucket = latents[i]?.bucket ?? bucketOf(it, c, buckets);
+    const bucket = latents[i]?.bucket ?? bucketOf(it, buckets);
     const k = `${bucket.width}x${bucket.height}`;
     const e = perBucket.get(k) ?? { bucket, n: 0 };
     e.n += it.repeats ?? c.repeats;

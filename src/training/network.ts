@@ -1,5 +1,5 @@
 // The run's LoRA network: the modules these settings train on a model, and the network as a kohya file with the run's metadata.
-import { writeLoraFile } from '../model/lora-file.js';
+import { writeLoraFile, type SavePrecision } from '../model/lora-file.js';
 import { loraTargets, type LoraModuleSpec, type LoraNetwork } from '../model/lora.js';
 import type { Pipeline } from '../model/pipeline.js';
 import type { TrainConfig } from './config.js';
@@ -21,8 +21,8 @@ function savedRanks(specs: readonly LoraModuleSpec[], c: TrainConfig): NonNullab
   return { dim: lin?.rank ?? c.networkDim, alpha: lin?.alpha ?? c.networkAlpha, convDim: conv?.rank ?? c.convDim, convAlpha: conv?.alpha ?? c.convAlpha };
 }
 
-/** The network as it is now, read back: a kohya-format `.safetensors` file with the run's facts as metadata. */
-export async function exportNetwork(lora: LoraNetwork, facts: Omit<RunFacts, 'network'>): Promise<Uint8Array> {
+/** The network as it is now, read back: a kohya-format `.safetensors` file with this metadata (all strings). */
+export async function loraFile(lora: LoraNetwork, metadata: Record<string, string> = {}, precision: SavePrecision = 'fp16'): Promise<Uint8Array> {
   const modules = new Map<string, { spec: LoraModuleSpec; down?: Float32Array; up?: Float32Array }>();
   for (const [name, t, spec] of lora.parameters()) {
     const key = name.replace(/\.lora_(down|up)\.weight$/, '');
@@ -31,6 +31,10 @@ export async function exportNetwork(lora: LoraNetwork, facts: Omit<RunFacts, 'ne
     else e.up = await t.read();
     modules.set(key, e);
   }
-  const meta = loraMetadata({ ...facts, network: savedRanks(lora.specs, facts.config) });
-  return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), meta, facts.config.savePrecision);
+  return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), metadata, precision);
+}
+
+/** The run's file: `loraFile` with kohya's ss_* metadata from the run's facts. */
+export function exportNetwork(lora: LoraNetwork, facts: Omit<RunFacts, 'network'>): Promise<Uint8Array> {
+  return loraFile(lora, loraMetadata({ ...facts, network: savedRanks(lora.specs, facts.config) }), facts.config.savePrecision);
 }
