@@ -1,6 +1,5 @@
 // The memory line: the forecast against the adapter's limits, what is known of the device's memory, the measured peak during a run, and changes that would fit.
-import type { MemoryReport, RunMetrics } from '../protocol/index.js';
-import { formatBytes } from '../protocol/index.js';
+import { formatBytes, type MemoryReport, type RunMetrics } from '../protocol/index.js';
 import { chooseConfig, useApp } from './store.js';
 
 const flops = (f: number) => (f >= 1e12 ? `${(f / 1e12).toFixed(2)} TFLOP` : f >= 1e9 ? `${(f / 1e9).toFixed(2)} GFLOP` : `${(f / 1e6).toFixed(1)} MFLOP`);

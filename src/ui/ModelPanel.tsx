@@ -1,9 +1,8 @@
 // Step 1: the base model — the tiny demo, a Hugging Face repo (cached in the browser) or a dropped checkpoint.
 import { useEffect, useState } from 'react';
 import * as Comlink from 'comlink';
-import { HF_ENDPOINT, type CachedRepo, type ComponentProgress, type LoadProgress, type ModelInfo, type ModelSource } from '../protocol/index.js';
+import { formatBytes, HF_ENDPOINT, type CachedRepo, type ComponentProgress, type LoadProgress, type ModelInfo, type ModelSource } from '../protocol/index.js';
 import { CHECKPOINT_ACCEPT, HEAD_BYTES, pickleCheckpoint } from './checkpoint.js';
-import { formatBytes } from '../protocol/index.js';
 import { checkStorage } from './storage.js';
 import { applyModelSize, runActive, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
