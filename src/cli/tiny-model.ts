@@ -2,6 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { f32ToF16Bits } from '../engine/dtype.js';
+import { rng } from '../engine/testing/allclose.js';
 import { clipWeightShapes } from '../model/clip.js';
 import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, vaeAttentionIsConvInLdm } from '../model/keymap.js';
 import type { WeightShapes } from '../model/layers.js';
@@ -21,17 +22,6 @@ blurry background foreground colorful painting drawing sketch illustration style
 space suit helmet moon mars riding horse standing sitting looking wearing holding old young small large big round square
 textured metal wood stone glass paper fabric plastic skin fur feathers cell nucleus microscope page text letters coin
 brick wall chelsea motorcycle bike car boat plane train hubble galaxy stars nebula 1 2 3 4 5 6 7 8 9 0 , . ! ? ( ) : -`;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** PyTorch-like initialisation: weights U(±1/√fan_in), norms near 1, biases small, embeddings N(0, 0.02)-ish. */
 function init(shapes: WeightShapes, seed: number): Map<string, Float32Array> {
