@@ -2,9 +2,10 @@
 import type { GpuBackend } from '../engine/backend.js';
 import type { Kernel } from '../engine/kernel.js';
 import type { Binding } from '../engine/backend.js';
+import type { Pipeline } from '../model/pipeline.js';
 import { DEFAULT_CONFIG } from '../training/config.js';
+import type { TrainItem } from '../training/data.js';
 import { Rng } from '../training/rng.js';
-import { sampleItems, tinyPipeline } from '../training/testing.js';
 import { Trainer } from '../training/trainer.js';
 
 /** One row of figures: what `npm run bench -- --encode` prints. */
@@ -30,6 +31,18 @@ export interface EncodeFigures {
   steps: number;
 }
 
+/** The tiny pipeline and one training image: read from the repository's files in Node, fetched in a page. */
+export interface EncodeInput {
+  pipeline: Pipeline;
+  items: TrainItem[];
+}
+
+/** The Node input; imported when needed, so that a page can run the bench with its own. */
+async function nodeInput(b: GpuBackend): Promise<EncodeInput> {
+  const { sampleItems, tinyPipeline } = await import('../training/testing.js');
+  return { pipeline: await tinyPipeline(b), items: sampleItems(1) };
+}
+
 /**
  * Time 2 x `steps` optimizer steps of the tiny pipeline (batch 1, 64², text encoder trained) after two
  * warm-up steps with every pipeline compiled and (cache on) the bind groups made. Each step's
@@ -39,9 +52,9 @@ export interface EncodeFigures {
  * software GPU's threads, which on a 2-core machine would slow the JS still encoding; and the
  * submits' own JS time is measured apart.
  */
-export async function benchEncode(b: GpuBackend, steps = 5): Promise<EncodeFigures> {
-  const pipeline = await tinyPipeline(b);
-  const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, baseSteps: 1000, sampleSteps: 0 }, sampleItems(1));
+export async function benchEncode(b: GpuBackend, steps = 5, input?: EncodeInput): Promise<EncodeFigures> {
+  const { pipeline, items } = input ?? (await nodeInput(b));
+  const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, baseSteps: 1000, sampleSteps: 0 }, items);
   await t.cacheLatents();
   await t.precompile();
   const micro = [[t.makeSample(0, new Rng(1))]];
