@@ -1,6 +1,7 @@
 // SD 1.5's tensors with seeded random values: the plan (names, shapes, init scale) and each tensor's f16 bits, for the
 // CLI's full-size test checkpoint and for tests that rebuild one layer of it without the 2 GB file.
 import { f32ToF16Bits } from '../engine/dtype.js';
+import { rng } from '../engine/testing/allclose.js';
 import { clipWeightShapes, SD15_CLIP } from './clip.js';
 import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, vaeAttentionIsConvInLdm } from './keymap.js';
 import { SD15_UNET, unetWeightShapes } from './unet.js';
@@ -56,14 +57,7 @@ export function tensorBits(t: PlannedTensor, seed: number): Uint16Array {
   const n = numel(t.shape);
   const out = new Uint16Array(n);
   if (t.bound === 0) return out.fill(f32ToF16Bits(t.center));
-  let s = hash(t.name, seed);
-  const scale = (2 * t.bound) / 4294967296;
-  for (let i = 0; i < n; i++) {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    out[i] = f32ToF16Bits(t.center - t.bound + ((z ^ (z >>> 14)) >>> 0) * scale);
-  }
+  const r = rng(hash(t.name, seed));
+  for (let i = 0; i < n; i++) out[i] = f32ToF16Bits(t.center - t.bound + 2 * t.bound * r());
   return out;
 }
