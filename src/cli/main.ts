@@ -14,7 +14,7 @@ import { TINY_DEMO_SIZE } from '../model/tiny.js';
 import { ClipTokenizer } from '../model/tokenizer.js';
 import type { TrainConfig } from '../training/config.js';
 import { checkSettings, SettingsError, TrainingSession, type SessionEvents } from '../training/session.js';
-import type { RunControl } from '../training/trainer.js';
+import type { RunControl } from '../training/loop.js';
 import { readImages } from './read-images.js';
 import type { Backend } from '../engine/backend.js';
 

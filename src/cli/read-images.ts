@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { captionOf, folderLine, folderSummary, isHiddenPath, pairFiles, REASON, skipReason, type SetFile, type Skip } from '../training/dataset-files.js';
 import { decodeImageNode } from '../training/decode-node.js';
 import { ImageDecodeError } from '../training/images.js';
-import type { TrainItem } from '../training/trainer.js';
+import type { TrainItem } from '../training/data.js';
 
 /** Why a directory entry could not be read, in words (a dangling link is the usual ENOENT). */
 function unreadable(e: unknown): string {

@@ -3,7 +3,7 @@
 import type { AdapterReport } from '../engine/gpu.js';
 import type { TrainConfig, ValidationResult } from '../training/config.js';
 import type { RunPlan } from '../training/arithmetic.js';
-import type { StepMetrics } from '../training/trainer.js';
+import type { StepMetrics } from '../training/loop.js';
 import type { CachedRepo, HubLoadReport } from '../model/hub-cache.js';
 import type { LoadProgress as PartLoadProgress } from '../model/pipeline.js';
 import type { MemoryEstimate } from '../training/memory.js';

@@ -3,7 +3,10 @@
 import { readLoraFile } from '../model/lora-file.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { validateConfig, type TrainConfig } from './config.js';
-import { loraSpecs, RunControl, Trainer, type TrainEvents, type TrainItem } from './trainer.js';
+import type { TrainItem } from './data.js';
+import { RunControl, type TrainEvents } from './loop.js';
+import { loraSpecs } from './network.js';
+import { Trainer } from './trainer.js';
 
 /** Settings that did not validate: each field's message (the page's form shows them, the CLI lists them). */
 export class SettingsError extends Error {

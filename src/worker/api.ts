@@ -6,7 +6,7 @@ import type { Pipeline } from '../model/pipeline.js';
 import { planRun, PlanError } from '../training/arithmetic.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
 import { checkSettings, SettingsError, TrainingSession } from '../training/session.js';
-import type { TrainItem } from '../training/trainer.js';
+import type { TrainItem } from '../training/data.js';
 import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
 import { adapterInfo } from './adapter.js';
 import { datasetBuckets, decodeDataset } from './dataset.js';

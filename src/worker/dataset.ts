@@ -2,7 +2,7 @@
 import { bucketCounts, trainingBuckets } from '../training/buckets.js';
 import { decodeImageBrowser } from '../training/decode-browser.js';
 import { REASON, skipReason } from '../training/dataset-files.js';
-import type { TrainItem } from '../training/trainer.js';
+import type { TrainItem } from '../training/data.js';
 import type { BucketCount, BucketSettings, DatasetFile, DatasetReport } from '../protocol/index.js';
 
 /** Decode every file; one that fails is skipped with the reason, the rest train. */

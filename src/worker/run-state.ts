@@ -1,5 +1,5 @@
 // The run's phase as the worker reports it to the page (RunState), and the words refusals use for it.
-import type { RunControl } from '../training/trainer.js';
+import type { RunControl } from '../training/loop.js';
 import type { RunPhase, RunState } from '../protocol/index.js';
 
 /** What the worker is doing with the run, for the refusal messages. */
