@@ -66,10 +66,8 @@ export const ADVANCED: Field[] = [
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
 ];
 
-/** Config fields deliberately not on the form, and why. */
-export const NOT_ON_FORM: Partial<Record<keyof TrainConfig, string>> = {
-  cacheLatents: 'always on: each image is encoded once for its bucket; off is refused',
-};
+/** Config fields deliberately not on the form, and why (none now: every setting can be changed on the page). */
+export const NOT_ON_FORM: Partial<Record<keyof TrainConfig, string>> = {};
 
 /**
  * What a change on the form also changes: choosing an optimizer applies its preset (Prodigy's LR
