@@ -1,11 +1,11 @@
 // Distinct GPU pipelines of a full SD 1.5 LoRA training step, counted on the meta device by their WGSL
 // sources (the pipeline cache's key): what the first step compiles, and what a second bucket shape adds.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG } from '../training/config.js';
-import { stepSources } from '../training/memory.js';
-import { SD15_CLIP } from './clip.js';
-import { SD15_UNET } from './unet.js';
-import { SD15_VAE } from './vae.js';
+import { DEFAULT_CONFIG } from './config.js';
+import { stepSources } from './memory.js';
+import { SD15_CLIP } from '../model/clip.js';
+import { SD15_UNET } from '../model/unet.js';
+import { SD15_VAE } from '../model/vae.js';
 
 const SD15 = { unet: SD15_UNET, clip: SD15_CLIP, vae: SD15_VAE };
 
