@@ -6,6 +6,7 @@ import type { Tensor } from '../engine/tensor.js';
 import type { Adapter, WeightShapes } from './layers.js';
 import { clipLoraTargets, type ClipConfig } from './clip.js';
 import { kohyaLoraName } from './keymap.js';
+import { Rng } from '../engine/rng.js';
 import { transformerDepth, unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
 
 /** Where a module lives and how it is shaped. */
@@ -86,18 +87,6 @@ export function kohyaShapes(s: LoraModuleSpec): { down: number[]; up: number[] }
   return { down: [s.rank, s.inFeatures], up: [s.outFeatures, s.rank] };
 }
 
-/** Deterministic uniform numbers for initialisation (mulberry32). */
-function uniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Starting weights of one module (engine layout), and the rank and alpha of the file they came from. */
 export interface LoraInit {
   down: Float32Array;
@@ -164,14 +153,15 @@ export class LoraNetwork {
   private buildArena(backend: Backend, part: 'unet' | 'te', seed: number, init?: Map<string, LoraInit>): ParamArena | null {
     const mine = this.specs.filter((s) => s.part === part);
     if (!mine.length) return null;
-    const rnd = uniform(seed * 2 + (part === 'te' ? 1 : 0));
+    // The project's one seeded RNG (Philox), a stream per part: adding the text encoder leaves the U-Net's values as they were.
+    const rng = new Rng(seed).fork(`lora-${part}`);
     const perModule = mine.map((s) => {
       const given = init?.get(kohyaName(s));
       const { down: downShape, up: upShape } = engineShapes(s);
       const fanIn = s.inFeatures * s.kernel * s.kernel;
       // kohya: kaiming_uniform_(a=sqrt(5)) gives bound 1/sqrt(fan_in); lora_up starts at zero so the first forward is the base model.
       const bound = 1 / Math.sqrt(fanIn);
-      const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => (2 * rnd() - 1) * bound);
+      const down = given?.down ?? Float32Array.from({ length: fanIn * s.rank }, () => rng.uniform(-bound, bound));
       const up = given?.up ?? new Float32Array(s.outFeatures * s.rank);
       return {
         down: { name: `${kohyaName(s)}.lora_down.weight`, shape: downShape, init: down },
