@@ -23,7 +23,7 @@ function measuredText(last: RunMetrics, forecast: number | undefined): string {
 
 export function MemoryLine() {
   const memory = useApp((s) => s.memory);
-  const hasPlan = useApp((s) => !!s.plan);
+  const hasPlan = useApp((s) => !!s.runPlan);
   const last = useApp((s) => s.metrics.at(-1));
   const idle = useApp((s) => s.run.status === 'idle');
   if (!memory) return <p className="summary" data-testid="memory">{hasPlan && 'Load a model to see the GPU memory this run needs.'}</p>;

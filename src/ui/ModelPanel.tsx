@@ -80,8 +80,8 @@ export function ModelPanel() {
     const source: ModelSource = { kind: 'hub', repo: repo.trim(), endpoint: endpoint.trim() || HF_ENDPOINT };
     const kept = readyModel();
     set({ model: { status: 'loading', progress: 0, message: 'checking what to download' } });
-    const plan = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
-    const storage = plan && plan.bytes > 0 ? await checkStorage(plan.bytes) : null;
+    const download = await trainer().hubDownloadPlan(source).catch(() => null); // the load itself names what is wrong
+    const storage = download && download.bytes > 0 ? await checkStorage(download.bytes) : null;
     if (storage && !storage.enough && !force)
       return fail(kept, storage.message, { retry: { label: 'Download anyway (files that do not fit are read from the network each time)', run: () => void loadHub(true) } });
     await load(source, storage?.message, kept);

@@ -47,18 +47,18 @@ export const Input = memo(function Input({ f, note, setNote }: { f: Field; note:
 
 export function Settings() {
   // The inputs themselves read the config field by field; this reads what the summary and the check need.
-  const { config, plan, errors, set, dataset, modelStatus, runStatus } = useApp(
-    useShallow((s) => ({ config: s.config, plan: s.plan, errors: s.errors, set: s.set, dataset: s.dataset, modelStatus: s.model.status, runStatus: s.run.status })),
+  const { config, runPlan: plan, errors, set, dataset, modelStatus, runStatus } = useApp(
+    useShallow((s) => ({ config: s.config, runPlan: s.runPlan, errors: s.errors, set: s.set, dataset: s.dataset, modelStatus: s.model.status, runStatus: s.run.status })),
   );
   const [note, setNote] = useState<Note>(null);
   useEffect(() => {
     const t = setTimeout(async () => {
       try {
         const r = await trainer().validateConfig(config);
-        set(r.ok ? { errors: {}, plan: r.plan ?? null, memory: r.memory ?? null } : { errors: r.errors, plan: null, memory: null });
+        set(r.ok ? { errors: {}, runPlan: r.plan ?? null, memory: r.memory ?? null } : { errors: r.errors, runPlan: null, memory: null });
       } catch (e) {
         // The worker failed to judge these settings (e.g. the memory forecast threw): say so on the page.
-        set({ errors: { config: `These settings could not be checked: ${e instanceof Error ? e.message : String(e)}` }, plan: null, memory: null });
+        set({ errors: { config: `These settings could not be checked: ${e instanceof Error ? e.message : String(e)}` }, runPlan: null, memory: null });
       }
     }, 150);
     return () => clearTimeout(t);

@@ -48,7 +48,7 @@ describe('settings inputs subscribe to their own field', () => {
 
   it('a metric arriving re-renders none of them', async () => {
     for (let i = 1; i <= 3; i++) await act(async () => useApp.setState((s) => ({ metrics: [...s.metrics, metric(i)] })));
-    await act(async () => useApp.setState({ memory: null, plan: null, run: { status: 'running' } }));
+    await act(async () => useApp.setState({ memory: null, runPlan: null, run: { status: 'running' } }));
     expect(useApp.getState().metrics).toHaveLength(3);
     expect([...renders.keys()]).toEqual([]);
   });

@@ -41,7 +41,8 @@ export interface AppState {
   nonImages: { name: string; reason: string }[];
   config: TrainConfig;
   errors: Record<string, string>;
-  plan: RunPlan | null;
+  /** What the settings make of the run (steps, epochs, scaled LRs), from the worker; null while they are invalid. */
+  runPlan: RunPlan | null;
   memory: MemoryReport | null;
   run: {
     /** Coarse status, derived from the worker's phase (`runStatus`). */
@@ -126,7 +127,7 @@ export const useApp = create<AppState>()(
       // Ready for the tiny demo, the model a first visit can load without a download.
       config: { ...DEFAULT_CONFIG, ...TINY_DEMO_PRESET },
       errors: {},
-      plan: null,
+      runPlan: null,
       memory: null,
       run: { status: 'idle' },
       metrics: [],
