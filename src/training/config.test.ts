@@ -15,7 +15,7 @@ describe('defaults', () => {
       weightDecay: 0.01, networkDim: 16, networkAlpha: 16, networkDropout: 0.1, convDim: 0, trainTextEncoder: true, resolution: 512,
       enableBuckets: true, bucketStep: 64, minBucket: 320, maxBucket: 768, maxAspect: 2, flipAug: true, shuffleCaptions: true,
       keepTokens: 1, captionDropout: 0, tagDropout: 0, triggerWord: '', repeats: 1, noiseOffset: 0.01, minSnrGamma: 5,
-      prediction: 'epsilon', zeroTerminalSnr: false, clipSkip: 1, seed: 0, maxGradNorm: 1, cacheLatents: true,
+      prediction: 'epsilon', zeroTerminalSnr: false, clipSkip: 1, seed: 0, maxGradNorm: 1,
       cacheTextEncoderOutputs: false, gradientCheckpointing: true, saveEvery: 0, sampleEvery: 0, savePrecision: 'fp16',
     } satisfies Partial<TrainConfig>);
     expect(bucketSideLimits(512, 2, 64)).toEqual({ min: DEFAULT_CONFIG.minBucket, max: DEFAULT_CONFIG.maxBucket });
@@ -103,8 +103,7 @@ describe('checks between fields', () => {
     expect(errors({ scheduler: 'polynomial', unetLr: 1e-8 }).unetLr).toMatch(/decays to 1e-7/);
     expect(validateConfig({ scheduler: 'polynomial', textEncoderLr: 0 }).ok).toBe(true);
   });
-  it('refuses turning the latent cache off, and checks the sample settings', () => {
-    expect(errors({ cacheLatents: false }).cacheLatents).toMatch(/always cached/);
+  it('checks the sample settings', () => {
     expect(errors({ sampleSteps: 151 }).sampleSteps).toMatch(/Sample steps must be/);
     expect(errors({ sampleGuidance: 0.5 }).sampleGuidance).toMatch(/Sample guidance must be/);
     expect(errors({ sampleSteps: 0, samplePrompt: 'a photo of sks' })).toEqual({});

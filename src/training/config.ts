@@ -123,8 +123,6 @@ export interface TrainConfig {
   // ---- reproducibility and memory ----
   /** Seed of every random choice (noise, timesteps, order, flips, captions, dropout), 0 to 4294967295. Recipe: 0. */
   seed: number;
-  /** Encode each image (and its mirror) with the VAE once and reuse the latents. Recipe: on; off is refused (nothing would differ between encodes). */
-  cacheLatents: boolean;
   /** Encode captions once; only with a frozen text encoder and fixed captions. Default off. */
   cacheTextEncoderOutputs: boolean;
   /** Recompute activations in backward to save memory (about a third slower). Default on. */
@@ -194,7 +192,6 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   huberDelta: 0.1,
   clipSkip: 1,
   seed: 0,
-  cacheLatents: true,
   cacheTextEncoderOutputs: false,
   gradientCheckpointing: true,
   saveEvery: 0,
@@ -281,7 +278,6 @@ const schema = z.object({
   huberDelta: num('Huber delta', 0.0001, 100),
   clipSkip: num('Clip skip', 1, 12, { int: true }),
   seed: num('Seed', 0, 4294967295, { int: true }),
-  cacheLatents: flag('Cache latents'),
   cacheTextEncoderOutputs: flag('Cache text-encoder outputs'),
   gradientCheckpointing: flag('Gradient checkpointing'),
   saveEvery: num('Save every', 0, 1_000_000, { int: true }),
@@ -320,9 +316,6 @@ function crossFieldErrors(c: TrainConfig, has: (f: keyof TrainConfig) => boolean
   if (ok('minBucket', 'maxBucket') && c.minBucket > c.maxBucket) e.minBucket = `The minimum bucket side (${c.minBucket}) is above the maximum (${c.maxBucket})`;
   for (const k of ['minBucket', 'maxBucket'] as const)
     if (ok(k, 'bucketStep') && c[k] % c.bucketStep !== 0) e[k] = `${k === 'minBucket' ? 'The minimum' : 'The maximum'} bucket side must be a multiple of the bucket step ${c.bucketStep} (got ${c[k]})`;
-  // Every image is encoded once per bucket (and mirror); nothing here (no random crop or colour
-  // augmentation) would differ between encodes, so turning the cache off could only cost time.
-  if (ok('cacheLatents') && !c.cacheLatents) e.cacheLatents = 'Latents are always cached: each image is encoded once for its bucket (and its mirror image); leave this on';
   if (ok('cacheTextEncoderOutputs', 'trainTextEncoder') && c.cacheTextEncoderOutputs && c.trainTextEncoder)
     e.cacheTextEncoderOutputs = 'Text-encoder outputs can be cached only when the text encoder is not trained: turn one of them off';
   if (ok('cacheTextEncoderOutputs', 'shuffleCaptions', 'captionDropout', 'tagDropout') && c.cacheTextEncoderOutputs && (c.shuffleCaptions || c.captionDropout > 0 || c.tagDropout > 0))
