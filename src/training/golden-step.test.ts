@@ -72,7 +72,8 @@ function goldenConfig(g: GoldenTrain): TrainConfig {
  * the same f32 inputs, so what differs is f32 rounding through ~25 layers forward and back, in an
  * order that depends on the GPU's kernels (tiling, split-K). Measured on Dawn/SwiftShader: loss
  * 7.5e-8 relative, worst gradient entry 8.1e-6 of its tensor's largest, final LoRA 1.3e-5 relative
- * in the change from init, worst entry 6.2e-6. The bounds leave 10-100x for other adapters:
+ * in the change from init, worst entry 6.2e-6 (Mesa lavapipe: 7.5e-8, 6.6e-6, 1.1e-5, 3.3e-6).
+ * The bounds leave 10-100x for other adapters:
  * - loss (a mean of 512 squares; each of the ten steps too): rtol 1e-5.
  * - gradients, per tensor against its own largest magnitude (small entries are sums that cancel, so
  *   their relative error is large while their absolute error is the tensor's f32 noise): atol 1e-4 x
@@ -162,7 +163,7 @@ describe('one LoRA training step vs PyTorch (tiny pipeline)', () => {
     }
     console.log(`golden step: loss ${got} vs ${want} (rel ${(Math.abs(got - want) / want).toExponential(2)}); worst gradient error / tensor max ${worst.toExponential(2)}`);
     expect(failures).toEqual([]);
-  }, 10 * 60_000);
+  }, 20 * 60_000); // the first step compiles every pipeline: minutes on a CPU adapter under load
 
   it('ten AdamW steps: each loss and the final LoRA', async () => {
     expect(ADAM_EPS).toBe(g.train.eps);
