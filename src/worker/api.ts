@@ -7,6 +7,8 @@ import { planRun, PlanError } from '../training/arithmetic.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
 import { checkSettings, SettingsError, TrainingSession } from '../training/session.js';
 import type { TrainItem } from '../training/data.js';
+import { decodeImageBrowser } from '../training/decode-browser.js';
+import type { RgbaImage } from '../training/images.js';
 import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
 import { adapterInfo } from './adapter.js';
 import { datasetBuckets, decodeDataset } from './dataset.js';
@@ -24,6 +26,15 @@ function settingsOrRefusal(config: unknown): TrainConfig {
   }
 }
 
+/** What the worker runs on: the browser's WebGPU and image decoder, or (tests in Node) Dawn and the Node decoder. */
+export interface WorkerPlatform {
+  acquireGpu(): Promise<Gpu>;
+  decodeImage(name: string, bytes: ArrayBuffer): Promise<RgbaImage>;
+}
+
+/** The Web Worker's own: navigator.gpu, createImageBitmap. */
+const BROWSER: WorkerPlatform = { acquireGpu: () => acquireGpu(), decodeImage: decodeImageBrowser };
+
 /** The worker's state: one device, one loaded model, one dataset, at most one run. */
 class TrainerWorker implements TrainerApi {
   private gpu: Gpu | null = null;
@@ -38,9 +49,11 @@ class TrainerWorker implements TrainerApi {
   /** True while a run's steps go on (forecasts skip their advice then). */
   private running = false;
 
+  constructor(private readonly platform: WorkerPlatform) {}
+
   private async device(): Promise<Gpu> {
     if (this.gpu) return this.gpu;
-    const g = (this.gpu = await acquireGpu());
+    const g = (this.gpu = await this.platform.acquireGpu());
     // After a driver reset the device and everything on it are gone: the next load starts afresh.
     void g.lost.then(() => {
       if (this.gpu !== g) return;
@@ -88,7 +101,7 @@ class TrainerWorker implements TrainerApi {
 
   async setDataset(files: DatasetFile[]) {
     this.items = [];
-    const { items, report } = await decodeDataset(files);
+    const { items, report } = await decodeDataset(files, this.platform.decodeImage);
     this.items = items;
     return report;
   }
@@ -209,7 +222,7 @@ class TrainerWorker implements TrainerApi {
   }
 }
 
-/** The API the worker exposes over Comlink. */
-export function createTrainerApi(): TrainerApi {
-  return new TrainerWorker();
+/** The API the worker exposes over Comlink (on the browser's platform unless told otherwise). */
+export function createTrainerApi(platform: WorkerPlatform = BROWSER): TrainerApi {
+  return new TrainerWorker(platform);
 }
