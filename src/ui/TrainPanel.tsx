@@ -3,7 +3,7 @@ import { useEffect, useState } from 'react';
 import { flushSync } from 'react-dom';
 import * as Comlink from 'comlink';
 import { useShallow } from 'zustand/react/shallow';
-import { formatBytes, type RunMetrics, type RunState } from '../protocol/index.js';
+import { formatBytes, type RunCallbacks, type RunMetrics, type RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
 import { keepLora } from './recovery.js';
 import { runActive, runStatus, useApp, type AppState } from './store.js';
@@ -64,10 +64,57 @@ function speed(m: RunMetrics): string {
 /** A click's guard for the time before React re-renders (a double click lands in one task). */
 let starting = false;
 
+/** A start that did not happen, with why (and e.g. the field errors that stopped it). */
+function refuse(message: string, p: Partial<AppState> = {}): void {
+  useApp.getState().set({ ...p, run: { ...useApp.getState().run, starting: false, message } });
+}
+
+/** What the worker's run reports do to the page: run state, metrics, saved LoRAs (kept in browser storage), previews. */
+function runCallbacks(demo: boolean): RunCallbacks {
+  return {
+    onState: (state) => useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } })),
+    onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
+    onCheckpoint: (bytes, step) => {
+      if (step <= 0) return; // an untrained LoRA never replaces the one shown
+      const runName = useApp.getState().config.runName;
+      useApp.setState({ lora: { bytes, step, runName, demo } });
+      void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
+    },
+    onSample: (img, step, prompt) => void showPreview(img, step, prompt),
+    onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
+    onDone: () => {}, // the 'done' state says it
+    onError: () => {}, // the 'failed' state says it
+  };
+}
+
+/** Start pressed: settings checked by the worker, a model and images present, then the run (optionally continuing `continueFrom`). */
+async function startRun(continueFrom: File | null): Promise<void> {
+  if (starting || runActive(useApp.getState().run)) return;
+  starting = true;
+  const { set } = useApp.getState();
+  // Off at once, before any await: a second click cannot start a second run.
+  flushSync(() => set({ run: { ...useApp.getState().run, starting: true, message: undefined } }));
+  try {
+    const v = await trainer().validateConfig(useApp.getState().config);
+    if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
+    if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
+    if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
+    const prev = useApp.getState().preview;
+    if (prev) URL.revokeObjectURL(prev.url);
+    set({ metrics: [], preview: null });
+    const demo = !!useApp.getState().model.demo;
+    await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined);
+  } catch (e) {
+    refuse(e instanceof Error ? e.message : String(e));
+  } finally {
+    starting = false;
+  }
+}
+
 export function TrainPanel() {
   // What the panel shows; a metric re-renders it (and the charts), but not the settings form.
   const s = useApp(
-    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config, set: st.set })),
+    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config })),
   );
   const [logScale, setLog] = useState(false);
   /** An earlier LoRA file to continue training from (not unpausing: that is the Resume button). */
@@ -87,45 +134,7 @@ export function TrainPanel() {
   const last = s.metrics.at(-1);
   const active = runActive(s.run);
 
-  const refuse = (message: string, p: Partial<AppState> = {}) => s.set({ ...p, run: { ...useApp.getState().run, starting: false, message } });
-  const start = async () => {
-    if (starting || runActive(useApp.getState().run)) return;
-    starting = true;
-    // Off at once, before any await: a second click cannot start a second run.
-    flushSync(() => s.set({ run: { ...useApp.getState().run, starting: true, message: undefined } }));
-    try {
-      const v = await trainer().validateConfig(useApp.getState().config);
-      if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
-      if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
-      if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
-      const prev = useApp.getState().preview;
-      if (prev) URL.revokeObjectURL(prev.url);
-      s.set({ metrics: [], preview: null });
-      const demo = !!useApp.getState().model.demo;
-      await trainer().start(
-        v.config,
-        Comlink.proxy({
-          onState: (state) => useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } })),
-          onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
-          onCheckpoint: (bytes, step) => {
-            if (step <= 0) return; // an untrained LoRA never replaces the one shown
-            const runName = useApp.getState().config.runName;
-            useApp.setState({ lora: { bytes, step, runName, demo } });
-            void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
-          },
-          onSample: (img, step, prompt) => void showPreview(img, step, prompt),
-          onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
-          onDone: () => {}, // the 'done' state says it
-          onError: () => {}, // the 'failed' state says it
-        }),
-        continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined,
-      );
-    } catch (e) {
-      refuse(e instanceof Error ? e.message : String(e));
-    } finally {
-      starting = false;
-    }
-  };
+  const start = () => startRun(continueFrom);
   const x = s.metrics.map((m) => m.step);
   const status = [s.run.state && !s.run.starting ? phaseText(s.run.state, now, s.lora) : s.run.starting ? 'Starting…' : '', s.run.message].filter(Boolean).join(' · ');
   const failed = phase === 'failed' || (!!s.run.message && !active);
