@@ -1,8 +1,8 @@
 // Fused AdamW over a parameter arena, with global-norm clipping and the non-finite guard: no CPU sync anywhere.
-import { adamwKernel } from '../kernels/optim.js';
+import { ADAMW_HP, adamwKernel } from '../kernels/optim.js';
 import type { Tensor } from '../tensor.js';
 import type { ParamArena } from './arena.js';
-import { fusedStep, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
+import { fusedStep, hpWords, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
 
 export { globalGradNorm } from './optimizer.js';
 
@@ -33,7 +33,7 @@ export function adamwStep(arena: ParamArena, o: AdamWOptions): Tensor {
   if (!(o.step >= 1 && Number.isInteger(o.step))) throw new Error(`adamwStep: step must be a 1-based integer, got ${o.step}`);
   const bc1 = 1 - o.beta1 ** o.step;
   const bc2 = 1 - o.beta2 ** o.step;
-  const hp = [1 - o.lr * o.weightDecay, o.lr / bc1, o.beta1, o.beta2, o.eps, 1 / bc2, o.maxGradNorm ?? 0, 0];
+  const hp = hpWords(ADAMW_HP, { decay: 1 - o.lr * o.weightDecay, stepSize: o.lr / bc1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, invBc2: 1 / bc2, maxNorm: o.maxGradNorm ?? 0 });
   return fusedStep(arena, adamwKernel(arena.numel / 4), hp, ['adam_m', 'adam_v'], o);
 }
 

@@ -1,8 +1,8 @@
 // Fused Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms") over a parameter arena.
-import { lionKernel } from '../kernels/optim.js';
+import { LION_HP, lionKernel } from '../kernels/optim.js';
 import type { Tensor } from '../tensor.js';
 import type { ParamArena } from './arena.js';
-import { fusedStep, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
+import { fusedStep, hpWords, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
 
 /** Lion's fixed hyperparameters; the paper's defaults are betas (0.9, 0.99). */
 export interface LionHyper {
@@ -24,7 +24,7 @@ export interface LionOptions extends LionHyper, GuardOptions {
  * and raises the flag; returns the flag as `adamwStep` does.
  */
 export function lionStep(arena: ParamArena, o: LionOptions): Tensor {
-  const hp = [1 - o.lr * o.weightDecay, o.lr, o.beta1, o.beta2, 0, 0, 0, o.maxGradNorm ?? 0];
+  const hp = hpWords(LION_HP, { decay: 1 - o.lr * o.weightDecay, lr: o.lr, beta1: o.beta1, beta2: o.beta2, maxNorm: o.maxGradNorm ?? 0 });
   return fusedStep(arena, lionKernel(arena.numel / 4), hp, ['lion_m'], o);
 }
 

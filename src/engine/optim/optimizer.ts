@@ -52,6 +52,15 @@ export function guardTensors(arenas: readonly ParamArena[], o: GuardOptions): { 
 }
 
 /**
+ * A fused kernel's hyperparameter words, placed by name from its layout table (`ADAMW_HP`, `LION_HP`,
+ * `SGD_HP` in kernels/optim.ts), so the values and the kernel's reads come from one list; 'unused' words are 0.
+ */
+export function hpWords<const L extends readonly string[]>(layout: L, values: { readonly [K in Exclude<L[number], 'unused'>]: number }): number[] {
+  const v = values as Readonly<Record<string, number>>;
+  return layout.map((name) => (name === 'unused' ? 0 : v[name]!));
+}
+
+/**
  * One fused elementwise update of the arena (kernels/optim.ts `fusedKernel` frame): binds grad,
  * an 8-word hyperparameter buffer holding `hp`, the norm, then params and the named state buffers,
  * then the flag. Returns the flag.

@@ -1,8 +1,8 @@
 // Fused SGD with momentum over a parameter arena, with torch.optim.SGD's semantics (dampening 0).
-import { sgdKernel } from '../kernels/optim.js';
+import { SGD_HP, sgdKernel } from '../kernels/optim.js';
 import type { Tensor } from '../tensor.js';
 import type { ParamArena } from './arena.js';
-import { fusedStep, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
+import { fusedStep, hpWords, perArenaOptimizer, type GuardOptions, type Optimizer } from './optimizer.js';
 
 /** SGD's fixed hyperparameters. */
 export interface SgdHyper {
@@ -33,7 +33,7 @@ function checkHyper(h: SgdHyper): void {
  */
 export function sgdStep(arena: ParamArena, o: SgdOptions): Tensor {
   checkHyper(o);
-  const hp = [o.lr, o.weightDecay, o.momentum, o.nesterov ? 1 : 0, 0, 0, 0, o.maxGradNorm ?? 0];
+  const hp = hpWords(SGD_HP, { lr: o.lr, weightDecay: o.weightDecay, momentum: o.momentum, nesterov: o.nesterov ? 1 : 0, maxNorm: o.maxGradNorm ?? 0 });
   return fusedStep(arena, sgdKernel(arena.numel / 4), hp, ['sgd_buf'], o);
 }
 
