@@ -101,15 +101,14 @@ export interface DatasetReport {
   skipped: { name: string; reason: string }[];
 }
 
-/** A model part (U-Net, text encoder, VAE) as it downloads and moves to the GPU. */
-export interface ComponentProgress {
+/** Bytes so far of a total (0 when unknown): the one progress figure of loads, as the model layer reports it. */
+export type ByteProgress = Pick<PartLoadProgress, 'loadedBytes' | 'totalBytes'>;
+
+/** A model part (U-Net, text encoder, VAE) as it downloads and moves to the GPU: its weight bytes on the GPU of its total (0 while unknown). */
+export interface ComponentProgress extends ByteProgress {
   name: string;
   /** Hub files only: bytes downloaded of the part's weight file (total 0 when unknown). */
-  downloaded?: { loadedBytes: number; totalBytes: number };
-  /** Bytes of weights on the GPU so far. */
-  loadedBytes: number;
-  /** The part's weight bytes (0 while unknown). */
-  totalBytes: number;
+  downloaded?: ByteProgress;
   done: boolean;
 }
 
