@@ -164,14 +164,14 @@ async function train(o: Options, b: GpuBackend, p: Pipeline, r: number, meta: { 
   const rng = new Rng(c.seed).fork('bench');
   const steps: StageResult['steps'] = [];
   for (let i = 0; i < o.trainSteps; i++) {
-    const sample = t.makeSample(0, rng.fork(`step${i}`));
+    const example = t.drawExample(0, rng.fork(`step${i}`));
     await b.sync();
     b.resetStats();
     b.resetPeak();
     const pipes = b.pipelines.size;
     report({ stage: 'train-step-start', resolution: r, step: i + 1, pipelines: pipes, at: new Date().toISOString() });
     t0 = performance.now();
-    const result = t.optimizerStep([[sample]]);
+    const result = t.optimizerStep([[example]]);
     const encodeMs = performance.now() - t0;
     // Encoding blocks the event loop; once it is done, a line a minute shows the step waiting on the GPU (a 256² step takes most of an hour here).
     const beat = setInterval(() => report({ stage: 'train-step-waiting', resolution: r, step: i + 1, encodeMs: Math.round(encodeMs), dispatches: b.stats.dispatches, pipelinesCompiled: b.pipelines.size - pipes, elapsedMs: Math.round(performance.now() - t0) }), 60_000);

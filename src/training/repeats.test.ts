@@ -4,7 +4,7 @@ import { testBackend } from '../engine/testing/gpu.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { DEFAULT_CONFIG } from './config.js';
 import { sampleItems, tinyPipeline } from './testing.js';
-import { Trainer, type Sample } from './trainer.js';
+import { Trainer, type TrainingExample } from './trainer.js';
 
 let pipeline: Pipeline;
 beforeAll(async () => {
@@ -18,11 +18,11 @@ describe('per-folder repeats', () => {
     const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, flipAug: false, trainTextEncoder: false, repeats: 2, batchSize: 1 }, items);
     expect(t.plan.imagesPerEpoch).toBe(6); // 3 + 2 + 1
     // The draw reads only each latent's bucket: one bucket stands in for the VAE pass (35 s on SwiftShader), the rest is the trainer's own.
-    const inside = t as unknown as { latents: { bucket: { width: number; height: number }; data: Float32Array; flipped: null }[]; batches(): Generator<Sample[]> };
+    const inside = t as unknown as { latents: { bucket: { width: number; height: number }; data: Float32Array; flipped: null }[]; batches(): Generator<TrainingExample[]> };
     inside.latents = items.map(() => ({ bucket: { width: 64, height: 64 }, data: new Float32Array(4 * 8 * 8), flipped: null }));
     const gen = inside.batches();
     const counts = [0, 0, 0];
-    for (let i = 0; i < 6; i++) for (const s of gen.next().value as Sample[]) counts[s.item]!++;
+    for (let i = 0; i < 6; i++) for (const s of gen.next().value as TrainingExample[]) counts[s.item]!++;
     expect(counts).toEqual([3, 2, 1]);
     expect(t.epoch).toBe(0);
     gen.next();

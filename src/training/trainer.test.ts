@@ -31,8 +31,8 @@ describe('micro-batch gradient accumulation', () => {
     for (const [bs, acc] of [[4, 1], [2, 2], [1, 4]] as const) {
       const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: bs, gradAccumulation: acc, baseSteps: 40 }, items);
       await t.cacheLatents();
-      const samples = [0, 1, 2, 3].map((i) => t.makeSample(i, new Rng(100 + i)));
-      const micro = Array.from({ length: acc }, (_, k) => samples.slice(k * bs, (k + 1) * bs));
+      const examples = [0, 1, 2, 3].map((i) => t.drawExample(i, new Rng(100 + i)));
+      const micro = Array.from({ length: acc }, (_, k) => examples.slice(k * bs, (k + 1) * bs));
       await t.optimizerStep(micro);
       results.push({ grads: await t.lora.arenas.unet.flatGrads.read(), params: await t.lora.arenas.unet.flatParams.read() });
       t.dispose();
@@ -54,8 +54,8 @@ describe('cached text-encoder outputs', () => {
       const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: 3, baseSteps: 10, shuffleCaptions: false, triggerWord: 'smth', cacheTextEncoderOutputs: cache }, items);
       await t.cacheLatents();
       expect(t.cachedContexts).toBe(cache ? new Set(items.map((i) => i.caption)).size : 0);
-      const samples = [0, 1, 2].map((i) => t.makeSample(i, new Rng(7 + i)));
-      await t.optimizerStep([samples]);
+      const examples = [0, 1, 2].map((i) => t.drawExample(i, new Rng(7 + i)));
+      await t.optimizerStep([examples]);
       results.push(await t.lora.arenas.unet.flatGrads.read());
       t.dispose();
     }

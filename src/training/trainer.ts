@@ -21,8 +21,6 @@ import { stepSettings, trainStep, type StepResult, type StepSettings } from './s
 export { DeviceLostDuringTrainingError, NonFiniteLossError, RunControl, type StepMetrics, type TrainEvents } from './loop.js';
 export type { TrainItem, TrainingExample } from './data.js';
 export { loraSpecs } from './network.js';
-/** A training example (the old name; a preview image is a `RgbaImage` from `preview()`). */
-export type Sample = TrainingExample;
 
 /** One run: the LoRA, the optimizer and learning-rate schedules, the cached latents, and where the run is. */
 export class Trainer {
@@ -91,14 +89,19 @@ export class Trainer {
       const rng = this.rng.fork(`epoch${this.epoch}`);
       const batches = epochBatches(this.items, this.latents, this.config, rng);
       // One stream per (batch, position): examples differ across batches yet stay independent of micro-batch splits.
-      for (const [bi, b] of batches.entries()) yield b.map((item, j) => this.makeSample(item, rng.fork(`b${bi}s${j}`)));
+      for (const [bi, b] of batches.entries()) yield b.map((item, j) => this.drawExample(item, rng.fork(`b${bi}s${j}`)));
       this.epoch++;
     }
   }
 
-  /** Draw everything random about one training example of image `item` (`drawExample`). */
-  makeSample(item: number, rng: Rng): TrainingExample {
+  /** Draw everything random about one training example of image `item` (data.ts `drawExample`). */
+  drawExample(item: number, rng: Rng): TrainingExample {
     return drawExample(item, this.items[item]!, this.latents[item]!, this.config, this.channels, rng);
+  }
+
+  /** The old name of `drawExample` ("sample" now means only a preview image); cli/bench-encode.ts still calls it. */
+  makeSample(item: number, rng: Rng): TrainingExample {
+    return this.drawExample(item, rng);
   }
 
   /** The learning rates of update `index` (0-based) from the schedules. */
