@@ -1,7 +1,7 @@
 // Step 2: the images — dropped files, folders or zips (or the bundled sample photos), captions edited in place, skipped files and buckets.
 import { useEffect, useMemo, useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
-import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type BucketSettings, type Skip } from '../protocol/index.js';
+import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type BucketSettings, type DatasetReport, type Skip } from '../protocol/index.js';
 import { filesFrom, samplePhotos, sortFiles, type Picked } from './dataset.js';
 import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
@@ -10,8 +10,8 @@ const asSkip = (x: { name: string; reason: string }): Skip => ({ path: x.name, r
 const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption, ...(e.repeats !== undefined ? { repeats: e.repeats } : {}) });
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
-/** "512x512: 3, 576x448: 1" for the decoded images (`report`) under `settings`; '' while the settings make no grid (the form says why). */
-function useBucketLine(report: unknown, settings: BucketSettings): string {
+/** "512x512: 3, 576x448: 1" for the images the worker decoded (asked again when `report` changes) under `settings`; '' while the settings make no grid (the form says why). */
+function useBucketLine(report: DatasetReport | null, settings: BucketSettings): string {
   const [line, setLine] = useState('');
   useEffect(() => {
     let current = true;
