@@ -45,7 +45,7 @@ export class Trainer {
   epoch = 0;
   lastSavedStep = 0;
   private readonly startedAt = Date.now();
-  private readonly sessionId = Math.random().toString(36).slice(2);
+  private readonly sessionId = Math.random().toString(36).slice(2); // kohya's ss_session_id
 
   /** `init`: weights read with `readLoraFile` from an earlier run's file, to continue training it. */
   constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, init?: Map<string, LoraInit>) {
@@ -100,9 +100,7 @@ export class Trainer {
   }
 
   /** The old name of `drawExample` ("sample" now means only a preview image); cli/bench-encode.ts still calls it. */
-  makeSample(item: number, rng: Rng): TrainingExample {
-    return this.drawExample(item, rng);
-  }
+  makeSample = (item: number, rng: Rng): TrainingExample => this.drawExample(item, rng);
 
   /** The learning rates of update `index` (0-based) from the schedules. */
   learningRates(index: number): { unet: number; te: number } {
