@@ -2,6 +2,7 @@
 import { resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { GpuBackend } from '../engine/backend.js';
+import { globalGradNorm } from '../engine/optim/adamw.js';
 import { compare, type Tolerance } from '../engine/testing/allclose.js';
 import { testBackend } from '../engine/testing/gpu.js';
 import { LoraNetwork, kohyaName, type LoraInit } from '../model/lora.js';
@@ -10,7 +11,7 @@ import type { Pipeline } from '../model/pipeline.js';
 import { openSafetensors } from '../model/safetensors.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
 import { ADAM_EPS, createOptimizer } from './optimizer.js';
-import { lossAndGradients, readGradients, stepSettings, trainStep, type MicroBatch } from './step.js';
+import { loraArenas, lossAndGradients, readGradients, stepSettings, trainStep, type MicroBatch } from './step.js';
 import { ROOT, tinyPipeline } from './testing.js';
 import { loraSpecs } from './trainer.js';
 
@@ -139,15 +140,20 @@ describe('one LoRA training step vs PyTorch (tiny pipeline)', () => {
     g.captions.forEach((c, i) => expect(Array.from(pipeline.tokenizer.encodeForModel(c, T))).toEqual(Array.from(ids.subarray(i * T, (i + 1) * T))));
   });
 
-  it('loss and every LoRA gradient of the first step', async () => {
+  it('loss, every LoRA gradient and their global norm of the first step', async () => {
     const lora = goldenLora();
     const [loss] = lossAndGradients({ ...pipeline, lora }, stepSettings(config), [batch(0)], 1);
     const got = (await loss!.read())[0]!;
     loss!.dispose();
     const grads = await readGradients(lora);
+    // The norm the clipping reads: both arenas (U-Net and text encoder) in one global norm, as torch's clip_grad_norm_.
+    const normT = globalGradNorm(loraArenas(lora));
+    const norm = (await normT.read())[0]!;
+    normT.dispose();
     lora.dispose();
     const want = g.t.get('loss')![0]!;
     expect(compare([got], [want], LOSS_TOL), `loss ${got} vs ${want}`).toBeNull();
+    expect(compare([norm], [g.t.get('grad_norm')![0]!], { atol: 0, rtol: GRAD_RTOL }), `gradient norm ${norm}`).toBeNull();
     expect(grads.size).toBe([...g.t.keys()].filter((k) => k.startsWith('grad.')).length);
     const failures: string[] = [];
     let worst = 0;
