@@ -6,6 +6,7 @@ import type { TrainConfig } from './config.js';
 import { StepRate } from './rate.js';
 import type { StepResult } from './step.js';
 
+/** One finished optimizer step as the page and the CLI show it (sent one step late, so the GPU is never waited on). */
 export interface StepMetrics {
   step: number;
   totalSteps: number;
@@ -21,6 +22,7 @@ export interface StepMetrics {
   gpuBytes: number;
 }
 
+/** What a run tells its caller: metrics, saved files, preview images, pipeline compilation. */
 export interface TrainEvents {
   onMetrics?(m: StepMetrics): void;
   /** A saved LoRA (every `plan.saveEvery` steps and at the end). */

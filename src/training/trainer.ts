@@ -30,8 +30,8 @@ export class Trainer {
   private readonly rng: Rng;
   private readonly settings: StepSettings;
   private readonly optimizer: Optimizer;
-  private readonly lrUnet: (index: number) => number;
-  private readonly lrTextEncoder: (index: number) => number;
+  /** The learning-rate schedules of the U-Net's and the text encoder's LoRA, by update index (0-based). */
+  private readonly schedule: { unet: (index: number) => number; te: (index: number) => number };
   /** Image pixels per latent pixel, and the latent channels. */
   private readonly factor: number;
   private readonly channels: number;
@@ -57,8 +57,7 @@ export class Trainer {
     this.optimizer = createOptimizer(config);
     this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, init, { dropout: config.networkDropout });
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
-    this.lrUnet = makeSchedule(spec(this.plan.unetLr));
-    this.lrTextEncoder = makeSchedule(spec(this.plan.textEncoderLr));
+    this.schedule = { unet: makeSchedule(spec(this.plan.unetLr)), te: makeSchedule(spec(this.plan.textEncoderLr)) };
     this.factor = latentFactor(pipeline.vae.config);
     this.channels = pipeline.vae.config.latentChannels;
   }
@@ -104,7 +103,7 @@ export class Trainer {
 
   /** The learning rates of update `index` (0-based) from the schedules. */
   learningRates(index: number): { unet: number; te: number } {
-    return { unet: this.lrUnet(index), te: this.lrTextEncoder(index) };
+    return { unet: this.schedule.unet(index), te: this.schedule.te(index) };
   }
 
   /**
@@ -192,6 +191,7 @@ export class Trainer {
     return exportNetwork(this.lora, { ...facts, bucketInfo: bucketInfo(this.latents.map((l) => l.bucket)) });
   }
 
+  /** Free the LoRA and the optimizer's state (the pipeline is the caller's). */
   dispose(): void {
     this.optimizer.dispose();
     this.lora.dispose();
