@@ -1,7 +1,7 @@
-// training/session: the worker's and the CLI's run sequence (settings, continuing a file, latents, compile, train) on the tiny pipeline.
+// training/session: the worker's and the CLI's run sequence on the tiny pipeline: settings checked, a file continued at its rank, a Stop while encoding.
 import { describe, expect, it } from 'vitest';
 import { testBackend } from '../engine/testing/gpu.js';
-import { checkSettings, SettingsError, TrainingSession, type SessionStage } from './session.js';
+import { checkSettings, SettingsError, TrainingSession } from './session.js';
 import { sampleItems, tinyPipeline } from './testing.js';
 
 /** Tiny, quick settings: 64 pixels, one image per step, no text encoder, no sample previews. */
@@ -20,29 +20,18 @@ describe('TrainingSession', () => {
     expect(Object.keys((err as SettingsError).errors)).toEqual(['batchSize']);
   });
 
-  it('encodes, compiles and trains to the end, then continues from the saved file at its own rank', async () => {
+  it('continues from a saved file at the file’s own rank, saying so', async () => {
+    // A full run through the session (latents, compile, steps, save) is src/worker/api.test.ts's: the worker runs this class.
     const pipeline = await tinyPipeline(await testBackend());
-    const items = sampleItems(2);
-    // Two images, one step: both are encoded, one is trained on.
-    const stages: string[] = [];
-    const saved: { file: Uint8Array; step: number }[] = [];
-    const onProgress = (stage: SessionStage, c?: { done: number; total: number }) => {
-      const s = c ? `${stage} ${c.done}/${c.total}` : stage;
-      if (stages.at(-1) !== s && !(stage === 'compiling' && c && c.done > 0)) stages.push(s);
-    };
-    const first = await TrainingSession.open({ pipeline, config: settings({ baseSteps: 1, networkDim: 2, networkAlpha: 1 }), items, events: { onProgress, onCheckpoint: (file, step) => saved.push({ file: file.slice(), step }) } });
+    const items = sampleItems(1);
+    const first = await TrainingSession.open({ pipeline, config: settings({ networkDim: 2, networkAlpha: 1 }), items });
     expect(first.continued).toBeNull();
-    expect(first.plan.steps).toBe(1);
-    expect(await first.run()).toEqual({ step: 1, stopped: false, savedStep: 1, trained: true });
+    expect(first.plan.steps).toBeGreaterThan(0);
+    const file = await first.trainer.exportLora();
     first.dispose();
-    // The stages in order: every image counted from 0, then compiling before its count, then the count from 0.
-    expect(stages.slice(0, 4)).toEqual(['caching 0/2', 'caching 1/2', 'caching 2/2', 'compiling']);
-    expect(stages[4]).toMatch(/^compiling 0\/\d+$/);
-    expect(saved.map((s) => s.step)).toEqual([1]);
-
-    const again = await TrainingSession.open({ pipeline, config: settings({ baseSteps: 1, networkDim: 4, networkAlpha: 4 }), items, continueFrom: { file: saved[0]!.file, name: 'first.safetensors' } });
+    const again = await TrainingSession.open({ pipeline, config: settings({ networkDim: 4, networkAlpha: 4 }), items, continueFrom: { file, name: 'first.safetensors' } });
     expect(again.continued?.modules).toBeGreaterThan(0);
-    expect(again.continued?.notes.join(' ')).toMatch(/rank/i);
+    expect(again.continued?.notes.join(' ')).toMatch(/^first\.safetensors: .*rank 2, alpha 1 .*Training continues with the file's rank and alpha\./);
     again.dispose();
   }, 10 * 60_000);
 

@@ -57,11 +57,11 @@ describe('TrainerApi (src/worker) on Dawn', () => {
     expect(await api.bucketCounts({ ...settings, bucketStep: 0 })).toBeNull();
 
     const config = { ...settings, baseSteps: 1, trainTextEncoder: false, sampleSteps: 0, enableBuckets: false };
-    const phases: RunState['phase'][] = [];
+    const states: RunState[] = [];
     const saved: number[] = [];
     const end = new Promise<{ step: number; stopped: boolean }>((ok, fail) =>
       void api.start(config, {
-        onState: (s) => phases.at(-1) !== s.phase && phases.push(s.phase),
+        onState: (s) => states.push(s),
         onMetrics: () => {},
         onCheckpoint: (_f, step) => saved.push(step),
         onSample: () => {},
@@ -72,7 +72,12 @@ describe('TrainerApi (src/worker) on Dawn', () => {
     );
     await api.unpause(); // not paused: nothing happens
     expect(await end).toEqual({ step: 1, stopped: false });
-    expect(phases).toEqual(['caching', 'compiling', 'running', 'done']);
+    expect(states.map((s) => s.phase).filter((p, i, a) => p !== a[i - 1])).toEqual(['caching', 'compiling', 'running', 'done']);
+    // Each image counted from 0 of 2; compiling first without a count, then from 0 of the pipelines to build.
+    expect(states.filter((s) => s.phase === 'caching').map((s) => `${s.done}/${s.total}`)).toEqual(['0/2', '1/2', '2/2']);
+    const compiling = states.filter((s) => s.phase === 'compiling');
+    expect(compiling[0]!.total).toBeUndefined();
+    expect(compiling[1]).toMatchObject({ done: 0, total: expect.any(Number) });
     expect(saved).toEqual([1]);
     expect((await api.saveNow())?.length).toBeGreaterThan(0);
   }, 10 * 60_000);
