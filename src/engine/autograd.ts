@@ -117,3 +117,43 @@ export function discardTape(): void {
     n.consumed = true;
   }
 }
+
+/**
+ * What a checkpointed segment keeps for its recompute through `replayed`: the first run appends,
+ * the recompute reads them back in the same order.
+ */
+export interface Replay {
+  kept: Tensor[];
+  next: number;
+  recompute: boolean;
+}
+const replays: Replay[] = [];
+
+/**
+ * `make()`, except in a checkpointed segment's recompute, which gets back (as a new handle) what
+ * `make()` gave the segment's first run: for small values that are cheap to keep and cost a
+ * dispatch to recompute (a LoRA's down projection, [rows, rank]). `make` must compute the same
+ * value both times, as everything in a checkpointed segment does; outside checkpointing it just runs.
+ */
+export function replayed(make: () => Tensor): Tensor {
+  const r = replays[replays.length - 1];
+  if (!r) return make();
+  if (!r.recompute) {
+    const t = make();
+    r.kept.push(t.retain());
+    return t;
+  }
+  const t = r.kept[r.next++];
+  if (!t) throw new Error('replayed: the recompute asked for more values than the first run kept');
+  return new Tensor(t.backend, t.storage, t.shape, t.dtype, t.offset);
+}
+
+/** Run `fn` with `r` as the innermost replay (checkpointing's first run and recompute). */
+export function withReplay<T>(r: Replay, fn: () => T): T {
+  replays.push(r);
+  try {
+    return fn();
+  } finally {
+    replays.pop();
+  }
+}

@@ -1,12 +1,12 @@
 // Reverse-mode differentiation over the tape, and gradient checkpointing (recompute a segment in backward).
-import { noGrad, outputIndex, record, takeTape, withTape, type TapeNode } from './autograd.js';
+import { noGrad, outputIndex, record, takeTape, withReplay, withTape, type TapeNode } from './autograd.js';
 import { addInto, map } from './ops/elementwise.js';
 import { backwardRules } from './ops/rules.js';
 import { Tensor, keep, scope } from './tensor.js';
 
 declare module './autograd.js' {
   interface OpSaved {
-    checkpoint: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] };
+    checkpoint: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[]; kept: Tensor[] };
   }
 }
 
@@ -86,18 +86,23 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
 /**
  * Run `fn(...inputs)` without keeping its activations; backward runs it again on a fresh tape and
  * differentiates that. Parameters used inside `fn` receive the same gradients as without
- * checkpointing. `fn` must be deterministic (seeded dropout replays the same mask).
+ * checkpointing. `fn` must be deterministic (seeded dropout replays the same mask). What `fn`
+ * passes through `replayed` is kept from the first run for the recompute.
  */
 export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
-  const out = noGrad(() => scope(() => fn(...inputs)));
-  // Recorded even when no input needs a gradient: parameters inside `fn` may.
-  record('checkpoint', inputs, [out], { fn, inputs }, inputs, true);
+  const kept: Tensor[] = [];
+  const out = withReplay({ kept, next: 0, recompute: false }, () => noGrad(() => scope(() => fn(...inputs))));
+  // Recorded even when no input needs a gradient: parameters inside `fn` may. The node holds the kept values.
+  record('checkpoint', inputs, [out], { fn, inputs, kept }, [...inputs, ...kept], true);
+  for (const t of kept) t.release();
   return out;
 }
 
-export function checkpointBackward(saved: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] }, gOut: readonly (Tensor | null)[], needs: readonly boolean[]): (Tensor | null)[] {
+export function checkpointBackward(saved: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[]; kept: Tensor[] }, gOut: readonly (Tensor | null)[], needs: readonly boolean[]): (Tensor | null)[] {
   const leaves = saved.inputs.map((x, i) => new Tensor(x.backend, x.storage, x.shape, x.dtype, x.offset, needs[i]));
-  const { result, tape } = withTape(() => scope(() => saved.fn(...leaves)));
+  const replay = { kept: saved.kept, next: 0, recompute: true };
+  const { result, tape } = withReplay(replay, () => withTape(() => scope(() => saved.fn(...leaves))));
+  if (replay.next !== saved.kept.length) throw new Error(`checkpoint: the recompute read ${replay.next} of the ${saved.kept.length} values its first run kept`);
   backwardOn(tape, result, gOut[0]!);
   result.dispose();
   const out = leaves.map((l) => {

@@ -1,5 +1,5 @@
 // A linear layer with a low-rank adapter as one op: base GEMM, down and up projections, no separate adds.
-import { needsGrad, noGrad, record, type BackwardRule } from '../autograd.js';
+import { needsGrad, noGrad, record, replayed, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
@@ -64,7 +64,8 @@ export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a:
   const p = a.dropout?.p ?? 0;
   const seed = (a.dropout?.seed ?? 0) >>> 0;
   const { y, h } = noGrad(() => {
-    const h0 = linear(x, a.down);
+    // Kept from a checkpointed block's first run for its recompute: [R, rank] is small, a GEMM is not free.
+    const h0 = replayed(() => linear(x, a.down));
     return { y: linearPlus(x, w, upTerm(h0, a.up, a.scale, p, seed), bias, residual), h: h0 };
   });
   const keepX = needsGrad(a.down) || needsGrad(w) ? x : null;
@@ -184,7 +185,7 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   const seed = (a0!.dropout?.seed ?? 0) >>> 0;
   const { ys, h } = noGrad(() => {
     const x2 = x.reshape([R, inF]);
-    const h0 = matmul(x2, downs, { transB: true }); // [n, R, rank], masked by the GEMMs reading it
+    const h0 = replayed(() => matmul(x2, downs, { transB: true })); // [n, R, rank], masked by the GEMMs reading it; kept for a recompute
     const out = layers.map((l, z) => {
       const hz = slab(h0, z, [...lead, rank]);
       const y = linearPlus(x, l.w, upTerm(hz, ups[z]!, a0!.scale, p, seed, z * R * rank), l.bias);
