@@ -1,7 +1,7 @@
 // The training data: latents cached from the images, the epoch's batches, and drawing one training example (flip, timestep, noise, caption).
 import { noGrad } from '../engine/autograd.js';
 import type { Backend } from '../engine/backend.js';
-import { scope, tensor } from '../engine/tensor.js';
+import { scope, tensor, type Tensor } from '../engine/tensor.js';
 import { clipForward } from '../model/clip.js';
 import { Layers } from '../model/layers.js';
 import type { Pipeline } from '../model/pipeline.js';
@@ -60,13 +60,20 @@ export function bucketOf(it: TrainItem, buckets: readonly Bucket[]): Bucket {
 }
 
 /**
+ * The VAE's latent distribution of images [B, 3, H, W] (made by `images` inside the scope, so freed
+ * with the rest): mean and log-variance [B, C, H/f, W/f], without gradient. The trainer's and the forecast's one encoding.
+ */
+export function latentMoments(vae: Pick<Pipeline['vae'], 'config' | 'weights'>, images: () => Tensor): { mean: Tensor; logvar: Tensor } {
+  return noGrad(() => scope(() => vaeEncode(new Layers(vae.weights), vae.config, images())));
+}
+
+/**
  * One image's latent, [C, h, w]: the VAE's mean and log-variance read back, then a sample of that
  * distribution times the scaling factor (kohya caches latent_dist.sample()).
  */
 async function encodeLatent(backend: Backend, vae: Pipeline['vae'], image: RgbaImage, bucket: Bucket, flip: boolean, rng: Rng): Promise<Float32Array> {
   const px = toTensorData(image, bucket, flip); // [3, H, W] in [-1, 1]
-  const L = new Layers(vae.weights);
-  const { mean, logvar } = noGrad(() => scope(() => vaeEncode(L, vae.config, tensor(backend, px, [1, 3, bucket.height, bucket.width]))));
+  const { mean, logvar } = latentMoments(vae, () => tensor(backend, px, [1, 3, bucket.height, bucket.width]));
   const [m, lv] = await Promise.all([mean.read(), logvar.read()]);
   mean.dispose();
   logvar.dispose();

@@ -9,9 +9,9 @@ import { Layers } from '../model/layers.js';
 import { LoraNetwork } from '../model/lora.js';
 import { metaWeights, type DeviceWeights } from '../model/pipeline.js';
 import { unetWeightShapes, type UNetConfig } from '../model/unet.js';
-import { vaeEncode, vaeWeightShapes, type VaeConfig } from '../model/vae.js';
+import { vaeWeightShapes, type VaeConfig } from '../model/vae.js';
 import type { TrainConfig } from './config.js';
-import { latentFactor } from './data.js';
+import { latentFactor, latentMoments } from './data.js';
 import { loraSpecs } from './network.js';
 import { createOptimizer } from './optimizer.js';
 import { stepSettings, trainStep, type MicroBatch, type PendingStep, type StepModel, type StepSettings } from './step.js';
@@ -197,7 +197,7 @@ export function stepSources(models: Models, c: TrainConfig, latents: readonly (r
 function cacheLatents(meta: MetaBackend, vaeW: DeviceWeights, vae: VaeConfig, c: TrainConfig): void {
   const r = c.resolution;
   for (let i = 0; i < (c.flipAug ? 2 : 1); i++) {
-    const { mean, logvar } = noGrad(() => scope(() => vaeEncode(new Layers(vaeW), vae, empty(meta, [1, 3, r, r]))));
+    const { mean, logvar } = latentMoments({ config: vae, weights: vaeW }, () => empty(meta, [1, 3, r, r]));
     meta.complete(); // the trainer reads both back before it goes on
     mean.dispose();
     logvar.dispose();
