@@ -34,7 +34,24 @@ export type BackwardRule<K extends OpKind> = (
   saved: OpSaved[K],
   gradOutputs: readonly (Tensor | null)[],
   needs: readonly boolean[],
+  /**
+   * Per input, the gradient its other uses have delivered so far (null if none): a rule may add
+   * it into the gradient it computes in the same dispatch and return that marked `withPrior`.
+   */
+  prior?: readonly (Tensor | null)[],
 ) => readonly (Tensor | null)[];
+
+/** Gradients a rule returned with their input's prior gradient already added (see `BackwardRule`'s prior). */
+const priorAdded = new WeakSet<Tensor>();
+
+/** Mark a gradient as including the prior one the rule was handed for that input: backward then takes it in place of the sum. */
+export function withPrior(g: Tensor): Tensor {
+  priorAdded.add(g);
+  return g;
+}
+
+/** Whether `withPrior` marked `g`. */
+export const hasPrior = (g: Tensor): boolean => priorAdded.has(g);
 
 /** Which output of its node a tensor is. */
 export const outputIndex = new WeakMap<Tensor, number>();

@@ -1,5 +1,5 @@
 // Reverse-mode differentiation over the tape, and gradient checkpointing (recompute a segment in backward).
-import { noGrad, outputIndex, record, takeTape, withReplay, withTape, type TapeNode } from './autograd.js';
+import { hasPrior, noGrad, outputIndex, record, takeTape, withReplay, withTape, type TapeNode } from './autograd.js';
 import { addInto, map } from './ops/elementwise.js';
 import { backwardRules } from './ops/rules.js';
 import { Tensor, keep, scope } from './tensor.js';
@@ -40,14 +40,22 @@ function backwardOn(tape: TapeNode[], root: Tensor, seed?: Tensor): void {
 
 function runRule(node: TapeNode, gOut: (Tensor | null)[], grads: Map<TapeNode, (Tensor | null)[]>): void {
   const needs = node.inputs.map((t) => t !== null);
-  const rule = backwardRules[node.kind] as (s: unknown, g: readonly (Tensor | null)[], n: readonly boolean[]) => readonly (Tensor | null)[];
-  const gIn = scope(() => rule(node.saved, gOut, needs).map((g) => g && keep(gOut.includes(g) ? g.retain() : g)));
+  const prior = node.inputs.map((t) => t && priorOf(t, grads));
+  const rule = backwardRules[node.kind] as (s: unknown, g: readonly (Tensor | null)[], n: readonly boolean[], p: readonly (Tensor | null)[]) => readonly (Tensor | null)[];
+  const gIn = scope(() => rule(node.saved, gOut, needs, prior).map((g) => g && keep(gOut.includes(g) ? g.retain() : g)));
   for (const g of gOut) g?.release();
   node.inputs.forEach((t, k) => {
     const g = gIn[k];
     if (!g) return;
     if (!t || !deliver(t, g, grads)) g.release();
   });
+}
+
+/** The gradient delivered so far to `t`, the output of a node not yet passed (null for a leaf: its gradient may be an arena's slot, added into in place). */
+function priorOf(t: Tensor, grads: Map<TapeNode, (Tensor | null)[]>): Tensor | null {
+  const node = t.node as TapeNode | null;
+  if (!node || node.consumed) return null;
+  return grads.get(node)?.[outputIndex.get(t) ?? 0] ?? null;
 }
 
 /** Route a gradient to the node that made `t` or into the leaf's `.grad`; false if it went nowhere. */
@@ -59,7 +67,11 @@ function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>):
     const i = outputIndex.get(t) ?? 0;
     const prev = slot[i];
     // Out of place: rules may hand the same gradient to several inputs, so none is mutated.
-    if (prev) {
+    if (prev && hasPrior(g)) {
+      // The rule added prev into g already (it was handed prev as this input's prior).
+      slot[i] = g;
+      prev.release();
+    } else if (prev) {
       slot[i] = keep(map('add', [prev, g], 'a + b'));
       prev.release();
       g.release();

@@ -185,18 +185,21 @@ export function normForwardKernel(name: string, p: NormParams, C: number): Kerne
  * dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂·x̂)). gz is dy, or with an activation dy·act'(z)
  * with z = x̂·w + b recomputed from x and the stats in both passes (no extra dispatch, nothing saved).
  */
-export const normDxSource = memoSource('norm_dx', (p: RowSourceParams) => {
+export const normDxSource = memoSource('norm_dx', (p: RowSourceParams & { prior?: boolean }) => {
   const { L } = p;
   const act = p.act ? { fn: p.act, w: p.w, b: p.b } : undefined;
   const aff = affineInputs(p.w, act ? p.b : null, 3);
+  // A prior gradient of x (another use's, already delivered) is added as dx is written: no separate add.
+  const out = aff.next + (p.prior ? 1 : 0);
   const gz = preActGrad(act, 'base + e', 'mean', 'rstd');
   const dh = `gz${p.w ? ' * ld_w(c)' : ''}`;
   return `${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
 ${aff.decls.join('\n')}
-${output('dx', aff.next)}
-${uniformDecl(aff.next + 1, ROW_FIELDS)}
+${p.prior ? input('prior', aff.next) : ''}
+${output('dx', out)}
+${uniformDecl(out + 1, ROW_FIELDS)}
 ${act ? ACTIVATIONS : ''}
 var<workgroup> s1: array<f32, ${WG}>;
 var<workgroup> s2: array<f32, ${WG}>;
@@ -222,16 +225,20 @@ ${rowMain(L)}
     ${gz}
     let dh = ${dh};
     let xh = (ld_x(base + e) - mean) * rstd;
-    dx[base + e] = rstd * (dh - m1 - xh * m2);
+    dx[base + e] = rstd * (dh - m1 - xh * m2)${p.prior ? ' + ld_prior(base + e)' : ''};
   }
 }`;
 });
 
-/** dx of a norm (through its activation, if any). C: channel count (for bytes). */
-export function normDxKernel(p: NormParams, C: number): Kernel {
+/**
+ * dx of a norm (through its activation, if any), plus `prior` (bound after the affine inputs) when
+ * set: x's gradient from its other uses. C: channel count (for bytes).
+ */
+export function normDxKernel(p: NormParams, C: number, prior = false): Kernel {
   const n = p.rows * p.E;
   const act = p.act ? 2 * 8 * n : 0; // recompute z and act'(z) in both passes
-  return { name: 'norm_dx', source: normDxSource(rowSourceParams(p)), workgroups: grid(rowTiling(p).groups), flops: 11 * n + act, bytes: 12 * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows, uniforms: rowUniforms(p) };
+  const source = normDxSource({ ...rowSourceParams(p), ...(prior ? { prior } : {}) });
+  return { name: 'norm_dx', source, workgroups: grid(rowTiling(p).groups), flops: (prior ? 12 : 11) * n + act, bytes: (prior ? 16 : 12) * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows, uniforms: rowUniforms(p) };
 }
 
 /** The sizes the parameter-gradient kernels read from uniforms. */

@@ -126,6 +126,30 @@ describe('lowRankLinear', () => {
     expect([mk.leaked, mp.leaked]).toEqual([0, 0]);
   });
 
+  it("adds x's gradient from its other use into dX's epilogue: no add dispatch, gradient as float64", async () => {
+    const data = [R * I, O * I, RK * I, O * RK].map((n, i) => randomArray(n, 80 + i));
+    // x2 = 2x feeds the layer and, after it, a sum: that gradient (ones) reaches x2 first and the layer's dX GEMM adds it.
+    const run = async (be: Backend) => {
+      const x = param(be, data[0]!, [B, T, I]);
+      const [w, d, u] = [tensor(be, data[1]!, [O, I]), param(be, data[2]!, [RK, I]), param(be, data[3]!, [O, RK])];
+      const loss = scope(() => {
+        const x2 = mul(x, tensor(be, [2], [1]));
+        return add(sum(lowRankLinear(x2, w, undefined, { down: d, up: u, scale: S })), sum(x2));
+      });
+      if (be.kind === 'meta') (be as MetaBackend).resetStats();
+      backward(loss);
+      const got = be.kind === 'gpu' ? await x.grad!.read() : null;
+      const adds = be.stats.byKernel.get('add')?.dispatches ?? 0;
+      for (const t of [x, w, d, u, loss]) t.dispose();
+      return { got, adds };
+    };
+    const { got } = await run(await testBackend());
+    const x2 = Float64Array.from(data[0]!, (v) => 2 * v);
+    const [dx] = refGrads(x2, Float64Array.from(data[1]!), Float64Array.from(data[2]!), Float64Array.from(data[3]!), new Float64Array(R * O).fill(1));
+    assertClose(got!, dx!.map((v) => 2 * (v + 1)), TOL, 'dx with the prior folded');
+    expect((await run(new MetaBackend())).adds).toBe(0);
+  });
+
   it("adds the factors' gradients into the leaves' existing gradients (no copy, no separate add)", async () => {
     const b = await testBackend();
     const [x, w, d, u] = ([[R, I], [O, I], [RK, I], [O, RK]] as const).map((sh, i) => tensor(b, randomArray(sh[0] * sh[1], 60 + i), [...sh]));

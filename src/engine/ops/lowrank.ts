@@ -1,5 +1,5 @@
 // A linear layer with a low-rank adapter as one op: base GEMM, down and up projections, no separate adds.
-import { needsGrad, noGrad, record, replayed, type BackwardRule } from '../autograd.js';
+import { needsGrad, noGrad, record, replayed, withPrior, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
@@ -105,7 +105,7 @@ function fold(p: number, seed: number, on: FoldedDropout['on'], offset = 0): { d
  *   dW = gY^T x, dBias = sum_R gY, dResidual = gY
  * gH and dUp read only gY, and dX and dDown only gH: each pair runs as one dispatch (`matmulPair`).
  */
-const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
+const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs, prior) => {
   const [outF, rank] = s.up.shape as [number, number];
   const inF = s.down.shape[1]!;
   const R = numel(s.xShape) / inF;
@@ -116,7 +116,9 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
   const ghGemm: PairGemm | null = needs[0] || needs[3] ? { a: g, b: s.up, ...fold(s.p, s.seed, 'out') } : null;
   const upGemm: PairGemm | null = up && { a: g, b: s.h!.reshape([R, rank]), transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b'), into: up.t };
   const [gh] = matmulPair(ghGemm, upGemm);
-  const dxGemm: PairGemm | null = needs[0] ? { a: g, b: s.w!, plus: { a: gh!, b: s.down, scale: s.scale } } : null;
+  // x's gradient from its other uses (a context read by many layers) is added in dX's epilogue.
+  const pr = priorFor(prior?.[0], s.xShape);
+  const dxGemm: PairGemm | null = needs[0] ? { a: g, b: s.w!, plus: { a: gh!, b: s.down, scale: s.scale }, ...(pr ? { residual: pr.reshape([R, inF]) } : {}) } : null;
   const downGemm: PairGemm | null = down && { a: gh!, b: x2!, transA: true, alpha: s.scale, into: down.t };
   const [dx] = matmulPair(dxGemm, downGemm);
   const dW = needs[1] ? matmul(g, x2!, { transA: true }) : null;
@@ -125,8 +127,14 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs) => {
     dBias = emptyLike(g, [outF]);
     launch(reduceKernel({ inShape: [R, outF], axes: [0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
   }
-  return [dx?.reshape(s.xShape) ?? null, dW, dBias, down?.fresh ?? null, up?.fresh ?? null, needs[5] ? gy! : null];
+  const dX = dx?.reshape(s.xShape) ?? null;
+  return [dX && pr ? withPrior(dX) : dX, dW, dBias, down?.fresh ?? null, up?.fresh ?? null, needs[5] ? gy! : null];
 };
+
+/** A prior gradient the GEMM epilogue can add: f32 and shaped as the input. */
+function priorFor(t: Tensor | null | undefined, shape: readonly number[]): Tensor | null {
+  return t && t.dtype === 'f32' && sameShape(t.shape, shape) ? t : null;
+}
 
 /**
  * Where a factor's gradient is summed: into the leaf's own f32 gradient (the arena's slot, so

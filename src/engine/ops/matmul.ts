@@ -317,6 +317,8 @@ export interface PairGemm {
   drop?: FoldedDropout;
   plus?: PlusTerm;
   into?: Tensor;
+  /** Added in the epilogue, shaped as the output (a gradient's prior from its input's other uses). */
+  residual?: Tensor;
 }
 
 /**
@@ -326,7 +328,7 @@ export interface PairGemm {
  * outputs. Not recorded, like `matmulInto`.
  */
 export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | null, Tensor | null] {
-  const opts = (g: PairGemm): Epilogue => ({ ...(g.alpha !== undefined ? { alpha: g.alpha } : {}), ...(g.drop ? { drop: g.drop } : {}), ...(g.plus ? { plus: g.plus } : {}), ...(g.into ? { into: g.into } : {}) });
+  const opts = (g: PairGemm): Epilogue => ({ ...(g.alpha !== undefined ? { alpha: g.alpha } : {}), ...(g.drop ? { drop: g.drop } : {}), ...(g.plus ? { plus: g.plus } : {}), ...(g.into ? { into: g.into } : {}), ...(g.residual ? { residual: g.residual } : {}) });
   const call = (g: PairGemm) => {
     checkUntaped(g.a, g.b, ...(g.into ? [g.into] : []));
     return gemmCall(g.a.shape, g.b.shape, !!g.transA, !!g.transB, g.into?.shape.slice(0, -2));

@@ -9,6 +9,8 @@ import { pipelinesCompiledBy } from '../testing/pipelines.js';
 import { checkOp, type OpInput } from '../testing/opcheck.js';
 import { empty, param, scope, tensor, type Tensor } from '../tensor.js';
 import { groupNorm, layerNorm, normRules } from './norm.js';
+import { add, scale } from './elementwise.js';
+import { backward } from '../grad.js';
 
 /**
  * Float64 reference: normalize R rows of E elements (two-pass mean and variance), element e of row r
@@ -131,6 +133,34 @@ describe('groupNorm', () => {
       tol: TOL,
       fd: FD,
     });
+  });
+
+  it("adds x's gradient from its other use (a residual) as dx is written: no add dispatch, same gradient", async () => {
+    const ref = refGroupNorm(2, 6, 2, 4, 1e-5);
+    // x2 = 2x feeds the norm and, after it, a residual add: the add's gradient reaches x2 first, the norm folds it in.
+    const f = (x: Tensor) => {
+      const x2 = scale(x, 2);
+      return add(groupNorm(x2, 2, undefined, null, 1e-5), x2);
+    };
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [2, 6, 4], grad: true }],
+      forward: ([x]) => f(x!),
+      reference: ([x]) => {
+        const x2 = x!.map((v) => 2 * v);
+        return ref(x2, null, null).y.map((v, i) => v + x2[i]!);
+      },
+      referenceGrad: ([x], g) => [ref(x!.map((v) => 2 * v), null, null, g).dx.map((v, i) => 2 * (v + g[i]!))],
+      tol: TOL,
+      fd: FD,
+    });
+    const meta = new MetaBackend();
+    const x = param(meta, [], [2, 6, 4]);
+    const y = scope(() => f(x));
+    meta.resetStats();
+    backward(y, empty(meta, [2, 6, 4]));
+    const k = (n: string) => meta.stats.byKernel.get(n)?.dispatches ?? 0;
+    expect([k('norm_dx'), k('add')]).toEqual([1, 0]);
+    for (const t of [x, y]) t.dispose();
   });
 
   it('a large mean does not cancel (values 1000 ± 1), forward and backward, f16 weight', async () => {

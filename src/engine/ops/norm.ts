@@ -1,5 +1,5 @@
 // Group norm and layer norm, forward and backward side by side (one saved-statistics scheme for both).
-import { noGrad, record, type BackwardRule } from '../autograd.js';
+import { noGrad, record, withPrior, type BackwardRule } from '../autograd.js';
 import {
   CHANNEL_MAJOR_MIN_S,
   columnChunks,
@@ -13,7 +13,7 @@ import {
 } from '../kernels/norm.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { empty, type Tensor } from '../tensor.js';
-import { check, emptyLike, launch } from './util.js';
+import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
   interface OpSaved {
@@ -80,13 +80,17 @@ export function layerNorm(x: Tensor, weight: Affine, bias: Affine, eps = 1e-5): 
 // (just dy without an activation; the kernels recompute z from x, the stats, w and b):
 //   dx = rstd·(dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) with dx̂ = gz·w      [same shape as x]
 //   dw[c] = Σ gz·x̂,  db[c] = Σ gz over the elements of channel c    [C]
-const normBackward: BackwardRule<'norm'> = ({ x, w, b, stats, p, layout }, [g], needs) =>
+const normBackward: BackwardRule<'norm'> = ({ x, w, b, stats, p, layout }, [g], needs, prior) =>
   noGrad(() => {
     const affine = [...(w ? [w] : []), ...(b ? [b] : [])];
     let dx: Tensor | null = null;
     if (needs[0]) {
+      // x's gradient from its other uses (a residual stream's skip), added as dx is written.
+      const pr = prior?.[0];
+      const fold = !!pr && pr.dtype === 'f32' && sameShape(pr.shape, x.shape);
       dx = emptyLike(x);
-      launch(normDxKernel(p, layout.C), [x, g!, stats, ...affine], [dx]);
+      launch(normDxKernel(p, layout.C, fold), [x, g!, stats, ...affine, ...(fold ? [pr] : [])], [dx]);
+      if (fold) withPrior(dx);
     }
     const [dw, db] = needs[1] || needs[2] ? paramGrads(x, g!, stats, layout, p.act ? affine : [], needs[1]!, needs[2]!) : [null, null];
     return [dx, dw, db];
