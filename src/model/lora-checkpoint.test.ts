@@ -52,11 +52,11 @@ describe('tiny U-Net LoRA gradients', () => {
       return { loss: l[0]!, g };
     };
     const plain = await grads(false);
-    const ck = await grads(true);
+    const checkpointed = await grads(true);
     console.log(`tiny U-Net LoRA: loss ${plain.loss.toFixed(5)}, |grad| ${Math.hypot(...plain.g).toExponential(3)}`);
     expect(Math.hypot(...plain.g)).toBeGreaterThan(1e-4);
-    expect(ck.loss).toBe(plain.loss);
-    assertClose(ck.g, plain.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, checkpointed vs not');
+    expect(checkpointed.loss).toBe(plain.loss);
+    assertClose(checkpointed.g, plain.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, checkpointed vs not');
     for (const t of [x, ctx, target, wt]) t!.dispose();
     lora.dispose();
     w.dispose();
