@@ -50,8 +50,11 @@ export function withPrior(g: Tensor): Tensor {
   return g;
 }
 
-/** Whether `withPrior` marked `g`. */
-export const hasPrior = (g: Tensor): boolean => priorAdded.has(g);
+/**
+ * Whether `withPrior` marked `g`, clearing the mark: it holds for one delivery only, since a later
+ * rule may hand the same tensor on unchanged (a view's or an add's gradient) as a plain one.
+ */
+export const takePrior = (g: Tensor): boolean => priorAdded.delete(g);
 
 /** Which output of its node a tensor is. */
 export const outputIndex = new WeakMap<Tensor, number>();

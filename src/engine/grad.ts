@@ -1,5 +1,5 @@
 // Reverse-mode differentiation over the tape, and gradient checkpointing (recompute a segment in backward).
-import { hasPrior, noGrad, outputIndex, record, takeTape, withReplay, withTape, type TapeNode } from './autograd.js';
+import { takePrior, noGrad, outputIndex, record, takeTape, withReplay, withTape, type TapeNode } from './autograd.js';
 import { addInto, map } from './ops/elementwise.js';
 import { backwardRules } from './ops/rules.js';
 import { Tensor, keep, scope } from './tensor.js';
@@ -54,28 +54,45 @@ function runRule(node: TapeNode, gOut: (Tensor | null)[], grads: Map<TapeNode, (
 /** The gradient delivered so far to `t`, the output of a node not yet passed (null for a leaf: its gradient may be an arena's slot, added into in place). */
 function priorOf(t: Tensor, grads: Map<TapeNode, (Tensor | null)[]>): Tensor | null {
   const node = t.node as TapeNode | null;
-  if (!node || node.consumed) return null;
+  if (!node) return segmentLeaves.has(t) ? t.grad : null;
+  if (node.consumed) return null;
   return grads.get(node)?.[outputIndex.get(t) ?? 0] ?? null;
+}
+
+/**
+ * The leaves that stand for a checkpointed segment's inputs in its recompute: their gradients are
+ * handed on whole to the enclosing tape (never an arena's slot), so they are summed out of place
+ * like a node's, and may be a shared gradient rather than a copy.
+ */
+const segmentLeaves = new WeakSet<Tensor>();
+
+/** The sum of a gradient slot's `prev` (or none) and `g`, out of place: rules may hand the same gradient to several inputs, so none is mutated. */
+function summed(prev: Tensor | null, g: Tensor, folded: boolean): Tensor {
+  if (!prev) return g;
+  if (folded) {
+    // The rule added prev into g already (it was handed prev as this input's prior).
+    prev.release();
+    return g;
+  }
+  const s = keep(map('add', [prev, g], 'a + b'));
+  prev.release();
+  g.release();
+  return s;
 }
 
 /** Route a gradient to the node that made `t` or into the leaf's `.grad`; false if it went nowhere. */
 function deliver(t: Tensor, g: Tensor, grads: Map<TapeNode, (Tensor | null)[]>): boolean {
   const node = t.node as TapeNode | null;
+  const folded = takePrior(g);
   if (node && !node.consumed) {
     let slot = grads.get(node);
     if (!slot) grads.set(node, (slot = new Array<Tensor | null>(node.nOutputs).fill(null)));
     const i = outputIndex.get(t) ?? 0;
-    const prev = slot[i];
-    // Out of place: rules may hand the same gradient to several inputs, so none is mutated.
-    if (prev && hasPrior(g)) {
-      // The rule added prev into g already (it was handed prev as this input's prior).
-      slot[i] = g;
-      prev.release();
-    } else if (prev) {
-      slot[i] = keep(map('add', [prev, g], 'a + b'));
-      prev.release();
-      g.release();
-    } else slot[i] = g;
+    slot[i] = summed(slot[i] ?? null, g, folded);
+    return true;
+  }
+  if (segmentLeaves.has(t) && g.dtype === 'f32' && sameShape(g.shape, t.shape)) {
+    t.grad = summed(t.grad, g, folded);
     return true;
   }
   if (t.requiresGrad) {
@@ -112,6 +129,7 @@ export function checkpoint(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): T
 
 export function checkpointBackward(saved: { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[]; kept: Tensor[] }, gOut: readonly (Tensor | null)[], needs: readonly boolean[]): (Tensor | null)[] {
   const leaves = saved.inputs.map((x, i) => new Tensor(x.backend, x.storage, x.shape, x.dtype, x.offset, needs[i]));
+  for (const l of leaves) if (l.requiresGrad) segmentLeaves.add(l);
   const replay = { kept: saved.kept, next: 0, recompute: true };
   const { result, tape } = withReplay(replay, () => withTape(() => scope(() => saved.fn(...leaves))));
   if (replay.next !== saved.kept.length) throw new Error(`checkpoint: the recompute read ${replay.next} of the ${saved.kept.length} values its first run kept`);

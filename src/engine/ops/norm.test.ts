@@ -163,6 +163,28 @@ describe('groupNorm', () => {
     for (const t of [x, y]) t.dispose();
   });
 
+  it('a gradient with its prior folded in is handed on unchanged as a plain one: later sums keep every term', async () => {
+    const ref = refGroupNorm(2, 6, 2, 4, 1e-5);
+    // b feeds c = b + k (the norm's input, also a residual) and, last, an add: c's gradient (prior folded by the norm)
+    // reaches b unchanged through c's add, where the last add's gradient is already waiting.
+    await checkOp(await testBackend(), {
+      inputs: [{ shape: [2, 6, 4], grad: true }, { shape: [2, 6, 4], grad: false }],
+      forward: ([x, k]) => {
+        const b = scale(x!, 2);
+        const c = add(b, k!);
+        return add(add(groupNorm(c, 2, undefined, null, 1e-5), c), b);
+      },
+      reference: ([x, k]) => {
+        const b = x!.map((v) => 2 * v);
+        const c = b.map((v, i) => v + k![i]!);
+        return ref(c, null, null).y.map((v, i) => v + c[i]! + b[i]!);
+      },
+      referenceGrad: ([x, k], g) => [ref(x!.map((v, i) => 2 * v + k![i]!), null, null, g).dx.map((v, i) => 2 * (v + 2 * g[i]!)), null],
+      tol: TOL,
+      fd: FD,
+    });
+  });
+
   it('a large mean does not cancel (values 1000 ± 1), forward and backward, f16 weight', async () => {
     const shape = [2, 4, 4, 4];
     const xData = Array.from(randomArray(128, 9), (v) => Math.fround(1000 + v));
