@@ -65,6 +65,7 @@ export class RunControl {
   /** Told when the loop really stops to wait on a pause (true) and when it goes on (false). */
   onWaiting?: (waiting: boolean) => void;
   private wake: (() => void) | null = null;
+  /** Pause after the step being encoded (the loop waits in `waitWhilePaused`). */
   pause(): void {
     if (this.state === 'running') this.state = 'paused';
   }
@@ -73,10 +74,12 @@ export class RunControl {
     if (this.state === 'paused') this.state = 'running';
     this.wake?.();
   }
+  /** End the run after the current step (a pause is left too); the run then saves as at its end. */
   stop(): void {
     this.state = 'stopping';
     this.wake?.();
   }
+  /** Resolves at once unless paused; else when unpaused or stopped. */
   async waitWhilePaused(): Promise<void> {
     if (this.state !== 'paused') return;
     this.onWaiting?.(true);
