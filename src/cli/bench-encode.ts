@@ -57,7 +57,7 @@ export async function benchEncode(b: GpuBackend, steps = 5, input?: EncodeInput)
   const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, baseSteps: 1000, sampleSteps: 0 }, items);
   await t.cacheLatents();
   await t.precompile();
-  const micro = [[t.makeSample(0, new Rng(1))]];
+  const micro = [[t.drawExample(0, new Rng(1))]];
   // Raised before the warm-up: growing the uniform arena drops the cached bind groups (they bind it).
   const maxDispatches = b.maxDispatchesPerSubmit;
   const cacheWas = b.cacheBindGroups;

@@ -98,9 +98,6 @@ export class Trainer {
     return drawExample(item, this.items[item]!, this.latents[item]!, this.config, this.channels, rng);
   }
 
-  /** The old name of `drawExample` ("sample" now means only a preview image); cli/bench-encode.ts still calls it. */
-  makeSample = (item: number, rng: Rng): TrainingExample => this.drawExample(item, rng);
-
   /** The learning rates of update `index` (0-based) from the schedules. */
   learningRates(index: number): { unet: number; te: number } {
     return { unet: this.schedule.unet(index), te: this.schedule.te(index) };
