@@ -47,8 +47,8 @@ export function split(D: number): Split {
 
 /**
  * Rows staged in workgroup memory per block: two [block, Vp] vec4 tiles plus `extra` floats a row,
- * within 16 KiB: 64 rows up to D=32, 32 up to D=64, 16 at D=80 and 8 at D=160 (with the partial
- * dots of a split row), 2 at D=512.
+ * within 16 KiB: 64 rows up to D=32, 32 up to D=64; with a split row's partial dots (one per
+ * thread per dot) 16 at D=80 in the forward and 8 in backward's two-dot kernels, 8 at D=160, 2 at D=512.
  */
 export function blockSize(D: number, extra = 0): number {
   let b = 64;
