@@ -1,3 +1,4 @@
+// The GPU engine on a real device: adapter and limits, the pipeline cache and its compile errors, bind group caching, the buffer pool and autograd memory.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from './backend.js';
 import { noGrad } from './autograd.js';

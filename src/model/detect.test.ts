@@ -1,3 +1,4 @@
+// detectCheckpoint: which SD 1.x layouts it accepts, and the named refusal of SD 2.x, SDXL, SD3, Flux and inpainting models.
 import { describe, expect, it } from 'vitest';
 import { clipWeightShapes, SD15_CLIP } from './clip.js';
 import { CheckpointKindError, detectCheckpoint, type Expected, type FoundKind } from './detect.js';

@@ -1,3 +1,4 @@
+// openHubRepo over an in-memory stand-in for the hub: download once then cache, listing, missing files, offline, interrupted and short downloads, range reads, fp16 variants.
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';

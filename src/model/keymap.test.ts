@@ -1,3 +1,4 @@
+// Checkpoint key maps: U-Net, VAE and CLIP keys between the single-file (LDM) and diffusers names, round trips and unknown keys.
 import { describe, expect, it } from 'vitest';
 import { SD15_CLIP, clipWeightShapes } from './clip.js';
 import {

@@ -1,3 +1,4 @@
+// fileSource in Node: tensors read at their offsets, and named errors for short files, missing paths and folders.
 import { mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

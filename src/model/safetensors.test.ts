@@ -1,3 +1,4 @@
+// safetensors read and write: round trips, header padding and alignment, lazy reads, BF16/F16 decoding, and errors for malformed files.
 import { describe, expect, it } from 'vitest';
 import { f16BitsToF32, f32ToF16Bits, packF16 } from '../engine/dtype.js';
 import { blobSource, bytesSource, openSafetensors, SafetensorsError, urlSource, writeSafetensors, type ByteSource } from './safetensors.js';

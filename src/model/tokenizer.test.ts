@@ -1,3 +1,4 @@
+// The CLIP tokenizer on the real vocabulary: special ids, normalisation, BOS/EOS padding and truncation, and errors for bad vocabularies.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';

@@ -1,3 +1,4 @@
+// The recipe's run arithmetic: steps, scaled LRs, warmup, epochs and cadences from the settings, and the plans it refuses.
 import { describe, expect, it } from 'vitest';
 import { lrFactor, optimizerSteps, planRun, planSchedules, PlanError, roundHalfEven, warmupSteps } from './arithmetic.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';

@@ -1,3 +1,4 @@
+// Aspect-ratio buckets: the kohya grid and its limits, nearest-aspect assignment, resize-to-cover crops and ss_bucket_info.
 import { describe, expect, it } from 'vitest';
 import { assignBucket, bucketInfo, bucketSideLimits, coverCrop, makeBuckets, type Bucket } from './buckets.js';
 import { Rng } from './rng.js';

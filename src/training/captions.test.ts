@@ -1,3 +1,4 @@
+// Caption processing: tag splitting, the trigger word, shuffling with kept tokens, caption and tag dropout.
 import { describe, expect, it } from 'vitest';
 import { processCaption, splitTags, tagFrequency, withTrigger, type CaptionOptions } from './captions.js';
 import { Rng } from './rng.js';

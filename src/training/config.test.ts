@@ -1,3 +1,4 @@
+// TrainConfig: the recipe's defaults and their validation, per-field errors with ranges, and the warmup rules.
 import { describe, expect, it } from 'vitest';
 import { bucketSideLimits } from './buckets.js';
 import { DEFAULT_CONFIG, OPTIMIZER_PRESETS, validateConfig, type TrainConfig } from './config.js';

@@ -1,3 +1,4 @@
+// The DDPM noise schedule, SNR and min-SNR weights, noising, v targets and noise offset against closed forms.
 import { describe, expect, it } from 'vitest';
 import { addNoise, alphasCumprod, applyNoiseOffset, ddpmSchedule, minSnrWeight, noisingCoefficients, predictionTarget, sampleTimestep, scaledLinearBetas, snr, velocity } from './noise.js';
 import { Rng } from './rng.js';

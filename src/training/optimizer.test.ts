@@ -1,3 +1,4 @@
+// createOptimizer: each configured optimizer's fused kernels (meta device) and Prodigy's settings.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../engine/backend.js';
 import { Prodigy } from '../engine/optim/prodigy.js';

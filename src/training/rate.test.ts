@@ -1,3 +1,4 @@
+// StepRate: the recent-window steps/s, without the compile step or a pause.
 import { describe, expect, it } from 'vitest';
 import { StepRate } from './rate.js';
 

@@ -1,3 +1,4 @@
+// Philox4x32-10 and the seeded Rng: pinned bit-exact values, deterministic log/cos/sin, distributions, fork and split.
 import { describe, expect, it } from 'vitest';
 import { detCosSin2Pi, detLog, philox4x32, Rng } from './rng.js';
 

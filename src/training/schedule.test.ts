@@ -1,3 +1,4 @@
+// LR schedules against their formulas: warmup and every kind after it, scaling with the peak LR, and the specs refused.
 import { describe, expect, it } from 'vitest';
 import { makeSchedule, SCHEDULERS, type ScheduleSpec } from './schedule.js';
 

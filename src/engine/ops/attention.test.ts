@@ -1,3 +1,4 @@
+// Tiled attention (no score matrix) forward and backward against a reference and the naive kernel, pipeline reuse, and memory at 4096 tokens on the meta device.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend, type Storage } from '../backend.js';
 import { backward } from '../grad.js';

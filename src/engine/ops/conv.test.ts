@@ -1,3 +1,4 @@
+// conv2d as implicit GEMM: forward and every gradient against a reference and central differences, split-K, f16 weights, epilogue residuals and shared sources.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { sizeClass } from '../pool.js';

@@ -1,3 +1,4 @@
+// Dropout against its CPU twin: masks, rate, scale and seed replay, its backward, evaluation mode and one shared pipeline.
 import { describe, expect, it } from 'vitest';
 import { noGrad } from '../autograd.js';
 import { backward, checkpoint } from '../grad.js';

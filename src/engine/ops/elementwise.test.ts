@@ -1,3 +1,4 @@
+// Elementwise ops and reductions against a reference: broadcasting add/mul/sub/scale, activations, f16 reads, sum and mean, pipeline reuse.
 import { describe, expect, it } from 'vitest';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';

@@ -1,3 +1,4 @@
+// GEGLU (value times erf-GELU of the gate) forward and backward against float64, several workgroups, pipeline reuse and shape errors.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { randomArray } from '../testing/allclose.js';

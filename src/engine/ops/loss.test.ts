@@ -1,3 +1,4 @@
+// MSE and pseudo-Huber losses, plain and weighted per batch item: values and gradients against a reference, shape and delta errors.
 import { describe, expect, it } from 'vitest';
 import { testBackend } from '../testing/gpu.js';
 import { checkOp } from '../testing/opcheck.js';

@@ -1,3 +1,4 @@
+// matmul forward and backward against a reference for every transpose, f16 operands, tiles and K splits, large grids, and one source per layer kind.
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { roundF16 } from '../dtype.js';

@@ -1,3 +1,4 @@
+// groupNorm (with and without a fused SiLU) and layerNorm forward and backward against a reference, f16 weights and large means.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { roundF16 } from '../dtype.js';

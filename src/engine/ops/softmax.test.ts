@@ -1,3 +1,4 @@
+// softmax against a reference: large logits stay finite and exact, f16-stored input.
 import { describe, it } from 'vitest';
 import { checkOp } from '../testing/opcheck.js';
 import { testBackend } from '../testing/gpu.js';

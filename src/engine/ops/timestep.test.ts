@@ -1,3 +1,4 @@
+// The sinusoidal timestep embedding against a reference: cos-first (SD 1.x), sin-first with a shift, odd dims, errors and dispatch count.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { assertClose } from '../testing/allclose.js';

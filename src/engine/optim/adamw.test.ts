@@ -1,3 +1,4 @@
+// The global gradient norm and fused AdamW against float64: clipping, decay, the non-finite guard and dispatch counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { backward } from '../grad.js';

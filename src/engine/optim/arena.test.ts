@@ -1,3 +1,4 @@
+// ParamArena: aligned layout in one storage, in-place gradient accumulation and zeroGrad, view ownership and dispose, input errors.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { backward } from '../grad.js';

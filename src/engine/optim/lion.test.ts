@@ -1,3 +1,4 @@
+// Fused Lion over two arenas against float64: per-arena LRs, decay, clipping, the non-finite guard and dispatch counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { zeros } from '../tensor.js';

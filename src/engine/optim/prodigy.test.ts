@@ -1,3 +1,4 @@
+// Prodigy against prodigyopt in float64: d's growth, LR 0 and NaN steps that change nothing, dispatch and state buffer counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { zeros } from '../tensor.js';

@@ -1,3 +1,4 @@
+// Fused SGD with momentum against torch.optim.SGD in float64: Nesterov, decay, the non-finite guard and dispatch counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { zeros } from '../tensor.js';
