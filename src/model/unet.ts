@@ -264,7 +264,8 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: read
     h = L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h))), h);
   }
   h = L.pointwise(`${name}.proj_out`, h);
-  return add(permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2]), x);
+  // Back to NCHW with the skip x added in the same pass.
+  return permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2], x);
 }
 
 /** Cross-attention's keys and values from the text context [B, T, ctx]. */

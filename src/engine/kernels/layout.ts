@@ -33,7 +33,12 @@ export interface PermuteParams {
   shape: number[];
   perm: number[];
   dtype: DType;
+  /** Storage dtype of a tensor shaped like the output added as it is written (a residual), or none. */
+  residual?: DType;
 }
+
+/** The residual's binding (after x) and the output's index, and the term the store adds. */
+const withResidual = (res: DType | undefined) => ({ decl: res ? input('res', 1, res) : '', out: res ? 2 : 1, add: (i: string) => (res ? ` + ld_res(${i})` : '') });
 
 /** Whether the permute moves the innermost dim, which needs the tiled kernel to stay coalesced. */
 function movesInnermost(p: PermuteParams): boolean {
@@ -55,17 +60,19 @@ function permuteFields(r: number): UniformField[] {
  * strides, all from uniforms: one pipeline per rank and dtype. Used when the innermost dim stays
  * innermost, so reads come in contiguous runs as well.
  */
-const permuteSource = memoSource('permute', (p: { rank: number; dtype: DType }) => {
+const permuteSource = memoSource('permute', (p: { rank: number; dtype: DType; residual?: DType }) => {
   const coords = ['  var rem = gi;', '  var off = 0u;'];
   for (let d = p.rank - 1; d > 0; d--) coords.push(`  off += (rem % u.d${d}) * u.s${d}; rem = rem / u.d${d};`);
   coords.push('  off += rem * u.s0;');
+  const r = withResidual(p.residual);
   return `${input('x', 0, p.dtype)}
-${output('out', 1)}
-${uniformDecl(2, permuteFields(p.rank))}
+${r.decl}
+${output('out', r.out)}
+${uniformDecl(r.out + 1, permuteFields(p.rank))}
 ${main1d(WG)}
   if (gi >= u.n) { return; }
 ${coords.join('\n')}
-  out[gi] = ld_x(off);
+  out[gi] = ld_x(off)${r.add('gi')};
 }`;
 });
 
@@ -80,8 +87,9 @@ const ROWS = 8;
  * to 33 to spread banks), and writes it with consecutive threads along A (contiguous in the
  * output). Each thread moves 4 elements each way. Edge tiles are bounds-checked per element.
  */
-const transposeSource = memoSource('transpose_tiled', (p: { perm: number[]; dtype: DType }) => {
+const transposeSource = memoSource('transpose_tiled', (p: { perm: number[]; dtype: DType; residual?: DType }) => {
   const r = p.perm.length;
+  const res = withResidual(p.residual);
   const others = transposeOthers(p.perm);
   // batch index b -> offsets: peel the other dims innermost first
   const peel = ['  var rem = b;', '  var inBase = 0u;', '  var outBase = 0u;'];
@@ -90,8 +98,9 @@ const transposeSource = memoSource('transpose_tiled', (p: { perm: number[]; dtyp
     peel.push(`  { let c = ${c}; inBase += c * u.bi${i}; outBase += c * u.bo${i}; ${i === 0 ? '' : `rem = rem / u.bd${i};`} }`);
   }
   return `${input('x', 0, p.dtype)}
-${output('out', 1)}
-${uniformDecl(2, transposeFields(r))}
+${res.decl}
+${output('out', res.out)}
+${uniformDecl(res.out + 1, transposeFields(r))}
 var<workgroup> tile: array<f32, ${T * (T + 1)}>;
 @compute @workgroup_size(${T}, ${ROWS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -110,7 +119,7 @@ ${peel.join('\n')}
   for (var k = 0u; k < ${T}u; k += ${ROWS}u) {
     let il = tl * ${T}u + lid.y + k;
     let ia = ta * ${T}u + lid.x;
-    if (ia < u.Sa && il < u.Sl) { out[outBase + il * u.outJ + ia] = tile[lid.x * ${T + 1}u + lid.y + k]; }
+    if (ia < u.Sa && il < u.Sl) { let o = outBase + il * u.outJ + ia; out[o] = tile[lid.x * ${T + 1}u + lid.y + k]${res.add('o')}; }
   }
 }`;
 });
@@ -139,17 +148,18 @@ function transposeUniforms(p: PermuteParams): { words: Uint32Array; tiles: numbe
   return { words: packUniforms(transposeFields(r), [total, tilesA, tilesL, Sa, Sl, inSt[a]!, outSt[j]!, ...batch]), tiles: total };
 }
 
-/** The kernel for a permute of a (collapsed) shape; see `collapsePermute`. */
+/** The kernel for a permute of a (collapsed) shape (see `collapsePermute`), adding a residual as it writes when `p.residual`. */
 export function permuteKernel(p: PermuteParams): Kernel {
   const n = p.shape.reduce((a, b) => a * b, 1);
-  const bytes = storageBytes(n, p.dtype) + 4 * n;
+  const bytes = storageBytes(n, p.dtype) + 4 * n + (p.residual ? storageBytes(n, p.residual) : 0);
+  const res = p.residual ? { residual: p.residual } : {};
   if (!movesInnermost(p)) {
     const st = strides(p.shape);
     const uniforms = packUniforms(permuteFields(p.shape.length), [n, ...p.perm.map((d) => p.shape[d]!), ...p.perm.map((d) => st[d]!)]);
-    return { name: 'permute', source: permuteSource({ rank: p.shape.length, dtype: p.dtype }), workgroups: grid(Math.ceil(n / WG)), flops: 0, bytes, uniforms };
+    return { name: 'permute', source: permuteSource({ rank: p.shape.length, dtype: p.dtype, ...res }), workgroups: grid(Math.ceil(n / WG)), flops: p.residual ? n : 0, bytes, uniforms };
   }
   const { words, tiles } = transposeUniforms(p);
-  return { name: 'transpose', source: transposeSource({ perm: p.perm, dtype: p.dtype }), workgroups: grid(tiles), flops: 0, bytes, uniforms: words };
+  return { name: 'transpose', source: transposeSource({ perm: p.perm, dtype: p.dtype, ...res }), workgroups: grid(tiles), flops: p.residual ? n : 0, bytes, uniforms: words };
 }
 
 /** One piece of a concat or split along an axis; `dtype` null marks a piece with no tensor (zeros / skipped). */

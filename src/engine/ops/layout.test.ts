@@ -88,6 +88,28 @@ describe('permute', () => {
     });
   });
 
+  for (const [name, shape, perm] of [['plain', [2, 3, 4, 5], [1, 0, 2, 3]], ['tiled (NHWC -> NCHW)', [2, 37, 45, 3], [0, 3, 1, 2]]] as const) {
+    it(`with a residual added as it writes (${name}), both gradients`, async () => {
+      const outShape = perm.map((p) => shape[p]!);
+      await checkOp(await testBackend(), {
+        inputs: [{ shape: [...shape], grad: true }, { shape: outShape, grad: true }],
+        forward: ([x, r]) => permute(x!, perm, r!),
+        reference: ([x, r]) => refPermute(x!, [...shape], [...perm]).map((v, i) => v + r![i]!),
+        referenceGrad: (_x, g) => [refPermute(g, outShape, inverse([...perm])), g],
+        // The sum is rounded to f32 once; the moves stay exact.
+        tol: { atol: 1e-6, rtol: 1e-6 },
+      });
+    });
+  }
+
+  it('a residual costs no dispatch of its own (meta device)', () => {
+    const b = new MetaBackend();
+    const y = permute(empty(b, [1, 16, 16, 8]), [0, 3, 1, 2], empty(b, [1, 8, 16, 16]));
+    expect(b.stats.dispatches).toBe(1);
+    expect(() => permute(empty(b, [1, 16, 16, 8]), [0, 3, 1, 2], empty(b, [1, 16, 16, 8]))).toThrow(/not the output's shape/);
+    y.dispose();
+  });
+
   it('picks the tiled kernel only when the innermost dim moves', () => {
     const b = new MetaBackend();
     permute(empty(b, [2, 8, 16, 16]), [0, 2, 3, 1]);

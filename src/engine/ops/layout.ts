@@ -12,12 +12,18 @@ declare module '../autograd.js' {
   }
 }
 
-/** Reorder dimensions: out.shape[d] = x.shape[perm[d]]. */
-export function permute(x: Tensor, perm: readonly number[]): Tensor {
+/**
+ * Reorder dimensions: out.shape[d] = x.shape[perm[d]], plus `residual` (shaped as out) added in the
+ * same pass when given (a transformer's NHWC -> NCHW output and its skip: no separate add). The
+ * residual's gradient is the output's.
+ */
+export function permute(x: Tensor, perm: readonly number[], residual?: Tensor): Tensor {
   check(perm.length === x.rank && [...perm].sort((a, b) => a - b).every((p, i) => p === i), () => `permute: [${perm}] is not a permutation of ${x.rank} dims`);
-  const out = emptyLike(x, perm.map((p) => x.shape[p]!));
-  launch(permuteKernel({ ...collapsePermute(x.shape, perm), dtype: x.dtype }), [x], [out]);
-  record('permute', [x], [out], { perm: [...perm] });
+  const outShape = perm.map((p) => x.shape[p]!);
+  check(!residual || (residual.rank === outShape.length && residual.shape.every((d, i) => d === outShape[i])), () => `permute: residual [${residual!.shape.join(', ')}] is not the output's shape [${outShape.join(', ')}]`);
+  const out = emptyLike(x, outShape);
+  launch(permuteKernel({ ...collapsePermute(x.shape, perm), dtype: x.dtype, ...(residual ? { residual: residual.dtype } : {}) }), residual ? [x, residual] : [x], [out]);
+  record('permute', [x, residual ?? null], [out], { perm: [...perm] });
   return out;
 }
 
@@ -30,11 +36,11 @@ export function transpose(x: Tensor, a: number, b: number): Tensor {
   return permute(x, perm);
 }
 
-// x: [...], out: [...perm], g: like out -> dx = permute(g, perm⁻¹)
-const permuteBackward: BackwardRule<'permute'> = ({ perm }, [g]) => {
+// x: [...], out: [...perm] (+ residual), g: like out -> dx = permute(g, perm⁻¹), dresidual = g
+const permuteBackward: BackwardRule<'permute'> = ({ perm }, [g], needs) => {
   const inv = new Array<number>(perm.length);
   perm.forEach((p, i) => (inv[p] = i));
-  return [permute(g!, inv)];
+  return [needs[0] ? permute(g!, inv) : null, needs[1] ? g! : null];
 };
 
 function axisOf(x: Tensor, axis: number, op: string): number {
