@@ -172,7 +172,8 @@ function slab(t: Tensor, z: number, shape: readonly number[]): Tensor {
  * `lowRankLinear` for several layers reading the same x (attention's q, k and v): when their
  * down factors lie back to back (one arena, same rank, scale and dropout), the down projections
  * run as one batched GEMM [n, R, rank] with one dropout mask over it (seeded by the first
- * layer's seed, applied by the GEMMs that read it), and backward sums dX's adapter terms and the downs' gradients in one GEMM each.
+ * layer's seed, applied by the GEMMs that read it); each layer's base and up projection is one
+ * two-term GEMM, and backward sums the downs' gradients in one GEMM.
  * Otherwise (or when a layer's slab of rows x rank would not start on a 256-byte binding
  * boundary) each layer runs on its own.
  */
@@ -221,6 +222,7 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
  *   dX    [R, in]       = sum_z (gY_z w_z + s·gH_z down_z)     (n GEMMs with two K loops into one buffer)
  *   dDown [n, rank, in] += s·gH^T x                            (one GEMM into the adjacent slots)
  *   dUp_z               += s·gY_z^T hd_z (h_z masked as read),  dW_z = gY_z^T x,  dBias_z = sum_R gY_z
+ * gH_z runs with dUp_z as one dispatch, and the last dX GEMM with dDown's (`matmulPair`).
  */
 const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   const [n, rank, inF] = s.downs.shape as [number, number, number];
