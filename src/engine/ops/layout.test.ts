@@ -1,3 +1,4 @@
+// permute (plain and tiled transpose), transpose and concat against a reference, forward and backward, f16 storage and dispatch splitting.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
 import { collapsePermute } from '../kernels/layout.js';
