@@ -92,7 +92,7 @@ function terminalEvents(out: string, samples: string | undefined): { events: Ses
       writeFileSync(out, f);
       process.stdout.write(`\nsaved ${out} at step ${step}\n`);
     },
-    onSample: samples
+    onPreview: samples
       ? (img, step, prompt) => {
           const file = join(samples, `${basename(out, '.safetensors')}-${String(step).padStart(6, '0')}.png`);
           writeFileSync(file, encodePng({ width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), channels: 4 }));

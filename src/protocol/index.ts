@@ -152,7 +152,7 @@ export interface RunCallbacks {
   onMetrics(m: RunMetrics): void;
   onCheckpoint(file: Uint8Array, step: number): void;
   /** A preview rendered with the LoRA so far: RGBA bytes, row-major. */
-  onSample(image: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string): void;
+  onPreview(image: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string): void;
   onLog(message: string): void;
   onDone(result: { step: number; stopped: boolean }): void;
   onError(message: string): void;

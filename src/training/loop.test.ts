@@ -6,7 +6,7 @@ import { NonFiniteLossError, RunControl, trainingLoop, type LoopTarget, type Ste
 import type { StepResult } from './step.js';
 
 /** A run whose steps resolve at once with the given losses, logging what the loop asks of it in order. */
-function standIn(c: Partial<TrainConfig>, losses: (step: number) => number, onSample = true) {
+function standIn(c: Partial<TrainConfig>, losses: (step: number) => number, onPreview = true) {
   const config = { ...DEFAULT_CONFIG, ...c };
   const log: string[] = [];
   const metrics: StepMetrics[] = [];
@@ -14,7 +14,7 @@ function standIn(c: Partial<TrainConfig>, losses: (step: number) => number, onSa
   const t: LoopTarget & { step: number; lastSavedStep: number } = {
     plan,
     config,
-    events: { onMetrics: (m) => (log.push(`metrics ${m.step}`), metrics.push(m)), ...(onSample ? { onSample: () => {} } : {}) },
+    events: { onMetrics: (m) => (log.push(`metrics ${m.step}`), metrics.push(m)), ...(onPreview ? { onPreview: () => {} } : {}) },
     step: 0,
     epoch: 0,
     lastSavedStep: 0,

@@ -28,7 +28,7 @@ export interface TrainEvents {
   /** A saved LoRA (every `plan.saveEvery` steps and at the end). */
   onCheckpoint?(file: Uint8Array, step: number): void;
   /** A preview image rendered with the LoRA as trained so far (every `plan.sampleEvery` steps). */
-  onSample?(image: RgbaImage, step: number, prompt: string): void;
+  onPreview?(image: RgbaImage, step: number, prompt: string): void;
   /**
    * Pipelines compiled before the first step (`Trainer.precompile`, run by `run` after the latents):
    * called with 0 of the total first, then as each is ready.
@@ -122,7 +122,7 @@ const due = (step: number, every: number, total: number) => step % every === 0 &
  */
 export async function trainingLoop(t: LoopTarget, control: RunControl): Promise<void> {
   const clock = new StepClock(t);
-  const previews = t.config.sampleSteps > 0 && !!t.events.onSample;
+  const previews = t.config.sampleSteps > 0 && !!t.events.onPreview;
   let pending: InFlight | null = null;
   while (t.step < t.plan.steps && control.state !== 'stopping') {
     if (control.state === 'paused') {

@@ -27,7 +27,7 @@ export function checkSettings(raw: unknown): TrainConfig {
 export type SessionStage = 'caching' | 'compiling';
 
 /** What a session tells its host. */
-export interface SessionEvents extends Pick<TrainEvents, 'onMetrics' | 'onCheckpoint' | 'onSample'> {
+export interface SessionEvents extends Pick<TrainEvents, 'onMetrics' | 'onCheckpoint' | 'onPreview'> {
   /**
    * A stage begins (no counts yet, for compiling) or counts on: caching gives 0 of the images first,
    * compiling 0 of the pipelines still to build once it has counted them.
@@ -74,7 +74,7 @@ export class TrainingSession {
     const trainer = new Trainer(s.pipeline, s.config, s.items, {
       onMetrics: e.onMetrics,
       onCheckpoint: e.onCheckpoint,
-      onSample: e.onSample,
+      onPreview: e.onPreview,
       onCompile: (done, total) => e.onProgress?.('compiling', { done, total }),
     }, read?.weights);
     return new TrainingSession(trainer, read ? { modules: read.weights.size, notes: read.notes } : null, e);

@@ -134,10 +134,10 @@ export class Trainer {
     return renderPreview(this.pipeline, this.lora, this.config, this.samplePrompt, noise, this.settings.alphasCumprod);
   }
 
-  /** A preview image to `onSample`. */
+  /** A preview image to `onPreview`. */
   async emitPreview(): Promise<void> {
     const img = await this.preview();
-    this.events.onSample?.(img, this.step, this.samplePrompt);
+    this.events.onPreview?.(img, this.step, this.samplePrompt);
   }
 
   /** Bytes the GPU holds in live buffers now. */

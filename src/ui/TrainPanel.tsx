@@ -80,7 +80,7 @@ function runCallbacks(demo: boolean): RunCallbacks {
       useApp.setState({ lora: { bytes, step, runName, demo } });
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
     },
-    onSample: (img, step, prompt) => void showPreview(img, step, prompt),
+    onPreview: (img, step, prompt) => void showPreview(img, step, prompt),
     onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
     onDone: () => {}, // the 'done' state says it
     onError: () => {}, // the 'failed' state says it

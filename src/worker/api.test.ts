@@ -64,7 +64,7 @@ describe('TrainerApi (src/worker) on Dawn', () => {
         onState: (s) => states.push(s),
         onMetrics: () => {},
         onCheckpoint: (_f, step) => saved.push(step),
-        onSample: () => {},
+        onPreview: () => {},
         onLog: () => {},
         onDone: ok,
         onError: (m) => fail(new Error(m)),

@@ -193,7 +193,7 @@ class TrainerWorker implements TrainerApi {
           cb.onMetrics({ ...m, ...held() });
         },
         onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
-        onSample: (img, step, prompt) => cb.onSample(Comlink.transfer(img, [img.data.buffer]), step, prompt),
+        onPreview: (img, step, prompt) => cb.onPreview(Comlink.transfer(img, [img.data.buffer]), step, prompt),
         onProgress: (stage, counts) => state().set(stage, counts ?? {}),
       },
     });
