@@ -11,6 +11,15 @@ import { SCHEDULERS, type SchedulerKind } from './schedule.js';
 export { SCHEDULERS };
 export const OPTIMIZERS = ['adamw', 'lion', 'prodigy', 'sgd'] as const;
 export type OptimizerKind = (typeof OPTIMIZERS)[number];
+/** The other settings that pick one of a few values: the types, the schema and the page's selects all read these. */
+export const CHOICES = {
+  lrScaling: ['none', 'linear', 'sqrt'],
+  warmupUnit: ['fraction', 'steps'],
+  prediction: ['epsilon', 'v_prediction'],
+  loss: ['l2', 'huber'],
+  savePrecision: ['fp16', 'fp32'],
+} as const;
+type Choice<K extends keyof typeof CHOICES> = (typeof CHOICES)[K][number];
 
 /** Everything a run needs besides the model and the images. Units in brackets, allowed range after. */
 export interface TrainConfig {
@@ -36,7 +45,7 @@ export interface TrainConfig {
   /** Text-encoder LoRA learning rate at effective batch 1, 0 to 10. Recipe: 5e-5. */
   textEncoderLr: number;
   /** How both LRs grow with the effective batch b: none, linear (×b) or sqrt (×√b). Recipe: linear. */
-  lrScaling: 'none' | 'linear' | 'sqrt';
+  lrScaling: Choice<'lrScaling'>;
   /** Shape of the LR over the run (definitions in schedule.ts). Recipe: cosine. */
   scheduler: SchedulerKind;
   /** Hard restarts of `cosine_with_restarts` [cycles], 1 to 100. Default 1. */
@@ -46,7 +55,7 @@ export interface TrainConfig {
   /** Warmup length: a fraction of the steps (0 <= w < 1) or a whole number of steps, per `warmupUnit`. Recipe: 0.1. */
   warmup: number;
   /** Whether `warmup` is a fraction of the run or a number of steps. Recipe: fraction. */
-  warmupUnit: 'fraction' | 'steps';
+  warmupUnit: Choice<'warmupUnit'>;
 
   // ---- optimizer ----
   /** adamw (recipe), lion, prodigy (sets its own step size; LR is a multiplier, 1) or sgd (with momentum). */
@@ -110,11 +119,11 @@ export interface TrainConfig {
   /** Min-SNR-γ loss weighting, 0 to 100; 0 turns it off. Recipe: 5. */
   minSnrGamma: number;
   /** What the U-Net predicts: the noise (SD 1.x) or v (v-models). Recipe: epsilon. */
-  prediction: 'epsilon' | 'v_prediction';
+  prediction: Choice<'prediction'>;
   /** Rescale the noise schedule to zero terminal SNR (Lin et al. 2023); needs v-prediction. Default off. */
   zeroTerminalSnr: boolean;
   /** Per-element loss: squared error or pseudo-Huber. Default l2. */
-  loss: 'l2' | 'huber';
+  loss: Choice<'loss'>;
   /** Pseudo-Huber delta (kohya's huber_c), 0.0001 to 100; quadratic below it, linear above. Default 0.1. */
   huberDelta: number;
   /** Use the text encoder's output n−1 layers before the last (A1111 convention), 1 to 12. Recipe: 1. */
@@ -140,7 +149,7 @@ export interface TrainConfig {
   /** Classifier-free guidance scale of the sample images, 1 to 30. Default 7.5. */
   sampleGuidance: number;
   /** Dtype of the saved LoRA weights (and alphas). Recipe: fp16. */
-  savePrecision: 'fp16' | 'fp32';
+  savePrecision: Choice<'savePrecision'>;
   /** Name of the run and of the downloaded file: 1 to 100 letters, digits, spaces, dots, dashes, underscores. */
   runName: string;
 }
@@ -239,12 +248,12 @@ const schema = z.object({
   gradAccumulation: num('Gradient accumulation', 1, 256, { int: true }),
   unetLr: num('U-Net learning rate', 0, 10),
   textEncoderLr: num('Text-encoder learning rate', 0, 10),
-  lrScaling: oneOf('LR scaling', ['none', 'linear', 'sqrt']),
+  lrScaling: oneOf('LR scaling', CHOICES.lrScaling),
   scheduler: oneOf('LR schedule', SCHEDULERS),
   lrCycles: num('LR cycles', 1, 100, { int: true }),
   lrPower: num('LR power', 0.01, 10),
   warmup: num('Warmup', 0, 1_000_000),
-  warmupUnit: oneOf('Warmup unit', ['fraction', 'steps']),
+  warmupUnit: oneOf('Warmup unit', CHOICES.warmupUnit),
   optimizer: oneOf('Optimizer', OPTIMIZERS),
   beta1: num('Beta 1', 0, 0.9999),
   beta2: num('Beta 2', 0, 0.99999),
@@ -272,9 +281,9 @@ const schema = z.object({
   repeats: num('Repeats', 1, 1000, { int: true }),
   noiseOffset: num('Noise offset', 0, 1),
   minSnrGamma: num('Min-SNR gamma', 0, 100),
-  prediction: oneOf('Prediction', ['epsilon', 'v_prediction']),
+  prediction: oneOf('Prediction', CHOICES.prediction),
   zeroTerminalSnr: flag('Zero terminal SNR'),
-  loss: oneOf('Loss', ['l2', 'huber']),
+  loss: oneOf('Loss', CHOICES.loss),
   huberDelta: num('Huber delta', 0.0001, 100),
   clipSkip: num('Clip skip', 1, 12, { int: true }),
   seed: num('Seed', 0, 4294967295, { int: true }),
@@ -285,7 +294,7 @@ const schema = z.object({
   samplePrompt: z.string({ error: 'The sample prompt must be text' }).max(1000, 'The sample prompt must be at most 1000 characters'),
   sampleSteps: num('Sample steps', 0, 150, { int: true }),
   sampleGuidance: num('Sample guidance', 1, 30),
-  savePrecision: oneOf('Save precision', ['fp16', 'fp32']),
+  savePrecision: oneOf('Save precision', CHOICES.savePrecision),
   runName: z
     .string({ error: 'The run name must be text' })
     .min(1, 'Give the run a name')

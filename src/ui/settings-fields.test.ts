@@ -1,6 +1,6 @@
 // The settings form reaches every config field, and the fields a change carries along.
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, validateConfig, type TrainConfig } from '../training/config.js';
+import { CHOICES, DEFAULT_CONFIG, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, validateConfig, type TrainConfig } from '../training/config.js';
 import { ADVANCED, BASIC, NOT_ON_FORM, plural, withLinkedFields } from './settings-fields.js';
 
 describe('the settings form', () => {
@@ -28,10 +28,11 @@ describe('the settings form', () => {
     expect(withLinkedFields({ ...c, convDim: 8, convAlpha: 2 }, { convDim: 4 }).patch).toEqual({ convDim: 4 });
     expect(withLinkedFields({ ...c, convDim: NaN, convAlpha: 8 }, { convDim: 4 }).patch).toEqual({ convDim: 4, convAlpha: 4 });
   });
-  it("offers the config module's own optimizer and schedule lists, and the field's own check accepts every option of every select", () => {
+  it("offers the config module's own option lists (optimizers, schedules, CHOICES), and the field's own check accepts every option of every select", () => {
     const field = (k: keyof TrainConfig) => [...BASIC, ...ADVANCED].find((f) => f.key === k)!;
     expect(field('optimizer').options).toBe(OPTIMIZERS);
     expect(field('scheduler').options).toBe(SCHEDULERS);
+    for (const k of Object.keys(CHOICES) as (keyof typeof CHOICES)[]) expect(field(k).options, k).toBe(CHOICES[k]);
     for (const f of [...BASIC, ...ADVANCED].filter((f) => f.kind === 'select'))
       for (const o of f.options!) {
         const r = validateConfig({ ...DEFAULT_CONFIG, [f.key]: o });

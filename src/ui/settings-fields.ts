@@ -1,5 +1,5 @@
 // The settings form's fields: every TrainConfig field a person can set, with its label and help, basics first.
-import { OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, TINY_RESOLUTION, type OptimizerKind, type TrainConfig } from '../protocol/index.js';
+import { CHOICES, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, TINY_RESOLUTION, type OptimizerKind, type TrainConfig } from '../protocol/index.js';
 
 export type Field = { key: keyof TrainConfig; label: string; help: string; kind: 'number' | 'text' | 'bool' | 'select'; options?: readonly string[]; step?: number };
 
@@ -26,22 +26,22 @@ export const ADVANCED: Field[] = [
   { key: 'momentum', label: 'Momentum', help: 'SGD momentum (0.9).', kind: 'number', step: 0.01 },
   { key: 'weightDecay', label: 'Weight decay', help: 'Decoupled decay (0.01).', kind: 'number', step: 0.001 },
   { key: 'maxGradNorm', label: 'Max grad norm', help: 'Gradient clipping (1; 0 disables).', kind: 'number', step: 0.1 },
-  { key: 'lrScaling', label: 'LR scaling with batch', help: 'none, linear (×batch) or sqrt (×√batch).', kind: 'select', options: ['none', 'linear', 'sqrt'] },
+  { key: 'lrScaling', label: 'LR scaling with batch', help: 'none, linear (×batch) or sqrt (×√batch).', kind: 'select', options: CHOICES.lrScaling },
   { key: 'divideStepsByBatch', label: 'Divide steps by batch', help: 'Keep the number of images seen constant.', kind: 'bool' },
   { key: 'scheduler', label: 'LR schedule', help: 'Shape of the learning rate over the run.', kind: 'select', options: SCHEDULERS },
   { key: 'lrCycles', label: 'LR cycles', help: 'Hard restarts of cosine_with_restarts (1).', kind: 'number' },
   { key: 'lrPower', label: 'LR power', help: 'Exponent of the polynomial decay (1 = a straight line).', kind: 'number', step: 0.1 },
   { key: 'warmup', label: 'Warmup', help: 'Fraction of the steps (below 1) or steps, per the unit.', kind: 'number', step: 0.01 },
-  { key: 'warmupUnit', label: 'Warmup unit', help: 'fraction or steps.', kind: 'select', options: ['fraction', 'steps'] },
+  { key: 'warmupUnit', label: 'Warmup unit', help: 'fraction or steps.', kind: 'select', options: CHOICES.warmupUnit },
   { key: 'trainTextEncoder', label: 'Train the text encoder', help: 'Off trains only the U-Net.', kind: 'bool' },
   { key: 'networkDropout', label: 'Network dropout', help: 'On the LoRA down-projection (0.1).', kind: 'number', step: 0.01 },
   { key: 'convDim', label: 'Conv dim (LoCon)', help: 'Rank for the 3x3 convolutions of ResBlocks and samplers; 0 leaves them alone.', kind: 'number' },
   { key: 'convAlpha', label: 'Conv alpha', help: 'LoCon output scale is conv alpha / conv dim; follows the conv dim unless you set it.', kind: 'number' },
   { key: 'noiseOffset', label: 'Noise offset', help: 'Helps very dark or bright images (0.01).', kind: 'number', step: 0.01 },
   { key: 'minSnrGamma', label: 'Min-SNR gamma', help: 'Loss weighting (5; 0 off).', kind: 'number' },
-  { key: 'loss', label: 'Loss', help: 'l2 (squared error) or huber (pseudo-Huber, less pulled by outliers).', kind: 'select', options: ['l2', 'huber'] },
+  { key: 'loss', label: 'Loss', help: 'l2 (squared error) or huber (pseudo-Huber, less pulled by outliers).', kind: 'select', options: CHOICES.loss },
   { key: 'huberDelta', label: 'Huber delta', help: 'Where pseudo-Huber turns from quadratic to linear (0.1).', kind: 'number', step: 0.01 },
-  { key: 'prediction', label: 'Prediction', help: 'epsilon for SD 1.x.', kind: 'select', options: ['epsilon', 'v_prediction'] },
+  { key: 'prediction', label: 'Prediction', help: 'epsilon for SD 1.x.', kind: 'select', options: CHOICES.prediction },
   { key: 'zeroTerminalSnr', label: 'Zero terminal SNR', help: 'Rescale the noise schedule so the last step is pure noise; needs v-prediction.', kind: 'bool' },
   { key: 'clipSkip', label: 'Clip skip', help: '1 for most models, 2 for anime models.', kind: 'number' },
   { key: 'enableBuckets', label: 'Aspect-ratio buckets', help: 'Keep image shapes instead of square crops.', kind: 'bool' },
@@ -63,7 +63,7 @@ export const ADVANCED: Field[] = [
   { key: 'sampleSteps', label: 'Sample steps', help: 'Denoising steps per preview image (0 = no previews; 20 is typical).', kind: 'number' },
   { key: 'samplePrompt', label: 'Sample prompt', help: 'Prompt of the previews; empty uses the trigger word and the first caption.', kind: 'text' },
   { key: 'sampleGuidance', label: 'Sample guidance', help: 'Classifier-free guidance scale of the previews (7.5).', kind: 'number', step: 0.5 },
-  { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: ['fp16', 'fp32'] },
+  { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: CHOICES.savePrecision },
 ];
 
 /** Config fields deliberately not on the form, and why (none now: every setting can be changed on the page). */
