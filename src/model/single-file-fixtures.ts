@@ -1,4 +1,5 @@
 // Test fixtures: SD 1.x-family single-file checkpoints of any configuration, made in memory with seeded random weights.
+import { rng } from '../engine/testing/allclose.js';
 import { clipWeightShapes, type ClipConfig } from './clip.js';
 import { diffusersToLdmClip, diffusersToLdmUnet, diffusersToLdmVae, LDM_CLIP_PREFIX, vaeAttentionIsConvInLdm, type ClipLdmForm } from './keymap.js';
 import { writeSafetensors, type TensorToWrite } from './safetensors-write.js';
@@ -43,16 +44,10 @@ export function singleFileShapes(c: Sd1Configs, clipForm: ClipLdmForm = 'text_mo
   return out;
 }
 
-/** Deterministic normal numbers (mulberry32 + Box-Muller). */
+/** Deterministic normal numbers: engine/testing's mulberry32 stream, half a step off 0 (log(0) is -inf), through Box-Muller. */
 function normals(seed: number): () => number {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const r = rng(seed);
+  const u = () => r() + 0.5 / 4294967296;
   return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
 }
 
