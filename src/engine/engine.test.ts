@@ -251,8 +251,8 @@ describe('gradient checkpointing', () => {
       return grads;
     };
     const plain = await run(false);
-    const ck = await run(true);
-    for (let i = 0; i < 3; i++) assertClose(ck[i]!, plain[i]!, { atol: 0, rtol: 0 }, `checkpointed grad ${i}`);
+    const checkpointed = await run(true);
+    for (let i = 0; i < 3; i++) assertClose(checkpointed[i]!, plain[i]!, { atol: 0, rtol: 0 }, `checkpointed grad ${i}`);
     x.dispose();
   });
 });

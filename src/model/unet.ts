@@ -180,7 +180,7 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   const p = blocks(c);
   const c0 = c.blockChannels[0]!;
   // Each block in its own scope: what the tape did not save is freed as the block ends (all of it under noGrad).
-  const ck = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : scope(() => fn(...xs)));
+  const segment = (fn: (...xs: Tensor[]) => Tensor, xs: Tensor[]) => (opts.gradientCheckpointing ? checkpoint(fn, xs) : scope(() => fn(...xs)));
 
   const tSin = timestepEmbedding(x.backend, timesteps, c0, { flipSinToCos: true, downscaleFreqShift: 0 });
   // Every ResBlock projects silu(temb): computed once here rather than once per block.
@@ -190,8 +190,8 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   // the checkpointed blocks, so their recompute does not repeat it: each ResBlock's time projection
   // and each transformer's cross-attention keys and values.
   const crossKv = (attn: string) => Array.from({ length: transformerDepth(c) }, (_, d) => crossAttentionKv(L, `${attn}.transformer_blocks.${d}.attn2`, context)).flat();
-  const res = (r: ResSpec, a: Tensor) => ck((y, t) => resnet(L, c, r, y!, t!), [a, timeProjection(L, r, temb, a.shape[0]!)]);
-  const attend = (name: string, a: Tensor) => ck((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
+  const res = (r: ResSpec, a: Tensor) => segment((y, t) => resnet(L, c, r, y!, t!), [a, timeProjection(L, r, temb, a.shape[0]!)]);
+  const attend = (name: string, a: Tensor) => segment((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
 
   let h = L.conv('conv_in', x, { padding: 1 });
   const skips: Tensor[] = [h];

@@ -112,7 +112,7 @@ describe('dropout', () => {
       return out;
     };
     const plain = await run(false);
-    const ck = await run(true);
-    ck.forEach((v, i) => expect(v).toEqual(plain[i]));
+    const checkpointed = await run(true);
+    checkpointed.forEach((v, i) => expect(v).toEqual(plain[i]));
   });
 });

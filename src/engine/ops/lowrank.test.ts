@@ -115,8 +115,8 @@ describe('lowRankLinear', () => {
       const leaked = be.kind === 'meta' ? (be as MetaBackend).pool().liveBuffers - before : 0;
       return { out, matmuls, leaked };
     };
-    const [ck, plain] = [await run(b, true), await run(b, false)];
-    ck.out.forEach((v, i) => expect(Array.from(v), `gradient ${i}`).toEqual(Array.from(plain.out[i]!)));
+    const [checkpointed, plain] = [await run(b, true), await run(b, false)];
+    checkpointed.out.forEach((v, i) => expect(Array.from(v), `gradient ${i}`).toEqual(Array.from(plain.out[i]!)));
     const meta = new MetaBackend();
     const [mk, mp] = [await run(meta, true), await run(meta, false)];
     // Each layer: 2 GEMMs forward, 3 backward (the two pairs, and dW: w is a parameter here); the recompute runs only the
