@@ -44,6 +44,9 @@ describe('the recipe arithmetic', () => {
     expect(optimizerSteps(cfg({ batchSize: 3, divideStepsByBatch: false }))).toBe(2000);
     expect([0.5, 1.5, 2.5, 2.4999, 2.5001, 3].map(roundHalfEven)).toEqual([0, 2, 2, 2, 3, 3]);
   });
+});
+
+describe('the recipe arithmetic: warmup, epochs, cadence, Prodigy', () => {
   it('warmup: round(steps x fraction) or steps as given', () => {
     expect(warmupSteps(cfg(), 125)).toBe(12); // 12.5 -> 12
     expect(warmupSteps(cfg({ warmup: 0.05 }), 250)).toBe(12); // 12.5 -> 12

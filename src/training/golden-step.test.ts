@@ -171,6 +171,9 @@ describe('one LoRA training step vs PyTorch (tiny pipeline)', () => {
     expect(failures).toEqual([]);
   }, 20 * 60_000); // the first step compiles every pipeline: minutes on a CPU adapter under load
 
+});
+
+describe('ten LoRA training steps vs PyTorch (tiny pipeline)', () => {
   it('ten AdamW steps: each loss and the final LoRA', async () => {
     expect(ADAM_EPS).toBe(g.train.eps);
     const lora = goldenLora();

@@ -70,6 +70,9 @@ describe('readImageHeader', () => {
     expect(() => readImageHeader('wide.webp', b)).toThrow(/wide\.webp: the WebP declares 16777216x16777216 pixels/);
   });
 
+});
+
+describe('readImageHeader: refusals by name, bombs and bounded memory', () => {
   it('zero width or height is refused by name, in every format', () => {
     expect(() => decodeImageNode('flat.png', png(ihdr(640, 0), chunk('IDAT', zerosZlib(0))))).toThrow(/flat\.png: the PNG header declares a 640x0 image \(no pixels\)/);
     expect(() => decodeImageNode('thin.png', png(ihdr(0, 480), chunk('IDAT', zerosZlib(480))))).toThrow(/thin\.png: .*0x480 image/);

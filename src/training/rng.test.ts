@@ -71,6 +71,9 @@ describe('Rng', () => {
     expect(r.int(5, 6)).toBe(5);
     expect(() => r.int(3, 3)).toThrow(RangeError);
   });
+});
+
+describe('Rng: distributions, forks, splits, shuffles', () => {
   it('normals have mean 0, variance 1 and normal tails', () => {
     const a = new Rng(3).fillNormal(new Float64Array(200000));
     const mean = a.reduce((s, v) => s + v, 0) / a.length;
