@@ -6,6 +6,7 @@ import { useShallow } from 'zustand/react/shallow';
 import { formatBytes, type RunCallbacks, type RunMetrics, type RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
 import { keepLora } from './recovery.js';
+import { keepSave } from './saves.js';
 import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
@@ -77,7 +78,7 @@ function runCallbacks(demo: boolean): RunCallbacks {
     onCheckpoint: (bytes, step) => {
       if (step <= 0) return; // an untrained LoRA never replaces the one shown
       const runName = useApp.getState().config.runName;
-      useApp.setState({ lora: { bytes, step, runName, demo } });
+      useApp.setState((st) => ({ lora: { bytes, step, runName, demo }, saves: keepSave(st.saves, { step, bytes }, st.savesBudgetMB) }));
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
     },
     onPreview: (img, step, prompt) => void showPreview(img, step, prompt),
@@ -101,7 +102,7 @@ async function startRun(continueFrom: File | null): Promise<void> {
     if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
     const prev = useApp.getState().preview;
     if (prev) URL.revokeObjectURL(prev.url);
-    set({ metrics: [], preview: null });
+    set({ metrics: [], saves: [], preview: null });
     const demo = !!useApp.getState().model.demo;
     await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined);
   } catch (e) {

@@ -3,6 +3,7 @@ import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
 import { bucketSideLimits, DEFAULT_CONFIG, TINY_DEMO_PRESET } from '../protocol/index.js';
 import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState, TrainConfig } from '../protocol/index.js';
+import { DEFAULT_SAVES_BUDGET_MB, type KeptSave } from './saves.js';
 
 /** An image of the dataset on the page; its path in what was dropped (`train/10_cat/1.png`) is its name and identity. */
 export interface DatasetEntry {
@@ -55,6 +56,10 @@ export interface AppState {
     message?: string;
   };
   metrics: RunMetrics[];
+  /** Every LoRA this run saved that fits `savesBudgetMB` (saves.ts: the last and the best always stay), in step order; in memory only. */
+  saves: KeptSave[];
+  /** The budget for `saves` [MB], a setting that survives a reload. */
+  savesBudgetMB: number;
   /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
   lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean; demo?: boolean } | null;
   /** The latest preview image the worker rendered with the LoRA so far (a PNG object URL); not a training image. */
@@ -132,6 +137,8 @@ export const useApp = create<AppState>()(
       run: { status: 'idle' },
       metrics: [],
       lora: null,
+      saves: [],
+      savesBudgetMB: DEFAULT_SAVES_BUDGET_MB,
       preview: null,
       sizeChoices: {},
       set: (p) => set(p),
@@ -141,10 +148,10 @@ export const useApp = create<AppState>()(
     // Fields added since the settings were saved take their defaults.
     {
       name: 'lorasmith-settings',
-      partialize: (s) => ({ config: s.config, sizeChoices: s.sizeChoices }),
+      partialize: (s) => ({ config: s.config, sizeChoices: s.sizeChoices, savesBudgetMB: s.savesBudgetMB }),
       merge: (saved, current) => {
-        const s = saved as { config?: Partial<TrainConfig>; sizeChoices?: Record<string, SizeChoice> } | undefined;
-        return { ...current, config: { ...current.config, ...(s?.config ?? {}) }, sizeChoices: s?.sizeChoices ?? {} };
+        const s = saved as { config?: Partial<TrainConfig>; sizeChoices?: Record<string, SizeChoice>; savesBudgetMB?: number } | undefined;
+        return { ...current, config: { ...current.config, ...(s?.config ?? {}) }, sizeChoices: s?.sizeChoices ?? {}, savesBudgetMB: s?.savesBudgetMB ?? current.savesBudgetMB };
       },
     },
   ),
