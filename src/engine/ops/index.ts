@@ -13,4 +13,5 @@ export * from './dropout.js';
 export * from './loss.js';
 export * from './gather.js';
 export * from './lowrank.js';
+export * from './pow.js';
 export { backwardRules } from './rules.js';

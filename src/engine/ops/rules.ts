@@ -14,6 +14,7 @@ import { layoutRules } from './layout.js';
 import { dropoutRules } from './dropout.js';
 import { lossRules } from './loss.js';
 import { lowRankRules } from './lowrank.js';
+import { powRules } from './pow.js';
 
 export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...elementwiseRules,
@@ -28,5 +29,6 @@ export const backwardRules: { [K in OpKind]: BackwardRule<K> } = {
   ...dropoutRules,
   ...lossRules,
   ...lowRankRules,
+  ...powRules,
   checkpoint: checkpointBackward,
 };
