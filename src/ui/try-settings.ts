@@ -1,0 +1,82 @@
+// The Try-it panel's settings: defaults, per-field checks with the fix in words, and what one render or the X/Y grid asks the worker.
+
+/** The settings a person sets on the panel (persisted with the page's settings). */
+export interface TrySettings {
+  prompt: string;
+  negativePrompt: string;
+  seed: number;
+  steps: number;
+  guidance: number;
+  /** 0: the training resolution. */
+  width: number;
+  height: number;
+  sampler: 'ddim' | 'euler' | 'euler_a';
+  /** The LoRA's strength beside the base image, 0–1.5. */
+  strength: number;
+  /** The X/Y grid's rows, as typed: strengths separated by commas. */
+  gridStrengths: string;
+}
+
+export const TRY_DEFAULTS: TrySettings = { prompt: '', negativePrompt: '', seed: 1, steps: 20, guidance: 7, width: 0, height: 0, sampler: 'euler', strength: 1, gridStrengths: '0, 0.5, 1, 1.5' };
+
+export const SAMPLERS: { value: TrySettings['sampler']; label: string }[] = [
+  { value: 'euler', label: 'Euler' },
+  { value: 'euler_a', label: 'Euler ancestral' },
+  { value: 'ddim', label: 'DDIM' },
+];
+
+export const MAX_STRENGTH = 1.5;
+/** The grid's size limit: each image is a full render (one row of strengths per LoRA column). */
+export const MAX_GRID = { columns: 8, rows: 6 };
+
+const whole = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
+
+/** Per-field errors of the settings (empty when they can render), each naming the problem and the fix. */
+export function tryErrors(s: TrySettings): Partial<Record<keyof TrySettings, string>> {
+  const e: Partial<Record<keyof TrySettings, string>> = {};
+  if (!s.prompt.trim()) e.prompt = 'Write a prompt (the trigger word and what the image shows).';
+  if (!whole(s.seed, 0, 2 ** 32 - 1)) e.seed = `Seed must be a whole number from 0 to 4294967295 (got ${s.seed}).`;
+  if (!whole(s.steps, 1, 150)) e.steps = `Steps must be a whole number from 1 to 150 (got ${s.steps}).`;
+  if (!(Number.isFinite(s.guidance) && s.guidance >= 1 && s.guidance <= 30)) e.guidance = `Guidance must be from 1 to 30 (got ${s.guidance}); 1 turns the negative prompt off.`;
+  for (const k of ['width', 'height'] as const)
+    if (s[k] !== 0 && !(whole(s[k], 64, 2048) && s[k] % 64 === 0)) e[k] = `${k === 'width' ? 'Width' : 'Height'} must be a multiple of 64 from 64 to 2048, or empty for the training size (got ${s[k]}).`;
+  if (!(s.strength >= 0 && s.strength <= MAX_STRENGTH)) e.strength = `Strength must be from 0 to ${MAX_STRENGTH} (got ${s.strength}).`;
+  const g = gridStrengths(s.gridStrengths);
+  if (typeof g === 'string') e.gridStrengths = g;
+  return e;
+}
+
+/** The grid's strengths from what was typed ("0, 0.5, 1"), or what is wrong with it. */
+export function gridStrengths(text: string): number[] | string {
+  const parts = text.split(/[,\s]+/).filter(Boolean);
+  if (!parts.length) return 'List the strengths to compare, separated by commas (e.g. 0, 0.5, 1).';
+  const vals = parts.map(Number);
+  const bad = parts.find((p, i) => !(vals[i]! >= 0 && vals[i]! <= MAX_STRENGTH));
+  if (bad !== undefined) return `“${bad}” is not a strength from 0 to ${MAX_STRENGTH}; separate strengths with commas.`;
+  const unique = [...new Set(vals)];
+  if (unique.length > MAX_GRID.rows) return `At most ${MAX_GRID.rows} strengths (got ${unique.length}): each is a full render per column.`;
+  return unique;
+}
+
+/** The image size a render uses: the set one, or the training resolution for a side left empty. */
+export function renderSize(s: TrySettings, trainingResolution: number): { width: number; height: number } {
+  return { width: s.width || trainingResolution, height: s.height || trainingResolution };
+}
+
+/** One column of the grid: a LoRA (a save of the run, or a dropped file) and the strengths it renders. */
+export interface GridColumn<L> {
+  label: string;
+  lora: L;
+  /** The strengths this column asks the worker for (0 only in the first: strength 0 is the base model, the same for every LoRA). */
+  render: number[];
+}
+
+/**
+ * The grid's columns for these LoRAs, at most MAX_GRID.columns (the latest kept when there are more).
+ * Strength 0 renders once: it is the base model whatever the LoRA, so the other columns reuse that image.
+ */
+export function gridPlan<L>(loras: { label: string; lora: L }[], strengths: number[]): { columns: GridColumn<L>[]; dropped: number } {
+  const kept = loras.slice(-MAX_GRID.columns);
+  const columns = kept.map((l, i) => ({ ...l, render: i === 0 ? strengths : strengths.filter((x) => x !== 0) }));
+  return { columns, dropped: loras.length - kept.length };
+}
