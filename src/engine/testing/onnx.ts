@@ -13,10 +13,10 @@ export interface OnnxNode {
   attrs?: Readonly<Record<string, OnnxAttr>>;
 }
 
-/** A float32 graph input or output of a fixed shape. */
+/** A float32 graph input or output; a string dimension is symbolic (a dynamic batch, e.g. 'batch'). */
 export interface OnnxValue {
   name: string;
-  shape: readonly number[];
+  shape: readonly (number | string)[];
 }
 
 /** A constant input: float32 (default) or int64 (Reshape shapes, Resize sizes). */
@@ -144,9 +144,9 @@ function initializer(t: OnnxInitializer): Writer {
 
 function valueInfo(v: OnnxValue): Writer {
   // ValueInfoProto: name = 1, type = 2. TypeProto: tensor_type = 1. TypeProto.Tensor: elem_type = 1,
-  // shape = 2. TensorShapeProto: dim = 1. Dimension: dim_value = 1.
+  // shape = 2. TensorShapeProto: dim = 1. Dimension: dim_value = 1, dim_param = 2.
   const shape = new Writer();
-  for (const d of v.shape) shape.message(1, new Writer().int(1, d));
+  for (const d of v.shape) shape.message(1, typeof d === 'number' ? new Writer().int(1, d) : new Writer().string(2, d));
   const tensorType = new Writer().int(1, FLOAT).message(2, shape);
   return new Writer().string(1, v.name).message(2, new Writer().message(1, tensorType));
 }
