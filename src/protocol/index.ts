@@ -8,8 +8,10 @@ import type { CachedRepo, HubLoadReport } from '../model/hub-cache.js';
 import type { LoadProgress as PartLoadProgress } from '../model/pipeline.js';
 import type { MemoryEstimate } from '../training/memory.js';
 import type { MemorySuggestion } from '../training/memory-advice.js';
+import type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage } from '../training/sample-settings.js';
 
 export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion };
+export type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage };
 
 // Facts the page shares with the worker, from the layer that owns each (pure values and functions, no GPU):
 // the settings' defaults and choices, the tiny demo's size, byte counts in words, the hub's address, and the
@@ -20,6 +22,7 @@ export { bucketSideLimits } from '../training/buckets.js';
 export { TINY_RESOLUTION, TINY_DEMO_PRESET } from '../model/tiny.js';
 export { formatBytes } from '../engine/bytes.js';
 export { HF_ENDPOINT } from '../model/hub-cache.js';
+export { MAX_STRENGTHS, SAMPLE_DEFAULTS, SAMPLERS, sampleRequestErrors } from '../training/sample-settings.js';
 export { captionOf, folderOf, isHiddenPath, pairFiles, folderLine, folderSummary, mergeSkips, REASON, stemPath, type SetFile, type Skip } from '../training/dataset-files.js';
 
 /** The worker's GPU adapter, as the page shows it (the page opens no GPU device of its own). */
@@ -158,6 +161,12 @@ export interface RunCallbacks {
   onError(message: string): void;
 }
 
+/** A render's images, one per requested strength in the request's order, and what to know about the LoRA (modules skipped, settings read from its metadata). */
+export interface SampleResult {
+  images: StrengthImage[];
+  notes: string[];
+}
+
 /** What the worker exposes over Comlink. */
 export interface TrainerApi {
   /** The worker's GPU adapter (opening its device); rejects when WebGPU has none, with the reason. */
@@ -186,4 +195,10 @@ export interface TrainerApi {
   /** Stop after the current step or image; the run saves its LoRA at the end. */
   stop(): Promise<void>;
   saveNow(): Promise<Uint8Array | null>;
+  /**
+   * Render the request once per strength from the same seed (strength 0: the base model), with the run's LoRA
+   * (no re-upload) or a dropped kohya file; `onProgress` after every denoising step. Refused while a model
+   * loads, while a run's steps go on (pause it first), or while another render runs; bad fields are named.
+   */
+  sample(request: SampleRequest, onProgress: (p: SampleProgress) => void): Promise<SampleResult>;
 }

@@ -226,7 +226,7 @@ export const OPTIMIZER_PRESETS: { readonly [K in OptimizerKind]: Partial<TrainCo
 const got = (v: unknown) => (typeof v === 'number' ? String(v) : typeof v === 'string' ? JSON.stringify(v) : v === null ? 'null' : v === undefined ? 'nothing' : typeof v);
 
 /** A number field whose messages name the field and its allowed range. */
-function num(label: string, min: number, max: number, o: { int?: boolean; multipleOf?: number } = {}) {
+export function num(label: string, min: number, max: number, o: { int?: boolean; multipleOf?: number } = {}) {
   const kind = o.int ? 'a whole number' : 'a number';
   const range = `between ${min} and ${max}`;
   const error = (iss: { input?: unknown }) => (iss.input === undefined || iss.input === '' || Number.isNaN(iss.input) ? `${label} is required: ${kind} ${range}` : `${label} must be ${kind} ${range} (got ${got(iss.input)})`);
@@ -236,7 +236,7 @@ function num(label: string, min: number, max: number, o: { int?: boolean; multip
     else if (o.multipleOf && v % o.multipleOf !== 0) ctx.addIssue({ code: 'custom', message: `${label} must be a multiple of ${o.multipleOf} (got ${v})` });
   });
 }
-const oneOf = <const T extends readonly [string, ...string[]]>(label: string, values: T) =>
+export const oneOf = <const T extends readonly [string, ...string[]]>(label: string, values: T) =>
   z.enum(values, { error: (iss) => `${label} must be one of ${values.join(', ')} (got ${got(iss.input)})` });
 const flag = (label: string) => z.boolean({ error: (iss) => `${label} must be on or off (true or false; got ${got(iss.input)})` });
 

@@ -9,12 +9,13 @@ import { checkSettings, SettingsError, TrainingSession } from '../training/sessi
 import type { TrainItem } from '../training/data.js';
 import { decodeImageBrowser } from '../training/decode-browser.js';
 import type { RgbaImage } from '../training/images.js';
-import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, TrainerApi } from '../protocol/index.js';
+import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, SampleProgress, SampleRequest, TrainerApi } from '../protocol/index.js';
 import { adapterInfo } from './adapter.js';
 import { datasetBuckets, decodeDataset } from './dataset.js';
 import { heldBytesMeter, MemoryForecasts } from './memory-report.js';
 import { hubDownloadPlan, loadModel } from './model-load.js';
 import { PHASE_WORDS, RunStateReporter } from './run-state.js';
+import { SampleRenders } from './sample.js';
 
 /** The settings validated once at the worker's boundary; invalid ones refuse the start with every field's message. */
 function settingsOrRefusal(config: unknown): TrainConfig {
@@ -43,6 +44,7 @@ class TrainerWorker implements TrainerApi {
   private session: TrainingSession | null = null;
   private reporter: RunStateReporter | null = null;
   private readonly forecasts = new MemoryForecasts();
+  private readonly renders = new SampleRenders();
   /** True from a start() call until its run ends: set before any await, so a second start is refused. */
   private active = false;
   private loading = false;
@@ -81,6 +83,7 @@ class TrainerWorker implements TrainerApi {
   async loadModel(source: ModelSource, onProgress: (p: LoadProgress) => void) {
     if (this.active) throw new Error(`A training run is ${this.phaseWords()} on the loaded model: stop it before loading another (its last saved LoRA is kept).`);
     if (this.loading) throw new Error('A model is already loading: wait for it to finish before loading another.');
+    if (this.renders.busy) throw new Error('A Try-it render is running on the loaded model: wait for it to finish before loading another.');
     this.loading = true;
     try {
       const { backend } = await this.device();
@@ -131,6 +134,7 @@ class TrainerWorker implements TrainerApi {
     // Everything up to `active = true` is synchronous: a second start() arriving meanwhile is refused, never run beside the first.
     if (this.active) throw new Error(`A training run is already ${this.phaseWords()}: this start was ignored. Stop the run (or wait for it to end) before starting another.`);
     if (this.loading) throw new Error('A model is loading: start when it is ready.');
+    if (this.renders.busy) throw new Error('A Try-it render is running: start training when it has finished.');
     if (!this.pipeline) throw new Error('Load a model first');
     if (!this.items.length) throw new Error('The dataset is empty: drop some images first');
     const settings = settingsOrRefusal(config);
@@ -166,6 +170,14 @@ class TrainerWorker implements TrainerApi {
     if (!this.session) return null;
     const f = await this.session.trainer.exportLora();
     return Comlink.transfer(f, [f.buffer]);
+  }
+
+  async sample(request: SampleRequest, onProgress: (p: SampleProgress) => void) {
+    if (this.loading) throw new Error('A model is loading: render when it is ready.');
+    if (!this.pipeline) throw new Error('Load a model first');
+    // The steps and a render would share the GPU and the LoRA; a paused or finished run leaves both free.
+    if (this.active && this.reporter?.state.phase !== 'paused') throw new Error(`A training run is ${this.phaseWords()}: pause it (or wait for it to end) to try the LoRA.`);
+    return this.renders.render(this.pipeline, this.session?.trainer ?? null, request, onProgress);
   }
 
   /** Set up a run and start it in the background; resolves once it runs (its first state sent). */

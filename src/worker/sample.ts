@@ -1,0 +1,36 @@
+// The worker's Try-it renders: one at a time, validated at the boundary, the images transferred back to the page.
+import * as Comlink from 'comlink';
+import type { Pipeline } from '../model/pipeline.js';
+import { openSampleLora, renderStrengths } from '../training/sample-render.js';
+import { SampleRequestError, checkSampleRequest } from '../training/sample-settings.js';
+import type { Trainer } from '../training/trainer.js';
+import type { SampleProgress, SampleRequest, SampleResult } from '../protocol/index.js';
+
+/** Renders for the page; `busy` while one runs (the worker refuses model loads and starts meanwhile). */
+export class SampleRenders {
+  busy = false;
+
+  /** Render `request` on `pipeline` with the run's LoRA (`trainer`, if any) or the request's file. */
+  async render(pipeline: Pipeline, trainer: Trainer | null, request: SampleRequest, onProgress: (p: SampleProgress) => void): Promise<SampleResult> {
+    if (this.busy) throw new Error('A render is already running: wait for it to finish before starting another');
+    const { lora, ...settings } = request;
+    try {
+      checkSampleRequest(settings);
+    } catch (e) {
+      if (e instanceof SampleRequestError) throw new Error(`Fix the render settings first: ${Object.values(e.errors).join('; ')}`);
+      throw e;
+    }
+    this.busy = true;
+    try {
+      const opened = await openSampleLora(pipeline, lora, trainer);
+      try {
+        const images = await renderStrengths(pipeline, settings, opened.adapters, opened.settings, onProgress);
+        return Comlink.transfer({ images, notes: opened.notes }, images.map((i) => i.data.buffer));
+      } finally {
+        opened.dispose();
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+}
