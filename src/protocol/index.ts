@@ -9,8 +9,9 @@ import type { LoadProgress as PartLoadProgress } from '../model/pipeline.js';
 import type { MemoryEstimate } from '../training/memory.js';
 import type { MemorySuggestion } from '../training/memory-advice.js';
 import type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage } from '../training/sample-settings.js';
+import type { FoundTag } from '../training/tagger.js';
 
-export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion };
+export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion, FoundTag };
 export type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage };
 
 // Facts the page shares with the worker, from the layer that owns each (pure values and functions, no GPU):
@@ -23,6 +24,8 @@ export { TINY_RESOLUTION, TINY_DEMO_PRESET } from '../model/tiny.js';
 export { formatBytes } from '../engine/bytes.js';
 export { HF_ENDPOINT } from '../model/hub-cache.js';
 export { MAX_STRENGTHS, SAMPLE_DEFAULTS, SAMPLERS, sampleRequestErrors } from '../training/sample-settings.js';
+export { DEFAULT_TAGGER_REPO, DEFAULT_TAG_THRESHOLD } from '../training/tagger.js';
+export { captionsZip, captionPath } from '../training/caption-export.js';
 export { captionOf, folderOf, isHiddenPath, pairFiles, folderLine, folderSummary, mergeSkips, REASON, stemPath, type SetFile, type Skip } from '../training/dataset-files.js';
 
 /** The worker's GPU adapter, as the page shows it (the page opens no GPU device of its own). */
@@ -167,6 +170,40 @@ export interface SampleResult {
   notes: string[];
 }
 
+/** Captions from a WD14-style tagger (a Hugging Face repository holding model.onnx and selected_tags.csv). */
+export interface CaptionRequest {
+  tagger: { repo: string; endpoint?: string; revision?: string };
+  /** General tags scoring at least this are kept (0-1; 0.35 is usual). */
+  threshold: number;
+  /** Character tags need this; the general threshold when absent. */
+  characterThreshold?: number;
+  /** Put first in every caption ('' for none). */
+  triggerWord: string;
+  /** The images to caption, by name; every image when absent. */
+  names?: string[];
+}
+
+export interface CaptionProgress extends Partial<ByteProgress> {
+  /** What is happening, in words (downloading, opening, tagging an image). */
+  stage: string;
+  /** Images tagged so far, of `total` (0 of 0 before tagging starts). */
+  done: number;
+  total: number;
+}
+
+export interface CaptionResult {
+  /** Each tagged image's new caption (also set in the worker's dataset) and the tags with their scores. */
+  captions: { name: string; caption: string; tags: FoundTag[] }[];
+  /** Where the tagger ran: WebGPU, or the CPU (wasm) when WebGPU could not take it. */
+  provider: 'webgpu' | 'wasm';
+  /** The tagger's input side (448 for the wd taggers). */
+  size: number;
+  /** Which tagger files came from the browser cache and which were downloaded. */
+  hub: HubLoadReport;
+  /** Set when WebGPU was passed over, with why. */
+  note?: string;
+}
+
 /** What the worker exposes over Comlink. */
 export interface TrainerApi {
   /** The worker's GPU adapter (opening its device); rejects when WebGPU has none, with the reason. */
@@ -201,4 +238,6 @@ export interface TrainerApi {
    * loads, while a run's steps go on (pause it first), or while another render runs; bad fields are named.
    */
   sample(request: SampleRequest, onProgress: (p: SampleProgress) => void): Promise<SampleResult>;
+  /** Caption the dataset's images with a tagger (downloaded on first use, then from the hub cache); refused during a run. */
+  caption(request: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<CaptionResult>;
 }

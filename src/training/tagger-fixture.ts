@@ -1,5 +1,6 @@
 // A small tagger-shaped ONNX model for tests: the wd taggers' input/output names and layout, a few known tags, scores computable by hand.
 import { onnxModel, type OnnxGraph } from '../engine/testing/onnx.js';
+import type { CacheLike } from '../model/hub-cache.js';
 import { TAG_CATEGORY } from './tagger.js';
 
 /**
@@ -77,4 +78,28 @@ export function fixtureScores(input: Float32Array): number[] {
   const px = input.length / 3;
   const bgr = mean.map((m) => m / px / 255);
   return FIXTURE_TAGS.map((t) => 1 / (1 + Math.exp(-(t.bias + t.bgr[0] * bgr[0]! + t.bgr[1] * bgr[1]! + t.bgr[2] * bgr[2]!))));
+}
+
+/** A hub at http://hub.test answering `/<repo>/resolve/main/<path>` from `files` (404 otherwise), an in-memory Cache Storage, and the URLs asked. */
+export function fixtureHub(files: Record<string, Uint8Array | string>) {
+  const asked: string[] = [];
+  const fetchImpl = (async (input: RequestInfo | URL) => {
+    const url = String(input);
+    asked.push(url);
+    const m = /^http:\/\/hub\.test\/(.+)\/resolve\/main\/(.+)$/.exec(url);
+    const body = m ? files[`${m[1]}/${m[2]}`] : undefined;
+    if (body === undefined) return new Response('Entry not found', { status: 404 });
+    const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
+    return new Response(bytes.slice(), { headers: { 'content-length': String(bytes.length) } });
+  }) as typeof fetch;
+  const stored = new Map<string, { blob: Blob; headers: Headers }>();
+  const cache: CacheLike = {
+    match: async (r) => {
+      const e = stored.get(String(r));
+      return e ? new Response(e.blob, { headers: e.headers }) : undefined;
+    },
+    put: async (r, res) => void stored.set(String(r), { blob: await res.blob(), headers: res.headers }),
+    delete: async (r) => stored.delete(String(r)),
+  };
+  return { endpoint: 'http://hub.test', asked, options: { cache, fetchImpl, freeBytes: async () => null } };
 }

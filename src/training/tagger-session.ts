@@ -57,8 +57,8 @@ async function createSession(ort: typeof Ort, files: TaggerFiles, providers: rea
   for (const p of providers) {
     const ep = (p.name === 'webgpu' && p.device ? { name: 'webgpu', device: p.device } : p.name) as Ort.InferenceSession.ExecutionProviderConfig;
     try {
-      // ORT may keep the buffer it is given: it gets a copy, so the caller's bytes stay whole.
-      const session = await ort.InferenceSession.create(files.model.slice(), { executionProviders: [ep], graphOptimizationLevel: 'all' });
+      // ORT copies the bytes into its own heap; the caller may drop them once the session exists.
+      const session = await ort.InferenceSession.create(files.model, { executionProviders: [ep], graphOptimizationLevel: 'all' });
       return { session, provider: p.name, ...(passed.length ? { note: passed.join('; ') } : {}) };
     } catch (e) {
       passed.push(`${p.name}: ${(e instanceof Error ? e.message : String(e)).slice(0, 300)}`);

@@ -2,11 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type * as Ort from 'onnxruntime-web';
-import type { CacheLike } from '../model/hub-cache.js';
 import { chooseTags, captionTag, parseSelectedTags, prepareTaggerInput, taggedCaption, TaggerError } from './tagger.js';
 import { openTagger, type Tagger } from './tagger-session.js';
 import { taggerFromHub } from './tagger-hub.js';
-import { fixtureScores, fixtureTaggerModel, fixtureTagsCsv, FIXTURE_TAGS } from './tagger-fixture.js';
+import { fixtureHub, fixtureScores, fixtureTaggerModel, fixtureTagsCsv, FIXTURE_TAGS } from './tagger-fixture.js';
 import type { RgbaImage } from './images.js';
 
 let ort: typeof Ort;
@@ -103,24 +102,8 @@ describe('wrong or missing tagger files', () => {
 
   it('names a file the hub repository lacks, and reads both files from the cache the second time', async () => {
     const files: Record<string, Uint8Array | string> = { 'o/t/selected_tags.csv': fixtureTagsCsv(), 'o/t/model.onnx': fixtureTaggerModel({ size: 32 }), 'o/half/selected_tags.csv': fixtureTagsCsv() };
-    const asked: string[] = [];
-    const fetchImpl = (async (input: RequestInfo | URL) => {
-      const url = String(input);
-      asked.push(url);
-      const m = /^http:\/\/hub\.test\/(.+)\/resolve\/main\/(.+)$/.exec(url)!;
-      const body = files[`${m[1]}/${m[2]}`];
-      if (body === undefined) return new Response('Entry not found', { status: 404 });
-      const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
-      return new Response(bytes.slice(), { headers: { 'content-length': String(bytes.length) } });
-    }) as typeof fetch;
-    const stored = new Map<string, { blob: Blob; headers: Headers }>();
-    const cache: CacheLike = {
-      match: async (r) => (stored.has(String(r)) ? new Response(stored.get(String(r))!.blob, { headers: stored.get(String(r))!.headers }) : undefined),
-      put: async (r, res) => void stored.set(String(r), { blob: await res.blob(), headers: res.headers }),
-      delete: async (r) => stored.delete(String(r)),
-    };
-    const o = { endpoint: 'http://hub.test' };
-    const hub = { cache, fetchImpl, freeBytes: async () => null };
+    const { endpoint, asked, options: hub } = fixtureHub(files);
+    const o = { endpoint };
     await rejects(taggerFromHub({ repo: 'o/none', ...o }, hub), /o\/none has no selected_tags\.csv/, /WD14 tagger repository holds model\.onnx and selected_tags\.csv/);
     await rejects(taggerFromHub({ repo: 'o/half', ...o }, hub), /o\/half has no model\.onnx/);
     const first = await taggerFromHub({ repo: 'o/t', ...o }, hub);

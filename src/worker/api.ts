@@ -9,8 +9,9 @@ import { checkSettings, SettingsError, TrainingSession } from '../training/sessi
 import type { TrainItem } from '../training/data.js';
 import { decodeImageBrowser } from '../training/decode-browser.js';
 import type { RgbaImage } from '../training/images.js';
-import type { BucketSettings, DatasetFile, LoadProgress, ModelSource, RunCallbacks, SampleProgress, SampleRequest, TrainerApi } from '../protocol/index.js';
+import type { BucketSettings, CaptionProgress, CaptionRequest, DatasetFile, LoadProgress, ModelSource, RunCallbacks, SampleProgress, SampleRequest, TrainerApi } from '../protocol/index.js';
 import { adapterInfo } from './adapter.js';
+import { BROWSER_CAPTION, CaptionService, type CaptionPlatform } from './caption.js';
 import { datasetBuckets, decodeDataset } from './dataset.js';
 import { heldBytesMeter, MemoryForecasts } from './memory-report.js';
 import { hubDownloadPlan, loadModel } from './model-load.js';
@@ -31,6 +32,8 @@ function settingsOrRefusal(config: unknown): TrainConfig {
 export interface WorkerPlatform {
   acquireGpu(): Promise<Gpu>;
   decodeImage(name: string, bytes: ArrayBuffer): Promise<RgbaImage>;
+  /** ONNX Runtime and the hub for auto-captioning (the browser's when absent). */
+  caption?: CaptionPlatform;
 }
 
 /** The Web Worker's own: navigator.gpu, createImageBitmap. */
@@ -45,13 +48,16 @@ class TrainerWorker implements TrainerApi {
   private reporter: RunStateReporter | null = null;
   private readonly forecasts = new MemoryForecasts();
   private readonly renders = new SampleRenders();
+  private readonly captioner: CaptionService;
   /** True from a start() call until its run ends: set before any await, so a second start is refused. */
   private active = false;
   private loading = false;
   /** True while a run's steps go on (forecasts skip their advice then). */
   private running = false;
 
-  constructor(private readonly platform: WorkerPlatform) {}
+  constructor(private readonly platform: WorkerPlatform) {
+    this.captioner = new CaptionService(platform.caption ?? BROWSER_CAPTION);
+  }
 
   private async device(): Promise<Gpu> {
     if (this.gpu) return this.gpu;
@@ -178,6 +184,11 @@ class TrainerWorker implements TrainerApi {
     // The steps and a render would share the GPU and the LoRA; a paused or finished run leaves both free.
     if (this.active && this.reporter?.state.phase !== 'paused') throw new Error(`A training run is ${this.phaseWords()}: pause it (or wait for it to end) to try the LoRA.`);
     return this.renders.render(this.pipeline, this.session?.trainer ?? null, request, onProgress);
+  }
+
+  async caption(request: CaptionRequest, onProgress: (p: CaptionProgress) => void) {
+    if (this.active) throw new Error(`A training run is ${this.phaseWords()}: captions are read when a run starts, so caption before starting (or after the run ends).`);
+    return this.captioner.caption(this.items, request, onProgress);
   }
 
   /** Set up a run and start it in the background; resolves once it runs (its first state sent). */

@@ -1,0 +1,80 @@
+// Auto-captioning in the worker: the tagger downloaded on request (hub cache), opened once on WebGPU (wasm if that fails), each image tagged with progress.
+import type * as Ort from 'onnxruntime-web';
+import type { HubRepoOptions } from '../model/hub-cache.js';
+import type { TrainItem } from '../training/data.js';
+import { chooseTags, taggedCaption, thresholdProblem } from '../training/tagger.js';
+import { taggerFromHub } from '../training/tagger-hub.js';
+import { openTagger, type Tagger, type TaggerProvider } from '../training/tagger-session.js';
+import type { CaptionProgress, CaptionRequest, CaptionResult } from '../protocol/index.js';
+
+/** How the worker reaches ONNX Runtime and the hub (the browser's by default; tests give Node's). */
+export interface CaptionPlatform {
+  ort(): Promise<typeof Ort>;
+  /** Providers in the order tried. */
+  providers: readonly TaggerProvider[];
+  hub?: HubRepoOptions;
+}
+
+/** ORT's WebGPU build (it holds the wasm EP too), loaded only when captioning is asked for. */
+export const BROWSER_CAPTION: CaptionPlatform = {
+  ort: async () => {
+    const ort = await import('onnxruntime-web/webgpu');
+    ort.env.logLevel = 'error';
+    return ort as unknown as typeof Ort;
+  },
+  // ORT opens its own WebGPU device: a tagger failure cannot take the training device with it.
+  providers: [{ name: 'webgpu' }, { name: 'wasm' }],
+};
+
+const key = (r: CaptionRequest['tagger']) => `${r.endpoint ?? ''} ${r.repo.trim()} ${r.revision ?? 'main'}`;
+
+/** The request's problems in words (refused before anything downloads), or null. */
+function requestProblem(r: CaptionRequest): string | null {
+  if (!r.tagger.repo.trim()) return 'Name the tagger repository (for example SmilingWolf/wd-vit-tagger-v3).';
+  return thresholdProblem(r.threshold) ?? (r.characterThreshold !== undefined ? thresholdProblem(r.characterThreshold, 'The character threshold') : null);
+}
+
+/** One tagger kept open between requests for the same repository. */
+export class CaptionService {
+  private open: { key: string; tagger: Tagger; hub: CaptionResult['hub'] } | null = null;
+
+  constructor(private readonly platform: CaptionPlatform) {}
+
+  private async tagger(r: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<{ tagger: Tagger; hub: CaptionResult['hub'] }> {
+    if (this.open?.key === key(r.tagger)) return this.open;
+    await this.release();
+    const files = await taggerFromHub(r.tagger, {
+      ...this.platform.hub,
+      onProgress: (p) => onProgress({ stage: `Downloading the tagger: ${p.stage}`, done: 0, total: 0, loadedBytes: p.loadedBytes, totalBytes: p.totalBytes }),
+    });
+    onProgress({ stage: 'Opening the tagger', done: 0, total: 0 });
+    const tagger = await openTagger(await this.platform.ort(), files, this.platform.providers);
+    this.open = { key: key(r.tagger), tagger, hub: files.report };
+    return this.open;
+  }
+
+  /** Tag `items` (all, or those named) and give each its caption; the items' captions are replaced. */
+  async caption(items: TrainItem[], r: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<CaptionResult> {
+    const problem = requestProblem(r);
+    if (problem) throw new Error(problem);
+    const wanted = r.names ? new Set(r.names) : null;
+    const chosen = items.filter((i) => !wanted || wanted.has(i.name));
+    if (!chosen.length) throw new Error('There are no images to caption: drop some images first.');
+    const { tagger, hub } = await this.tagger(r, onProgress);
+    const captions: CaptionResult['captions'] = [];
+    for (const [n, it] of chosen.entries()) {
+      onProgress({ stage: `Tagging ${it.name}`, done: n, total: chosen.length });
+      const found = chooseTags(await tagger.score(it.image), tagger.tags, r);
+      it.caption = taggedCaption(found, r.triggerWord);
+      captions.push({ name: it.name, caption: it.caption, tags: found });
+    }
+    onProgress({ stage: 'Tagged', done: chosen.length, total: chosen.length });
+    return { captions, provider: tagger.provider, size: tagger.size, hub, ...(tagger.fallbackNote ? { note: `WebGPU was not used (${tagger.fallbackNote}); the tagger ran on the CPU (wasm).` } : {}) };
+  }
+
+  async release(): Promise<void> {
+    const t = this.open;
+    this.open = null;
+    await t?.tagger.release();
+  }
+}
