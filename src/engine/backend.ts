@@ -244,7 +244,14 @@ export class GpuBackend implements Backend {
     return Math.min(this.device.limits.maxBufferSize, this.device.limits.maxStorageBufferBindingSize);
   }
 
+  /**
+   * Whether kernels may read f16 storage natively (the device has `shader-f16`): read once here,
+   * as a device's features never change, instead of a `features.has` per GEMM and conv call.
+   */
+  readonly nativeF16: boolean;
+
   constructor(readonly device: GPUDevice) {
+    this.nativeF16 = device.features.has('shader-f16');
     this.pipelines = new PipelineCache(device);
     this.bufs = new BufferPool<GPUBuffer>({
       create: (bytes) => {

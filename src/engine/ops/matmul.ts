@@ -186,9 +186,9 @@ function gemmDrop(d: FoldedDropout): GemmDrop {
   return { on: d.on, seed: d.seed >>> 0, threshold: keepThreshold(d.p), scale: dropScale(d.p), offset: d.offset ?? 0 };
 }
 
-/** Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16. */
+/** Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16 (checked once per backend). */
 export function nativeF16(b: Backend): boolean {
-  return b.kind === 'gpu' && (b as GpuBackend).device.features.has('shader-f16');
+  return b.kind === 'gpu' && (b as GpuBackend).nativeF16;
 }
 
 /** Refuse an in-place add the tape could see: it would change a tensor some backward may read. */
