@@ -1,4 +1,4 @@
-// Memory-efficient attention kernels: forward with an online softmax, backward in two passes (dQ; dK and dV).
+// Memory-efficient attention kernels: forward with an online softmax, backward in one dispatch (dQ and dK, dV by workgroup ranges).
 import { grid, memoSource, type Kernel } from '../kernel.js';
 import type { DType } from '../dtype.js';
 import { f, input, main1d, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
@@ -230,62 +230,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 }`;
 });
 
-/* Dvec = rowsum(dO * O), one thread per (batch, head, query) row. */
-export const attnDeltaSource = memoSource('attn_delta', (p: AttnSourceParams) => `${input('dout', 0)}
-${input('o', 1)}
-${output('delta', 2)}
-${uniformDecl(3, ATTN_FIELDS)}
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z; let h = wid.y;
-  let i = wid.x * ${THREADS}u + lid;
-  if (i >= u.Nq) { return; }
-  var s = 0.0;
-  for (var d = 0u; d < ${p.D}u; d++) { let x = ${rowIndex(p, 'i', 'Nq')} + d; s = fma(ld_dout(x), ld_o(x), s); }
-  delta[(b * u.H + h) * u.Nq + i] = s;
-}`);
+/** WGSL statements summing Δ = rowsum(dO ∘ O) of the head row starting at element `row` into `v` (a sequential fma over the D features). */
+const deltaSum = (p: AttnSourceParams, v: string, row: string) =>
+  `var ${v} = 0.0;
+  for (var d = 0u; d < ${p.D}u; d++) { let x = ${row} + d; ${v} = fma(ld_dout(x), ld_o(x), ${v}); }`;
+
+/** The uniforms of the backward kernel: the forward's, and how many of its workgroups compute dQ (the rest dK and dV). */
+const BWD_FIELDS: UniformField[] = [...ATTN_FIELDS, ['qGroups', 'u32']];
+
+/** Rows staged per block in both halves of the backward kernel: query rows with their dO, log-sum-exp and Δ (the larger need), or key/value rows. */
+const bwdBlock = (D: number) => blockSize(D, 2 + partialFloats(split(D), 2));
 
 /*
- * dQ tiling: like the forward, one thread per query row (q, dO and the dQ accumulator in registers
+ * dQ part: like the forward, one thread per query row (q, dO and the dQ accumulator in registers
  * as vec4s), or T threads per row with a slice each above D = 64; key/value blocks staged in
- * workgroup memory; probabilities are recomputed from the saved log-sum-exp, so no score matrix
- * exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j.
+ * workgroup memory (S1, S2); probabilities are recomputed from the saved log-sum-exp, so no score
+ * matrix exists: dQ_i = scale Σ_j P_ij (dO_i·V_j − Δ_i) K_j, with Δ_i = dO_i·O_i summed by the
+ * row's thread first. `wx` is the workgroup's block of query rows.
  */
-export const attnDqSource = memoSource('attn_dq', (p: AttnSourceParams) => {
+function dqPart(p: AttnSourceParams): string {
   const sp = split(p.D);
-  const BK = blockSize(p.D, partialFloats(sp, 2));
+  const BK = bwdBlock(p.D);
   const R = new Regs(sp);
-  const d = dots(sp, R, 'jj', [['s', 'q', 'Ks'], ['dp', 'go', 'Vs']], BK);
-  return `${input('q', 0, p.dtypes[0])}
-${input('k', 1, p.dtypes[1])}
-${input('v', 2, p.dtypes[2])}
-${input('dout', 3)}
-${input('lse', 4)}
-${input('delta', 5)}
-${output('dq', 6)}
-${uniformDecl(7, ATTN_FIELDS)}
-${load4('q', p.D, sp.Vp)}
-${load4('k', p.D, sp.Vp)}
-${load4('v', p.D, sp.Vp)}
-${load4('dout', p.D, sp.Vp)}
-${store4('dq', p.D)}
-var<workgroup> Ks: array<vec4<f32>, ${BK * sp.Vp}>;
-var<workgroup> Vs: array<vec4<f32>, ${BK * sp.Vp}>;
-${partialDecl(sp, 2, BK)}
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z; let h = wid.y;
-  ${threadPlace(sp, 'i')}
+  const d = dots(sp, R, 'jj', [['s', 'q', 'S1'], ['dp', 'go', 'S2']], BK);
+  return `fn dq_part(wx: u32, b: u32, h: u32, lid: u32) {
+  ${threadPlace(sp, 'i').replaceAll('wid.x', 'wx')}
   let live = i < u.Nq;
   let ic = min(i, u.Nq - 1u);
   let qrow = ${rowIndex(p, 'ic', 'Nq')};
   ${R.decl('q', 'go', 'acc')}
   ${R.each((r, c) => `${r('q')} = ld4_q(qrow, ${c}) * u.scale; ${r('go')} = ld4_dout(qrow, ${c});`)}
   let L = ld_lse((b * u.H + h) * u.Nq + ic);
-  let dl = ld_delta((b * u.H + h) * u.Nq + ic);
-  let kEnd = ${p.causal ? `min(u.Nk, wid.x * ${sp.rows}u + ${sp.rows}u)` : 'u.Nk'};
+  ${deltaSum(p, 'dl', 'qrow')}
+  let kEnd = ${p.causal ? `min(u.Nk, wx * ${sp.rows}u + ${sp.rows}u)` : 'u.Nk'};
   for (var j0 = 0u; j0 < kEnd; j0 += ${BK}u) {
-    ${stage(p, BK, 'j0', 'Nk', [['Ks', 'k'], ['Vs', 'v']])}
+    ${stage(p, BK, 'j0', 'Nk', [['S1', 'k'], ['S2', 'v']])}
     workgroupBarrier();
     let nb = min(${BK}u, kEnd - j0);
     ${d.pre}
@@ -294,61 +273,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
       if (${p.causal ? 'j <= i' : 'true'}) {
         ${d.lets}
         let ds = vec4<f32>(exp(s - L) * (dp - dl) * u.scale);
-        ${R.each((r, c) => `${r('acc')} = fma(ds, Ks[jj * ${sp.Vp}u + ${c}], ${r('acc')});`)}
+        ${R.each((r, c) => `${r('acc')} = fma(ds, S1[jj * ${sp.Vp}u + ${c}], ${r('acc')});`)}
       }
     }
     workgroupBarrier();
   }
   if (live) { ${R.each((r, c) => `st4_dq(qrow, ${c}, ${r('acc')});`)} }
 }`;
-});
+}
 
 /*
- * dK/dV tiling: one thread per key row (its K and V rows and both accumulators in registers as
+ * dK/dV part: one thread per key row (its K and V rows and both accumulators in registers as
  * vec4s), or T threads per row with a slice each above D = 64; query rows with their dO,
- * log-sum-exp and Δ are staged through workgroup memory block by block:
- * dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i. No atomics, no score matrix.
+ * log-sum-exp and Δ (summed as they are staged, as the dQ part sums it) are staged through
+ * workgroup memory block by block: dV_j = Σ_i P_ij dO_i and dK_j = scale Σ_i P_ij (dO_i·V_j − Δ_i) Q_i.
+ * No atomics, no score matrix. `wx` is the workgroup's block of key rows.
  */
-export const attnDkvSource = memoSource('attn_dkv', (p: AttnSourceParams) => {
+function dkvPart(p: AttnSourceParams): string {
   const sp = split(p.D);
-  const BQ = blockSize(p.D, 2 + partialFloats(sp, 2));
+  const BQ = bwdBlock(p.D);
   const R = new Regs(sp);
-  const d = dots(sp, R, 'ii', [['s', 'kr', 'Qs'], ['dp', 'vr', 'Gs']], BQ);
-  return `${input('q', 0, p.dtypes[0])}
-${input('k', 1, p.dtypes[1])}
-${input('v', 2, p.dtypes[2])}
-${input('dout', 3)}
-${input('lse', 4)}
-${input('delta', 5)}
-${output('dk', 6)}
-${output('dv', 7)}
-${uniformDecl(8, ATTN_FIELDS)}
-${load4('q', p.D, sp.Vp)}
-${load4('k', p.D, sp.Vp)}
-${load4('v', p.D, sp.Vp)}
-${load4('dout', p.D, sp.Vp)}
-${store4('dk', p.D)}
-${store4('dv', p.D)}
-var<workgroup> Qs: array<vec4<f32>, ${BQ * sp.Vp}>;
-var<workgroup> Gs: array<vec4<f32>, ${BQ * sp.Vp}>;
-var<workgroup> Ls: array<f32, ${BQ}>;
-var<workgroup> Ds: array<f32, ${BQ}>;
-${partialDecl(sp, 2, BQ)}
-@compute @workgroup_size(${THREADS})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let b = wid.z; let h = wid.y;
-  ${threadPlace(sp, 'j')}
+  const d = dots(sp, R, 'ii', [['s', 'kr', 'S1'], ['dp', 'vr', 'S2']], BQ);
+  return `fn dkv_part(wx: u32, b: u32, h: u32, lid: u32) {
+  ${threadPlace(sp, 'j').replaceAll('wid.x', 'wx')}
   let live = j < u.Nk;
   let krow = ${rowIndex(p, 'min(j, u.Nk - 1u)', 'Nk')};
   ${R.decl('kr', 'vr', 'dk_', 'dv_')}
   ${R.each((r, c) => `${r('kr')} = ld4_k(krow, ${c}); ${r('vr')} = ld4_v(krow, ${c});`)}
-  let iStart = ${p.causal ? `(wid.x * ${sp.rows}u / ${BQ}u) * ${BQ}u` : '0u'};
+  let iStart = ${p.causal ? `(wx * ${sp.rows}u / ${BQ}u) * ${BQ}u` : '0u'};
   for (var i0 = iStart; i0 < u.Nq; i0 += ${BQ}u) {
-    ${stage(p, BQ, 'i0', 'Nq', [['Qs', 'q'], ['Gs', 'dout']], true)}
+    ${stage(p, BQ, 'i0', 'Nq', [['S1', 'q'], ['S2', 'dout']], true)}
     for (var e = lid; e < ${BQ}u; e += ${THREADS}u) {
       let i = min(i0 + e, u.Nq - 1u);
       Ls[e] = ld_lse((b * u.H + h) * u.Nq + i);
-      Ds[e] = ld_delta((b * u.H + h) * u.Nq + i);
+      ${deltaSum(p, 'dl', rowIndex(p, 'i', 'Nq'))}
+      Ds[e] = dl;
     }
     workgroupBarrier();
     let nb = min(${BQ}u, u.Nq - i0);
@@ -359,7 +318,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         ${d.lets}
         let pr = vec4<f32>(exp(s - Ls[ii]));
         let ds = pr * (dp - Ds[ii]);
-        ${R.each((r, c) => `${r('dv_')} = fma(pr, Gs[ii * ${sp.Vp}u + ${c}], ${r('dv_')}); ${r('dk_')} = fma(ds, Qs[ii * ${sp.Vp}u + ${c}], ${r('dk_')});`)}
+        ${R.each((r, c) => `${r('dv_')} = fma(pr, S2[ii * ${sp.Vp}u + ${c}], ${r('dv_')}); ${r('dk_')} = fma(ds, S1[ii * ${sp.Vp}u + ${c}], ${r('dk_')});`)}
       }
     }
     workgroupBarrier();
@@ -368,7 +327,61 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     ${R.each((r, c) => `st4_dk(krow, ${c}, ${r('dk_')}); st4_dv(krow, ${c}, ${r('dv_')});`)}
   }
 }`;
+}
+
+/*
+ * The whole backward in one dispatch: workgroups [0, qGroups) run the dQ part over blocks of
+ * query rows, the rest the dK/dV part over blocks of key rows (the branch is on the workgroup
+ * number, uniform across a workgroup, so the barriers inside stay in uniform control flow). Both
+ * parts stage `bwdBlock` rows at a time into the same workgroup arrays (S1, S2 and the split
+ * rows' partial dots; the dK/dV part also Ls and Ds), so the module needs no more workgroup memory
+ * than the dK/dV part alone. Neither part reads the other's output: each sums Δ itself, the same
+ * sequential fma over the row, so Δ costs no dispatch and no buffer. qGroups is 0 when dQ is not
+ * needed, and the grid holds no dK/dV groups when they are not.
+ */
+export const attnBackwardSource = memoSource('attn_bwd', (p: AttnSourceParams) => {
+  const sp = split(p.D);
+  const BQ = bwdBlock(p.D);
+  return `${input('q', 0, p.dtypes[0])}
+${input('k', 1, p.dtypes[1])}
+${input('v', 2, p.dtypes[2])}
+${input('dout', 3)}
+${input('lse', 4)}
+${input('o', 5)}
+${output('dq', 6)}
+${output('dk', 7)}
+${output('dv', 8)}
+${uniformDecl(9, BWD_FIELDS)}
+${load4('q', p.D, sp.Vp)}
+${load4('k', p.D, sp.Vp)}
+${load4('v', p.D, sp.Vp)}
+${load4('dout', p.D, sp.Vp)}
+${store4('dq', p.D)}
+${store4('dk', p.D)}
+${store4('dv', p.D)}
+var<workgroup> S1: array<vec4<f32>, ${BQ * sp.Vp}>;
+var<workgroup> S2: array<vec4<f32>, ${BQ * sp.Vp}>;
+var<workgroup> Ls: array<f32, ${BQ}>;
+var<workgroup> Ds: array<f32, ${BQ}>;
+${partialDecl(sp, 2, BQ)}
+${dqPart(p)}
+${dkvPart(p)}
+@compute @workgroup_size(${THREADS})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  if (wid.x < u.qGroups) { dq_part(wid.x, wid.z, wid.y, lid); } else { dkv_part(wid.x - u.qGroups, wid.z, wid.y, lid); }
+}`;
 });
+
+/**
+ * The backward dispatch: dQ over `withDq` query blocks and dK, dV over the key blocks when
+ * `withDkv` (see `attnBackwardSource`).
+ */
+export function attnBackwardKernel(p: AttnParams, withDq: boolean, withDkv: boolean, flops: number, bytes: number): Kernel {
+  const rows = split(p.D).rows;
+  const qGroups = withDq ? Math.ceil(p.Nq / rows) : 0;
+  const kGroups = withDkv ? Math.ceil(p.Nk / rows) : 0;
+  return { name: 'attention_backward', source: attnBackwardSource(sourceParams(p)), workgroups: [qGroups + kGroups, p.H, p.B], flops, bytes, uniforms: packUniforms(BWD_FIELDS, [p.H, p.Nq, p.Nk, p.scale, qGroups]) };
+}
 
 /** Row offset with the sizes baked in, for the naive baseline (benchmark only). */
 const bakedRow = (p: AttnParams, n: string, N: number) => `((b * ${N}u + ${n}) * ${p.H}u + h) * ${p.D}u`;

@@ -1,6 +1,6 @@
 // Multi-head scaled-dot-product attention without a sequence-by-sequence matrix, forward and backward.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { attnDeltaSource, attnDkvSource, attnDqSource, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, THREADS, type AttnParams } from '../kernels/attention.js';
+import { attnBackwardKernel, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, type AttnParams } from '../kernels/attention.js';
 import { softmaxKernel } from '../kernels/softmax.js';
 import { empty, type Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
@@ -68,25 +68,23 @@ export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
 }
 
 // Saved: q, k, v, the output and the per-row log-sum-exp [B, H, Nq]. Backward recomputes the
-// probabilities block by block: Δ = rowsum(dO ∘ O), then dQ by query rows, dK and dV by key rows.
+// probabilities block by block in one dispatch: dQ by query rows and dK, dV by key rows, each
+// summing Δ = rowsum(dO ∘ O) for the rows it reads (no separate pass, no Δ buffer).
 const attentionBackward: BackwardRule<'attention'> = ({ q, k, v, o, lse, p }, [g], needs) =>
   noGrad(() => {
-    const delta = empty(q.backend, [p.B, p.H, p.Nq]);
-    launch(attnKernel('attention_delta', attnDeltaSource, p, p.Nq, 2 * p.B * p.H * p.Nq * p.D, 8 * p.B * p.H * p.Nq * p.D, THREADS), [g!, o], [delta]);
-    let dq: Tensor | null = null;
-    if (needs[0]) {
-      dq = emptyLike(q, q.shape);
-      launch(attnKernel('attention_dq', attnDqSource, p, p.Nq, 1.5 * fwdFlops(p), 4 * p.B * p.H * p.D * (3 * p.Nq + 2 * p.Nk)), [q, k, v, g!, lse, delta], [dq]);
-    }
-    let dk: Tensor | null = null;
-    let dv: Tensor | null = null;
-    if (needs[1] || needs[2]) {
-      dk = emptyLike(k, k.shape);
-      dv = emptyLike(v, v.shape);
-      launch(attnKernel('attention_dkv', attnDkvSource, p, p.Nk, 2 * fwdFlops(p), 4 * p.B * p.H * p.D * (2 * p.Nq + 4 * p.Nk)), [q, k, v, g!, lse, delta], [dk, dv]);
-    }
-    delta.dispose();
-    return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
+    const withDq = needs[0]!;
+    const withDkv = needs[1]! || needs[2]!;
+    if (!withDq && !withDkv) return [null, null, null];
+    // An output the kernel does not write is still bound: a one-element placeholder.
+    const dq = withDq ? emptyLike(q, q.shape) : empty(q.backend, [1]);
+    const [dk, dv] = withDkv ? [emptyLike(k, k.shape), emptyLike(v, v.shape)] : [empty(q.backend, [1]), empty(q.backend, [1])];
+    const rowBytes = 4 * p.B * p.H * p.D;
+    const flops = (withDq ? 1.5 * fwdFlops(p) : 0) + (withDkv ? 2 * fwdFlops(p) : 0) + 2 * p.B * p.H * p.Nq * p.D;
+    const bytes = (withDq ? rowBytes * (4 * p.Nq + 2 * p.Nk) : 0) + (withDkv ? rowBytes * (3 * p.Nq + 4 * p.Nk) : 0);
+    launch(attnBackwardKernel(p, withDq, withDkv, flops, bytes), [q, k, v, g!, lse, o], [dq, dk, dv]);
+    const kept = [withDq ? dq : null, needs[1] ? dk : null, needs[2] ? dv : null];
+    for (const t of [dq, dk, dv]) if (!kept.includes(t)) t.dispose();
+    return kept;
   });
 
 export const attentionRules = { attention: attentionBackward };
