@@ -198,8 +198,10 @@ export interface CaptionResult {
   provider: 'webgpu' | 'wasm';
   /** The tagger's input side (448 for the wd taggers). */
   size: number;
-  /** Which tagger files came from the browser cache and which were downloaded. */
+  /** Which tagger files came from the browser cache and which were downloaded (none when `reused`). */
   hub: HubLoadReport;
+  /** The tagger was still open from an earlier request. */
+  reused?: boolean;
   /** Set when WebGPU was passed over, with why. */
   note?: string;
 }

@@ -39,6 +39,7 @@ describe('CaptionService', () => {
     hub.asked.length = 0;
     const again = await svc.caption(items, { tagger, threshold: 0.5, triggerWord: '' }, () => {});
     expect(hub.asked).toEqual([]);
+    expect([again.reused, again.hub.downloadedFiles, again.hub.cachedFiles]).toEqual([true, 0, 0]);
     expect(again.captions.map((c) => c.caption)).toEqual(['blue sky, ^_^, hatsune miku', 'red theme, ^_^, hatsune miku', 'green theme, ^_^, hatsune miku']);
     await svc.release();
   });

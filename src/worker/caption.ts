@@ -40,8 +40,9 @@ export class CaptionService {
 
   constructor(private readonly platform: CaptionPlatform) {}
 
-  private async tagger(r: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<{ tagger: Tagger; hub: CaptionResult['hub'] }> {
-    if (this.open?.key === key(r.tagger)) return this.open;
+  private async tagger(r: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<{ tagger: Tagger; hub: CaptionResult['hub']; reused?: true }> {
+    // Still open from an earlier request: no file is read at all.
+    if (this.open?.key === key(r.tagger)) return { tagger: this.open.tagger, hub: { cachedFiles: 0, downloadedFiles: 0, downloadedBytes: 0, uncachedFiles: 0 }, reused: true };
     await this.release();
     const files = await taggerFromHub(r.tagger, {
       ...this.platform.hub,
@@ -60,7 +61,7 @@ export class CaptionService {
     const wanted = r.names ? new Set(r.names) : null;
     const chosen = items.filter((i) => !wanted || wanted.has(i.name));
     if (!chosen.length) throw new Error('There are no images to caption: drop some images first.');
-    const { tagger, hub } = await this.tagger(r, onProgress);
+    const { tagger, hub, reused } = await this.tagger(r, onProgress);
     const captions: CaptionResult['captions'] = [];
     for (const [n, it] of chosen.entries()) {
       onProgress({ stage: `Tagging ${it.name}`, done: n, total: chosen.length });
@@ -69,7 +70,7 @@ export class CaptionService {
       captions.push({ name: it.name, caption: it.caption, tags: found });
     }
     onProgress({ stage: 'Tagged', done: chosen.length, total: chosen.length });
-    return { captions, provider: tagger.provider, size: tagger.size, hub, ...(tagger.fallbackNote ? { note: `WebGPU was not used (${tagger.fallbackNote}); the tagger ran on the CPU (wasm).` } : {}) };
+    return { captions, provider: tagger.provider, size: tagger.size, hub, ...(reused ? { reused } : {}), ...(tagger.fallbackNote ? { note: `WebGPU was not used (${tagger.fallbackNote}); the tagger ran on the CPU (wasm).` } : {}) };
   }
 
   async release(): Promise<void> {
