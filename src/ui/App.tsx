@@ -1,4 +1,4 @@
-// The page: the WebGPU check, then the four panels (model, images, settings, training and result).
+// The page: the WebGPU check, then the panels (model, images, settings, training and result, try it).
 import { useEffect } from 'react';
 import { DatasetPanel } from './DatasetPanel.js';
 import { ModelPanel } from './ModelPanel.js';
@@ -6,6 +6,7 @@ import { recoverLora } from './recovery.js';
 import { Settings } from './Settings.js';
 import { useApp } from './store.js';
 import { TrainPanel } from './TrainPanel.js';
+import { TryPanel } from './TryPanel.js';
 import { trainer } from './worker.js';
 import './app.css';
 
@@ -55,6 +56,7 @@ export function App() {
       <DatasetPanel />
       <Settings />
       <TrainPanel />
+      <TryPanel />
     </main>
   );
 }

@@ -15,17 +15,18 @@ function st(names: string[]): Uint8Array {
 describe('try settings', () => {
   const ok = { ...TRY_DEFAULTS, prompt: 'a photo of sks' };
 
-  it('accepts the defaults with a prompt, and names each bad field with its range', () => {
-    expect(tryErrors(ok)).toEqual({});
-    expect(tryErrors(TRY_DEFAULTS).prompt).toContain('Write a prompt');
-    const e = tryErrors({ ...ok, seed: -1, steps: 0.5, guidance: NaN, width: 100, height: 4096, strength: 1.6, gridStrengths: '0, 2' });
-    expect(e.seed).toContain('0 to 4294967295 (got -1)');
-    expect(e.steps).toContain('1 to 150 (got 0.5)');
-    expect(e.guidance).toContain('from 1 to 30 (got NaN)');
-    expect(e.width).toContain('multiple of 64 from 64 to 2048, or empty for the training size (got 100)');
-    expect(e.height).toContain('(got 4096)');
-    expect(e.strength).toContain('0 to 1.5 (got 1.6)');
+  it('accepts the defaults, and names each bad field with its range (the worker\'s own checks, through the protocol)', () => {
+    expect(tryErrors(ok, 64)).toEqual({});
+    const e = tryErrors({ ...ok, seed: -1, steps: 0.5, guidance: NaN, width: 100, height: 4096, strength: 1.6, gridStrengths: '0, 2' }, 64);
+    expect(e.seed).toBe('Seed must be between 0 and 4294967295 (got -1)');
+    expect(e.steps).toBe('Steps must be a whole number between 1 and 150 (got 0.5)');
+    expect(e.guidance).toBe('Guidance is required: a number between 0 and 30');
+    expect(e.width).toBe('Width must be a multiple of 64 (got 100) (or leave it empty for the training size)');
+    expect(e.height).toBe('Height must be between 64 and 2048 (got 4096) (or leave it empty for the training size)');
+    expect(e.strength).toBe('Strength must be between 0 and 1.5 (got 1.6)');
     expect(e.gridStrengths).toContain('“2” is not a strength from 0 to 1.5');
+    // A size left empty renders at the training resolution, which must itself fit.
+    expect(tryErrors({ ...ok, width: 0 }, 96).width).toContain('multiple of 64 (got 96)');
   });
 
   it('reads grid strengths (duplicates once) and sizes left empty take the training resolution', () => {

@@ -1,4 +1,5 @@
 // The Try-it panel's settings: defaults, per-field checks with the fix in words, and what one render or the X/Y grid asks the worker.
+import { SAMPLE_DEFAULTS, sampleRequestErrors, type SamplerKind } from '../protocol/index.js';
 
 /** The settings a person sets on the panel (persisted with the page's settings). */
 export interface TrySettings {
@@ -10,16 +11,18 @@ export interface TrySettings {
   /** 0: the training resolution. */
   width: number;
   height: number;
-  sampler: 'ddim' | 'euler' | 'euler_a';
+  sampler: SamplerKind;
   /** The LoRA's strength beside the base image, 0–1.5. */
   strength: number;
   /** The X/Y grid's rows, as typed: strengths separated by commas. */
   gridStrengths: string;
 }
 
-export const TRY_DEFAULTS: TrySettings = { prompt: '', negativePrompt: '', seed: 1, steps: 20, guidance: 7, width: 0, height: 0, sampler: 'euler', strength: 1, gridStrengths: '0, 0.5, 1, 1.5' };
+/** The worker's defaults, the size left to the training resolution (0). */
+export const TRY_DEFAULTS: TrySettings = (({ strengths: _, ...d }) => ({ ...d, width: 0, height: 0, strength: 1, gridStrengths: '0, 0.5, 1, 1.5' }))(SAMPLE_DEFAULTS);
 
-export const SAMPLERS: { value: TrySettings['sampler']; label: string }[] = [
+/** The samplers as the form names them. */
+export const SAMPLER_LABELS: { value: SamplerKind; label: string }[] = [
   { value: 'euler', label: 'Euler' },
   { value: 'euler_a', label: 'Euler ancestral' },
   { value: 'ddim', label: 'DDIM' },
@@ -29,19 +32,20 @@ export const MAX_STRENGTH = 1.5;
 /** The grid's size limit: each image is a full render (one row of strengths per LoRA column). */
 export const MAX_GRID = { columns: 8, rows: 6 };
 
-const whole = (v: number, lo: number, hi: number) => Number.isInteger(v) && v >= lo && v <= hi;
-
-/** Per-field errors of the settings (empty when they can render), each naming the problem and the fix. */
-export function tryErrors(s: TrySettings): Partial<Record<keyof TrySettings, string>> {
+/**
+ * Per-field errors of the settings (empty when they can render), each naming the problem and the fix: the
+ * worker's own checks of a render request (shared through the protocol), and the panel's (strength slider, grid rows).
+ */
+export function tryErrors(s: TrySettings, trainingResolution: number): Partial<Record<keyof TrySettings, string>> {
+  const { strength, gridStrengths: grid, ...fields } = s;
+  const request = { ...fields, ...renderSize(s, trainingResolution), strengths: [strength] };
   const e: Partial<Record<keyof TrySettings, string>> = {};
-  if (!s.prompt.trim()) e.prompt = 'Write a prompt (the trigger word and what the image shows).';
-  if (!whole(s.seed, 0, 2 ** 32 - 1)) e.seed = `Seed must be a whole number from 0 to 4294967295 (got ${s.seed}).`;
-  if (!whole(s.steps, 1, 150)) e.steps = `Steps must be a whole number from 1 to 150 (got ${s.steps}).`;
-  if (!(Number.isFinite(s.guidance) && s.guidance >= 1 && s.guidance <= 30)) e.guidance = `Guidance must be from 1 to 30 (got ${s.guidance}); 1 turns the negative prompt off.`;
-  for (const k of ['width', 'height'] as const)
-    if (s[k] !== 0 && !(whole(s[k], 64, 2048) && s[k] % 64 === 0)) e[k] = `${k === 'width' ? 'Width' : 'Height'} must be a multiple of 64 from 64 to 2048, or empty for the training size (got ${s[k]}).`;
-  if (!(s.strength >= 0 && s.strength <= MAX_STRENGTH)) e.strength = `Strength must be from 0 to ${MAX_STRENGTH} (got ${s.strength}).`;
-  const g = gridStrengths(s.gridStrengths);
+  for (const [k, m] of Object.entries(sampleRequestErrors(request))) {
+    if (k === 'strengths') e.strength = m;
+    else if (k === 'width' || k === 'height') e[k] = `${m} (or leave it empty for the training size)`;
+    else if (k in s) e[k as keyof TrySettings] = m;
+  }
+  const g = gridStrengths(grid);
   if (typeof g === 'string') e.gridStrengths = g;
   return e;
 }

@@ -29,6 +29,8 @@ export interface TryState {
   pair: { base: TryImage; lora: TryImage } | null;
   /** The last X/Y grid: column labels, row strengths, images[row][column]. */
   grid: { columns: string[]; strengths: number[]; images: TryImage[][] } | null;
+  /** What the worker said about the LoRAs of the last render (modules skipped, settings read from the file). */
+  notes: string[];
   /** The last render's failure or a refused file, in words. */
   message: string | null;
   set(p: Partial<Omit<TryState, 'set' | 'setSettings'>>): void;
@@ -49,6 +51,7 @@ export const useTry = create<TryState>()(
       progress: null,
       pair: null,
       grid: null,
+      notes: [],
       message: null,
       set: (p) => set(p),
       setSettings: (p) => set((s) => ({ settings: { ...s.settings, ...p } })),
