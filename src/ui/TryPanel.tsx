@@ -96,7 +96,7 @@ function Progress() {
   return (
     <div data-testid="try-progress">
       <progress max={p.steps || 1} value={p.step} />
-      <p>Rendering {p.label}{of} · step {p.step} of {p.steps}</p>
+      <p>Rendering {p.label}{of} · step {p.step} of {p.steps}{p.steps && p.step === p.steps ? ', decoding with the VAE' : ''}</p>
     </div>
   );
 }

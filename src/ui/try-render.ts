@@ -1,7 +1,6 @@
 // Try-it renders: which LoRA each image uses, the worker's sample calls with per-step progress, and the PNGs that come back.
 import * as Comlink from 'comlink';
-import type { SampleLora, SampleProgress } from '../protocol/index.js';
-import { settingsPng, type ImageSettings } from './try-png.js';
+import { settingsPng, type ImageSettings, type SampleLora, type SampleProgress } from '../protocol/index.js';
 import { gridPlan, gridStrengths, renderSize, tryErrors, type TrySettings } from './try-settings.js';
 import { revokeImages, useTry, type TryImage } from './try-store.js';
 import { useApp } from './store.js';

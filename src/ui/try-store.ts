@@ -1,7 +1,7 @@
 // The Try-it panel's state (zustand): its settings survive a reload; dropped LoRA files, renders and progress stay in memory.
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
-import type { ImageSettings } from './try-png.js';
+import type { ImageSettings } from '../protocol/index.js';
 import { TRY_DEFAULTS, type TrySettings } from './try-settings.js';
 
 /** A rendered image on the page: its PNG (settings in its text chunks) as an object URL. */

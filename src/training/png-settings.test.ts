@@ -1,7 +1,7 @@
-// The Try-it PNG: pixels exact, and its settings in tEXt chunks read back by an independent chunk walker (CRCs by node:zlib).
+// A rendered image's PNG (Try-it panel, `lorasmith sample`): pixels exact, and its settings in tEXt chunks read back by an independent chunk walker (CRCs by node:zlib).
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { infotext, readSettingsPng, settingsPng, type ImageSettings } from './try-png.js';
+import { infotext, readSettingsPng, settingsPng, type ImageSettings } from './png-settings.js';
 
 const settings: ImageSettings = {
   prompt: 'a photo of sks cat, café 猫 🐱',

@@ -1,7 +1,8 @@
-// A rendered image as a PNG file that carries its settings: AUTOMATIC1111's `parameters` text and the exact settings as JSON.
+// A rendered image (the page's Try-it panel, `lorasmith sample`) as a PNG file that carries its settings: AUTOMATIC1111's `parameters` text and the exact settings as JSON.
 import { decode, encode } from 'fast-png';
+import type { SamplerKind } from './sample-settings.js';
 
-/** What produced one image of the Try-it panel: enough to render it again. */
+/** What produced one rendered image: enough to render it again. */
 export interface ImageSettings {
   prompt: string;
   negativePrompt: string;
@@ -10,19 +11,19 @@ export interface ImageSettings {
   guidance: number;
   width: number;
   height: number;
-  sampler: 'ddim' | 'euler' | 'euler_a';
+  sampler: SamplerKind;
   /** The LoRA's strength (0: the base model alone). */
   strength: number;
   /** The LoRA in words: the run's name and step, or the dropped file's name; absent for the base model. */
   lora?: string;
-  /** The base model's name as the page shows it. */
+  /** The base model's name as the page or the CLI shows it. */
   model: string;
 }
 
 /** The text chunks' keywords: A1111's "PNG Info" reads `parameters`; `lorasmith` holds the settings as JSON. */
 export const PNG_KEYS = { parameters: 'parameters', settings: 'lorasmith' } as const;
 
-const SAMPLER_NAMES: Record<ImageSettings['sampler'], string> = { ddim: 'DDIM', euler: 'Euler', euler_a: 'Euler a' };
+const SAMPLER_NAMES: Record<SamplerKind, string> = { ddim: 'DDIM', euler: 'Euler', euler_a: 'Euler a' };
 
 /**
  * tEXt chunks hold Latin-1 only: other characters are written as \uXXXX escapes, which JSON reads
