@@ -59,7 +59,7 @@ describe('lorasmith', () => {
   it('trains the tiny model (with LoCon) for two steps, saving the LoRA and preview images', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const out = join(dir, 'cli-lora.safetensors');
-    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--conv-dim', '2', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1']);
+    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--conv-dim', '2', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1', '--save-state']);
     expect(r.out).toContain('step 2/2');
     expect(r.code).toBe(0);
     expect(existsSync(out)).toBe(true);
@@ -91,5 +91,14 @@ describe('lorasmith', () => {
     const other = await cliUntil(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--epochs', '1', '--no-te', '--conv-dim', '2', '--resume', out, '--dim', '4'], /effective batch|error:/);
     expect(other).toMatch(/modules have rank 16, alpha 16 \(scale 1\); the settings' network dim and alpha give rank 4, alpha 16 \(scale 4\)\. Training continues with the file's rank and alpha\./);
     expect(other).toMatch(/\b(\d+) images, \1 steps, 1 epoch \(effective batch 1\)/);
+
+    // --save-state kept the run state beside the LoRA (Lion's moment included); --resume-state refuses other settings by name, and a LoRA file.
+    const state = await openSafetensors(bytesSource(new Uint8Array(readFileSync(join(dir, 'cli-lora-state', 'run-state.safetensors')))));
+    expect(JSON.parse(state.metadata.lorasmith_run_state!).step).toBe(2);
+    expect(state.tensors.has('arena.unet.lion_m')).toBe(true);
+    const changed = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--resume-state', join(dir, 'cli-lora-state'), '--lr', '2e-4']);
+    expect(changed.out).toMatch(/cannot continue exactly: setting unetLr: 0\.0001 → 0\.0002\. /);
+    const notState = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out2, '--resume-state', out]);
+    expect(notState.out).toMatch(/a LoRA file, not a run state\. Continue it with --resume /);
   }, 30 * 60_000);
 });

@@ -16,6 +16,7 @@ import type { TrainConfig } from '../training/config.js';
 import { checkSettings, SettingsError, TrainingSession, type SessionEvents } from '../training/session.js';
 import type { RunControl } from '../training/loop.js';
 import { readImages } from './read-images.js';
+import { readStateDir, stateDirFor, writeStateDir } from './run-state-dir.js';
 import type { Backend } from '../engine/backend.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
@@ -23,9 +24,11 @@ const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const USAGE = `usage:
   lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N | --epochs N] [--batch N] [--accum N]
                   [--lr X] [--te-lr X] [--dim N] [--alpha X] [--conv-dim N [--conv-alpha X]] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
-                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--resume earlier.safetensors] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--save-state] [--resume earlier.safetensors | --resume-state DIR] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
       --epochs sets the run length in epochs (images x repeats per epoch) instead of --steps; --conv-dim trains LoCon
-      (conv alpha defaults to the conv dim); --resume continues with the file's own rank and alpha.
+      (conv alpha defaults to the conv dim); --resume continues with the file's own rank and alpha (the optimizer starts fresh).
+      --save-state keeps the run state (optimizer, step, random streams) in <out>-state/ at every save; --resume-state DIR
+      continues that run exactly, with its settings (options given must match them) and the same images.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>`;
 
@@ -53,7 +56,7 @@ function fmtTime(ms: number): string {
 type TrainArgs = Partial<Record<string, string | boolean>>;
 
 /** The settings from a preset file and the options, validated (the tiny model defaults to its 64-pixel size). */
-function trainSettings(v: TrainArgs, out: string): TrainConfig {
+function trainSettings(v: TrainArgs, out: string, saved?: TrainConfig): TrainConfig {
   const str = (k: string) => {
     const x = v[k];
     return typeof x === 'string' ? x : undefined;
@@ -64,7 +67,7 @@ function trainSettings(v: TrainArgs, out: string): TrainConfig {
     Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
   try {
-    return checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...preset, ...overrides });
+    return checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...saved, ...preset, ...overrides });
   } catch (e) {
     if (e instanceof SettingsError) throw new Error('invalid settings:\n' + Object.entries(e.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
     throw e;
@@ -72,7 +75,7 @@ function trainSettings(v: TrainArgs, out: string): TrainConfig {
 }
 
 /** Where the run's events go on a terminal: a progress line, the LoRA file, preview PNGs; `speed` tells the per-step time after the first. */
-function terminalEvents(out: string, samples: string | undefined): { events: SessionEvents; speed: () => string } {
+function terminalEvents(out: string, samples: string | undefined, stateDir: string | undefined): { events: SessionEvents; speed: () => string } {
   let first: { step: number; at: number } | undefined;
   let last: { step: number; at: number } | undefined;
   const events: SessionEvents = {
@@ -88,9 +91,10 @@ function terminalEvents(out: string, samples: string | undefined): { events: Ses
       last = { step: m.step, at: now };
       process.stdout.write(`\r${bar(m.step, m.totalSteps)} step ${m.step}/${m.totalSteps} loss ${m.loss.toFixed(4)} (avg ${m.smoothLoss.toFixed(4)}) ${m.stepsPerSec.toFixed(2)} it/s ETA ${fmtTime(m.etaMs)}   `);
     },
-    onCheckpoint: (f, step) => {
+    onCheckpoint: (f, step, state) => {
       writeFileSync(out, f);
-      process.stdout.write(`\nsaved ${out} at step ${step}\n`);
+      const kept = stateDir && state ? ` and the run state ${writeStateDir(stateDir, state)}` : '';
+      process.stdout.write(`\nsaved ${out}${kept} at step ${step}\n`);
     },
     onPreview: samples
       ? (img, step, prompt) => {
@@ -121,11 +125,14 @@ async function train(argv: string[]): Promise<void> {
       epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' },
       lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
       seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
+      'save-state': { type: 'boolean' }, 'resume-state': { type: 'string' },
       samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
     },
   });
   if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);
-  const config = trainSettings(v, v.out);
+  if (v.resume && v['resume-state']) throw new Error('--resume and --resume-state: give one (--resume-state continues a run exactly, --resume only its LoRA weights)');
+  const resumed = v['resume-state'] ? await readStateDir(v['resume-state']) : undefined;
+  const config = trainSettings(v, v.out, resumed?.summary.config);
   const { backend, adapter } = await nodeGpu();
   console.log(`GPU: ${adapter.description || adapter.vendor}${adapter.isFallback ? ' (software)' : ''}`);
   const { items, messages } = readImages(v.images, config.repeats);
@@ -133,11 +140,11 @@ async function train(argv: string[]): Promise<void> {
   if (!items.length) throw new Error(`no usable images in ${v.images} (PNG, JPEG or WebP, captions in .txt beside them)`);
   const pipeline = await loadModel(backend, v.model);
   if (v.samples) mkdirSync(v.samples, { recursive: true });
-  const { events, speed } = terminalEvents(v.out, v.samples);
-  // --resume continues an earlier run's LoRA: same targets, the file's ranks and weights.
-  const continueFrom = v.resume ? { file: readFileSync(v.resume), name: v.resume } : undefined;
+  const { events, speed } = terminalEvents(v.out, v.samples, v['save-state'] ? stateDirFor(v.out) : undefined);
+  // --resume continues an earlier run's LoRA (same targets, the file's ranks and weights); --resume-state the run itself.
+  const continueFrom = resumed ? { file: resumed.file, name: resumed.name } : v.resume ? { file: readFileSync(v.resume), name: v.resume } : undefined;
   const session = await TrainingSession.open({ pipeline, config, items, ...(continueFrom ? { continueFrom } : {}), events });
-  if (session.continued) console.log(`resuming from ${v.resume} (${session.continued.modules} modules)`);
+  if (session.continued) console.log(`resuming from ${continueFrom!.name} (${session.continued.modules} modules)`);
   for (const note of session.continued?.notes ?? []) console.log(note);
   const p = session.plan;
   console.log(`${items.length} ${items.length === 1 ? 'image' : 'images'}, ${p.steps} ${p.steps === 1 ? 'step' : 'steps'}, ${p.epochs} ${p.epochs === 1 ? 'epoch' : 'epochs'} (effective batch ${p.effectiveBatch}), U-Net LR ${p.unetLr.toExponential(2)}, warmup ${p.warmupSteps}`);

@@ -27,6 +27,7 @@ export { MAX_STRENGTHS, SAMPLE_DEFAULTS, SAMPLERS, sampleRequestErrors } from '.
 export { infotext, PNG_KEYS, readSettingsPng, settingsPng, type ImageSettings } from '../training/png-settings.js';
 export { DEFAULT_TAGGER_REPO, DEFAULT_TAG_THRESHOLD } from '../training/tagger.js';
 export { captionsZip, captionPath } from '../training/caption-export.js';
+export { readRunStateSummary, type RunStateSummary, type DatasetFingerprint, type ImageFingerprint } from '../training/run-state-file.js';
 export { captionOf, folderOf, isHiddenPath, pairFiles, folderLine, folderSummary, mergeSkips, REASON, stemPath, type SetFile, type Skip } from '../training/dataset-files.js';
 
 /** The worker's GPU adapter, as the page shows it (the page opens no GPU device of its own). */
@@ -157,7 +158,11 @@ export interface RunCallbacks {
   /** Every change of the run's phase; the first comes before `start` resolves. */
   onState(s: RunState): void;
   onMetrics(m: RunMetrics): void;
-  onCheckpoint(file: Uint8Array, step: number): void;
+  /**
+   * A save: the LoRA file, and the run-state file of the same step (keep it to continue the run exactly:
+   * pass it to `start` as `continueFrom`; `readRunStateSummary` tells its step, settings and dataset).
+   */
+  onCheckpoint(file: Uint8Array, step: number, state?: Uint8Array): void;
   /** A preview rendered with the LoRA so far: RGBA bytes, row-major. */
   onPreview(image: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string): void;
   onLog(message: string): void;
@@ -226,7 +231,11 @@ export interface TrainerApi {
   bucketCounts(settings: BucketSettings): Promise<BucketCount[] | null>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */
   validateConfig(config: unknown): Promise<ValidationResult & { plan?: RunPlan; memory?: MemoryReport }>;
-  /** Start a run; `continueFrom` is an earlier LoRA file (same targets; its own rank) to go on training. Refused while a run is active or a model loads. */
+  /**
+   * Start a run. `continueFrom`: a run-state file (`onCheckpoint`'s `state`; the run goes on exactly from its
+   * step, refused with every difference named when the settings or dataset changed) or an earlier LoRA file
+   * (same targets; its own rank; the optimizer starts fresh, which the log says). Refused while a run is active or a model loads.
+   */
   start(config: TrainConfig, callbacks: RunCallbacks, continueFrom?: Uint8Array): Promise<void>;
   /** Pause after the current step or image (RunState.pausing until then). */
   pause(): Promise<void>;

@@ -25,8 +25,11 @@ export interface StepMetrics {
 /** What a run tells its caller: metrics, saved files, preview images, pipeline compilation. */
 export interface TrainEvents {
   onMetrics?(m: StepMetrics): void;
-  /** A saved LoRA (every `plan.saveEvery` steps and at the end). */
-  onCheckpoint?(file: Uint8Array, step: number): void;
+  /**
+   * A saved LoRA (every `plan.saveEvery` steps and at the end), with the run-state file of the same
+   * step (`run-state.ts`): give those bytes back as the file to continue from to go on exactly.
+   */
+  onCheckpoint?(file: Uint8Array, step: number, state?: Uint8Array): void;
   /** A preview image rendered with the LoRA as trained so far (every `plan.sampleEvery` steps). */
   onPreview?(image: RgbaImage, step: number, prompt: string): void;
   /**

@@ -6,6 +6,8 @@ import { validateConfig, type TrainConfig } from './config.js';
 import type { TrainItem } from './data.js';
 import { RunControl, type TrainEvents } from './loop.js';
 import { loraSpecs } from './network.js';
+import { checkRunState } from './run-state-check.js';
+import { datasetFingerprint, readRunStateFile, type RunStateContents } from './run-state-file.js';
 import { Trainer } from './trainer.js';
 
 /** Settings that did not validate: each field's message (the page's form shows them, the CLI lists them). */
@@ -40,7 +42,11 @@ export interface SessionSetup {
   pipeline: Pipeline;
   config: TrainConfig;
   items: TrainItem[];
-  /** An earlier run's LoRA file (same targets; it keeps its own rank and alpha), and what messages call it. */
+  /**
+   * What to continue, and what messages call it: a run-state file (a save's `state` bytes: the run goes
+   * on exactly, refused when the settings or dataset changed) or an earlier run's LoRA file (same
+   * targets; it keeps its own rank and alpha; the optimizer starts fresh). Told apart by the file's metadata.
+   */
   continueFrom?: { file: Uint8Array; name: string };
   events?: SessionEvents;
 }
@@ -54,6 +60,11 @@ export interface SessionEnd {
   trained: boolean;
 }
 
+/** The trainer's events from the session's. */
+function trainerEvents(e: SessionEvents): TrainEvents {
+  return { onMetrics: e.onMetrics, onCheckpoint: e.onCheckpoint, onPreview: e.onPreview, onCompile: (done, total) => e.onProgress?.('compiling', { done, total }) };
+}
+
 /** One run: `open` it, then `run` it; `control` pauses, unpauses and stops it from outside. */
 export class TrainingSession {
   /** Checked between images and between steps. */
@@ -61,8 +72,11 @@ export class TrainingSession {
 
   private constructor(
     readonly trainer: Trainer,
-    /** What reading the file to continue from found: its module count and notes (rank or alpha other than the settings'). */
-    readonly continued: { modules: number; notes: string[] } | null,
+    /**
+     * What reading the file to continue from found: its module count, notes for the log (the first says
+     * what goes on from where), and for a run-state file the step the run continues after.
+     */
+    readonly continued: { modules: number; notes: string[]; fromStep?: number } | null,
     private readonly events: SessionEvents,
   ) {}
 
@@ -70,14 +84,22 @@ export class TrainingSession {
   static async open(s: SessionSetup): Promise<TrainingSession> {
     const e = s.events ?? {};
     const from = s.continueFrom;
+    const state = from ? await readRunStateFile(from.file, from.name) : null;
+    if (from && state) return TrainingSession.continueRun(s, state, from.name);
     const read = from ? await readLoraFile(from.file, loraSpecs(s.pipeline, s.config), from.name) : undefined;
-    const trainer = new Trainer(s.pipeline, s.config, s.items, {
-      onMetrics: e.onMetrics,
-      onCheckpoint: e.onCheckpoint,
-      onPreview: e.onPreview,
-      onCompile: (done, total) => e.onProgress?.('compiling', { done, total }),
-    }, read?.weights);
-    return new TrainingSession(trainer, read ? { modules: read.weights.size, notes: read.notes } : null, e);
+    const trainer = new Trainer(s.pipeline, s.config, s.items, trainerEvents(e), read?.weights);
+    const fresh = `${from?.name}: a LoRA file, not a run state: its weights go on training; the optimizer, the step count and the learning-rate schedule start fresh.`;
+    return new TrainingSession(trainer, read ? { modules: read.weights.size, notes: [fresh, ...read.notes] } : null, e);
+  }
+
+  /** Continue a run state exactly; refused (RunStateMismatchError) when the settings or the dataset differ from the run's. */
+  private static continueRun(s: SessionSetup, state: RunStateContents, name: string): TrainingSession {
+    const e = s.events ?? {};
+    const notes = checkRunState(state.facts, s.config, datasetFingerprint(s.items), s.pipeline.name, name);
+    const trainer = new Trainer(s.pipeline, s.config, s.items, trainerEvents(e), undefined, state);
+    const { step, totalSteps } = state.facts;
+    const first = step >= totalSteps ? `${name}: the run had already finished (step ${step} of ${totalSteps}); it is saved again as it is.` : `Continuing the run from step ${step} of ${totalSteps} (its optimizer state, learning-rate schedule and random streams as they were).`;
+    return new TrainingSession(trainer, { modules: state.facts.modules.length, notes: [first, ...notes], fromStep: step }, e);
   }
 
   /** The run's arithmetic (steps, epochs, effective batch, learning rates). */

@@ -15,6 +15,7 @@ import { exportNetwork, loraSpecs } from './network.js';
 import { createOptimizer } from './optimizer.js';
 import { previewPrompt, renderPreview } from './preview.js';
 import { Rng } from './rng.js';
+import { captureRunState, datasetFingerprint, restoreRunState, runStateWeights, type RunStateContents } from './run-state.js';
 import { makeSchedule } from './schedule.js';
 import { stepSettings, trainStep, type StepResult, type StepSettings } from './step.js';
 
@@ -43,19 +44,27 @@ export class Trainer {
   private examples: Generator<TrainingExample[]> | null = null;
   step = 0;
   epoch = 0;
+  /** Batches of the current epoch already drawn (the run state's position in the epoch). */
+  private batchInEpoch = 0;
   lastSavedStep = 0;
-  private readonly startedAt = Date.now();
-  private readonly sessionId = Math.random().toString(36).slice(2); // kohya's ss_session_id
+  private startedAt = Date.now();
+  private sessionId = Math.random().toString(36).slice(2); // kohya's ss_session_id
 
-  /** `init`: weights read with `readLoraFile` from an earlier run's file, to continue training it. */
-  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, init?: Map<string, LoraInit>) {
+  /**
+   * `init`: weights read with `readLoraFile` from an earlier run's file, to continue training it
+   * (the optimizer starts fresh). `resume`: a run-state file read back, to continue that run exactly
+   * (its weights, optimizer state, step and RNG position; `init` is then ignored).
+   */
+  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, init?: Map<string, LoraInit>, resume?: RunStateContents) {
     if (!items.length) throw new Error('The dataset is empty: add at least one image');
     this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
     this.plan = planRun(config, items);
     this.rng = new Rng(config.seed);
     this.settings = stepSettings(config);
     this.optimizer = createOptimizer(config);
-    this.lora = new LoraNetwork(this.backend, loraSpecs(pipeline, config), config.seed, init, { dropout: config.networkDropout });
+    const specs = loraSpecs(pipeline, config);
+    this.lora = new LoraNetwork(this.backend, specs, config.seed, resume ? runStateWeights(resume, specs) : init, { dropout: config.networkDropout });
+    if (resume) this.continueRun(resume);
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
     this.schedule = { unet: makeSchedule(spec(this.plan.unetLr)), te: makeSchedule(spec(this.plan.textEncoderLr)) };
     this.factor = latentFactor(pipeline.vae.config);
@@ -77,6 +86,16 @@ export class Trainer {
     return true;
   }
 
+  /** Take the run state's buffers and position: the next update is the run's update `step + 1`. */
+  private continueRun(r: RunStateContents): void {
+    restoreRunState(r, this.lora, this.optimizer);
+    this.step = this.lastSavedStep = r.facts.step;
+    this.epoch = r.facts.rng.epoch;
+    this.batchInEpoch = r.facts.rng.batchInEpoch;
+    this.sessionId = r.facts.sessionId;
+    this.startedAt = r.facts.startedAt;
+  }
+
   /** How many distinct captions have a cached text-encoder output. */
   get cachedContexts(): number {
     return this.contexts.size;
@@ -88,8 +107,13 @@ export class Trainer {
       const rng = this.rng.fork(`epoch${this.epoch}`);
       const batches = epochBatches(this.items, this.latents, this.config, rng);
       // One stream per (batch, position): examples differ across batches yet stay independent of micro-batch splits.
-      for (const [bi, b] of batches.entries()) yield b.map((item, j) => this.drawExample(item, rng.fork(`b${bi}s${j}`)));
+      // A continued run starts at its position in the epoch: the streams are forked by name, so nothing needs replaying.
+      for (let bi = this.batchInEpoch; bi < batches.length; bi++) {
+        this.batchInEpoch = bi + 1;
+        yield batches[bi]!.map((item, j) => this.drawExample(item, rng.fork(`b${bi}s${j}`)));
+      }
       this.epoch++;
+      this.batchInEpoch = 0;
     }
   }
 
@@ -173,12 +197,21 @@ export class Trainer {
     }
   }
 
-  /** Serialize the current LoRA (kohya format) and hand it to `onCheckpoint`. */
+  /** Serialize the current LoRA (kohya format) and the run state, and hand both to `onCheckpoint`. */
   async save(): Promise<Uint8Array> {
     const file = await this.exportLora();
+    const state = await this.exportState();
     this.lastSavedStep = this.step;
-    this.events.onCheckpoint?.(file, this.step);
+    this.events.onCheckpoint?.(file, this.step, state);
     return file;
+  }
+
+  /** The run-state file as the run is now (`run-state.ts`): what continuing it exactly needs. */
+  exportState(): Promise<Uint8Array> {
+    const { config, step, epoch, batchInEpoch, sessionId, startedAt } = this;
+    const rng = { seed: config.seed, epoch, batchInEpoch };
+    const at = { step, totalSteps: this.plan.steps, rng, config, fingerprint: datasetFingerprint(this.items), modelName: this.pipeline.name, sessionId, startedAt, savedAt: Date.now() };
+    return captureRunState(this.lora, this.optimizer, at);
   }
 
   /** The LoRA as it is now, a kohya-format `.safetensors` file with the run's metadata. */

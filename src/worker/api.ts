@@ -207,7 +207,7 @@ class TrainerWorker implements TrainerApi {
     const state = () => this.reporter!; // set below, before any event can arrive
     const s = await TrainingSession.open({
       pipeline, config, items: this.items,
-      ...(continueFrom ? { continueFrom: { file: continueFrom, name: 'The LoRA to continue' } } : {}),
+      ...(continueFrom ? { continueFrom: { file: continueFrom, name: 'The file to continue' } } : {}),
       events: {
         onMetrics: (m) => {
           // The first step's result ends the compilation: from here on the steps run.
@@ -215,12 +215,12 @@ class TrainerWorker implements TrainerApi {
           first = false;
           cb.onMetrics({ ...m, ...held() });
         },
-        onCheckpoint: (f, step) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step),
+        onCheckpoint: (f, step, st) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step, st && Comlink.transfer(st, [st.buffer])),
         onPreview: (img, step, prompt) => cb.onPreview(Comlink.transfer(img, [img.data.buffer]), step, prompt),
         onProgress: (stage, counts) => state().set(stage, counts ?? {}),
       },
     });
-    // A file continues with its own rank and alpha; where they differ from the settings, the log says so.
+    // What continues from where (a run state: its step; a LoRA file: its own rank and alpha, a fresh optimizer), in the log.
     for (const note of s.continued?.notes ?? []) cb.onLog(note);
     this.session = s;
     this.reporter = new RunStateReporter((st) => cb.onState(st), s.control);

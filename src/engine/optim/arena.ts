@@ -80,6 +80,11 @@ export class ParamArena {
     return this.numel * 4 * (2 + this.state.size);
   }
 
+  /** The keys of the optimizer state buffers made so far, in the order they were made (a run-state file saves each). */
+  get stateKeys(): string[] {
+    return [...this.state.keys()];
+  }
+
   /** Flat optimizer state buffer `key`, zero-initialized on first use and owned by the arena (do not dispose). */
   stateBuffer(key: string): Tensor {
     let t = this.state.get(key);

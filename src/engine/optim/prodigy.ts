@@ -120,6 +120,25 @@ export class Prodigy implements Optimizer {
     return { d: w[C.d]!, dMax: w[C.dMax]!, numerator: w[C.numerator]!, k: w[C.k]! };
   }
 
+  /** The whole control buffer (d, its max, the numerator, k, the last step's words), read back; null before the first update. */
+  async controlWords(): Promise<Float32Array | null> {
+    return this.ctl ? this.ctl.read() : null;
+  }
+
+  /**
+   * Continue from saved state: the control buffer `controlWords` gave, for these arenas (whose
+   * p0, m, v and s state buffers the caller restores), as if the earlier updates had run here.
+   */
+  restoreControl(arenas: readonly ParamArena[], words: Float32Array): void {
+    if (this.ctl) throw new Error('prodigy: restoreControl before the first update only');
+    if (arenas.length === 0) throw new Error('prodigy: no arenas to restore');
+    if (words.length !== C.lr + arenas.length) throw new Error(`prodigy: a control buffer of ${words.length} words for ${arenas.length} arenas (expected ${C.lr + arenas.length})`);
+    const ctl = keep(zeros(arenas[0]!.backend, [words.length]));
+    if (ctl.backend.kind === 'gpu') ctl.write(words);
+    this.ctl = ctl;
+    this.arenas = [...arenas];
+  }
+
   dispose(): void {
     this.ctl?.dispose();
     this.ctl = null;
