@@ -4,6 +4,7 @@ import { useShallow } from 'zustand/react/shallow';
 import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type BucketSettings, type DatasetReport, type Skip } from '../protocol/index.js';
 import { CaptionPanel } from './CaptionPanel.js';
 import { filesFrom, samplePhotos, sortFiles, type Picked } from './dataset.js';
+import { KeptImages } from './RecoveryPanel.js';
 import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
 
@@ -116,6 +117,7 @@ export function DatasetPanel() {
       </p>
       {added && <p className="note" role="status" data-testid="dataset-added">{added}</p>}
       {dataset.length > 0 && <CaptionPanel />}
+      <KeptImages />
       {perEpoch && (
         <p className="note" data-testid="dataset-folders">
           Per epoch (a folder named N_concept is drawn N times; other images by the Repeats setting): {perEpoch.lines.join(' · ')} · {plural(perEpoch.total, 'image')} per epoch in all

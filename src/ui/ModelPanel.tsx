@@ -4,6 +4,7 @@ import * as Comlink from 'comlink';
 import { formatBytes, HF_ENDPOINT, type CachedRepo, type ComponentProgress, type LoadProgress, type ModelInfo, type ModelSource } from '../protocol/index.js';
 import { CHECKPOINT_ACCEPT, HEAD_BYTES, pickleCheckpoint } from './checkpoint.js';
 import { checkStorage } from './storage.js';
+import { noteModelLoaded } from './recovery-run.js';
 import { applyModelSize, runActive, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
@@ -32,6 +33,40 @@ const tokenizerUrl = () => new URL('clip-tokenizer/', document.baseURI).href;
 /** While a run goes on the model cannot change under it (the run would fail): the reason, for the page. */
 const DURING_RUN = 'Model actions are off while a training run is active: stop the run first (its last saved LoRA is kept).';
 
+const set = (p: Partial<AppState>) => useApp.getState().set(p);
+
+/** The ready model, without an earlier failure's note: what a failed load goes back to. */
+function readyModel(): AppState['model'] | null {
+  const m = useApp.getState().model;
+  return m.status === 'ready' ? { ...m, failed: undefined, help: undefined, retry: undefined } : null;
+}
+/** A load that failed or did not happen: the ready model stays (the worker keeps it too), with why; else the error. */
+const fail = (kept: AppState['model'] | null, message: string, extra: Pick<AppState['model'], 'help' | 'retry' | 'components'> = {}) =>
+  set({ model: kept ? { ...kept, ...extra, components: kept.components, failed: `${message} (${kept.name} is still loaded)` } : { status: 'error', message, ...extra } });
+
+/** Load a model as the panel does (progress, notes, its native size); a ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it. */
+export async function loadModelSource(source: ModelSource, note?: string, kept = readyModel()): Promise<void> {
+  if (runActive(useApp.getState().run)) return; // the locked note says why
+  set({ model: { status: 'loading', progress: 0, message: note } });
+  // Progress arrives on the callback's own message port, so a last report can land after the result.
+  let done = false;
+  let components: ComponentProgress[] | undefined;
+  const onProgress = (p: LoadProgress) => {
+    if (done) return;
+    components = p.components ?? components;
+    set({ model: { status: 'loading', progress: p.totalBytes ? p.loadedBytes / p.totalBytes : 0, message: p.stage, components } });
+  };
+  try {
+    const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
+    set({ model: { status: 'ready', name: info.name, message: `${formatBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes, demo: info.demo } });
+    noteModelLoaded(source, info.name);
+    const size = applyModelSize(info.name, info.resolutionHint);
+    if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
+  } catch (e) {
+    fail(kept, e instanceof Error ? e.message : String(e), { components });
+  }
+}
+
 export function ModelPanel() {
   const model = useApp((st) => st.model);
   const set = useApp((st) => st.set);
@@ -42,37 +77,7 @@ export function ModelPanel() {
   const [over, setOver] = useState(false);
   const refreshCached = () => void trainer().cachedModels().then(setCached, () => setCached([]));
   useEffect(refreshCached, [model.status]);
-
-  /** The ready model, without an earlier failure's note: what a failed load goes back to. */
-  const readyModel = (): AppState['model'] | null => {
-    const m = useApp.getState().model;
-    return m.status === 'ready' ? { ...m, failed: undefined, help: undefined, retry: undefined } : null;
-  };
-  /** A load that failed or did not happen: the ready model stays (the worker keeps it too), with why; else the error. */
-  const fail = (kept: AppState['model'] | null, message: string, extra: Pick<AppState['model'], 'help' | 'retry' | 'components'> = {}) =>
-    set({ model: kept ? { ...kept, ...extra, components: kept.components, failed: `${message} (${kept.name} is still loaded)` } : { status: 'error', message, ...extra } });
-
-  // A ready model stays loaded in the worker until the new one has loaded: a failed load goes back to it.
-  const load = async (source: ModelSource, note?: string, kept = readyModel()) => {
-    if (runActive(useApp.getState().run)) return; // the locked note says why
-    set({ model: { status: 'loading', progress: 0, message: note } });
-    // Progress arrives on the callback's own message port, so a last report can land after the result.
-    let done = false;
-    let components: ComponentProgress[] | undefined;
-    const onProgress = (p: LoadProgress) => {
-      if (done) return;
-      components = p.components ?? components;
-      set({ model: { status: 'loading', progress: p.totalBytes ? p.loadedBytes / p.totalBytes : 0, message: p.stage, components } });
-    };
-    try {
-      const info = await trainer().loadModel(source, Comlink.proxy(onProgress)).finally(() => (done = true));
-      set({ model: { status: 'ready', name: info.name, message: `${formatBytes(info.weightBytes)} on the GPU${info.hub ? `; ${hubNote(info.hub)}` : ''}${note ? `; ${note}` : ''}`, components: info.components, notes: info.notes, demo: info.demo } });
-      const size = applyModelSize(info.name, info.resolutionHint);
-      if (size) set({ model: { ...useApp.getState().model, message: `${useApp.getState().model.message}; ${size}` } });
-    } catch (e) {
-      fail(kept, e instanceof Error ? e.message : String(e), { components });
-    }
-  };
+  const load = loadModelSource;
 
   /** Hub loads: say how much will be downloaded against the browser's storage before any download starts. */
   const loadHub = async (force = false) => {

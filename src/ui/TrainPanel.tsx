@@ -7,6 +7,8 @@ import { formatBytes, type RunCallbacks, type RunMetrics, type RunState } from '
 import { Chart } from './Chart.js';
 import { keepLora } from './recovery.js';
 import { keepSave } from './saves.js';
+import { noteRunStart, noteRunState, noteSave } from './recovery-run.js';
+import { RecoveryOffer } from './RecoveryPanel.js';
 import { runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
@@ -73,10 +75,14 @@ function refuse(message: string, p: Partial<AppState> = {}): void {
 /** What the worker's run reports do to the page: run state, metrics, saved LoRAs (kept in browser storage), previews. */
 function runCallbacks(demo: boolean): RunCallbacks {
   return {
-    onState: (state) => useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } })),
+    onState: (state) => {
+      useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } }));
+      void noteRunState(state);
+    },
     onMetrics: (m) => useApp.setState((st) => ({ metrics: [...st.metrics, m] })),
-    onCheckpoint: (bytes, step) => {
+    onCheckpoint: (bytes, step, state) => {
       if (step <= 0) return; // an untrained LoRA never replaces the one shown
+      void noteSave(step, bytes, state); // kept in OPFS, to continue the run after a crash
       const runName = useApp.getState().config.runName;
       useApp.setState((st) => ({ lora: { bytes, step, runName, demo }, saves: keepSave(st.saves, { step, bytes }, st.savesBudgetMB) }));
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
@@ -88,8 +94,11 @@ function runCallbacks(demo: boolean): RunCallbacks {
   };
 }
 
-/** Start pressed: settings checked by the worker, a model and images present, then the run (optionally continuing `continueFrom`). */
-async function startRun(continueFrom: File | null): Promise<void> {
+/**
+ * Start pressed: settings checked by the worker, a model and images present, then the run (optionally
+ * continuing `continueFrom`, a LoRA or run-state file). `resumed`: the metrics so far of a kept run this continues.
+ */
+export async function startRun(continueFrom: File | Uint8Array | null, resumed?: RunMetrics[]): Promise<void> {
   if (starting || runActive(useApp.getState().run)) return;
   starting = true;
   const { set } = useApp.getState();
@@ -102,9 +111,11 @@ async function startRun(continueFrom: File | null): Promise<void> {
     if (!useApp.getState().dataset.length) return refuse('Add at least one image first.');
     const prev = useApp.getState().preview;
     if (prev) URL.revokeObjectURL(prev.url);
-    set({ metrics: [], saves: [], preview: null });
+    await noteRunStart(v.config, !!resumed);
+    set({ metrics: resumed ?? [], saves: [], preview: null });
     const demo = !!useApp.getState().model.demo;
-    await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined);
+    const from = continueFrom instanceof Uint8Array ? continueFrom : continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined;
+    await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), from);
   } catch (e) {
     refuse(e instanceof Error ? e.message : String(e));
   } finally {
@@ -143,6 +154,7 @@ export function TrainPanel() {
     <>
       <section aria-labelledby="train-h">
         <h2 id="train-h">4. Train</h2>
+        <RecoveryOffer start={(from, metrics) => startRun(from, metrics)} />
         <div className="row">
           <button onClick={start} disabled={active}>Start training</button>
           <button onClick={() => void trainer().pause()} disabled={!['caching', 'compiling', 'running'].includes(phase) || !!s.run.state?.pausing}>Pause</button>
