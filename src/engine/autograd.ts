@@ -156,16 +156,23 @@ const replays: Replay[] = [];
  * value both times, as everything in a checkpointed segment does; outside checkpointing it just runs.
  */
 export function replayed(make: () => Tensor): Tensor {
+  return replayedAll(1, () => [make()])[0]!;
+}
+
+/** `replayed` for `n` values made together (`make` returns n tensors: independent projections run in paired dispatches). */
+export function replayedAll(n: number, make: () => Tensor[]): Tensor[] {
   const r = replays[replays.length - 1];
   if (!r) return make();
   if (!r.recompute) {
-    const t = make();
-    r.kept.push(t.retain());
-    return t;
+    const ts = make();
+    for (const t of ts) r.kept.push(t.retain());
+    return ts;
   }
-  const t = r.kept[r.next++];
-  if (!t) throw new Error('replayed: the recompute asked for more values than the first run kept');
-  return new Tensor(t.backend, t.storage, t.shape, t.dtype, t.offset);
+  return Array.from({ length: n }, () => {
+    const t = r.kept[r.next++];
+    if (!t) throw new Error('replayed: the recompute asked for more values than the first run kept');
+    return new Tensor(t.backend, t.storage, t.shape, t.dtype, t.offset);
+  });
 }
 
 /** Run `fn` with `r` as the innermost replay (checkpointing's first run and recompute). */

@@ -1,6 +1,6 @@
 // Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
 import type { Tensor } from '../engine/tensor.js';
-import { add, conv2d, groupNorm, layerNorm, lowRankLinear, lowRankLinearGroup, type Conv2dOptions, type GroupNormOptions, type LowRank } from '../engine/index.js';
+import { add, conv2d, groupNorm, layerNorm, lowRankLinear, lowRankLinearGroup, lowRankLinears, type Conv2dOptions, type GroupNormOptions, type LowRank } from '../engine/index.js';
 
 /** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
 export interface WeightStore {
@@ -31,12 +31,13 @@ export class Layers {
     return lowRankLinear(x, this.weights.get(`${name}.weight`), this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
   }
 
-  /** Several linear layers on one input (attention's q, k, v): their adapters' down projections run as one GEMM where they can. */
-  linears(names: readonly string[], x: Tensor): Tensor[] {
-    return lowRankLinearGroup(
-      x,
-      names.map((name) => ({ w: this.weights.get(`${name}.weight`), bias: this.bias(name), lowRank: this.adapter?.lowRank(name) ?? null })),
-    );
+  /**
+   * Several linear layers on one input (attention's q, k, v): their adapters' down projections run
+   * as one GEMM where they can, independent GEMMs two per dispatch. residuals[i] is added to layer i's output.
+   */
+  linears(names: readonly string[], x: Tensor, residuals?: readonly Tensor[]): Tensor[] {
+    const layers = names.map((name) => ({ w: this.weights.get(`${name}.weight`), bias: this.bias(name), lowRank: this.adapter?.lowRank(name) ?? null }));
+    return residuals ? lowRankLinears(x, layers, residuals) : lowRankLinearGroup(x, layers);
   }
 
   /**

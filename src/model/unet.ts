@@ -190,7 +190,10 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   // the checkpointed blocks, so their recompute does not repeat it: each ResBlock's time projection
   // and each transformer's cross-attention keys and values.
   const crossKv = (attn: string) => Array.from({ length: transformerDepth(c) }, (_, d) => crossAttentionKv(L, `${attn}.transformer_blocks.${d}.attn2`, context)).flat();
-  const res = (r: ResSpec, a: Tensor) => segment((y, t) => resnet(L, c, r, y!, t!), [a, timeProjection(L, r, temb, a.shape[0]!)]);
+  const cm = c.blockChannels[c.blockChannels.length - 1]!;
+  const mid = [0, 1].map((i) => ({ name: `mid_block.resnets.${i}`, cin: cm, cout: cm }));
+  const tproj = timeProjections(L, [...p.down.flatMap((l) => l.resnets), ...mid, ...p.up.flatMap((l) => l.resnets)], temb, x.shape[0]!);
+  const res = (r: ResSpec, a: Tensor) => segment((y, t) => resnet(L, c, r, y!, t!), [a, tproj.get(r.name)!]);
   const attend = (name: string, a: Tensor) => segment((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
 
   let h = L.conv('conv_in', x, { padding: 1 });
@@ -207,10 +210,9 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
       skips.push(h);
     }
   }
-  const cm = c.blockChannels[c.blockChannels.length - 1]!;
-  h = res({ name: 'mid_block.resnets.0', cin: cm, cout: cm }, h);
+  h = res(mid[0]!, h);
   h = attend('mid_block.attentions.0', h);
-  h = res({ name: 'mid_block.resnets.1', cin: cm, cout: cm }, h);
+  h = res(mid[1]!, h);
   for (const lvl of p.up) {
     lvl.resnets.forEach((r, j) => {
       h = concat([h, skips.pop()!], 1);
@@ -229,16 +231,18 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
  * (projected) input. tembSilu: silu of the time embedding [B, temb], shared by every block.
  */
 /**
- * A ResBlock's time projection of silu(temb) [B, temb]: at batch 1 with conv1's bias added, as
- * conv1's per-channel bias [cout]; otherwise [B, cout], added after conv1.
+ * The ResBlocks' time projections of silu(temb) [B, temb], by block name: at batch 1 with conv1's
+ * bias added, as conv1's per-channel bias [cout]; otherwise [B, cout], added after conv1.
  */
-function timeProjection(L: Layers, r: ResSpec, tembSilu: Tensor, batch: number): Tensor {
-  if (batch !== 1) return L.linear(`${r.name}.time_emb_proj`, tembSilu);
-  const b1 = L.weights.get(`${r.name}.conv1.bias`);
-  return reshape(L.linear(`${r.name}.time_emb_proj`, tembSilu, reshape(b1, [1, r.cout])), [r.cout]);
+function timeProjections(L: Layers, rs: readonly ResSpec[], tembSilu: Tensor, batch: number): Map<string, Tensor> {
+  const names = rs.map((r) => `${r.name}.time_emb_proj`);
+  // All read only silu(temb): their GEMMs run two per dispatch.
+  if (batch !== 1) return new Map(L.linears(names, tembSilu).map((t, i) => [rs[i]!.name, t]));
+  const b1 = rs.map((r) => reshape(L.weights.get(`${r.name}.conv1.bias`), [1, r.cout]));
+  return new Map(L.linears(names, tembSilu, b1).map((t, i) => [rs[i]!.name, reshape(t, [rs[i]!.cout])]));
 }
 
-/** ResBlock with its time projection t from `timeProjection`. */
+/** ResBlock with its time projection t from `timeProjections`. */
 function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, t: Tensor): Tensor {
   const n1 = L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS);
   // One sample: the time projection (with conv1's bias in it) is conv1's bias, added in its epilogue.

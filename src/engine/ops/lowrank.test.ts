@@ -9,7 +9,7 @@ import { testBackend } from '../testing/gpu.js';
 import { dropout } from './dropout.js';
 import { add, mul, sum } from './elementwise.js';
 import { ParamArena } from '../optim/arena.js';
-import { lowRankLinear, lowRankLinearGroup } from './lowrank.js';
+import { lowRankLinear, lowRankLinearGroup, lowRankLinears } from './lowrank.js';
 import { linear, matmul } from './matmul.js';
 import { split } from './layout.js';
 import { reshape } from './view.js';
@@ -325,13 +325,45 @@ describe('lowRankLinearGroup', () => {
       arena.dispose();
       return out;
     };
-    // forward 1 (downs) + 3 (base + up, two K loops each), backward 3 (gH_z with dUp_z) + 3 (dX, both terms each, the last with the
-    // downs' GEMM); x is a leaf holding a gradient (the GEMMs apply the dropout mask to h as they read it, the gH GEMMs in their
-    // epilogue). Before the two-term GEMM: 5 + 11 grouped (a batched up projection, a GEMM summing dX's adapter terms), 9 + 15 one
-    // by one; before the GEMM pairs 4 + 10 and 6 + 12
-    expect(counts(true)).toEqual({ matmul: 4 + 6, dropout: 0, backwardAdds: 1 });
+    // forward 1 (downs) + 2 (base + up, two K loops each, two layers a dispatch), backward 2 (gH_0 with gH_1, gH_2 with dUp_0) + 3
+    // (dX, both terms each, with dUp_1, dUp_2, then the downs' GEMM); x is a leaf holding a gradient (the GEMMs apply the dropout
+    // mask to h as they read it, the gH GEMMs in their epilogue). Before the two-term GEMM: 5 + 11 grouped (a batched up
+    // projection, a GEMM summing dX's adapter terms), 9 + 15 one by one; before the GEMM pairs 4 + 10 and 6 + 12; before the
+    // layers' GEMMs were paired with each other 4 + 6
+    expect(counts(true)).toEqual({ matmul: 3 + 5, dropout: 0, backwardAdds: 1 });
     expect(counts(false)).toEqual({ matmul: 6 + 6, dropout: 0, backwardAdds: 3 });
-    // rows x rank not a multiple of 64 elements: the slabs could not be bound, so the layers run one by one
-    expect(counts(true, GR - 1)).toEqual(counts(false, GR - 1));
+    // rows x rank not a multiple of 64 elements: the slabs could not be bound, so the layers run as their own ops, their
+    // independent down projections and base + up GEMMs two per dispatch (2 + 2); backward as one by one
+    const single = counts(false, GR - 1);
+    expect(counts(true, GR - 1)).toEqual({ ...single, matmul: 4 + 6 });
+  });
+
+  it('lowRankLinears (independent layers, GEMMs two per dispatch): outputs and gradients bit for bit as the layers one by one', async () => {
+    const b = await testBackend();
+    const go = async (paired: boolean) => {
+      const arena = groupArena(b, 70);
+      const x = param(b, xData.subarray(0, (GR - 1) * GI), [GR - 1, GI]);
+      const ws = OUTS.map((o, z) => tensor(b, wData[z]!.subarray(0, o * GI), [o, GI]));
+      const bs = OUTS.map((o, z) => param(b, bData[z]!.subarray(0, o), [o]));
+      const res = param(b, gData[1]!.subarray(0, (GR - 1) * OUTS[1]!), [GR - 1, OUTS[1]!]);
+      // layer 1 has no adapter and a residual; 0 and 2 have dropout with their own seeds
+      const lr = (z: number) => (z === 1 ? null : { down: arena.get(`d${z}`), up: arena.get(`u${z}`), scale: S, dropout: { p: 0.3, seed: 7 + z } });
+      const residuals = [undefined, res, undefined];
+      const ys = scope(() => {
+        const layers = OUTS.map((_, z) => ({ w: ws[z]!, bias: bs[z]!, lowRank: lr(z) }));
+        const out = paired ? lowRankLinears(x, layers, residuals) : layers.map((l, z) => lowRankLinear(x, l.w, l.bias, l.lowRank, residuals[z]));
+        backward(out.map((y) => sum(mul(y, y))).reduce((u, v) => add(u, v)));
+        return out;
+      });
+      const grads = [x.grad!, res.grad!, ...bs.map((t) => t.grad!), ...[0, 2].flatMap((z) => [arena.get(`d${z}`).grad!, arena.get(`u${z}`).grad!])];
+      const vals = await Promise.all([...ys, ...grads].map((t) => t.read()));
+      for (const t of [...ys, x, res, ...ws, ...bs]) t.dispose();
+      arena.dispose();
+      return vals;
+    };
+    const want = await go(false);
+    const got = await go(true);
+    expect(got.length).toBe(want.length);
+    got.forEach((v, i) => expect(v, `value ${i}`).toEqual(want[i]));
   });
 });

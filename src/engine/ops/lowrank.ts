@@ -1,9 +1,9 @@
 // A linear layer with a low-rank adapter as one op: base GEMM, down and up projections, no separate adds.
-import { needsGrad, noGrad, record, replayed, withPrior, type BackwardRule } from '../autograd.js';
+import { needsGrad, noGrad, record, replayed, replayedAll, withPrior, type BackwardRule } from '../autograd.js';
 import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
-import { linear, linearPlus, matmul, matmulPair, type FoldedDropout, type PairGemm, type PlusTerm } from './matmul.js';
+import { checkLinear, linear, linearPlus, matmul, matmulPair, matmulPairs, recordLinear, type FoldedDropout, type PairGemm, type PlusTerm } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -58,9 +58,7 @@ export interface LowRank {
  */
 export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual?: Tensor): Tensor {
   if (!a) return linear(x, w, bias, 1, residual);
-  const [outF, inF] = w.shape as [number, number];
-  const rank = a.down.shape[0]!;
-  check(sameShape(a.down.shape, [rank, inF]) && sameShape(a.up.shape, [outF, rank]), () => `lowRankLinear: factors [${a.down.shape.join(', ')}] and [${a.up.shape.join(', ')}] do not adapt [${outF}, ${inF}]`);
+  checkFactors(w, a);
   const p = a.dropout?.p ?? 0;
   const seed = (a.dropout?.seed ?? 0) >>> 0;
   const { y, h } = noGrad(() => {
@@ -68,13 +66,61 @@ export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a:
     const h0 = replayed(() => linear(x, a.down));
     return { y: linearPlus(x, w, upTerm(h0, a.up, a.scale, p, seed), bias, residual), h: h0 };
   });
+  recordLowRank(x, w, bias, a, residual, y, h);
+  h.dispose();
+  return y;
+}
+
+function checkFactors(w: Tensor, a: LowRank): void {
+  const [outF, inF] = w.shape as [number, number];
+  const rank = a.down.shape[0]!;
+  check(sameShape(a.down.shape, [rank, inF]) && sameShape(a.up.shape, [outF, rank]), () => `lowRankLinear: factors [${a.down.shape.join(', ')}] and [${a.up.shape.join(', ')}] do not adapt [${outF}, ${inF}]`);
+}
+
+/** Record y = lowRankLinear(x, w, bias, a, residual) (its down projection h) on the tape, holding what its backward reads. */
+function recordLowRank(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank, residual: Tensor | undefined, y: Tensor, h: Tensor): void {
+  const p = a.dropout?.p ?? 0;
+  const seed = (a.dropout?.seed ?? 0) >>> 0;
   const keepX = needsGrad(a.down) || needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const keepH = needsGrad(a.up) ? h : null;
   const held = [keepX, keepW, keepH, a.down, a.up].filter((t): t is Tensor => t !== null);
   record('lowrank', [x, w, bias ?? null, a.down, a.up, residual ?? null], [y], { x: keepX, w: keepW, down: a.down, up: a.up, h: keepH, xShape: x.shape, scale: a.scale, p, seed }, held);
-  h.dispose();
-  return y;
+}
+
+/**
+ * Several layers on one input x [..., in] (`lowRankLinear` each, or `linear` where a layer has no
+ * adapter), each its own op on the tape, with the independent GEMMs paired into shared dispatches
+ * (`matmulPairs`): the adapters' down projections, then the base + up projections. Each output
+ * is computed exactly as `lowRankLinear` computes it alone. residuals[i], when given, is added
+ * in layer i's epilogue.
+ */
+export function lowRankLinears(x: Tensor, layers: readonly GroupLayer[], residuals: readonly (Tensor | undefined)[] = []): Tensor[] {
+  const inF = x.shape[x.rank - 1]!;
+  const lead = x.shape.slice(0, -1);
+  for (const l of layers) {
+    checkLinear(x, l.w, l.bias);
+    if (l.lowRank) checkFactors(l.w, l.lowRank);
+  }
+  const adapted = layers.flatMap((l, i) => (l.lowRank ? [i] : []));
+  const { ys, hs } = noGrad(() => {
+    const x2 = x.reshape([numel(lead), inF]);
+    // Kept from a checkpointed block's first run for its recompute, as `lowRankLinear` keeps its h.
+    const h0 = replayedAll(adapted.length, () => matmulPairs(adapted.map((i) => ({ a: x2, b: layers[i]!.lowRank!.down, transB: true, shape: [...lead, layers[i]!.lowRank!.down.shape[0]!] }))));
+    const h = new Map(adapted.map((i, j) => [i, h0[j]!]));
+    const gemms = layers.map((l, i): PairGemm => {
+      const a = l.lowRank;
+      const r = residuals[i];
+      const up = a ? { plus: upTerm(h.get(i)!, a.up, a.scale, a.dropout?.p ?? 0, (a.dropout?.seed ?? 0) >>> 0) } : {};
+      return { a: x2, b: l.w, transB: true, shape: [...lead, l.w.shape[0]!], ...(l.bias ? { bias: l.bias } : {}), ...(r ? { residual: r } : {}), ...up };
+    });
+    const out = matmulPairs(gemms);
+    x2.dispose();
+    return { ys: out, hs: h };
+  });
+  layers.forEach((l, i) => (l.lowRank ? recordLowRank(x, l.w, l.bias, l.lowRank, residuals[i], ys[i]!, hs.get(i)!) : recordLinear(x, l.w, l.bias, residuals[i], ys[i]!)));
+  for (const t of hs.values()) t.dispose();
+  return ys;
 }
 
 /**
@@ -186,7 +232,7 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   // Each layer's slab of the stacked projection is bound on its own: it must start on a 256-byte boundary.
   const aligned = a0 && (R * a0.down.shape[0]!) % ARENA_ALIGN === 0;
   const downs = same && aligned && layers.length > 1 ? stacked(a.map((b) => b!.down)) : null;
-  if (!downs) return layers.map((l) => lowRankLinear(x, l.w, l.bias, l.lowRank));
+  if (!downs) return lowRankLinears(x, layers);
   const [, rank, inF] = downs.shape as [number, number, number];
   check(x.shape[x.rank - 1] === inF, () => `lowRankLinearGroup: input [${x.shape.join(', ')}] does not end in ${inF}`);
   const ups = a.map((b) => b!.up);
@@ -195,12 +241,12 @@ export function lowRankLinearGroup(x: Tensor, layers: readonly GroupLayer[]): Te
   const { ys, h } = noGrad(() => {
     const x2 = x.reshape([R, inF]);
     const h0 = replayed(() => matmul(x2, downs, { transB: true })); // [n, R, rank], masked by the GEMMs reading it; kept for a recompute
-    const out = layers.map((l, z) => {
-      const hz = slab(h0, z, [...lead, rank]);
-      const y = linearPlus(x, l.w, upTerm(hz, ups[z]!, a0!.scale, p, seed, z * R * rank), l.bias);
-      hz.dispose();
-      return y;
-    });
+    // Each layer's base + up projection reads only x and its slab of h: they run two per dispatch.
+    const hz = layers.map((_, z) => slab(h0, z, [...lead, rank]));
+    const out = matmulPairs(
+      layers.map((l, z) => ({ a: x2, b: l.w, transB: true, shape: [...lead, l.w.shape[0]!], plus: upTerm(hz[z]!, ups[z]!, a0!.scale, p, seed, z * R * rank), ...(l.bias ? { bias: l.bias } : {}) })),
+    );
+    for (const t of hz) t.dispose();
     x2.dispose();
     return { ys: out, h: h0 };
   });
@@ -234,26 +280,21 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   const downs = Array.from({ length: n }, (_, z) => needs[3 + 4 * z]).some(Boolean) ? downsTarget(s.downLeaves, [n, rank, inF]) : null;
   // Slabs left zero (no gradient) need no mask: dropout keeps a zero zero.
   const gh = needs[0] || downs ? zeros(s.downs.backend, [n, R, rank]) : null;
-  for (const z of live) {
-    // gH_z and dUp_z read only gY_z: one dispatch.
-    const [ghz, hz] = [gh && slab(gh, z, [R, rank]), ups[z] ? slab(s.h!, z, [R, rank]) : null];
-    const ghGemm = ghz && { a: gs[z]!, b: s.ups[z]!, into: ghz, ...fold(s.p, s.seed, 'out', z * R * rank) };
-    if (ghz || hz) matmulPair(ghGemm, hz && { a: gs[z]!, b: hz, transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b', z * R * rank), into: ups[z]!.t });
-    ghz?.dispose();
-    hz?.dispose();
-  }
-  // dX sums every layer's two terms; its last GEMM and the downs' one (both read only gH) share a dispatch.
+  const views: Tensor[] = [];
+  const view = (t: Tensor, z: number) => {
+    const v = slab(t, z, [R, rank]);
+    views.push(v);
+    return v;
+  };
+  // gH_z = drop(gY_z up_z) and dUp_z += s·gY_z^T hd_z read only gY_z; dDown only gH; each dX_z GEMM gH_z and the dX before it.
+  const ghs = gh ? live.map((z): PairGemm => ({ a: gs[z]!, b: s.ups[z]!, into: view(gh, z), ...fold(s.p, s.seed, 'out', z * R * rank) })) : [];
+  const dUps = live.flatMap((z): PairGemm[] => (ups[z] ? [{ a: gs[z]!, b: view(s.h!, z), transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b', z * R * rank), into: ups[z]!.t }] : []));
   const downGemm: PairGemm | null = downs && { a: gh!, b: x2!, transA: true, alpha: s.scale, into: downs.t };
-  let dx: Tensor | null = null;
-  for (const [j, z] of (needs[0] ? live : []).entries()) {
-    const ghz = slab(gh!, z, [R, rank]);
-    const dxGemm: PairGemm = { a: gs[z]!, b: s.ws[z]!, plus: { a: ghz, b: s.downLeaves[z]!, scale: s.scale }, ...(dx ? { into: dx } : {}) };
-    [dx] = matmulPair(dxGemm, j === live.length - 1 ? downGemm : null);
-    ghz.dispose();
-  }
-  if (downGemm && !(needs[0] && live.length)) matmulPair(downGemm, null);
-  if (needs[0]) dx ??= zeros(s.downs.backend, [R, inF]);
-  const grads: (Tensor | null)[] = [dx?.reshape(s.xShape) ?? null];
+  const dxs = needs[0] ? live.map((z): PairGemm => ({ a: gs[z]!, b: s.ws[z]!, plus: { a: view(gh!, z), b: s.downLeaves[z]!, scale: s.scale } })) : [];
+  const dx = groupSchedule(ghs, dUps, downGemm, dxs);
+  for (const v of views) v.dispose();
+  const dX = needs[0] ? (dx ?? zeros(s.downs.backend, [R, inF])) : null;
+  const grads: (Tensor | null)[] = [dX?.reshape(s.xShape) ?? null];
   for (let z = 0; z < n; z++) {
     const g = gs[z];
     const i = 1 + 4 * z;
@@ -267,6 +308,23 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
   }
   return grads;
 };
+
+/**
+ * The group backward's GEMMs in as few dispatches as their order allows, two per dispatch
+ * (`matmulPair`): the gH GEMMs paired among themselves (an odd one with a dUp), then each dX
+ * GEMM, which adds into the one before it, with a GEMM nothing waits on (the dUps, then dDown,
+ * which reads all of gH). Whatever is left runs in pairs at the end. 5 dispatches for q, k, v
+ * where one gH and one dUp per dispatch, then dX with dDown last, took 6. Returns dX (null without dX GEMMs).
+ */
+function groupSchedule(ghs: readonly PairGemm[], dUps: readonly PairGemm[], down: PairGemm | null, dxs: readonly PairGemm[]): Tensor | null {
+  const free = [...dUps];
+  for (let i = 0; i < ghs.length; i += 2) matmulPair(ghs[i]!, ghs[i + 1] ?? free.shift() ?? null);
+  if (down) free.push(down);
+  let dx: Tensor | null = null;
+  for (const g of dxs) [dx] = matmulPair(dx ? { ...g, into: dx } : g, free.shift() ?? null);
+  matmulPairs(free);
+  return dx;
+}
 
 /** The downs' gradients as one stack [n, rank, in]: their adjacent slots in the arena, or a fresh zeroed stack (`fresh`). */
 function downsTarget(leaves: readonly Tensor[], shape: readonly number[]): { t: Tensor; fresh: Tensor | null } {

@@ -282,11 +282,21 @@ function linearCall(x: Tensor, w: Tensor, scale: number, bias?: Tensor): GemmCal
  */
 export function linear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1, residual?: Tensor): Tensor {
   const out = run(linearCall(x, w, scale, bias), x, w, { bias, alpha: scale, residual });
+  recordLinear(x, w, bias, residual, out, scale);
+  return out;
+}
+
+/** Check the shapes of y = scale * x w^T + bias as `linear` does (for callers that run its GEMM themselves, `lowRankLinears`). */
+export function checkLinear(x: Tensor, w: Tensor, bias?: Tensor, scale = 1): void {
+  linearCall(x, w, scale, bias);
+}
+
+/** Record `out` = linear(x, w, bias, scale, residual) on the tape, holding what its backward reads (for a GEMM run elsewhere, paired). */
+export function recordLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, residual: Tensor | undefined, out: Tensor, scale = 1): void {
   const keepX = needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const held = [keepX, keepW].filter((t): t is Tensor => t !== null);
   record('linear', [x, w, bias ?? null, residual ?? null], [out], { x: keepX, w: keepW, xShape: x.shape, wShape: w.shape, hasBias: !!bias, scale }, held);
-  return out;
 }
 
 /**
@@ -319,6 +329,10 @@ export interface PairGemm {
   into?: Tensor;
   /** Added in the epilogue, shaped as the output (a gradient's prior from its input's other uses). */
   residual?: Tensor;
+  /** A bias [N] added in the epilogue (a linear layer's). */
+  bias?: Tensor;
+  /** The output's shape when not the GEMM's [..., M, N] (same element count: a linear layer's [..., out]). */
+  shape?: readonly number[];
 }
 
 /**
@@ -328,10 +342,22 @@ export interface PairGemm {
  * outputs. Not recorded, like `matmulInto`.
  */
 export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | null, Tensor | null] {
-  const opts = (g: PairGemm): Epilogue => ({ ...(g.alpha !== undefined ? { alpha: g.alpha } : {}), ...(g.drop ? { drop: g.drop } : {}), ...(g.plus ? { plus: g.plus } : {}), ...(g.into ? { into: g.into } : {}), ...(g.residual ? { residual: g.residual } : {}) });
+  const opts = (g: PairGemm): Epilogue => ({
+    ...(g.alpha !== undefined ? { alpha: g.alpha } : {}),
+    ...(g.drop ? { drop: g.drop } : {}),
+    ...(g.plus ? { plus: g.plus } : {}),
+    ...(g.into ? { into: g.into } : {}),
+    ...(g.residual ? { residual: g.residual } : {}),
+    ...(g.bias ? { bias: g.bias } : {}),
+  });
   const call = (g: PairGemm) => {
     checkUntaped(g.a, g.b, ...(g.into ? [g.into] : []));
-    return gemmCall(g.a.shape, g.b.shape, !!g.transA, !!g.transB, g.into?.shape.slice(0, -2));
+    const pl = gemmCall(g.a.shape, g.b.shape, !!g.transA, !!g.transB, g.into?.shape.slice(0, -2));
+    if (g.shape) {
+      check(numel(g.shape) === numel(pl.outShape), () => `matmulPair: output shape [${g.shape!.join(', ')}] does not hold [${pl.outShape.join(', ')}]`);
+      pl.outShape = [...g.shape];
+    }
+    return pl;
   };
   if (!g0 || !g1) {
     const g = (g0 ?? g1)!;
@@ -346,6 +372,36 @@ export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | 
   const { tile } = gemmTiling(p0.params.M, p0.params.N, p0.params.K, numel(p0.params.batch.shape));
   launch(gemmPairKernel({ ...p0.params, tile }, { ...p1.params, tile }), [g0.a, g0.b, ...p0.epi, p0.out, g1.a, g1.b, ...p1.epi], [p1.out]);
   return [p0.out, p1.out];
+}
+
+/**
+ * Most storage bindings a dispatch of `matmulPairs` takes: what Chrome gives on Apple GPUs (10;
+ * WebGPU's default is 8, SwiftShader gives 12, lavapipe 16), and what `lowRankBackward`'s pairs
+ * already bind at most (9).
+ */
+export const MAX_PAIR_BINDINGS = 10;
+
+/** Storage bindings one GEMM of a pair takes: a, b, the second term's two, the bias, the residual and the output. */
+function pairBindings(g: PairGemm): number {
+  return 3 + (g.plus ? 2 : 0) + (g.bias ? 1 : 0) + (g.residual ? 1 : 0);
+}
+
+/**
+ * Independent GEMMs (none reads another's output), two per dispatch (`matmulPair`) wherever the
+ * pair's bindings fit `MAX_PAIR_BINDINGS`, in order; the outputs in the same order. Each product is
+ * computed exactly as alone. Not recorded, like `matmulInto`.
+ */
+export function matmulPairs(gs: readonly PairGemm[]): Tensor[] {
+  const out: Tensor[] = [];
+  for (let i = 0; i < gs.length; ) {
+    const [g0, g1] = [gs[i]!, gs[i + 1]];
+    const two = !!g1 && pairBindings(g0) + pairBindings(g1) <= MAX_PAIR_BINDINGS;
+    const [y0, y1] = matmulPair(g0, two ? g1 : null);
+    out.push(y0!);
+    if (two) out.push(y1!);
+    i += two ? 2 : 1;
+  }
+  return out;
 }
 
 /** out += scale * drop?(x) w^T in one GEMM (shapes as `linear`; out f32 [..., out]). Not recorded, like `matmulInto`. */
