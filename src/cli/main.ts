@@ -18,6 +18,7 @@ import type { RunControl } from '../training/loop.js';
 import { readImages } from './read-images.js';
 import { readStateDir, stateDirFor, writeStateDir } from './run-state-dir.js';
 import type { Backend } from '../engine/backend.js';
+import { sample, SAMPLE_USAGE } from './sample.js';
 
 const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 
@@ -30,7 +31,8 @@ const USAGE = `usage:
       --save-state keeps the run state (optimizer, step, random streams) in <out>-state/ at every save; --resume-state DIR
       continues that run exactly, with its settings (options given must match them) and the same images.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
-  lorasmith inspect <file.safetensors>`;
+  lorasmith inspect <file.safetensors>
+${SAMPLE_USAGE}`;
 
 async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
   if (model === 'tiny') return loadDiffusers(backend, folderRepo(join(ROOT, 'public/tiny')));
@@ -185,6 +187,7 @@ async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === 'train') await train(rest);
   else if (cmd === 'inspect' && rest[0]) await inspect(rest[0]);
+  else if (cmd === 'sample') await sample(rest, loadModel);
   else {
     console.log(USAGE);
     process.exit(cmd ? 1 : 0);

@@ -1,11 +1,12 @@
-// DDIM sampling: the timestep grid, the update's exactness for a perfect predictor, and a guided image on the tiny pipeline (Dawn).
+// DDIM, Euler and Euler ancestral: their grids, each update's exactness for a perfect predictor, and a guided image on the tiny pipeline (Dawn).
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { testBackend } from '../engine/testing/gpu.js';
 import { folderRepo } from './node-repo.js';
 import { loadDiffusers } from './pipeline.js';
-import { ddimStep, ddimTimesteps, sampleImage } from './sampler.js';
+import { Rng } from '../engine/rng.js';
+import { ddimStep, ddimTimesteps, denoisedFrom, eulerSchedule, eulerStep, sampleImage } from './sampler.js';
 
 /** SD's scaled-linear ᾱ, computed here independently of the trainer's schedule. */
 function acp(): Float64Array {
@@ -23,6 +24,62 @@ function acp(): Float64Array {
 function pattern(n: number, k: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898 + k * 78.233) * 1.3);
 }
+
+describe('Euler and Euler ancestral', () => {
+  it("spaces k-diffusion's sigmas evenly in t from 999 to 0, log-interpolated, ending at 0", () => {
+    const a = acp();
+    const sig = (t: number) => Math.sqrt((1 - a[t]!) / a[t]!);
+    const { timesteps, sigmas } = eulerSchedule(4, a);
+    expect(timesteps).toEqual([999, 666, 333, 0]);
+    expect(sigmas).toHaveLength(5);
+    [999, 666, 333, 0].forEach((t, i) => expect(sigmas[i]).toBeCloseTo(sig(t), 10));
+    expect(sigmas[4]).toBe(0);
+    expect(sigmas[0]).toBeCloseTo(14.6146, 3); // SD 1.x's sigma_max
+    const five = eulerSchedule(5, a); // t = 999, 749.25, ...: between integer steps, geometric in sigma
+    expect(five.timesteps[1]).toBeCloseTo(749.25, 10);
+    expect(five.sigmas[1]).toBeCloseTo(Math.exp(0.75 * Math.log(sig(749)) + 0.25 * Math.log(sig(750))), 10);
+    const single = eulerSchedule(1, a);
+    expect([single.timesteps, single.sigmas.length, single.sigmas[1]]).toEqual([[999], 2, 0]);
+    expect(single.sigmas[0]).toBeCloseTo(sig(999), 10);
+    // Zero-terminal-SNR schedules reach ᾱ = 0 at t = 999: sigma stays finite.
+    const z = a.slice();
+    z[999] = 0;
+    expect(Number.isFinite(eulerSchedule(3, z).sigmas[0])).toBe(true);
+    expect(() => eulerSchedule(0, a)).toThrow(/sampling steps/);
+  });
+
+  it('lands x = x0 + σ·ε exactly on x0 + σ_next·ε when the model predicts the true ε or v', () => {
+    const a = acp();
+    const x0 = pattern(64, 1);
+    const eps = pattern(64, 2);
+    const [t, sigma, sigmaNext] = [700, Math.sqrt((1 - a[700]!) / a[700]!), 1.7];
+    for (const pred of ['epsilon', 'v_prediction'] as const) {
+      const x = x0.map((v, i) => v + sigma * eps[i]!);
+      // The model sees x / sqrt(σ² + 1) = sqrt(ᾱ)·x0 + sqrt(1 − ᾱ)·ε, and v = sqrt(ᾱ)·ε − sqrt(1 − ᾱ)·x0.
+      const out = pred === 'epsilon' ? eps : x0.map((v, i) => Math.sqrt(a[t]!) * eps[i]! - Math.sqrt(1 - a[t]!) * v);
+      const d = denoisedFrom(x, out, sigma, pred);
+      d.forEach((v, i) => expect(v).toBeCloseTo(x0[i]!, 4));
+      eulerStep(x, d, sigma, sigmaNext);
+      x.forEach((v, i) => expect(v).toBeCloseTo(x0[i]! + sigmaNext * eps[i]!, 4));
+    }
+  });
+
+  it('ancestral: steps down to σ_down and adds σ_up·z with σ_down² + σ_up² = σ_next²', () => {
+    const x0 = pattern(64, 1);
+    const eps = pattern(64, 2);
+    const z = pattern(64, 5);
+    const [sigma, sigmaNext] = [3, 1.2];
+    const up = Math.sqrt((sigmaNext ** 2 * (sigma ** 2 - sigmaNext ** 2)) / sigma ** 2);
+    const down = Math.sqrt(sigmaNext ** 2 - up ** 2);
+    const x = x0.map((v, i) => v + sigma * eps[i]!);
+    eulerStep(x, x0, sigma, sigmaNext, z);
+    x.forEach((v, i) => expect(v).toBeCloseTo(x0[i]! + down * eps[i]! + up * z[i]!, 5));
+    // The last step (σ_next = 0) adds no noise.
+    const last = x0.map((v, i) => v + sigma * eps[i]!);
+    eulerStep(last, x0, sigma, 0, z);
+    last.forEach((v, i) => expect(v).toBeCloseTo(x0[i]!, 5));
+  });
+});
 
 describe('DDIM', () => {
   it('uses the "leading" timesteps with offset 1 (diffusers DDIMScheduler for SD)', () => {
@@ -61,6 +118,13 @@ describe('DDIM', () => {
     expect(a.data.some((v, i) => v !== c.data[i])).toBe(true);
     const rgb = [...a.data].filter((_, i) => i % 4 !== 3);
     expect(new Set(rgb).size).toBeGreaterThan(16); // not a flat image
+    // Euler and Euler ancestral on the same model and noise: reproducible (ancestral from its seeded rng), and each its own image.
+    const e = await sampleImage(p, { ...opts, sampler: 'euler' });
+    const ea = await sampleImage(p, { ...opts, sampler: 'euler_a', rng: new Rng(7) });
+    const ea2 = await sampleImage(p, { ...opts, sampler: 'euler_a', rng: new Rng(7) });
+    expect(ea.data).toEqual(ea2.data);
+    for (const [x, y] of [[e, a], [ea, e]] as const) expect(x.data.some((v, i) => v !== y.data[i])).toBe(true);
+    await expect(sampleImage(p, { ...opts, sampler: 'euler_a' })).rejects.toThrow(/needs an rng/);
     p.dispose();
   }, 10 * 60_000);
 });
