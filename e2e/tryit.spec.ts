@@ -22,8 +22,9 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
   const panel = page.getByTestId('try-drop');
   const field = (label: string | RegExp) => panel.getByLabel(label, { exact: true });
   const render = panel.getByRole('button', { name: 'Render base and LoRA' });
-  // No run and no file yet: nothing to render with.
+  // No run and no file yet: nothing to render with, and the panel says what to do.
   await expect(render).toBeDisabled();
+  await expect(page.getByTestId('try-hint')).toHaveText('Train a LoRA (step 4) or drop a kohya LoRA file on this panel to render with it.');
 
   // Files that are no SD 1.x kohya LoRA are refused by name at the drop.
   const sdxl = Buffer.from(kohyaLora(unet, 2, 0.1, 1).toString('latin1').replaceAll('lora_unet_', 'lora_te1__'), 'latin1');
@@ -37,6 +38,7 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
     { name: 'other-b.safetensors', bytes: kohyaLora(unet, 3, 0.5, 8) },
   ]);
   await expect(page.getByTestId('try-message')).toHaveCount(0);
+  await expect(page.getByTestId('try-hint')).toHaveCount(0);
   await page.getByTestId('try-lora').selectOption('other-a.safetensors');
   await field('Prompt').fill('a photo of sks cat');
   await field('Negative prompt').fill('blurry');

@@ -156,6 +156,8 @@ export function TryPanel() {
       </div>
       {gridError && <small className="error" data-testid="try-error-gridStrengths">{gridError}</small>}
       {app.running && <p className="note" data-testid="try-locked">Rendering is off while the training run's steps go on: pause the run to render.</p>}
+      {!app.ready && <p className="note" data-testid="try-hint">Load a base model (step 1) to render.</p>}
+      {app.ready && !pick && <p className="note" data-testid="try-hint">Train a LoRA (step 4) or drop a kohya LoRA file on this panel to render with it.</p>}
       <Progress />
       {t.message && <p role="alert" className="error" data-testid="try-message">{t.message}</p>}
       {t.notes.length > 0 && <ul className="note" data-testid="try-notes">{t.notes.map((n) => <li key={n}>{n}</li>)}</ul>}
