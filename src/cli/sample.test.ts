@@ -26,7 +26,7 @@ async function cli(args: string[]): Promise<{ code: number; out: string }> {
 }
 
 describe('lorasmith sample', () => {
-  it('renders the base model and a LoRA file from one seed, PNGs with A1111 parameters', async () => {
+  it('renders the base model and a LoRA file from one seed, PNGs with A1111 parameters and the exact settings', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-sample-'));
     const specs = loraTargets(TINY_UNET, TINY_CLIP, { rank: 2, alpha: 2 });
     const modules = specs.map((spec, i) => ({ spec, down: Float32Array.from(randomArray(spec.rank * spec.inFeatures, i, -0.5, 0.5)), up: Float32Array.from(randomArray(spec.outFeatures * spec.rank, 99 + i, -0.5, 0.5)) }));
@@ -36,8 +36,9 @@ describe('lorasmith sample', () => {
     expect(r.out).toMatch(/image 2\/2 \(strength 1\) step 1\/1, decoding/);
     const [base, lora] = ['base-0.png', 'mine-1.png'].map((f) => decodePng(readFileSync(join(dir, 'out', f))));
     expect([base!.width, base!.height, lora!.width]).toEqual([64, 64, 64]);
-    expect(base!.text.parameters).toMatch(/^a photo of a cat\nNegative prompt: blurry\nSteps: 1, Sampler: Euler, CFG scale: 3, Seed: 1, Size: 64x64, Model: .*, Lora: mine\.safetensors, Lora strength: 0$/);
-    expect(lora!.text.parameters).toMatch(/Lora strength: 1$/);
+    expect(base!.text.parameters).toMatch(/^a photo of a cat\nNegative prompt: blurry\nSteps: 1, Sampler: Euler, CFG scale: 3, Seed: 1, Size: 64x64, Model: [^,]+$/);
+    expect(lora!.text.parameters).toMatch(/, Lora: mine\.safetensors, Lora strength: 1$/);
+    expect(JSON.parse(lora!.text.lorasmith!)).toMatchObject({ prompt: 'a photo of a cat', negativePrompt: 'blurry', seed: 1, steps: 1, guidance: 3, sampler: 'euler', strength: 1, lora: 'mine.safetensors' });
     expect((base!.data as Uint8Array).some((v, i) => v !== (lora!.data as Uint8Array)[i])).toBe(true);
   }, 10 * 60_000);
 

@@ -2,12 +2,12 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { encode as encodePng } from 'fast-png';
 import type { Pipeline } from '../model/pipeline.js';
 import type { Backend } from '../engine/backend.js';
 import { nodeGpu } from '../engine/node.js';
+import { settingsPng } from '../training/png-settings.js';
 import { openSampleLora, renderStrengths } from '../training/sample-render.js';
-import { SAMPLE_DEFAULTS, SAMPLERS, SampleRequestError, checkSampleRequest, type SampleRequest, type StrengthImage } from '../training/sample-settings.js';
+import { SAMPLE_DEFAULTS, SAMPLERS, SampleRequestError, checkSampleRequest, type SampleRequest } from '../training/sample-settings.js';
 
 export const SAMPLE_USAGE = `  lorasmith sample --model <tiny|folder|file.safetensors> --prompt TEXT --out <dir> [--lora file.safetensors] [--strengths 0,0.5,1]
                    [--negative TEXT] [--seed N] [--steps N] [--guidance X] [--width N] [--height N] [--sampler ${SAMPLERS.join('|')}]
@@ -36,14 +36,6 @@ function requestOf(v: Partial<Record<keyof typeof OPTIONS, string>>): Omit<Sampl
   }
 }
 
-/** A PNG with AUTOMATIC1111's `parameters` text (prompt, negative prompt, then the settings), which its PNG Info reads. */
-function settingsPng(img: StrengthImage, req: Omit<SampleRequest, 'lora'>, model: string, lora: string | undefined): Uint8Array {
-  const names = { ddim: 'DDIM', euler: 'Euler', euler_a: 'Euler a' } as const;
-  const pairs = [`Steps: ${req.steps}`, `Sampler: ${names[req.sampler]}`, `CFG scale: ${req.guidance}`, `Seed: ${req.seed}`, `Size: ${req.width}x${req.height}`, `Model: ${model}`, ...(lora ? [`Lora: ${lora}`, `Lora strength: ${img.strength}`] : [])];
-  const text = [req.prompt, ...(req.negativePrompt ? [`Negative prompt: ${req.negativePrompt}`] : []), pairs.join(', ')].join('\n').replace(/[^\u0000-\u00ff]/gu, '?');
-  return encodePng({ width: img.width, height: img.height, data: new Uint8Array(img.data.buffer, img.data.byteOffset, img.data.length), channels: 4, text: { parameters: text } });
-}
-
 /** Run `lorasmith sample` with the CLI's model loader; prints per-step progress and the files written. */
 export async function sample(argv: string[], loadModel: (backend: Backend, model: string) => Promise<Pipeline>): Promise<void> {
   const { values: v } = parseArgs({ args: argv, options: OPTIONS });
@@ -63,7 +55,8 @@ export async function sample(argv: string[], loadModel: (backend: Backend, model
     const stem = v.lora ? basename(v.lora, '.safetensors') : 'base';
     for (const img of images) {
       const file = join(v.out, `${img.strength === 0 ? 'base' : stem}-${img.strength}.png`);
-      writeFileSync(file, settingsPng(img, req, pipeline.name, v.lora ? basename(v.lora) : undefined));
+      const { strengths: _, ...settings } = req;
+      writeFileSync(file, settingsPng(img, { ...settings, strength: img.strength, model: pipeline.name, ...(v.lora && img.strength !== 0 ? { lora: basename(v.lora) } : {}) }));
       console.log(`wrote ${file}`);
     }
   } finally {
