@@ -17,6 +17,7 @@ import { checkSettings, SettingsError, TrainingSession, type SessionEvents } fro
 import type { RunControl } from '../training/loop.js';
 import { readImages } from './read-images.js';
 import { readStateDir, stateDirFor, writeStateDir } from './run-state-dir.js';
+import { CAPTION_USAGE, captionCommand } from './caption.js';
 import type { Backend } from '../engine/backend.js';
 import { sample, SAMPLE_USAGE } from './sample.js';
 
@@ -32,7 +33,8 @@ const USAGE = `usage:
       continues that run exactly, with its settings (options given must match them) and the same images.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>
-${SAMPLE_USAGE}`;
+${SAMPLE_USAGE}
+${CAPTION_USAGE}`;
 
 async function loadModel(backend: Backend, model: string): Promise<Pipeline> {
   if (model === 'tiny') return loadDiffusers(backend, folderRepo(join(ROOT, 'public/tiny')));
@@ -188,6 +190,7 @@ async function main(): Promise<void> {
   if (cmd === 'train') await train(rest);
   else if (cmd === 'inspect' && rest[0]) await inspect(rest[0]);
   else if (cmd === 'sample') await sample(rest, loadModel);
+  else if (cmd === 'caption') await captionCommand(rest);
   else {
     console.log(USAGE);
     process.exit(cmd ? 1 : 0);
