@@ -87,6 +87,10 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
   expect(bb1.data.equals(a1.data)).toBe(false);
   await panel.screenshot({ path: 'docs/tryit.png' });
 
+  // A dropped file can be taken out again: the grid has one column fewer.
+  await panel.getByRole('button', { name: 'remove other-b.safetensors' }).click();
+  await expect(panel.getByRole('button', { name: /Render X\/Y grid \(1 LoRA / })).toBeVisible();
+
   // The panel's settings survive a reload; a bad one is named with its fix.
   await page.reload();
   await expect(field('Prompt')).toHaveValue('a photo of sks cat');

@@ -1,6 +1,7 @@
 // Step 6, "Try it": render with the base model and the LoRA side by side, an X/Y grid of saved steps × strengths, any kohya LoRA dropped on it.
 import { useState, type DragEvent } from 'react';
 import { useShallow } from 'zustand/react/shallow';
+import { formatBytes } from '../protocol/index.js';
 import { loraFileProblem } from './try-file.js';
 import { chosenLora, gridLoras, renderGrid, renderPair, runLora } from './try-render.js';
 import { MAX_STRENGTH, SAMPLER_LABELS, tryErrors, type TrySettings } from './try-settings.js';
@@ -17,6 +18,11 @@ async function addFiles(list: FileList | File[]): Promise<void> {
     else useTry.setState((s) => ({ files: [...s.files.filter((x) => x.name !== f.name), { name: f.name, bytes }], use: f.name }));
   }
   useTry.setState({ message: refused.length ? refused.join(' ') : null });
+}
+
+/** Forget a dropped file (the side-by-side goes back to the run's LoRA if it used it). */
+function removeFile(name: string): void {
+  useTry.setState((s) => ({ files: s.files.filter((f) => f.name !== name), use: s.use === name ? 'run' : s.use }));
 }
 
 const pngName = (i: TryImage) => `${(i.settings.lora ?? 'base').replace(/[^\w.-]+/g, '_')}-seed${i.settings.seed}-strength${i.settings.strength}.png`;
@@ -146,6 +152,14 @@ export function TryPanel() {
         </select>
         <label className="file">Add LoRA files<input type="file" accept=".safetensors" multiple data-testid="try-lora-input" onChange={(e) => e.target.files && void addFiles(e.target.files)} /></label>
       </div>
+      {t.files.length > 0 && (
+        <p className="note" data-testid="try-files">
+          Dropped (kept in this tab only, grid columns after the run's saves):
+          {t.files.map((f) => (
+            <span key={f.name}> {f.name} ({formatBytes(f.bytes.length)}) <button className="remove" aria-label={`remove ${f.name}`} onClick={() => removeFile(f.name)}>×</button></span>
+          ))}
+        </p>
+      )}
       <Form s={t.settings} set={t.setSettings} resolution={app.resolution} />
       {!t.settings.prompt && app.samplePrompt && <button className="link" onClick={() => t.setSettings({ prompt: app.samplePrompt })}>Use the sample prompt</button>}
       <div className="row">
