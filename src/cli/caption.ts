@@ -6,12 +6,12 @@ import type * as Ort from 'onnxruntime-web';
 import { ortOnDevice, releaseOrt } from '../bench/ort-webgpu.js';
 import { nodeGpu } from '../engine/node.js';
 import { captionPath } from '../training/caption-export.js';
-import { chooseTags, DEFAULT_TAG_THRESHOLD, DEFAULT_TAGGER_REPO, TAGGER_FILES, taggedCaption, thresholdProblem } from '../training/tagger.js';
+import { chooseTags, DEFAULT_CHARACTER_THRESHOLD, DEFAULT_TAG_THRESHOLD, DEFAULT_TAGGER_REPO, TAGGER_FILES, taggedCaption, thresholdProblem } from '../training/tagger.js';
 import { taggerFromHub } from '../training/tagger-hub.js';
 import { openTagger, type TaggerFiles, type TaggerProvider } from '../training/tagger-session.js';
 import { readImages } from './read-images.js';
 
-export const CAPTION_USAGE = `  lorasmith caption --images <dir> [--tagger <folder|owner/name>] [--threshold X] [--character-threshold X] [--trigger WORD] [--overwrite]
+export const CAPTION_USAGE = `  lorasmith caption --images <dir> [--tagger <folder|owner/name>] [--threshold X (0.35)] [--character-threshold X (0.85)] [--trigger WORD] [--overwrite]
                     [--provider webgpu|wasm] [--endpoint URL]
       tags every image with a WD14 tagger (default ${DEFAULT_TAGGER_REPO}; a folder holding ${TAGGER_FILES.model} and ${TAGGER_FILES.tags}
       is read as it is, a hub repository is downloaded on each run) and writes <image>.txt beside it; images that already have
@@ -64,8 +64,8 @@ function captionArgs(argv: string[]) {
   });
   if (!v.images) throw new Error(`caption needs --images\n${CAPTION_USAGE}`);
   const threshold = v.threshold === undefined ? DEFAULT_TAG_THRESHOLD : Number(v.threshold);
-  const characterThreshold = v['character-threshold'] === undefined ? undefined : Number(v['character-threshold']);
-  const bad = thresholdProblem(threshold, '--threshold') ?? (characterThreshold === undefined ? null : thresholdProblem(characterThreshold, '--character-threshold'));
+  const characterThreshold = v['character-threshold'] === undefined ? DEFAULT_CHARACTER_THRESHOLD : Number(v['character-threshold']);
+  const bad = thresholdProblem(threshold, '--threshold') ?? thresholdProblem(characterThreshold, '--character-threshold');
   if (bad) throw new Error(bad);
   return { images: v.images, tagger: v.tagger ?? DEFAULT_TAGGER_REPO, threshold, characterThreshold, trigger: v.trigger ?? '', overwrite: !!v.overwrite, provider: v.provider ?? 'webgpu', endpoint: v.endpoint };
 }

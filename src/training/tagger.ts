@@ -10,6 +10,8 @@ export const TAGGER_FILES = { model: 'model.onnx', tags: 'selected_tags.csv' } a
 export const TAG_CATEGORY = { general: 0, character: 4, rating: 9 } as const;
 /** The general-tag threshold SmilingWolf's own demo and kohya's tagger script default to. */
 export const DEFAULT_TAG_THRESHOLD = 0.35;
+/** Character tags need more certainty (the same demo's default). */
+export const DEFAULT_CHARACTER_THRESHOLD = 0.85;
 
 /** One line of selected_tags.csv: the tag as Danbooru spells it (underscores) and its category. */
 export interface TaggerTag {

@@ -1,7 +1,7 @@
 // The auto-caption settings the page keeps between visits (tagger repository, endpoint, thresholds), apart from the training settings.
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
-import { DEFAULT_TAG_THRESHOLD, DEFAULT_TAGGER_REPO, HF_ENDPOINT } from '../protocol/index.js';
+import { DEFAULT_CHARACTER_THRESHOLD, DEFAULT_TAG_THRESHOLD, DEFAULT_TAGGER_REPO, HF_ENDPOINT } from '../protocol/index.js';
 
 export interface CaptionSettings {
   repo: string;
@@ -12,7 +12,7 @@ export interface CaptionSettings {
   set(p: Partial<Omit<CaptionSettings, 'set'>>): void;
 }
 
-export const CAPTION_DEFAULTS = { repo: DEFAULT_TAGGER_REPO, endpoint: HF_ENDPOINT, threshold: DEFAULT_TAG_THRESHOLD, characterThreshold: 0.85 };
+export const CAPTION_DEFAULTS = { repo: DEFAULT_TAGGER_REPO, endpoint: HF_ENDPOINT, threshold: DEFAULT_TAG_THRESHOLD, characterThreshold: DEFAULT_CHARACTER_THRESHOLD };
 
 export const useCaptionSettings = create<CaptionSettings>()(
   persist((set) => ({ ...CAPTION_DEFAULTS, set: (p) => set(p) }), {
