@@ -92,8 +92,8 @@ describe('exact resume from a run-state file', () => {
     await straightVersusResumed({ optimizer: 'adamw' }, 8, { epoch: 1, batchInEpoch: 1 });
   }, 20 * 60_000);
 
-  it('Prodigy with the text encoder trained and 2 micro-batches a step: 2 + 2 equal 4 straight (d, its sums, p0; both arenas)', async () => {
-    await straightVersusResumed({ optimizer: 'prodigy', unetLr: 1, textEncoderLr: 1, trainTextEncoder: true, gradAccumulation: 2 }, 4, { epoch: 1, batchInEpoch: 1 });
+  it('Prodigy with the text encoder trained and 2 micro-batches a step: 1 + 1 equal 2 straight (d, its sums, p0; both arenas)', async () => {
+    await straightVersusResumed({ optimizer: 'prodigy', unetLr: 1, textEncoderLr: 1, warmup: 0, trainTextEncoder: true, gradAccumulation: 2 }, 2, { epoch: 0, batchInEpoch: 2 });
   }, 20 * 60_000);
 });
 
