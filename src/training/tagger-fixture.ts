@@ -40,6 +40,8 @@ export interface FixtureOptions {
   batch?: number | string;
   /** Scores given per image (default: one per fixture tag); another count makes a model that does not match the tag list. */
   scores?: number;
+  /** Leave height and width free (symbolic), as some exports do. */
+  freeSide?: boolean;
   /** Put channels first ([batch, 3, H, W]): a model that is not wd-shaped. */
   channelsFirst?: boolean;
 }
@@ -47,7 +49,7 @@ export interface FixtureOptions {
 /** The fixture tagger: mean over H and W, a 3 → tags linear map, sigmoid. */
 export function fixtureTaggerModel(o: FixtureOptions = {}): Uint8Array {
   const { input, output } = WD_LAYOUTS[o.layout ?? 'v3'];
-  const size = o.size ?? 448;
+  const size: number | string = o.freeSide ? 'side' : (o.size ?? 448);
   const batch = o.batch ?? 'batch';
   const n = o.scores ?? FIXTURE_TAGS.length;
   const tag = (j: number) => FIXTURE_TAGS[j % FIXTURE_TAGS.length]!;

@@ -29,6 +29,9 @@ export interface TaggerFiles {
   from: string;
 }
 
+/** The side the wd taggers take. */
+const WD_SIDE = 448;
+
 const shapeWords = (s: readonly (number | string)[]) => `[${s.map((d) => (typeof d === 'number' ? d : `${d || '?'}`)).join(', ')}]`;
 
 /** The square side the model takes, or an error saying how its input differs from a wd tagger's [batch, H, W, 3] float32. */
@@ -38,6 +41,8 @@ function inputSide(session: Ort.InferenceSession, from: string): number {
   if (m.length !== 1 || !m[0]!.isTensor) throw new TaggerError(`${what} has ${m.length} inputs; a wd tagger has one image input. Pick a WD14 tagger repository (such as SmilingWolf/wd-vit-tagger-v3).`);
   const { name, type, shape } = m[0]!;
   const [, h, w, c] = shape;
+  // A model exported with free height and width takes any square: the wd taggers were trained at 448.
+  if (type === 'float32' && shape.length === 4 && c === 3 && typeof h === 'string' && typeof w === 'string') return WD_SIDE;
   if (type !== 'float32' || shape.length !== 4 || c !== 3 || typeof h !== 'number' || h !== w)
     throw new TaggerError(`${what}: its input ${name} is ${type} ${shapeWords(shape)}, but a wd tagger takes float32 [batch, H, W, 3] with H = W (BGR images, channels last). This model is not a WD14-style tagger.`);
   return h;

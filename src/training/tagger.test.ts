@@ -79,6 +79,13 @@ describe('wd tagger on ONNX Runtime', () => {
     ref.forEach((r, i) => expect(Math.abs(got[i]! - r)).toBeLessThan(1e-5));
     await t.release();
   });
+
+  it('takes 448² when the model leaves height and width free', async () => {
+    const t = await open(fixtureTaggerModel({ freeSide: true }));
+    expect(t.size).toBe(448);
+    expect(chooseTags(await t.score(solid(20, 30, [0, 0, 255])), t.tags, { threshold: 0.9 }).map((x) => x.tag)).toEqual(['blue sky']);
+    await t.release();
+  });
 });
 
 describe('wrong or missing tagger files', () => {
