@@ -1,6 +1,6 @@
 // Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
 import type { Tensor } from '../engine/tensor.js';
-import { add, conv2d, groupNorm, layerNorm, lowRankLinear, lowRankLinearGroup, lowRankLinears, type Conv2dOptions, type GroupNormOptions, type LowRank } from '../engine/index.js';
+import { add, conv2d, groupNorm, layerNorm, lowRankLinear, lowRankLinearGroup, lowRankLinears, type Conv2dOptions, type GroupNormOptions, type LowRank, type RowLayout } from '../engine/index.js';
 
 /** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
 export interface WeightStore {
@@ -42,12 +42,13 @@ export class Layers {
 
   /**
    * A 1x1 convolution applied to tokens [..., in] as a linear layer (SD 1.x proj_in/proj_out):
-   * the [out, in, 1, 1] weight is viewed as [out, in].
+   * the [out, in, 1, 1] weight is viewed as [out, in]. With `layout`, x is [in, pixels] and/or
+   * the output [out, pixels] (one image's NCHW activation), read and written in place.
    */
-  pointwise(name: string, x: Tensor, residual?: Tensor): Tensor {
+  pointwise(name: string, x: Tensor, residual?: Tensor, layout?: RowLayout): Tensor {
     const w = this.weights.get(`${name}.weight`);
     const w2 = w.rank === 4 ? w.reshape([w.shape[0]!, w.shape[1]!]) : w;
-    const y = lowRankLinear(x, w2, this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
+    const y = lowRankLinear(x, w2, this.bias(name), this.adapter?.lowRank(name) ?? null, residual, layout);
     if (w2 !== w) w2.dispose();
     return y;
   }

@@ -1,6 +1,7 @@
-// The tiny U-Net's LoRA gradients on the GPU: the same with and without gradient checkpointing, with network dropout on.
+// The tiny U-Net's LoRA gradients on the GPU: the same with and without gradient checkpointing (network dropout on), and for one image (proj_in/out layouts folded) as in a batch.
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../engine/backend.js';
+import { noGrad } from '../engine/autograd.js';
 import { backward } from '../engine/grad.js';
 import { mseLoss } from '../engine/index.js';
 import { testBackend } from '../engine/testing/gpu.js';
@@ -58,6 +59,33 @@ describe('tiny U-Net LoRA gradients', () => {
     expect(checkpointed.loss).toBe(plain.loss);
     assertClose(checkpointed.g, plain.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, checkpointed vs not');
     for (const t of [x, ctx, target, wt]) t!.dispose();
+    lora.dispose();
+    w.dispose();
+  }, 600_000);
+
+  it('one image (proj_in/proj_out read and write NCHW in place) predicts what the same image does in a batch of two (NHWC copies)', async () => {
+    const b = await testBackend();
+    const w = weights(b);
+    const lora = new LoraNetwork(b, loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 }), 0);
+    lora.arenas.unet.flatParams.write(values(lora.arenas.unet.numel, 78, 0.2));
+    const shapes = [[4, 8, 8], [77, 32]] as const;
+    const one = shapes.map((s, k) => values(s.reduce((p, q) => p * q, 1), 910 + k, 1));
+    // Forward only: the backward of the folded layouts is checked bit for bit in engine/ops/lowrank.test.ts.
+    const predict = async (B: number) => {
+      const [x, ctx] = one.map((v, k) => {
+        const rep = new Float32Array(v.length * B);
+        for (let i = 0; i < B; i++) rep.set(v, i * v.length);
+        return tensor(b, rep, [B, ...shapes[k]!]);
+      });
+      const y = noGrad(() => scope(() => unetForward(new Layers(w, lora.adapter('unet')), TINY_UNET, x!, new Array<number>(B).fill(300), ctx!)));
+      const out = await y.read();
+      for (const t of [y, x!, ctx!]) t.dispose();
+      return out.subarray(0, one[0]!.length);
+    };
+    const single = await predict(1);
+    const first = await predict(2);
+    expect(Math.hypot(...single)).toBeGreaterThan(1e-2);
+    assertClose(single, first, { atol: 1e-6, rtol: 1e-5 }, 'U-Net output, one image vs the first of a batch of two');
     lora.dispose();
     w.dispose();
   }, 600_000);

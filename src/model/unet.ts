@@ -259,7 +259,10 @@ function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, t: Tensor): Ten
 function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: readonly Tensor[]): Tensor {
   const [B, C, H, W] = x.shape as [number, number, number, number];
   const n = L.groupNorm(`${name}.norm`, x, c.groups, ATTN_GN_EPS);
-  let h = L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
+  // One image: proj_in reads the NCHW norm output as [C, H·W] and proj_out writes NCHW (its skip x
+  // added), so no layout copy runs; a batch goes through NHWC copies.
+  const one = B === 1;
+  let h = one ? reshape(L.pointwise(`${name}.proj_in`, reshape(n, [C, H * W]), undefined, { xT: true }), [1, H * W, C]) : L.pointwise(`${name}.proj_in`, reshape(permute(n, [0, 2, 3, 1]), [B, H * W, C]));
   for (let d = 0; d < transformerDepth(c); d++) {
     const t = `${name}.transformer_blocks.${d}`;
     // Each residual add runs in the epilogue of the GEMM that ends its branch.
@@ -267,6 +270,7 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: read
     h = attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), null, c.heads, false, h, [kv[2 * d]!, kv[2 * d + 1]!]);
     h = L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h))), h);
   }
+  if (one) return reshape(L.pointwise(`${name}.proj_out`, reshape(h, [H * W, C]), reshape(x, [C, H * W]), { yT: true }), [1, C, H, W]);
   h = L.pointwise(`${name}.proj_out`, h);
   // Back to NCHW with the skip x added in the same pass.
   return permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2], x);

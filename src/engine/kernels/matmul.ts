@@ -34,6 +34,12 @@ export interface GemmParams {
   residual?: DType;
   /** Add into what the output holds (out += result) instead of overwriting it. */
   accumulate?: boolean;
+  /**
+   * Store each output matrix transposed, [N, M] (element (m, n) at n * M + m; the residual is read
+   * at the same index, the bias still by n): a channel-major [C, pixels] layout written straight
+   * from a token-major product. Not with a split or a mask on the product.
+   */
+  transOut?: boolean;
   /** Output tile edge (default 64); see `gemmTiling`. */
   tile?: GemmTile;
   /** Cut K into this many slices, slice z writing partial sums at z * (output size) (default 1). */
@@ -135,6 +141,9 @@ interface EpilogueCode {
   second?: TermCode | null;
 }
 
+/** The element index in an output matrix of row m, column n (`GemmParams.transOut`). */
+const outIndex = (transOut: boolean) => (transOut ? 'oBase + n * u.M + m' : 'oBase + m * u.N + n');
+
 /** What a second term changes in the source: its transposes and dtypes (K2 and its scale are uniforms). */
 type TermCode = Pick<GemmTerm, 'transA' | 'transB' | 'dtypeA' | 'dtypeB'>;
 
@@ -197,6 +206,7 @@ interface GemmCode {
   bias: DType | null;
   residual: DType | null;
   accumulate: boolean;
+  transOut: boolean;
   batchRank: number;
   sumRank: number;
   tile: GemmTile;
@@ -399,7 +409,7 @@ ${idx
     if (m < u.M) {
       for (var j = 0u; j < 4u; j++) {
         let n = n0 + tx + ${TD}u * j;
-        if (n < u.N) { ${store(c, `acc${i}[j]`, 'oBase + m * u.N + n', 'u.alpha')} }
+        if (n < u.N) { ${store(c, `acc${i}[j]`, outIndex(c.transOut), 'u.alpha')} }
       }
     }
   }`,
@@ -541,6 +551,7 @@ function gemmSetup(p: GemmParams): { code: GemmCode; values: number[]; groups: n
   const t = p.second;
   check(!t || (splits === 1 && !batch.shape.length && !sum.shape.length), () => 'matmul: a two-term GEMM takes no batch dims and no split');
   check(p.drop?.on !== 'a2' || !!t, () => 'matmul: a mask on A2 needs a second term');
+  check(!p.transOut || (splits === 1 && p.drop?.on !== 'out'), () => 'matmul: a transposed output takes no split and no mask on the product');
   const tile = p.tile ?? 64;
   const code: GemmCode = {
     transA: p.transA,
@@ -550,6 +561,7 @@ function gemmSetup(p: GemmParams): { code: GemmCode; values: number[]; groups: n
     bias: p.bias,
     residual: p.residual ?? null,
     accumulate: !!p.accumulate,
+    transOut: !!p.transOut,
     batchRank: batch.shape.length,
     sumRank: sum.shape.length,
     tile,
@@ -602,7 +614,7 @@ ${main1d(NAIVE_WG)}
 
 /** One thread per output element, no tiling: same semantics as `gemmKernel`. */
 export function matmulNaiveKernel(p: GemmParams): Kernel {
-  check(!p.drop && !p.second, () => 'matmul_naive: no folded dropout, no second term');
+  check(!p.drop && !p.second && !p.transOut, () => 'matmul_naive: no folded dropout, no second term, no transposed output');
   const n = prod(p.batch.shape) * p.M * p.N;
   return { name: 'matmul_naive', source: naiveSource(p), workgroups: grid(Math.ceil(n / NAIVE_WG)), ...cost(p) };
 }

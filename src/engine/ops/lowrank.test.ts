@@ -11,7 +11,7 @@ import { add, mul, sum } from './elementwise.js';
 import { ParamArena } from '../optim/arena.js';
 import { lowRankLinear, lowRankLinearGroup, lowRankLinears } from './lowrank.js';
 import { linear, matmul } from './matmul.js';
-import { split } from './layout.js';
+import { permute, split } from './layout.js';
 import { reshape } from './view.js';
 
 const TOL = { atol: 1e-5, rtol: 1e-5 };
@@ -367,3 +367,59 @@ describe('lowRankLinearGroup', () => {
     got.forEach((v, i) => expect(v, `value ${i}`).toEqual(want[i]));
   });
 });
+
+describe('lowRankLinear with a RowLayout (x [in, R], y [out, R])', () => {
+  const [P, OUT] = [70, OUTS[0]!];
+  const xData = randomArray(P * GI, 120);
+  const gData = randomArray(P * OUT, 121);
+  const rData = randomArray(P * OUT, 122);
+
+  /** Outputs and gradients (x, residual, bias, down, up) of one layer, through the layout or through permuted copies. */
+  async function run(b: Backend, which: 'xT' | 'yT', folded: boolean): Promise<Float32Array[]> {
+    const arena = groupArena(b, 130);
+    const w = tensor(b, randomArray(OUT * GI, 131), [OUT, GI]);
+    const bias = param(b, randomArray(OUT, 132), [OUT]);
+    const lr = { down: arena.get('d0'), up: arena.get('u0'), scale: S, dropout: { p: 0.3, seed: 9 } };
+    // xT: x is [in, P]; yT: x is [P, in] and the output and residual [out, P]
+    const x = param(b, xData, which === 'xT' ? [GI, P] : [P, GI]);
+    const res = param(b, rData, which === 'yT' ? [OUT, P] : [P, OUT]);
+    const g = tensor(b, gData, which === 'yT' ? [OUT, P] : [P, OUT]);
+    const y = scope(() => {
+      let out: Tensor;
+      if (which === 'xT') out = folded ? lowRankLinear(x, w, bias, lr, res, { xT: true }) : lowRankLinear(permute(x, [1, 0]), w, bias, lr, res);
+      else out = folded ? lowRankLinear(x, w, bias, lr, res, { yT: true }) : permute(lowRankLinear(x, w, bias, lr), [1, 0], res);
+      // x also used elsewhere: its gradient arrives with a prior, which dX's epilogue adds
+      backward(add(sum(mul(out, g)), sum(mul(x, x))));
+      return out;
+    });
+    const vals = await Promise.all([y, x.grad!, res.grad!, bias.grad!, arena.get('d0').grad!, arena.get('u0').grad!].map((t) => t.read()));
+    for (const t of [y, x, res, g, w, bias]) t.dispose();
+    arena.dispose();
+    return vals;
+  }
+
+  for (const which of ['xT', 'yT'] as const) {
+    it(`${which}: output and every gradient bit for bit as through permuted copies (dropout, bias, residual, a prior on x)`, async () => {
+      const b = await testBackend();
+      const want = await run(b, which, false);
+      const got = await run(b, which, true);
+      got.forEach((v, i) => expect(v, `value ${i}`).toEqual(want[i]));
+    });
+  }
+
+  it('on the meta device: no transpose dispatch either way, 2 GEMM dispatches forward and 2 backward each', () => {
+    const meta = new MetaBackend();
+    const arena = groupArena(meta, 1);
+    const lr = { down: arena.get('d0'), up: arena.get('u0'), scale: S };
+    const [x1, x2] = [param(meta, [], [GI, P]), param(meta, [], [P, GI])];
+    const w = empty(meta, [OUT, GI], 'f16');
+    meta.resetStats();
+    const loss = scope(() => add(sum(lowRankLinear(x1, w, undefined, lr, undefined, { xT: true })), sum(lowRankLinear(x2, w, undefined, lr, undefined, { yT: true }))));
+    backward(loss);
+    expect(meta.stats.byKernel.get('transpose')?.dispatches ?? 0).toBe(0);
+    expect(meta.stats.byKernel.get('matmul')?.dispatches).toBe(2 * (2 + 2));
+    for (const t of [x1, x2, w, loss]) t.dispose();
+    arena.dispose();
+  });
+});
+

@@ -4,6 +4,7 @@ import { reduceKernel } from '../kernels/reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
 import { checkLinear, linear, linearPlus, matmul, matmulPair, matmulPairs, recordLinear, type FoldedDropout, type PairGemm, type PlusTerm } from './matmul.js';
+import { permute } from './layout.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
 declare module '../autograd.js' {
@@ -20,6 +21,9 @@ declare module '../autograd.js' {
       scale: number;
       p: number;
       seed: number;
+      /** x stored [in, R] and y [out, R] (`RowLayout`). */
+      xT: boolean;
+      yT: boolean;
     };
     lowrankGroup: {
       x: Tensor | null;
@@ -56,7 +60,8 @@ export interface LowRank {
  * bias and the residual, applying the dropout mask to h as it reads it (no separate dispatch: the
  * mask is a function of seed and index). Without an adapter this is `linear`.
  */
-export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual?: Tensor): Tensor {
+export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual?: Tensor, layout: RowLayout = {}): Tensor {
+  if (layout.xT || layout.yT) return lowRankLinearT(x, w, bias, a, residual, !!layout.xT, !!layout.yT);
   if (!a) return linear(x, w, bias, 1, residual);
   checkFactors(w, a);
   const p = a.dropout?.p ?? 0;
@@ -71,6 +76,46 @@ export function lowRankLinear(x: Tensor, w: Tensor, bias: Tensor | undefined, a:
   return y;
 }
 
+/**
+ * Where a layer's rows are a matrix's columns: x given as [in, R] (`xT`) and/or y wanted as
+ * [out, R] (`yT`), both 2-D. At batch 1 an NCHW activation [C, H·W] is such an x, and its pixels
+ * the rows: a 1x1 convolution's (proj_in, proj_out) layout transposes fold into its GEMMs.
+ */
+export interface RowLayout {
+  xT?: boolean;
+  yT?: boolean;
+}
+
+/**
+ * `lowRankLinear` with x [in, R] (xT) and/or y [out, R] (yT): the GEMMs read x transposed and
+ * store y transposed (the residual shaped as y), so no layout copy runs; backward reads gY
+ * transposed and stores dX transposed. The same products as on permuted copies. Without an
+ * adapter: the permutes around a plain linear.
+ */
+function lowRankLinearT(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank | null, residual: Tensor | undefined, xT: boolean, yT: boolean): Tensor {
+  const [outF, inF] = w.shape as [number, number];
+  check(x.rank === 2 && x.shape[xT ? 0 : 1] === inF, () => `lowRankLinear: input [${x.shape.join(', ')}] is not ${xT ? `[${inF}, rows]` : `[rows, ${inF}]`}`);
+  const R = x.shape[xT ? 1 : 0]!;
+  const yShape = yT ? [outF, R] : [R, outF];
+  check(!residual || sameShape(residual.shape, yShape), () => `lowRankLinear: residual [${residual!.shape.join(', ')}] is not the output's [${yShape.join(', ')}]`);
+  if (!a) {
+    const y = linear(xT ? permute(x, [1, 0]) : x, w, bias, 1, yT ? undefined : residual);
+    return yT ? permute(y, [1, 0], residual) : y;
+  }
+  checkFactors(w, a);
+  const p = a.dropout?.p ?? 0;
+  const seed = (a.dropout?.seed ?? 0) >>> 0;
+  const { y, h } = noGrad(() => {
+    const h0 = replayed(() => matmulPair({ a: x, b: a.down, transA: xT, transB: true }, null)[0]!);
+    const base: PairGemm = { a: x, b: w, transA: xT, transB: true, transOut: yT, plus: upTerm(h0, a.up, a.scale, p, seed) };
+    const [y0] = matmulPair({ ...base, ...(bias ? { bias } : {}), ...(residual ? { residual } : {}) }, null);
+    return { y: y0!, h: h0 };
+  });
+  recordLowRank(x, w, bias, a, residual, y, h, xT, yT);
+  h.dispose();
+  return y;
+}
+
 function checkFactors(w: Tensor, a: LowRank): void {
   const [outF, inF] = w.shape as [number, number];
   const rank = a.down.shape[0]!;
@@ -78,14 +123,14 @@ function checkFactors(w: Tensor, a: LowRank): void {
 }
 
 /** Record y = lowRankLinear(x, w, bias, a, residual) (its down projection h) on the tape, holding what its backward reads. */
-function recordLowRank(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank, residual: Tensor | undefined, y: Tensor, h: Tensor): void {
+function recordLowRank(x: Tensor, w: Tensor, bias: Tensor | undefined, a: LowRank, residual: Tensor | undefined, y: Tensor, h: Tensor, xT = false, yT = false): void {
   const p = a.dropout?.p ?? 0;
   const seed = (a.dropout?.seed ?? 0) >>> 0;
   const keepX = needsGrad(a.down) || needsGrad(w) ? x : null;
   const keepW = needsGrad(x) ? w : null;
   const keepH = needsGrad(a.up) ? h : null;
   const held = [keepX, keepW, keepH, a.down, a.up].filter((t): t is Tensor => t !== null);
-  record('lowrank', [x, w, bias ?? null, a.down, a.up, residual ?? null], [y], { x: keepX, w: keepW, down: a.down, up: a.up, h: keepH, xShape: x.shape, scale: a.scale, p, seed }, held);
+  record('lowrank', [x, w, bias ?? null, a.down, a.up, residual ?? null], [y], { x: keepX, w: keepW, down: a.down, up: a.up, h: keepH, xShape: x.shape, scale: a.scale, p, seed, xT, yT }, held);
 }
 
 /**
@@ -155,23 +200,26 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs, prior) => {
   const [outF, rank] = s.up.shape as [number, number];
   const inF = s.down.shape[1]!;
   const R = numel(s.xShape) / inF;
-  const g = gy!.reshape([R, outF]);
-  const x2 = s.x?.reshape([R, inF]);
+  // With a RowLayout, gY is [out, R] (read transposed) and dX [in, R] (stored transposed).
+  const { xT, yT } = s;
+  const g = gy!.reshape(yT ? [outF, R] : [R, outF]);
+  const xm = xT ? [inF, R] : [R, inF];
+  const x2 = s.x?.reshape(xm);
   const up = needs[4] ? gradTarget(s.up) : null;
   const down = needs[3] ? gradTarget(s.down) : null;
-  const ghGemm: PairGemm | null = needs[0] || needs[3] ? { a: g, b: s.up, ...fold(s.p, s.seed, 'out') } : null;
-  const upGemm: PairGemm | null = up && { a: g, b: s.h!.reshape([R, rank]), transA: true, alpha: s.scale, ...fold(s.p, s.seed, 'b'), into: up.t };
+  const ghGemm: PairGemm | null = needs[0] || needs[3] ? { a: g, b: s.up, transA: yT, ...fold(s.p, s.seed, 'out') } : null;
+  const upGemm: PairGemm | null = up && { a: g, b: s.h!.reshape([R, rank]), transA: !yT, alpha: s.scale, ...fold(s.p, s.seed, 'b'), into: up.t };
   const [gh] = matmulPair(ghGemm, upGemm);
   // x's gradient from its other uses (a context read by many layers) is added in dX's epilogue.
   const pr = priorFor(prior?.[0], s.xShape);
-  const dxGemm: PairGemm | null = needs[0] ? { a: g, b: s.w!, plus: { a: gh!, b: s.down, scale: s.scale }, ...(pr ? { residual: pr.reshape([R, inF]) } : {}) } : null;
-  const downGemm: PairGemm | null = down && { a: gh!, b: x2!, transA: true, alpha: s.scale, into: down.t };
+  const dxGemm: PairGemm | null = needs[0] ? { a: g, b: s.w!, transA: yT, transOut: xT, plus: { a: gh!, b: s.down, scale: s.scale }, ...(pr ? { residual: pr.reshape(xm) } : {}) } : null;
+  const downGemm: PairGemm | null = down && { a: gh!, b: x2!, transA: true, transB: xT, alpha: s.scale, into: down.t };
   const [dx] = matmulPair(dxGemm, downGemm);
-  const dW = needs[1] ? matmul(g, x2!, { transA: true }) : null;
+  const dW = needs[1] ? matmul(g, x2!, { transA: !yT, transB: xT }) : null;
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g, [outF]);
-    launch(reduceKernel({ inShape: [R, outF], axes: [0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
+    launch(reduceKernel({ inShape: [...g.shape], axes: [yT ? 1 : 0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
   }
   const dX = dx?.reshape(s.xShape) ?? null;
   return [dX && pr ? withPrior(dX) : dX, dW, dBias, down?.fresh ?? null, up?.fresh ?? null, needs[5] ? gy! : null];

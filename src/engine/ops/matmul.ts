@@ -166,7 +166,7 @@ function run(pl: GemmCall, x: Tensor, y: Tensor, e: Epilogue = {}, naive = false
   const tiling = gemmTiling(params.M, params.N, params.K, numel(params.batch.shape));
   const { tile } = tiling;
   // A mask on the product belongs to the epilogue, which a split GEMM leaves to the split-sum.
-  const splits = drop?.on === 'out' || plus ? 1 : tiling.splits;
+  const splits = drop?.on === 'out' || plus || params.transOut ? 1 : tiling.splits;
   if (splits === 1) {
     launch(gemmKernel({ ...params, tile }), [x, y, ...epi], [out]);
     return out;
@@ -333,6 +333,8 @@ export interface PairGemm {
   bias?: Tensor;
   /** The output's shape when not the GEMM's [..., M, N] (same element count: a linear layer's [..., out]). */
   shape?: readonly number[];
+  /** Store the product transposed, [..., N, M] (`GemmParams.transOut`): a channel-major output. */
+  transOut?: boolean;
 }
 
 /**
@@ -353,6 +355,10 @@ export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | 
   const call = (g: PairGemm) => {
     checkUntaped(g.a, g.b, ...(g.into ? [g.into] : []));
     const pl = gemmCall(g.a.shape, g.b.shape, !!g.transA, !!g.transB, g.into?.shape.slice(0, -2));
+    if (g.transOut) {
+      pl.params.transOut = true;
+      pl.outShape = [...pl.outShape.slice(0, -2), pl.params.N, pl.params.M];
+    }
     if (g.shape) {
       check(numel(g.shape) === numel(pl.outShape), () => `matmulPair: output shape [${g.shape!.join(', ')}] does not hold [${pl.outShape.join(', ')}]`);
       pl.outShape = [...g.shape];
