@@ -149,6 +149,27 @@ test('train the tiny demo on dropped photos and download the LoRA', async ({ pag
     console.log(`train.spec.ts: ${why}`);
   }
 
+  // Try it with the run's LoRA as the worker holds it, then a grid of the run's saves (the last 8 of 12) at strength 1.
+  const tryPanel = page.getByTestId('try-drop');
+  await expect(page.getByTestId('try-lora')).toContainText('this run: e2e-lora step 12');
+  await tryPanel.getByLabel('Prompt', { exact: true }).fill('a photo of an astronaut');
+  await tryPanel.getByLabel('Steps', { exact: true }).fill('1');
+  await tryPanel.getByRole('button', { name: 'Render base and LoRA' }).click();
+  await expect(page.getByTestId('try-lora-image')).toContainText('e2e-lora step 12 at 1', { timeout: 5 * 60_000 });
+  // Pixels, not PNG bytes (their settings chunks differ anyway).
+  const tryPixels = (id: string) =>
+    page.getByTestId(id).locator('img').evaluate((i: HTMLImageElement) => {
+      const g = new OffscreenCanvas(i.naturalWidth, i.naturalHeight).getContext('2d')!;
+      g.drawImage(i, 0, 0);
+      return Array.from(g.getImageData(0, 0, i.naturalWidth, i.naturalHeight).data).join();
+    });
+  expect(await tryPixels('try-lora-image')).not.toBe(await tryPixels('try-base'));
+  await tryPanel.getByLabel('Grid strengths', { exact: true }).fill('1');
+  await tryPanel.getByRole('button', { name: /Render X\/Y grid \(12 LoRAs/ }).click();
+  await expect(page.getByTestId('try-grid').locator('thead th')).toHaveText(['strength', ...[5, 6, 7, 8, 9, 10, 11, 12].map((n) => `step ${n}`)], { timeout: 5 * 60_000 });
+  await expect(page.getByTestId('try-message')).toContainText('The grid shows the last 8 LoRAs; 4 earlier left out.');
+  expect(await tryPixels('try-cell-0-0')).not.toBe(await tryPixels('try-cell-0-7'));
+
   // The last saved LoRA survives closing the tab: after a reload it is offered again, byte for byte.
   await page.reload();
   await expect(page.getByTestId('recovered')).toContainText('e2e-lora');
