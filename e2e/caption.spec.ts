@@ -51,8 +51,8 @@ test('captions the dataset with a hub tagger, trigger first, edited and exported
     ]);
     await expect(page.getByTestId('dataset-count')).toContainText('2 images');
     await page.getByText('Auto-caption with a WD14 tagger').click();
-    await page.getByText('Tagger hub endpoint').click();
-    await page.getByLabel('Tagger hub endpoint').fill(hub.url);
+    await page.getByText('Tagger server').click();
+    await page.getByLabel('Tagger server').fill(hub.url);
 
     // A repository without the tagger's files: named, nothing changed.
     await page.getByLabel('Tagger repository').fill('o/nothing');

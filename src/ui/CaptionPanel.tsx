@@ -62,8 +62,8 @@ export function CaptionPanel() {
       <label>Threshold <input aria-label="Tag threshold" type="number" step={0.05} min={0.05} max={1} value={s.threshold} onChange={(e) => s.set({ threshold: e.target.valueAsNumber })} /></label>{' '}
       <label>Character threshold <input aria-label="Character tag threshold" type="number" step={0.05} min={0.05} max={1} value={s.characterThreshold} onChange={(e) => s.set({ characterThreshold: e.target.valueAsNumber })} /></label>
       <details>
-        <summary>Tagger hub endpoint</summary>
-        <input aria-label="Tagger hub endpoint" value={s.endpoint} onChange={(e) => s.set({ endpoint: e.target.value })} />
+        <summary>Tagger server</summary>
+        <input aria-label="Tagger server" value={s.endpoint} onChange={(e) => s.set({ endpoint: e.target.value })} /> <small>the hub endpoint the tagger is downloaded from (a mirror answering /&lt;repo&gt;/resolve/&lt;revision&gt;/&lt;file&gt; with CORS)</small>
       </details>
       <p>
         <button onClick={caption} disabled={!!busy || running || !dataset.length} title={running ? 'Captions are read when a run starts: caption before training' : undefined}>Caption all images</button>{' '}
