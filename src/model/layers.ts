@@ -1,6 +1,6 @@
 // Named layers over a weight store, with an optional adapter hook (LoRA) on linear and conv layers.
 import type { Tensor } from '../engine/tensor.js';
-import { add, conv2d, groupNorm, layerNorm, lowRankLinear, lowRankLinearGroup, lowRankLinears, type Conv2dOptions, type GroupNormOptions, type LowRank, type RowLayout } from '../engine/index.js';
+import { add, conv2d, groupNorm, layerNorm, linear, lowRankLinear, lowRankLinearGroup, lowRankLinears, type Conv2dOptions, type GroupNormOptions, type LowRank, type RowLayout } from '../engine/index.js';
 
 /** Frozen weights by diffusers name (f16 or f32 storage on the GPU, or shapes only on the meta device). */
 export interface WeightStore {
@@ -16,6 +16,8 @@ export interface WeightStore {
 export interface Adapter {
   lowRank(name: string): LowRank | null;
   convDelta(name: string, x: Tensor, opts: Conv2dOptions): Tensor | null;
+  /** A weight-space adapter (LoHa, LoKr, DoRA): the layer's weight merged from the base weight `w` (shaped as `w`); null when it does not adapt the layer. */
+  weight?(name: string, w: Tensor): Tensor | null;
 }
 
 /** Layers named as in diffusers checkpoints (`<name>.weight`, `<name>.bias`). */
@@ -28,7 +30,10 @@ export class Layers {
 
   /** y = x W^T + b (+ residual), plus the adapter's low-rank term, in one op. x [..., in]. */
   linear(name: string, x: Tensor, residual?: Tensor): Tensor {
-    return lowRankLinear(x, this.weights.get(`${name}.weight`), this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
+    const w = this.weights.get(`${name}.weight`);
+    const merged = this.adapter?.weight?.(name, w);
+    if (merged) return linear(x, merged, this.bias(name), 1, residual);
+    return lowRankLinear(x, w, this.bias(name), this.adapter?.lowRank(name) ?? null, residual);
   }
 
   /**
@@ -36,6 +41,7 @@ export class Layers {
    * as one GEMM where they can, independent GEMMs two per dispatch. residuals[i] is added to layer i's output.
    */
   linears(names: readonly string[], x: Tensor, residuals?: readonly Tensor[]): Tensor[] {
+    if (this.adapter?.weight) return names.map((name, i) => this.linear(name, x, residuals?.[i]));
     const layers = names.map((name) => ({ w: this.weights.get(`${name}.weight`), bias: this.bias(name), lowRank: this.adapter?.lowRank(name) ?? null }));
     return residuals ? lowRankLinears(x, layers, residuals) : lowRankLinearGroup(x, layers);
   }
@@ -48,14 +54,18 @@ export class Layers {
   pointwise(name: string, x: Tensor, residual?: Tensor, layout?: RowLayout): Tensor {
     const w = this.weights.get(`${name}.weight`);
     const w2 = w.rank === 4 ? w.reshape([w.shape[0]!, w.shape[1]!]) : w;
-    const y = lowRankLinear(x, w2, this.bias(name), this.adapter?.lowRank(name) ?? null, residual, layout);
+    const merged = this.adapter?.weight?.(name, w2);
+    const y = lowRankLinear(x, merged ?? w2, this.bias(name), merged ? null : (this.adapter?.lowRank(name) ?? null), residual, layout);
     if (w2 !== w) w2.dispose();
     return y;
   }
 
   /** A conv layer (bias from the weights unless given; `opts.residual` added in the base conv's epilogue), plus the adapter's delta. */
   conv(name: string, x: Tensor, opts: Conv2dOptions = {}, bias = this.bias(name)): Tensor {
-    const y = conv2d(x, this.weights.get(`${name}.weight`), bias, opts);
+    const w = this.weights.get(`${name}.weight`);
+    const merged = this.adapter?.weight?.(name, w);
+    if (merged) return conv2d(x, merged, bias, opts);
+    const y = conv2d(x, w, bias, opts);
     const { residual: _, ...geometry } = opts;
     const d = this.adapter?.convDelta(name, x, geometry);
     return d ? add(y, d) : y;

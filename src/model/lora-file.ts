@@ -12,7 +12,7 @@ export interface LoraWeights {
 
 export type SavePrecision = 'fp16' | 'fp32';
 
-function toF16(src: Float32Array): Uint16Array {
+export function toF16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = f32ToF16Bits(src[i]!);
   return out;
@@ -46,11 +46,16 @@ export async function writeLoraFile(modules: LoraWeights[], metadata: Record<str
       { name: `${name}.alpha`, dtype, shape: [] as number[], data: conv(Float32Array.of(spec.alpha)) },
     ] as const;
   });
+  return writeHashedSafetensors(tensors.map((t) => ({ ...t, shape: [...t.shape] })), metadata);
+}
+
+/** A network file with kohya's `sshs_*` hashes, computed on the file written with only the `ss_*` metadata (LoRA and LyCORIS files alike). */
+export async function writeHashedSafetensors(tensors: Parameters<typeof writeSafetensors>[0], metadata: Record<string, string>): Promise<Uint8Array> {
   const ssOnly = Object.fromEntries(Object.entries(metadata).filter(([k]) => k.startsWith('ss_')));
-  const draft = writeSafetensors(tensors.map((t) => ({ ...t, shape: [...t.shape] })), ssOnly);
+  const draft = writeSafetensors(tensors, ssOnly);
   const modelHash = await sha256Hex(draft.subarray(headerEnd(draft)));
   const legacy = (await sha256Hex(draft.subarray(0x100000, 0x110000))).slice(0, 8);
-  return writeSafetensors(tensors.map((t) => ({ ...t, shape: [...t.shape] })), { ...metadata, sshs_model_hash: modelHash, sshs_legacy_hash: legacy });
+  return writeSafetensors(tensors, { ...metadata, sshs_model_hash: modelHash, sshs_legacy_hash: legacy });
 }
 
 /** A LoRA file read back to continue training: per kohya module name, weights with the file's rank and alpha. */

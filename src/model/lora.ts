@@ -1,11 +1,12 @@
 // A kohya-style LoRA network: which layers it adapts, its parameters, and the adapter hook the models call.
-import { conv2d, dropout, reshape, scale, type Conv2dOptions, type LowRank } from '../engine/index.js';
+import { addInto, conv2d, dropout, noGrad, reshape, scale, scope, type Conv2dOptions, type LowRank } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { ParamArena } from '../engine/optim/arena.js';
 import type { Tensor } from '../engine/tensor.js';
-import type { Adapter, WeightShapes } from './layers.js';
+import type { Adapter, WeightShapes, WeightStore } from './layers.js';
 import { clipLoraTargets, type ClipConfig } from './clip.js';
 import { kohyaLoraName } from './keymap.js';
+import { columnNorm, mergedWeight, moduleLayout, type ModuleLayout, type NetworkType } from './lycoris.js';
 import { Rng } from '../engine/rng.js';
 import { transformerDepth, unetTransformerNames, unetWeightShapes, type UNetConfig } from './unet.js';
 
@@ -93,12 +94,18 @@ export interface LoraInit {
   up: Float32Array;
   rank?: number;
   alpha?: number;
+  /** A LyCORIS module's tensors by key (`hada_w1_a`, `lokr_w1`, `dora_scale`, ...), for the types other than LoRA. */
+  tensors?: Map<string, Float32Array>;
 }
 
 /** Options of a LoraNetwork beyond its modules. */
 export interface LoraNetworkOptions {
-  /** Network dropout on the down projection's output while training (0 = off). */
+  /** Network dropout on the down projection's output while training (0 = off; LoRA only). */
   dropout?: number;
+  /** kohya's LoRA (the default), or LoHa, LoKr or DoRA in LyCORIS' layout (`lycoris.ts`). */
+  type?: NetworkType;
+  /** The frozen weights by part: DoRA starts its magnitudes at their column norms. */
+  base?: { unet: WeightStore; te: WeightStore | null };
 }
 
 /** What an adapter is for: training (dropout on, masks from `seed`) or not (previews, evaluation). */
@@ -111,8 +118,13 @@ export interface AdapterOptions {
 interface LiveModule {
   spec: LoraModuleSpec;
   index: number;
-  down: Tensor;
-  up: Tensor;
+  /** LoRA's factors (DoRA's too); absent for LoHa and LoKr. */
+  down?: Tensor;
+  up?: Tensor;
+  /** Every trained tensor by key after the module name, in file order. */
+  tensors: Map<string, Tensor>;
+  /** The LyCORIS layout (types other than LoRA). */
+  layout: ModuleLayout | null;
 }
 
 /**
@@ -124,6 +136,8 @@ export class LoraNetwork {
   private readonly byPath = new Map<string, LiveModule>();
   /** Dropout on the down projection's output in training adapters (kohya's network_dropout); 0 disables. */
   readonly dropout: number;
+  /** The network type: which tensors each module trains and how they change its layer. */
+  readonly type: NetworkType;
 
   /** The modules trained: the given specs, with rank and alpha taken from `init` where it has them. */
   readonly specs: LoraModuleSpec[];
@@ -134,6 +148,8 @@ export class LoraNetwork {
    */
   constructor(backend: Backend, specs: LoraModuleSpec[], seed: number, init?: Map<string, LoraInit>, o: LoraNetworkOptions = {}) {
     this.dropout = o.dropout ?? 0;
+    this.type = o.type ?? 'lora';
+    if (this.type !== 'lora' && this.dropout > 0) throw new Error(`Network dropout (${this.dropout}) works on LoRA's down projection only; set it to 0 for ${this.type}`);
     this.specs = specs.map((s) => {
       const g = init?.get(kohyaName(s));
       return g && (g.rank !== undefined || g.alpha !== undefined) ? { ...s, rank: g.rank ?? s.rank, alpha: g.alpha ?? s.alpha } : s;
@@ -143,10 +159,21 @@ export class LoraNetwork {
     this.arenas = { unet, te: this.buildArena(backend, 'te', seed, init) };
     this.specs.forEach((spec, index) => {
       const arena = spec.part === 'unet' ? this.arenas.unet : this.arenas.te!;
-      const down = arena.get(`${kohyaName(spec)}.lora_down.weight`);
-      const up = arena.get(`${kohyaName(spec)}.lora_up.weight`);
-      this.byPath.set(`${spec.part}:${spec.path}`, { spec, index, down, up });
+      const layout = this.type === 'lora' ? null : moduleLayout(this.type, spec);
+      const keys = layout ? layout.params.map((p) => p.key) : ['lora_down.weight', 'lora_up.weight'];
+      const tensors = new Map(keys.map((k) => [k, arena.get(`${kohyaName(spec)}.${k}`)]));
+      const m: LiveModule = { spec, index, down: tensors.get('lora_down.weight'), up: tensors.get('lora_up.weight'), tensors, layout };
+      this.byPath.set(`${spec.part}:${spec.path}`, m);
+      if (layout?.params.some((p) => p.init === 'norm') && !init?.get(kohyaName(spec))?.tensors) this.startMagnitude(m, o.base);
     });
+  }
+
+  /** DoRA: the magnitude starts at the base weight's norm per input channel, so the first forward is the base model's. */
+  private startMagnitude(m: LiveModule, base: LoraNetworkOptions['base']): void {
+    const store = m.spec.part === 'unet' ? base?.unet : base?.te;
+    if (!store) throw new Error(`DoRA starts its magnitudes from the base model's weights: pass them (base.${m.spec.part}) when building the network`);
+    const slot = m.tensors.get('dora_scale')!;
+    noGrad(() => scope(() => addInto(slot, reshape(columnNorm(store.get(`${m.spec.path}.weight`)), slot.shape))));
   }
 
   /** One part's parameters in one arena (null when the part has no modules). */
@@ -155,6 +182,7 @@ export class LoraNetwork {
     if (!mine.length) return null;
     // The project's one seeded RNG (Philox), a stream per part: adding the text encoder leaves the U-Net's values as they were.
     const rng = new Rng(seed).fork(`lora-${part}`);
+    if (this.type !== 'lora') return new ParamArena(backend, mine.flatMap((s) => lycorisEntries(this.type as Exclude<NetworkType, 'lora'>, s, rng, init?.get(kohyaName(s)))));
     const perModule = mine.map((s) => {
       const given = init?.get(kohyaName(s));
       const { down: downShape, up: upShape } = engineShapes(s);
@@ -184,10 +212,18 @@ export class LoraNetwork {
   adapter(part: 'unet' | 'te', o: AdapterOptions = {}): Adapter {
     const p = o.training && this.dropout > 0 ? this.dropout : 0;
     const seed = o.seed ?? 0;
+    if (this.type !== 'lora') return { lowRank: () => null, convDelta: () => null, weight: (name, w) => this.weight(part, name, w) };
     return {
       lowRank: (name) => this.lowRank(part, name, p, seed),
       convDelta: (name, x, opts) => this.convDelta(part, name, x, opts, p, seed),
     };
+  }
+
+  /** A LyCORIS module's layer weight: the base weight `w` merged with the module's delta (`lycoris.ts`). */
+  private weight(part: 'unet' | 'te', name: string, w: Tensor): Tensor | null {
+    const m = this.module(part, name);
+    if (!m?.layout) return null;
+    return mergedWeight(this.type as Exclude<NetworkType, 'lora'>, m.spec, (k) => m.tensors.get(k)!, m.layout.scale, w);
   }
 
   /**
@@ -197,7 +233,7 @@ export class LoraNetwork {
    */
   private lowRank(part: 'unet' | 'te', name: string, p: number, seed: number): LowRank | null {
     const m = this.module(part, name);
-    if (!m) return null;
+    if (!m?.down || !m.up) return null;
     return { down: m.down, up: m.up, scale: m.spec.alpha / m.spec.rank, ...(p > 0 ? { dropout: { p, seed: maskSeed(seed, m.index) } } : {}) };
   }
 
@@ -208,7 +244,7 @@ export class LoraNetwork {
    */
   private convDelta(part: 'unet' | 'te', name: string, x: Tensor, opts: Conv2dOptions, p: number, seed: number): Tensor | null {
     const m = this.module(part, name);
-    if (!m) return null;
+    if (!m?.down || !m.up) return null;
     const { rank, inFeatures, outFeatures } = m.spec;
     const down = m.spec.kind === 'conv' ? m.down : reshape(m.down, [rank, inFeatures, 1, 1]);
     const up = m.spec.kind === 'conv' ? m.up : reshape(m.up, [outFeatures, rank, 1, 1]);
@@ -219,16 +255,21 @@ export class LoraNetwork {
 
   /** Every parameter by kohya tensor name. */
   *parameters(): Generator<[string, Tensor, LoraModuleSpec]> {
-    for (const m of this.byPath.values()) {
-      yield [`${kohyaName(m.spec)}.lora_down.weight`, m.down, m.spec];
-      yield [`${kohyaName(m.spec)}.lora_up.weight`, m.up, m.spec];
-    }
+    for (const m of this.byPath.values()) for (const [k, t] of m.tensors) yield [`${kohyaName(m.spec)}.${k}`, t, m.spec];
   }
 
   dispose(): void {
     this.arenas.unet.dispose();
     this.arenas.te?.dispose();
   }
+}
+
+/** A LyCORIS module's arena entries: the file's tensors where continuing one, else the type's starting values (a magnitude starts at zero and is filled from the base weight). */
+function lycorisEntries(type: Exclude<NetworkType, 'lora'>, s: LoraModuleSpec, rng: Rng, given: LoraInit | undefined) {
+  return moduleLayout(type, s).params.map((p) => {
+    const data = given?.tensors?.get(p.key) ?? (p.init === 'norm' ? new Float32Array(p.shape.reduce((a, b) => a * b, 1)) : p.init(rng));
+    return { name: `${kohyaName(s)}.${p.key}`, shape: p.shape, init: data };
+  });
 }
 
 /** The dropout mask's seed of module `index` under a micro-step's base seed. */

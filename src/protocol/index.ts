@@ -17,7 +17,7 @@ export type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthIm
 // Facts the page shares with the worker, from the layer that owns each (pure values and functions, no GPU):
 // the settings' defaults and choices, the tiny demo's size, byte counts in words, the hub's address, and the
 // rules for pairing dropped files with captions (the page reads the files, the worker decodes them).
-export { CHOICES, DEFAULT_CONFIG, OPTIMIZERS, OPTIMIZER_PRESETS, type OptimizerKind } from '../training/config.js';
+export { CHOICES, DEFAULT_CONFIG, NETWORK_TYPES, OPTIMIZERS, OPTIMIZER_PRESETS, type OptimizerKind } from '../training/config.js';
 export { SCHEDULERS } from '../training/schedule.js';
 export { bucketSideLimits } from '../training/buckets.js';
 export { TINY_RESOLUTION, TINY_DEMO_PRESET } from '../model/tiny.js';

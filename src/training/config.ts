@@ -7,8 +7,9 @@ import { z } from 'zod';
 import { bucketSideLimits } from './buckets.js';
 import { optimizerSteps, PlanError, warmupSteps } from './arithmetic.js';
 import { SCHEDULERS, type SchedulerKind } from './schedule.js';
+import { NETWORK_TYPES, type NetworkType } from '../model/lycoris.js';
 
-export { SCHEDULERS };
+export { SCHEDULERS, NETWORK_TYPES };
 export const OPTIMIZERS = ['adamw', 'lion', 'prodigy', 'sgd'] as const;
 export type OptimizerKind = (typeof OPTIMIZERS)[number];
 /** The other settings that pick one of a few values: the types, the schema and the page's selects all read these. */
@@ -72,6 +73,12 @@ export interface TrainConfig {
   maxGradNorm: number;
 
   // ---- network ----
+  /**
+   * The network type: 'lora' (kohya's LoRA; LoCon with a conv dim), or from LyCORIS 'loha' (Hadamard product
+   * of two low-rank pairs), 'lokr' (Kronecker product, its larger factor low-rank) or 'dora' (LoRA with
+   * a trained magnitude per input channel). Dim, alpha and conv dim apply to each; network dropout to LoRA only. Default 'lora'.
+   */
+  networkType: NetworkType;
   /** LoRA rank [channels], 1 to 1024. Recipe: 16. */
   networkDim: number;
   /** LoRA alpha, 0.001 to 1024; the LoRA output is scaled by alpha / dim. Recipe: 16. */
@@ -175,6 +182,7 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   weightDecay: 0.01,
   momentum: 0.9,
   maxGradNorm: 1,
+  networkType: 'lora',
   networkDim: 16,
   networkAlpha: 16,
   networkDropout: 0.1,
@@ -260,6 +268,7 @@ const schema = z.object({
   weightDecay: num('Weight decay', 0, 1),
   momentum: num('Momentum', 0, 0.999),
   maxGradNorm: num('Max grad norm', 0, 1000),
+  networkType: oneOf('Network type', NETWORK_TYPES),
   networkDim: num('Network dim', 1, 1024, { int: true }),
   networkAlpha: num('Network alpha', 0.001, 1024),
   networkDropout: num('Network dropout', 0, 0.9),
@@ -331,6 +340,8 @@ function crossFieldErrors(c: TrainConfig, has: (f: keyof TrainConfig) => boolean
     e.cacheTextEncoderOutputs = 'Caching text-encoder outputs needs fixed captions: turn off caption shuffling, caption dropout and tag dropout';
   if (ok('convDim', 'convAlpha') && c.convDim > 0 && c.convAlpha === 0)
     e.convAlpha = `Conv alpha 0 scales the LoCon layers to nothing (their output is multiplied by conv alpha / conv dim): set it above 0, e.g. to the conv dim (${c.convDim}) as kohya does`;
+  if (ok('networkDropout', 'networkType') && c.networkType !== 'lora' && c.networkDropout > 0)
+    e.networkDropout = `Network dropout acts on LoRA's down projection, which ${c.networkType} does not have: set it to 0 for this network type`;
   if (ok('zeroTerminalSnr', 'prediction') && c.zeroTerminalSnr && c.prediction === 'epsilon')
     e.zeroTerminalSnr = 'Zero terminal SNR needs v-prediction (with epsilon the last timestep has nothing to learn)';
   const lrs = [['unetLr', true], ['textEncoderLr', c.trainTextEncoder === true]] as const;

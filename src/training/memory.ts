@@ -12,7 +12,7 @@ import { unetWeightShapes, type UNetConfig } from '../model/unet.js';
 import { vaeWeightShapes, type VaeConfig } from '../model/vae.js';
 import type { TrainConfig } from './config.js';
 import { latentFactor, latentMoments } from './data.js';
-import { loraSpecs } from './network.js';
+import { loraSpecs, networkOptions } from './network.js';
 import { createOptimizer } from './optimizer.js';
 import { stepSettings, trainStep, type MicroBatch, type PendingStep, type StepModel, type StepSettings } from './step.js';
 
@@ -121,7 +121,7 @@ export class MetaRun {
     const unet = { config: models.unet, weights: metaWeights(meta, unetWeightShapes(models.unet)) };
     const clip = { config: models.clip, weights: metaWeights(meta, clipWeightShapes(models.clip)) };
     this.vae = metaWeights(meta, vaeWeightShapes(models.vae));
-    const lora = new LoraNetwork(meta, loraSpecs({ unet, clip }, config), 0, undefined, { dropout: config.networkDropout });
+    const lora = new LoraNetwork(meta, loraSpecs({ unet, clip }, config), 0, undefined, networkOptions({ unet, clip }, config));
     // With cached text-encoder outputs, the one (empty) caption has one: the step uploads contexts instead of running the encoder.
     const cached = config.cacheTextEncoderOutputs && !config.trainTextEncoder;
     const contexts = cached ? new Map([['', new Float32Array(models.clip.maxPositions * models.clip.width)]]) : undefined;

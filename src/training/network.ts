@@ -1,6 +1,7 @@
 // The run's LoRA network: the modules these settings train on a model, and the network as a kohya file with the run's metadata.
 import { writeLoraFile, type SavePrecision } from '../model/lora-file.js';
-import { loraTargets, type LoraModuleSpec, type LoraNetwork } from '../model/lora.js';
+import { loraTargets, type LoraModuleSpec, type LoraNetwork, type LoraNetworkOptions } from '../model/lora.js';
+import { networkMetadata, writeLycorisFile } from '../model/lycoris-file.js';
 import type { Pipeline } from '../model/pipeline.js';
 import type { TrainConfig } from './config.js';
 import { loraMetadata, type RunFacts } from './metadata.js';
@@ -9,6 +10,11 @@ import { loraMetadata, type RunFacts } from './metadata.js';
 export function loraSpecs(pipeline: Pick<Pipeline, 'unet' | 'clip'>, config: TrainConfig): LoraModuleSpec[] {
   const o = { rank: config.networkDim, alpha: config.networkAlpha, convRank: config.convDim, convAlpha: config.convAlpha, textEncoder: config.trainTextEncoder };
   return loraTargets(pipeline.unet.config, config.trainTextEncoder ? pipeline.clip.config : null, o);
+}
+
+/** The network's options from the settings: its type, dropout, and the frozen weights DoRA starts its magnitudes from. */
+export function networkOptions(pipeline: Pick<Pipeline, 'unet' | 'clip'>, config: TrainConfig): LoraNetworkOptions {
+  return { dropout: config.networkDropout, type: config.networkType, base: { unet: pipeline.unet.weights, te: config.trainTextEncoder ? pipeline.clip.weights : null } };
 }
 
 /**
@@ -23,18 +29,19 @@ function savedRanks(specs: readonly LoraModuleSpec[], c: TrainConfig): NonNullab
 
 /** The network as it is now, read back: a kohya-format `.safetensors` file with this metadata (all strings). */
 export async function loraFile(lora: LoraNetwork, metadata: Record<string, string> = {}, precision: SavePrecision = 'fp16'): Promise<Uint8Array> {
-  const modules = new Map<string, { spec: LoraModuleSpec; down?: Float32Array; up?: Float32Array }>();
+  const modules = new Map<LoraModuleSpec, Map<string, Float32Array>>();
   for (const [name, t, spec] of lora.parameters()) {
-    const key = name.replace(/\.lora_(down|up)\.weight$/, '');
-    const e = modules.get(key) ?? { spec };
-    if (name.endsWith('lora_down.weight')) e.down = await t.read();
-    else e.up = await t.read();
-    modules.set(key, e);
+    const tensors = modules.get(spec) ?? new Map<string, Float32Array>();
+    tensors.set(name.slice(name.indexOf('.') + 1), await t.read());
+    modules.set(spec, tensors);
   }
-  return writeLoraFile([...modules.values()].map((m) => ({ spec: m.spec, down: m.down!, up: m.up! })), metadata, precision);
+  const read = [...modules].map(([spec, tensors]) => ({ spec, tensors }));
+  if (lora.type !== 'lora') return writeLycorisFile(lora.type, read, metadata, precision);
+  return writeLoraFile(read.map(({ spec, tensors }) => ({ spec, down: tensors.get('lora_down.weight')!, up: tensors.get('lora_up.weight')! })), metadata, precision);
 }
 
 /** The run's file: `loraFile` with kohya's ss_* metadata from the run's facts. */
 export function exportNetwork(lora: LoraNetwork, facts: Omit<RunFacts, 'network'>): Promise<Uint8Array> {
-  return loraFile(lora, loraMetadata({ ...facts, network: savedRanks(lora.specs, facts.config) }), facts.config.savePrecision);
+  const network = savedRanks(lora.specs, facts.config);
+  return loraFile(lora, { ...loraMetadata({ ...facts, network }), ...networkMetadata(lora.type, network, facts.config.networkDropout) }, facts.config.savePrecision);
 }

@@ -70,7 +70,11 @@ export function runStateWeights(r: RunStateContents, specs: readonly LoraModuleS
       return flat.slice(at[0], at[0] + at[1]);
     };
     const m = saved.get(k)!;
-    init.set(k, { down: slice(`${k}.lora_down.weight`), up: slice(`${k}.lora_up.weight`), rank: m.rank, alpha: m.alpha });
+    // Every tensor of the module by key (LoHa/LoKr/DoRA have others than down and up: lycoris.ts).
+    const tensors = new Map(Object.keys(layout.params).filter((n) => n.startsWith(`${k}.`)).map((n) => [n.slice(k.length + 1), slice(n)]));
+    const [down, up] = [tensors.get('lora_down.weight'), tensors.get('lora_up.weight')];
+    if (!tensors.size) throw new Error(`The run state's layout has no parameters of ${k}: it is damaged.`);
+    init.set(k, { down: down ?? new Float32Array(0), up: up ?? new Float32Array(0), rank: m.rank, alpha: m.alpha, tensors });
   }
   return init;
 }

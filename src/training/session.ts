@@ -1,6 +1,6 @@
 // One training run from settings to its end, as the worker and the CLI both run it: validate, read the LoRA to
 // continue from, build the trainer, encode the latents, train. Each host only says where the events go.
-import { readLoraFile } from '../model/lora-file.js';
+import { readNetworkFile } from '../model/lycoris-file.js';
 import type { Pipeline } from '../model/pipeline.js';
 import { validateConfig, type TrainConfig } from './config.js';
 import type { TrainItem } from './data.js';
@@ -86,7 +86,7 @@ export class TrainingSession {
     const from = s.continueFrom;
     const state = from ? await readRunStateFile(from.file, from.name) : null;
     if (from && state) return TrainingSession.continueRun(s, state, from.name);
-    const read = from ? await readLoraFile(from.file, loraSpecs(s.pipeline, s.config), from.name) : undefined;
+    const read = from ? await readNetworkFile(from.file, loraSpecs(s.pipeline, s.config), s.config.networkType, from.name) : undefined;
     const trainer = new Trainer(s.pipeline, s.config, s.items, trainerEvents(e), read?.weights);
     const fresh = `${from?.name}: a LoRA file, not a run state: its weights go on training; the optimizer, the step count and the learning-rate schedule start fresh.`;
     return new TrainingSession(trainer, read ? { modules: read.weights.size, notes: [fresh, ...read.notes] } : null, e);

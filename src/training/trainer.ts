@@ -11,7 +11,7 @@ import type { TrainConfig } from './config.js';
 import { drawExample, encodeLatents, encodeTextContexts, epochBatches, latentFactor, microBatch, stepShapes, type Latent, type TrainingExample, type TrainItem } from './data.js';
 import { DeviceLostDuringTrainingError, RunControl, trainingLoop, type TrainEvents } from './loop.js';
 import { stepSources } from './memory.js';
-import { exportNetwork, loraSpecs } from './network.js';
+import { exportNetwork, loraSpecs, networkOptions } from './network.js';
 import { createOptimizer } from './optimizer.js';
 import { previewPrompt, renderPreview } from './preview.js';
 import { Rng } from './rng.js';
@@ -63,7 +63,7 @@ export class Trainer {
     this.settings = stepSettings(config);
     this.optimizer = createOptimizer(config);
     const specs = loraSpecs(pipeline, config);
-    this.lora = new LoraNetwork(this.backend, specs, config.seed, resume ? runStateWeights(resume, specs) : init, { dropout: config.networkDropout });
+    this.lora = new LoraNetwork(this.backend, specs, config.seed, resume ? runStateWeights(resume, specs) : init, networkOptions(pipeline, config));
     if (resume) this.continueRun(resume);
     const spec = (baseLr: number) => ({ kind: config.scheduler, baseLr, totalSteps: this.plan.steps, warmupSteps: this.plan.warmupSteps, cycles: config.lrCycles, power: config.lrPower });
     this.schedule = { unet: makeSchedule(spec(this.plan.unetLr)), te: makeSchedule(spec(this.plan.textEncoderLr)) };

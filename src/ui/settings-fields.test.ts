@@ -1,6 +1,6 @@
 // The settings form reaches every config field, and the fields a change carries along.
 import { describe, expect, it } from 'vitest';
-import { CHOICES, DEFAULT_CONFIG, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, validateConfig, type TrainConfig } from '../training/config.js';
+import { CHOICES, DEFAULT_CONFIG, NETWORK_TYPES, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, validateConfig, type TrainConfig } from '../training/config.js';
 import { ADVANCED, BASIC, NOT_ON_FORM, plural, withLinkedFields } from './settings-fields.js';
 
 describe('the settings form', () => {
@@ -21,6 +21,16 @@ describe('the settings form', () => {
     expect(withLinkedFields({ ...c, ...patch }, { optimizer: 'adamw' }).patch).toMatchObject({ unetLr: 1e-4, textEncoderLr: 5e-5, maxGradNorm: 1 });
     expect(withLinkedFields(c, { optimizer: 'adamw' })).toEqual({ patch: { optimizer: 'adamw' } }); // unchanged: nothing applied
   });
+  it('choosing LoHa, LoKr or DoRA turns network dropout off and says so (no errors left)', () => {
+    for (const t of ['loha', 'lokr', 'dora'] as const) {
+      const { patch, note } = withLinkedFields(DEFAULT_CONFIG, { networkType: t });
+      expect(patch).toEqual({ networkType: t, networkDropout: 0 });
+      expect(note?.key).toBe('networkType');
+      expect(validateConfig({ ...DEFAULT_CONFIG, ...patch }).ok).toBe(true);
+    }
+    const refused = validateConfig({ ...DEFAULT_CONFIG, networkType: 'loha' });
+    expect(refused.ok ? {} : refused.errors).toEqual({ networkDropout: expect.stringContaining('set it to 0') });
+  });
   it('conv alpha follows the conv dim until it is set to something else', () => {
     const c = { ...DEFAULT_CONFIG, convDim: 0, convAlpha: 0 };
     expect(withLinkedFields(c, { convDim: 8 }).patch).toEqual({ convDim: 8, convAlpha: 8 });
@@ -32,6 +42,7 @@ describe('the settings form', () => {
     const field = (k: keyof TrainConfig) => [...BASIC, ...ADVANCED].find((f) => f.key === k)!;
     expect(field('optimizer').options).toBe(OPTIMIZERS);
     expect(field('scheduler').options).toBe(SCHEDULERS);
+    expect(field('networkType').options).toBe(NETWORK_TYPES);
     for (const k of Object.keys(CHOICES) as (keyof typeof CHOICES)[]) expect(field(k).options, k).toBe(CHOICES[k]);
     for (const f of [...BASIC, ...ADVANCED].filter((f) => f.kind === 'select'))
       for (const o of f.options!) {

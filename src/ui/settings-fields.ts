@@ -1,5 +1,5 @@
 // The settings form's fields: every TrainConfig field a person can set, with its label and help, basics first.
-import { CHOICES, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, TINY_RESOLUTION, type OptimizerKind, type TrainConfig } from '../protocol/index.js';
+import { CHOICES, NETWORK_TYPES, OPTIMIZER_PRESETS, OPTIMIZERS, SCHEDULERS, TINY_RESOLUTION, type OptimizerKind, type TrainConfig } from '../protocol/index.js';
 
 export type Field = { key: keyof TrainConfig; label: string; help: string; kind: 'number' | 'text' | 'bool' | 'select'; options?: readonly string[]; step?: number };
 
@@ -13,6 +13,7 @@ export const BASIC: Field[] = [
   { key: 'gradAccumulation', label: 'Gradient accumulation', help: 'Passes averaged per update: a bigger batch without the memory.', kind: 'number' },
   { key: 'unetLr', label: 'U-Net learning rate', help: 'At batch 1; scaled with the batch as set below (1e-4; 1 for Prodigy).', kind: 'number', step: 1e-5 },
   { key: 'textEncoderLr', label: 'Text-encoder learning rate', help: 'At batch 1 (5e-5; 1 for Prodigy).', kind: 'number', step: 1e-5 },
+  { key: 'networkType', label: 'Network type', help: 'lora (kohya LoRA; LoCon with a conv dim), or the LyCORIS types loha, lokr and dora, which A1111/Forge and ComfyUI load too (lora).', kind: 'select', options: NETWORK_TYPES },
   { key: 'networkDim', label: 'Network dim (rank)', help: 'Capacity of the LoRA (16).', kind: 'number' },
   { key: 'networkAlpha', label: 'Network alpha', help: 'Output scale is alpha / dim (16).', kind: 'number' },
   { key: 'resolution', label: 'Resolution', help: `Training size in pixels (512 for SD 1.5; ${TINY_RESOLUTION} for the tiny demo).`, kind: 'number', step: 64 },
@@ -80,6 +81,8 @@ export function withLinkedFields(config: TrainConfig, p: Partial<TrainConfig>): 
     const said = Object.entries(preset).map(([k, v]) => `${labelOf(k as keyof TrainConfig)} ${v}`).join(', ');
     return { patch: { ...p, ...preset }, note: { key: 'optimizer', text: `Set for ${p.optimizer}: ${said}.` } };
   }
+  if (p.networkType && p.networkType !== 'lora' && config.networkDropout > 0 && !('networkDropout' in p))
+    return { patch: { ...p, networkDropout: 0 }, note: { key: 'networkType', text: `Set for ${p.networkType}: network dropout 0 (it acts on LoRA's down projection only).` } };
   if (p.convDim !== undefined && !('convAlpha' in p) && (config.convAlpha === config.convDim || config.convAlpha === 0 || !Number.isFinite(config.convDim)) && Number.isFinite(p.convDim)) return { patch: { ...p, convAlpha: p.convDim } };
   return { patch: p };
 }
