@@ -239,7 +239,7 @@ export interface TrainerApi {
   start(config: TrainConfig, callbacks: RunCallbacks, continueFrom?: Uint8Array): Promise<void>;
   /** Pause after the current step or image (RunState.pausing until then). */
   pause(): Promise<void>;
-  /** Go on with a paused run (not to be confused with continuing from a file: that is `start`'s `continueFrom`). */
+  /** Go on with a paused run (not to be confused with continuing from a file: that is `start`'s `continueFrom`); after a Try-it render in progress, which uses the paused LoRA. */
   unpause(): Promise<void>;
   /** Stop after the current step or image; the run saves its LoRA at the end. */
   stop(): Promise<void>;

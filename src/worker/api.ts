@@ -162,6 +162,8 @@ class TrainerWorker implements TrainerApi {
   }
 
   async unpause() {
+    // A render of the paused run's LoRA finishes first: the steps would change the LoRA under it.
+    await this.renders.idle();
     this.session?.control.unpause();
     this.reporter?.refresh();
   }

@@ -19,8 +19,12 @@ describe('Try-it renders in the worker', () => {
     const first = renders.render(p, null, REQUEST, (e) => steps.push(e.step));
     expect(renders.busy).toBe(true);
     await expect(renders.render(p, null, REQUEST, () => {})).rejects.toThrow(/A render is already running: wait for it to finish/);
+    const order: string[] = [];
+    void first.then(() => order.push('render'));
+    const waited = renders.idle().then(() => order.push('idle')); // what unpause waits for
     const r = await first;
-    expect(renders.busy).toBe(false);
+    await waited;
+    expect([renders.busy, order]).toEqual([false, ['render', 'idle']]);
     expect([r.images.length, r.notes, steps]).toEqual([2, [], [1]]);
     expect(r.images[0]!.data.buffer).not.toBe(r.images[1]!.data.buffer);
     await expect(renders.render(p, null, { ...REQUEST, lora: { source: 'trained' } }, () => {})).rejects.toThrow(/No trained LoRA here yet/);

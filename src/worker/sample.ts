@@ -6,9 +6,15 @@ import { SampleRequestError, checkSampleRequest } from '../training/sample-setti
 import type { Trainer } from '../training/trainer.js';
 import type { SampleProgress, SampleRequest, SampleResult } from '../protocol/index.js';
 
-/** Renders for the page; `busy` while one runs (the worker refuses model loads and starts meanwhile). */
+/** Renders for the page; `busy` while one runs (the worker refuses model loads and starts meanwhile, and unpauses a run after it). */
 export class SampleRenders {
   busy = false;
+  private current: Promise<unknown> | null = null;
+
+  /** Resolves when no render runs (a failed one included). */
+  async idle(): Promise<void> {
+    await this.current?.catch(() => {});
+  }
 
   /** Render `request` on `pipeline` with the run's LoRA (`trainer`, if any) or the request's file. */
   async render(pipeline: Pipeline, trainer: Trainer | null, request: SampleRequest, onProgress: (p: SampleProgress) => void): Promise<SampleResult> {
@@ -21,6 +27,12 @@ export class SampleRenders {
       throw e;
     }
     this.busy = true;
+    const run = this.run(pipeline, trainer, lora, settings, onProgress);
+    this.current = run;
+    return run;
+  }
+
+  private async run(pipeline: Pipeline, trainer: Trainer | null, lora: SampleRequest['lora'], settings: Omit<SampleRequest, 'lora'>, onProgress: (p: SampleProgress) => void): Promise<SampleResult> {
     try {
       const opened = await openSampleLora(pipeline, lora, trainer);
       try {
