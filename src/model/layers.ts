@@ -18,6 +18,8 @@ export interface Adapter {
   convDelta(name: string, x: Tensor, opts: Conv2dOptions): Tensor | null;
   /** A weight-space adapter (LoHa, LoKr, DoRA): the layer's weight merged from the base weight `w` (shaped as `w`); null when it does not adapt the layer. */
   weight?(name: string, w: Tensor): Tensor | null;
+  /** True when the adapter certainly leaves the layer as it is (no factors, no delta, no merged weight); absent: unknown. */
+  frozen?(name: string): boolean;
 }
 
 /** Layers named as in diffusers checkpoints (`<name>.weight`, `<name>.bias`). */
@@ -69,6 +71,11 @@ export class Layers {
     const { residual: _, ...geometry } = opts;
     const d = this.adapter?.convDelta(name, x, geometry);
     return d ? add(y, d) : y;
+  }
+
+  /** Whether layer `name` is certainly unadapted: no adapter, or one that says so. */
+  frozen(name: string): boolean {
+    return !this.adapter || this.adapter.frozen?.(name) === true;
   }
 
   groupNorm(name: string, x: Tensor, groups: number, eps: number, opts: GroupNormOptions = {}): Tensor {

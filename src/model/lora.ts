@@ -216,6 +216,7 @@ export class LoraNetwork {
     return {
       lowRank: (name) => this.lowRank(part, name, p, seed),
       convDelta: (name, x, opts) => this.convDelta(part, name, x, opts, p, seed),
+      frozen: (name) => !this.module(part, name),
     };
   }
 

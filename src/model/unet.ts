@@ -193,7 +193,13 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
   const cm = c.blockChannels[c.blockChannels.length - 1]!;
   const mid = [0, 1].map((i) => ({ name: `mid_block.resnets.${i}`, cin: cm, cout: cm }));
   const tproj = timeProjections(L, [...p.down.flatMap((l) => l.resnets), ...mid, ...p.up.flatMap((l) => l.resnets)], temb, x.shape[0]!);
-  const res = (r: ResSpec, a: Tensor) => segment((y, t) => resnet(L, c, r, y!, t!), [a, tproj.get(r.name)!]);
+  const res = (r: ResSpec, a: Tensor) => {
+    const t = tproj.get(r.name)!;
+    if (!tailFrozen(L, r)) return segment((y, tp) => resnet(L, c, r, y!, tp!), [a, t]);
+    // conv2 and the 1x1 shortcut unadapted: their backward reads no activation, so they run after
+    // the checkpointed part and are not recomputed in backward.
+    return resnetTail(L, r, a, segment((y, tp) => resnetHead(L, c, r, y!, tp!), [a, t]));
+  };
   const attend = (name: string, a: Tensor) => segment((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
 
   let h = L.conv('conv_in', x, { padding: 1 });
@@ -244,12 +250,26 @@ function timeProjections(L: Layers, rs: readonly ResSpec[], tembSilu: Tensor, ba
 
 /** ResBlock with its time projection t from `timeProjections`. */
 function resnet(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, t: Tensor): Tensor {
+  return resnetTail(L, r, x, resnetHead(L, c, r, x, t));
+}
+
+/** A ResBlock up to conv2's input: GN+SiLU, conv1 (+ time projection), GN+SiLU. */
+function resnetHead(L: Layers, c: UNetConfig, r: ResSpec, x: Tensor, t: Tensor): Tensor {
   const n1 = L.groupNormSilu(`${r.name}.norm1`, x, c.groups, RES_EPS);
   // One sample: the time projection (with conv1's bias in it) is conv1's bias, added in its epilogue.
   const h = t.rank === 1 ? L.conv(`${r.name}.conv1`, n1, { padding: 1 }, t) : add(L.conv(`${r.name}.conv1`, n1, { padding: 1 }), reshape(t, [t.shape[0]!, r.cout, 1, 1]));
+  return L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS);
+}
+
+/** A ResBlock's conv2 on the head's output n2, the (projected) input x added in its epilogue. */
+function resnetTail(L: Layers, r: ResSpec, x: Tensor, n2: Tensor): Tensor {
   const skip = r.cin !== r.cout ? L.conv(`${r.name}.conv_shortcut`, x) : x;
-  // The skip connection is added in conv2's epilogue.
-  return L.conv(`${r.name}.conv2`, L.groupNormSilu(`${r.name}.norm2`, h, c.groups, RES_EPS), { padding: 1, residual: skip });
+  return L.conv(`${r.name}.conv2`, n2, { padding: 1, residual: skip });
+}
+
+/** Whether a ResBlock's conv2 and shortcut are certainly not adapted (their backward then needs only their frozen weights). */
+function tailFrozen(L: Layers, r: ResSpec): boolean {
+  return L.frozen(`${r.name}.conv2`) && (r.cin === r.cout || L.frozen(`${r.name}.conv_shortcut`));
 }
 
 /**
