@@ -60,6 +60,11 @@ test('captions the dataset with a hub tagger, trigger first, edited and exported
     await expect(page.getByTestId('caption-result')).toContainText('o/nothing has no selected_tags.csv');
     await expect(page.getByLabel('caption of red.png')).toHaveValue('an old caption');
 
+    // A threshold out of range is named by the form, and captioning waits for it.
+    await page.getByLabel('Tag threshold', { exact: true }).fill('0');
+    await expect(page.getByTestId('caption-field-error')).toContainText('The tag threshold must be a number above 0 and at most 1');
+    await expect(page.getByRole('button', { name: 'Caption all images' })).toBeDisabled();
+
     await page.getByLabel('Tagger repository').fill('o/tagger');
     await page.getByLabel('Character tag threshold').fill('0.85');
     await page.getByLabel('Tag threshold', { exact: true }).fill('0.5');

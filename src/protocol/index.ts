@@ -25,7 +25,7 @@ export { formatBytes } from '../engine/bytes.js';
 export { HF_ENDPOINT } from '../model/hub-cache.js';
 export { MAX_STRENGTHS, SAMPLE_DEFAULTS, SAMPLERS, sampleRequestErrors } from '../training/sample-settings.js';
 export { infotext, PNG_KEYS, readSettingsPng, settingsPng, type ImageSettings } from '../training/png-settings.js';
-export { DEFAULT_CHARACTER_THRESHOLD, DEFAULT_TAGGER_REPO, DEFAULT_TAG_THRESHOLD } from '../training/tagger.js';
+export { DEFAULT_CHARACTER_THRESHOLD, DEFAULT_TAGGER_REPO, DEFAULT_TAG_THRESHOLD, thresholdProblem } from '../training/tagger.js';
 export { captionsZip, captionPath } from '../training/caption-export.js';
 export { readRunStateSummary, type RunStateSummary, type DatasetFingerprint, type ImageFingerprint } from '../training/run-state-file.js';
 export { captionOf, folderOf, isHiddenPath, pairFiles, folderLine, folderSummary, mergeSkips, REASON, stemPath, type SetFile, type Skip } from '../training/dataset-files.js';

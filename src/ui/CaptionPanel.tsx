@@ -1,7 +1,7 @@
 // Auto-captioning on the page: a WD14 tagger run in the worker over the dataset, its settings, progress, and the captions as a zip of .txt files.
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import { captionsZip, formatBytes, type CaptionProgress } from '../protocol/index.js';
+import { captionsZip, formatBytes, thresholdProblem, type CaptionProgress } from '../protocol/index.js';
 import { useCaptionSettings } from './caption-settings.js';
 import { useApp } from './store.js';
 import { trainer } from './worker.js';
@@ -23,6 +23,8 @@ export function CaptionPanel() {
   const running = useApp((st) => st.run.status === 'running' || st.run.status === 'paused' || !!st.run.starting);
   const [busy, setBusy] = useState<string | null>(null);
   const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  // The worker checks the request too; the form says it first, field by field.
+  const fieldError = thresholdProblem(s.threshold) ?? thresholdProblem(s.characterThreshold, 'The character threshold');
 
   const caption = async () => {
     setResult(null);
@@ -66,10 +68,11 @@ export function CaptionPanel() {
         <input aria-label="Tagger server" value={s.endpoint} onChange={(e) => s.set({ endpoint: e.target.value })} /> <small>the hub endpoint the tagger is downloaded from (a mirror answering /&lt;repo&gt;/resolve/&lt;revision&gt;/&lt;file&gt; with CORS)</small>
       </details>
       <p>
-        <button onClick={caption} disabled={!!busy || running || !dataset.length} title={running ? 'Captions are read when a run starts: caption before training' : undefined}>Caption all images</button>{' '}
+        <button onClick={caption} disabled={!!busy || running || !dataset.length || !!fieldError} title={running ? 'Captions are read when a run starts: caption before training' : undefined}>Caption all images</button>{' '}
         <button onClick={exportZip} disabled={!dataset.length}>Download captions (.zip)</button>
         {busy && <span role="status" data-testid="caption-progress"> {busy}</span>}
       </p>
+      {fieldError && <p role="alert" className="error" data-testid="caption-field-error">{fieldError}</p>}
       {result && <p role={result.ok ? 'status' : 'alert'} className={result.ok ? 'note' : 'error'} data-testid="caption-result">{result.text}</p>}
     </details>
   );
