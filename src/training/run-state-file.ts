@@ -60,6 +60,8 @@ export interface RunStateFacts {
   sessionId: string;
   startedAt: number;
   savedAt: number;
+  /** What the run tracks beside training (validation history, per-image losses), as plain JSON: its owner fills and reads it. */
+  tracking?: unknown;
 }
 
 /** What the page shows of a run-state file before continuing it. */
