@@ -26,9 +26,10 @@ const ROOT = resolve(new URL('../..', import.meta.url).pathname);
 const USAGE = `usage:
   lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N | --epochs N] [--batch N] [--accum N]
                   [--lr X] [--te-lr X] [--dim N] [--alpha X] [--conv-dim N [--conv-alpha X]] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
-                  [--optimizer adamw|lion|sgd|prodigy] [--save-every N] [--save-state] [--resume earlier.safetensors | --resume-state DIR] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+                  [--optimizer adamw|lion|sgd|prodigy] [--network-type lora|loha|lokr|dora] [--save-every N] [--save-state] [--resume earlier.safetensors | --resume-state DIR] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
       --epochs sets the run length in epochs (images x repeats per epoch) instead of --steps; --conv-dim trains LoCon
-      (conv alpha defaults to the conv dim); --resume continues with the file's own rank and alpha (the optimizer starts fresh).
+      (conv alpha defaults to the conv dim); --network-type loha|lokr|dora trains that LyCORIS type (network dropout 0);
+      --resume continues with the file's own rank and alpha (the optimizer starts fresh).
       --save-state keeps the run state (optimizer, step, random streams) in <out>-state/ at every save; --resume-state DIR
       continues that run exactly, with its settings (options given must match them) and the same images.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
@@ -68,7 +69,7 @@ function trainSettings(v: TrainArgs, out: string, saved?: TrainConfig): TrainCon
   const preset = str('config') ? JSON.parse(readFileSync(str('config')!, 'utf8')) : {};
   const n = (k: string) => (str(k) === undefined ? undefined : Number(str(k)));
   const overrides = Object.fromEntries(
-    Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+    Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), networkType: str('network-type'), networkDropout: str('network-type') && str('network-type') !== 'lora' ? 0 : undefined, saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
   try {
     return checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...saved, ...preset, ...overrides });
@@ -126,7 +127,7 @@ async function train(argv: string[]): Promise<void> {
     args: argv,
     options: {
       model: { type: 'string' }, images: { type: 'string' }, out: { type: 'string' }, steps: { type: 'string' }, batch: { type: 'string' }, accum: { type: 'string' },
-      epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' },
+      epochs: { type: 'string' }, 'conv-dim': { type: 'string' }, 'conv-alpha': { type: 'string' }, 'network-type': { type: 'string' },
       lr: { type: 'string' }, 'te-lr': { type: 'string' }, dim: { type: 'string' }, alpha: { type: 'string' }, resolution: { type: 'string' }, trigger: { type: 'string' },
       seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
       'save-state': { type: 'boolean' }, 'resume-state': { type: 'string' },
