@@ -10,7 +10,7 @@ import { SD15_VAE } from '../model/vae.js';
 const SD15 = { unet: SD15_UNET, clip: SD15_CLIP, vae: SD15_VAE };
 
 // Today's figures as upper bounds: a change that adds pipelines fails here. Issue 9's goals: 150 and 30.
-const MAX_STEP_PIPELINES = 87;
+const MAX_STEP_PIPELINES = 85;
 const MAX_SECOND_BUCKET_ADDS = 6;
 
 describe('pipelines of an SD 1.5 training step on the meta device', () => {

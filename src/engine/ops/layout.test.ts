@@ -157,6 +157,29 @@ describe('concat', () => {
     concat(shapes.map((s) => empty(b, s)), 1);
     expect(b.stats.byKernel.get('concat')?.dispatches).toBe(2);
   });
+
+  it("one image's channels (slices on 256-byte boundaries): the gradients are views of the output's, no split dispatch, values exact", async () => {
+    // [1, 2, 8, 8] and [1, 3, 8, 8]: the second slice starts 512 bytes in
+    const shapes = [[1, 2, 8, 8], [1, 3, 8, 8]];
+    await checkOp(await testBackend(), {
+      inputs: shapes.map((shape) => ({ shape, grad: true })),
+      forward: (xs) => concat(xs, 1),
+      reference: (xs) => refConcat(xs, shapes, 1),
+      referenceGrad: (_xs, g) => refSplit(g, [1, 5, 8, 8], [2, 3], 1),
+      tol: EXACT,
+      fd: { samples: 2 },
+    });
+    const count = (pieces: number[][]) => {
+      const b = new MetaBackend();
+      const xs = pieces.map((s) => param(b, [], s));
+      const y = concat(xs, 1);
+      backward(y, empty(b, y.shape));
+      return b.stats.byKernel.get('split')?.dispatches ?? 0;
+    };
+    expect(count(shapes)).toBe(0);
+    // a slice starting 4 bytes in cannot be bound: copies
+    expect(count([[1, 1, 1, 1], [1, 3, 1, 1]])).toBe(1);
+  });
 });
 
 describe('layout pipelines', () => {

@@ -1,7 +1,7 @@
 // Layout ops: permute/transpose, concat and split along an axis — index-mapped copies with backward.
 import { record, type BackwardRule } from '../autograd.js';
 import { collapsePermute, MAX_SLAB_PIECES, permuteKernel, slabKernel, type SlabPiece } from '../kernels/layout.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
 
 declare module '../autograd.js' {
@@ -96,10 +96,25 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 
 // xs[i]: [..., sizes[i], ...], g: [..., Σ sizes, ...] -> dxs[i] = the slice of g, only where needed
 const concatBackward: BackwardRule<'concat'> = ({ axis, sizes }, [g], needs) => {
+  const views = sliceViews(g!, axis, sizes, needs);
+  if (views) return views;
   const dxs = sizes.map((s, i) => (needs[i] ? emptyLike(g!, g!.shape.map((d, k) => (k === axis ? s : d))) : null));
   slabs('scatter', g!, dxs, sizes, axis);
   return dxs;
 };
+
+/**
+ * The slices of `t` along `axis` as views of its storage (no copy), where they are contiguous (no
+ * dim before `axis` above 1: one image's channels) and each needed one starts on a 256-byte
+ * binding boundary; else null. Gradients are never written in place, so a view is as good as a copy.
+ */
+function sliceViews(t: Tensor, axis: number, sizes: readonly number[], needs: readonly boolean[]): (Tensor | null)[] | null {
+  if (t.dtype !== 'f32' || t.shape.slice(0, axis).some((d) => d !== 1)) return null;
+  const inner = t.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+  if (sizes.some((_, i) => needs[i] && (t.offset + starts[i]! * inner * 4) % 256 !== 0)) return null;
+  return sizes.map((s, i) => (needs[i] ? new Tensor(t.backend, t.storage, t.shape.map((d, k) => (k === axis ? s : d)), 'f32', t.offset + starts[i]! * inner * 4) : null));
+}
 
 /** Split along `axis` (negative counts from the end) into pieces of the given sizes: one node, several outputs. */
 export function split(x: Tensor, sizes: readonly number[], axis: number): Tensor[] {
