@@ -54,14 +54,28 @@ describe('lorasmith', () => {
     const empty = await cli(['train', '--model', 'tiny', '--images', dir, '--out', join(dir, 'x.safetensors')]);
     expect(empty.code).toBe(1);
     expect(empty.out).toContain('no usable images');
+    const every = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', join(dir, 'x.safetensors'), '--validate-every', '5']);
+    expect(every.code).toBe(1);
+    expect(every.out).toContain('--validate-every needs a validation set: add --validation-split X');
+    const split = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', join(dir, 'x.safetensors'), '--validation-split', '0.9']);
+    expect(split.code).toBe(1);
+    expect(split.out).toMatch(/validationSplit: Validation split must be between 0 and 0.5 \(got 0.9\)/);
   }, 120_000);
 
-  it('trains the tiny model (with LoCon) for two steps, saving the LoRA and preview images', async () => {
+  it('trains the tiny model (with LoCon) for two steps, saving the LoRA and preview images, with a held-out validation loss', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-'));
     const out = join(dir, 'cli-lora.safetensors');
-    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--conv-dim', '2', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1', '--save-state']);
+    const r = await cli(['train', '--model', 'tiny', '--images', join(ROOT, 'public/samples'), '--out', out, '--steps', '2', '--no-te', '--conv-dim', '2', '--optimizer', 'lion', '--lr', '1e-4', '--samples', join(dir, 'samples'), '--sample-every', '1', '--sample-steps', '1', '--save-state', '--validation-split', '0.2', '--validate-every', '1']);
     expect(r.out).toContain('step 2/2');
     expect(r.code).toBe(0);
+    // Validation: a fifth of the photos held out (the run trains on the rest), a loss after step 1 and at the end, the best kept beside the last.
+    const losses = [...r.out.matchAll(/validation loss ([\d.]+) at step (\d) on (\d+) images/g)];
+    expect(losses.map((m) => m[2])).toEqual(['1', '2']);
+    const best = losses.reduce((a, m) => (Number(m[1]) < Number(a[1]) ? m : a));
+    expect(r.out).toContain(`saved ${join(dir, 'cli-lora-best.safetensors')} (the best validation loss so far, step ${best[2]})`);
+    const bestMeta = (await openSafetensors(bytesSource(new Uint8Array(readFileSync(join(dir, 'cli-lora-best.safetensors')))))).metadata;
+    expect(bestMeta.ss_steps).toBe(best[2]);
+    expect(bestMeta.lorasmith_validation_best_step).toBe(best[2]);
     expect(existsSync(out)).toBe(true);
     const bytes = readFileSync(out);
     const header = JSON.parse(bytes.subarray(8, 8 + Number(bytes.readBigUInt64LE(0))).toString('utf8'));

@@ -27,11 +27,15 @@ const USAGE = `usage:
   lorasmith train --model <tiny|folder|file.safetensors> --images <dir> --out <file.safetensors> [--steps N | --epochs N] [--batch N] [--accum N]
                   [--lr X] [--te-lr X] [--dim N] [--alpha X] [--conv-dim N [--conv-alpha X]] [--resolution N] [--trigger WORD] [--seed N] [--no-te] [--config preset.json]
                   [--optimizer adamw|lion|sgd|prodigy] [--network-type lora|loha|lokr|dora] [--save-every N] [--save-state] [--resume earlier.safetensors | --resume-state DIR] [--samples DIR [--sample-every N] [--sample-steps N] [--sample-prompt TEXT]]
+                  [--validation-split X | --validate-training] [--validate-every N]
       --epochs sets the run length in epochs (images x repeats per epoch) instead of --steps; --conv-dim trains LoCon
       (conv alpha defaults to the conv dim); --network-type loha|lokr|dora trains that LyCORIS type (network dropout 0);
       --resume continues with the file's own rank and alpha (the optimizer starts fresh).
       --save-state keeps the run state (optimizer, step, random streams) in <out>-state/ at every save; --resume-state DIR
       continues that run exactly, with its settings (options given must match them) and the same images.
+      --validation-split X holds out that fraction of the images (at least one) and reports their loss with fixed noise and
+      timesteps every --validate-every steps (default a tenth of the run) and at the end; --validate-training validates on
+      up to 16 training images instead. The best step's LoRA is also written as <out>-best.safetensors.
       Ctrl-C stops after the current step and saves; a crash keeps the last periodic save.
   lorasmith inspect <file.safetensors>
 ${SAMPLE_USAGE}
@@ -60,6 +64,14 @@ function fmtTime(ms: number): string {
 /** The `train` options as parseArgs reads them. */
 type TrainArgs = Partial<Record<string, string | boolean>>;
 
+/** --validation-split X (holdout), --validate-training, --validate-every N as settings; refused together or without a validation set. */
+function validationOverrides(v: TrainArgs, n: (k: string) => number | undefined): Partial<Record<string, unknown>> {
+  const split = n('validation-split');
+  if (split !== undefined && v['validate-training']) throw new Error('--validation-split and --validate-training choose two validation sets: give one of them');
+  const mode = split !== undefined ? 'holdout' : v['validate-training'] ? 'training' : undefined;
+  return { validation: mode, validationSplit: split, validateEvery: n('validate-every') };
+}
+
 /** The settings from a preset file and the options, validated (the tiny model defaults to its 64-pixel size). */
 function trainSettings(v: TrainArgs, out: string, saved?: TrainConfig): TrainConfig {
   const str = (k: string) => {
@@ -69,10 +81,12 @@ function trainSettings(v: TrainArgs, out: string, saved?: TrainConfig): TrainCon
   const preset = str('config') ? JSON.parse(readFileSync(str('config')!, 'utf8')) : {};
   const n = (k: string) => (str(k) === undefined ? undefined : Number(str(k)));
   const overrides = Object.fromEntries(
-    Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), networkType: str('network-type'), networkDropout: str('network-type') && str('network-type') !== 'lora' ? 0 : undefined, saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
+    Object.entries({ baseSteps: n('steps'), maxEpochs: n('epochs'), convDim: n('conv-dim'), convAlpha: n('conv-alpha') ?? n('conv-dim'), batchSize: n('batch'), gradAccumulation: n('accum'), unetLr: n('lr'), textEncoderLr: n('te-lr'), networkDim: n('dim'), networkAlpha: n('alpha'), resolution: n('resolution'), triggerWord: str('trigger'), seed: n('seed'), trainTextEncoder: v['no-te'] ? false : undefined, optimizer: str('optimizer'), networkType: str('network-type'), networkDropout: str('network-type') && str('network-type') !== 'lora' ? 0 : undefined, saveEvery: n('save-every'), sampleEvery: n('sample-every'), sampleSteps: n('sample-steps'), samplePrompt: str('sample-prompt'), ...validationOverrides(v, n), runName: basename(out, '.safetensors').replace(/[^\w. -]/g, '_') }).filter(([, x]) => x !== undefined),
   );
   try {
-    return checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...saved, ...preset, ...overrides });
+    const config = checkSettings({ ...(v.model === 'tiny' ? TINY_DEMO_SIZE : {}), ...saved, ...preset, ...overrides });
+    if (v['validate-every'] !== undefined && config.validation === 'off') throw new Error('--validate-every needs a validation set: add --validation-split X (e.g. 0.1) or --validate-training');
+    return config;
   } catch (e) {
     if (e instanceof SettingsError) throw new Error('invalid settings:\n' + Object.entries(e.errors).map(([k, m]) => `  ${k}: ${m}`).join('\n'));
     throw e;
@@ -82,6 +96,9 @@ function trainSettings(v: TrainArgs, out: string, saved?: TrainConfig): TrainCon
 /** Where the run's events go on a terminal: a progress line, the LoRA file, preview PNGs; `speed` tells the per-step time after the first. */
 function terminalEvents(out: string, samples: string | undefined, stateDir: string | undefined): { events: SessionEvents; speed: () => string } {
   let first: { step: number; at: number } | undefined;
+  // The best validation step's save is kept beside the last one.
+  let bestStep = 0;
+  const bestOut = out.replace(/(\.safetensors)?$/, '-best.safetensors');
   let last: { step: number; at: number } | undefined;
   const events: SessionEvents = {
     onProgress: (stage, c) => {
@@ -100,6 +117,13 @@ function terminalEvents(out: string, samples: string | undefined, stateDir: stri
       writeFileSync(out, f);
       const kept = stateDir && state ? ` and the run state ${writeStateDir(stateDir, state)}` : '';
       process.stdout.write(`\nsaved ${out}${kept} at step ${step}\n`);
+      if (step !== bestStep) return;
+      writeFileSync(bestOut, f);
+      process.stdout.write(`saved ${bestOut} (the best validation loss so far, step ${step})\n`);
+    },
+    onValidation: (p) => {
+      if (p.best) bestStep = p.step;
+      process.stdout.write(`\nvalidation loss ${p.loss.toFixed(5)} at step ${p.step} on ${p.images.length} ${p.images.length === 1 ? 'image' : 'images'}${p.best ? ' (best so far)' : ` (best ${bestStep})`}\n`);
     },
     onPreview: samples
       ? (img, step, prompt) => {
@@ -132,6 +156,7 @@ async function train(argv: string[]): Promise<void> {
       seed: { type: 'string' }, 'no-te': { type: 'boolean' }, config: { type: 'string' }, optimizer: { type: 'string' }, 'save-every': { type: 'string' }, resume: { type: 'string' },
       'save-state': { type: 'boolean' }, 'resume-state': { type: 'string' },
       samples: { type: 'string' }, 'sample-every': { type: 'string' }, 'sample-steps': { type: 'string' }, 'sample-prompt': { type: 'string' },
+      'validation-split': { type: 'string' }, 'validate-every': { type: 'string' }, 'validate-training': { type: 'boolean' },
     },
   });
   if (!v.model || !v.images || !v.out) throw new Error(`train needs --model, --images and --out\n${USAGE}`);

@@ -10,9 +10,13 @@ import type { MemoryEstimate } from '../training/memory.js';
 import type { MemorySuggestion } from '../training/memory-advice.js';
 import type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage } from '../training/sample-settings.js';
 import type { FoundTag } from '../training/tagger.js';
+import type { ValidationPoint } from '../training/validation.js';
+import type { ImageLoss } from '../training/image-losses.js';
 
 export type { AdapterReport, TrainConfig, ValidationResult, RunPlan, StepMetrics, MemoryEstimate, CachedRepo, MemorySuggestion, FoundTag };
 export type { SampleLora, SampleProgress, SampleRequest, SamplerKind, StrengthImage };
+export type { ValidationPoint, ImageLoss };
+export { VALIDATION_TIMESTEPS } from '../training/validation.js';
 
 // Facts the page shares with the worker, from the layer that owns each (pure values and functions, no GPU):
 // the settings' defaults and choices, the tiny demo's size, byte counts in words, the hub's address, and the
@@ -101,6 +105,8 @@ export interface DatasetFile {
   caption: string;
   /** Times it is drawn per epoch, from its kohya `N_` folder; absent: the Repeats setting. */
   repeats?: number;
+  /** Marked for validation: held out of training when the validation setting is 'holdout'. */
+  validation?: boolean;
 }
 
 /** The decoded dataset: each image by path with its size; images that did not decode, by path, with the reason. */
@@ -166,6 +172,10 @@ export interface RunCallbacks {
   /** A preview rendered with the LoRA so far: RGBA bytes, row-major. */
   onPreview(image: { width: number; height: number; data: Uint8ClampedArray }, step: number, prompt: string): void;
   onLog(message: string): void;
+  /** The validation loss every `plan.validateEvery` steps and at the end (validation on); `best`: the lowest so far, whose LoRA is saved. */
+  onValidation?(v: ValidationPoint): void;
+  /** The mean training loss so far of each image the step trained on (sent with every step, before its metrics). */
+  onImageLosses?(losses: ImageLoss[], step: number): void;
   onDone(result: { step: number; stopped: boolean }): void;
   onError(message: string): void;
 }
@@ -227,6 +237,8 @@ export interface TrainerApi {
   setDataset(files: DatasetFile[]): Promise<DatasetReport>;
   /** Change one image's caption (no re-decoding). */
   setCaption(name: string, caption: string): Promise<void>;
+  /** Mark one image for validation or not (no re-decoding): marked images are held out when validation is 'holdout'. */
+  setValidationMark(name: string, validation: boolean): Promise<void>;
   /** The buckets the dataset's images train in with these settings, as the trainer assigns them; null while the settings make no grid. */
   bucketCounts(settings: BucketSettings): Promise<BucketCount[] | null>;
   /** Per-field errors, the run's arithmetic, and (with a model loaded) its GPU memory estimate. */

@@ -19,6 +19,7 @@ describe('the recipe arithmetic', () => {
       epochs: 100,
       saveEvery: 200,
       sampleEvery: 200,
+      validateEvery: 0,
     });
   });
   it('batch 4 x accumulation 2: effective 8, 250 steps, LR 8e-4 linear / 2.828e-4 sqrt / 1e-4 none, warmup 25', () => {

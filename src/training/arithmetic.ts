@@ -25,6 +25,8 @@ export interface RunPlan {
   saveEvery: number;
   /** Render samples every this many steps. */
   sampleEvery: number;
+  /** Compute the validation loss every this many steps (and at the end); 0 when validation is off. */
+  validateEvery: number;
 }
 
 /** An impossible plan, with the config field to blame. */
@@ -120,6 +122,7 @@ export function planRun(c: TrainConfig, images: PlanImages): RunPlan {
     epochs: imagesPerEpoch === 0 ? 0 : c.maxEpochs > 0 ? c.maxEpochs : Math.ceil((steps * effectiveBatch) / imagesPerEpoch),
     saveEvery: c.saveEvery > 0 ? c.saveEvery : tenth,
     sampleEvery: c.sampleEvery > 0 ? c.sampleEvery : tenth,
+    validateEvery: c.validation === 'off' ? 0 : c.validateEvery > 0 ? c.validateEvery : tenth,
   };
 }
 

@@ -19,6 +19,7 @@ export const CHOICES = {
   prediction: ['epsilon', 'v_prediction'],
   loss: ['l2', 'huber'],
   savePrecision: ['fp16', 'fp32'],
+  validation: ['off', 'holdout', 'training'],
 } as const;
 type Choice<K extends keyof typeof CHOICES> = (typeof CHOICES)[K][number];
 
@@ -159,6 +160,18 @@ export interface TrainConfig {
   savePrecision: Choice<'savePrecision'>;
   /** Name of the run and of the downloaded file: 1 to 100 letters, digits, spaces, dots, dashes, underscores. */
   runName: string;
+
+  // ---- validation (validation.ts) ----
+  /**
+   * The validation set: off; holdout (images marked for validation on the page, plus `validationSplit`
+   * of the others, are kept out of training); or training (kohya-style deterministic validation on up to
+   * 16 of the training images). Its loss uses fixed noise and timesteps, so runs and steps compare. Default off.
+   */
+  validation: Choice<'validation'>;
+  /** Holdout only: the fraction of the (unmarked) images held out, 0 to 0.5, chosen by the seed; at least one image when above 0, never all. Default 0.1. */
+  validationSplit: number;
+  /** Compute the validation loss every this many steps, 0 to 1,000,000, and at the end; 0 = every tenth of the run. Default 0. */
+  validateEvery: number;
 }
 
 /** The reference recipe's defaults (../shared/reference/training-recipe.md); the only place defaults live. */
@@ -218,6 +231,9 @@ export const DEFAULT_CONFIG: Readonly<TrainConfig> = Object.freeze({
   sampleGuidance: 7.5,
   savePrecision: 'fp16',
   runName: 'my-lora',
+  validation: 'off',
+  validationSplit: 0.1,
+  validateEvery: 0,
 } satisfies TrainConfig);
 
 /** Optimizer-specific settings the form applies when the optimizer changes (the guide's LR-free setup for Prodigy). */
@@ -309,6 +325,9 @@ const schema = z.object({
     .min(1, 'Give the run a name')
     .max(100, 'The run name must be at most 100 characters')
     .regex(/^[\w. -]+$/, 'The run name may use letters, digits, spaces, dots, dashes and underscores'),
+  validation: oneOf('Validation', CHOICES.validation),
+  validationSplit: num('Validation split', 0, 0.5),
+  validateEvery: num('Validate every', 0, 1_000_000, { int: true }),
 });
 
 // The schema and the documented interface must describe the same object.

@@ -21,6 +21,8 @@ export interface TrainItem {
   caption: string;
   /** Times it is drawn per epoch, from its kohya `N_` folder; absent: config.repeats. */
   repeats?: number;
+  /** Marked for validation: held out of training when `config.validation` is 'holdout' (validation.ts). */
+  validation?: boolean;
 }
 
 /** One training example, fully determined before any GPU work (so micro-batch splits do not change it). */

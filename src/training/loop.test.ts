@@ -1,4 +1,4 @@
-// The training loop's order on a stand-in run (no GPU: the loop only schedules): saves and previews when due and at the end, metrics one step late, pause, stop, NaN.
+// The training loop's order on a stand-in run (no GPU: the loop only schedules): saves, previews and validation when due and at the end, metrics one step late, pause, stop, NaN.
 import { describe, expect, it } from 'vitest';
 import { planRun } from './arithmetic.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
@@ -75,6 +75,19 @@ describe('trainingLoop', () => {
     await trainingLoop(t, control);
     expect(waits).toEqual([true, false]);
     expect(log).toEqual(['step 1', 'step 2', 'metrics 1', 'metrics 2', 'step 3', 'metrics 3', 'save 3']);
+  });
+
+  it('validates when due and at the end, after the step is reported, and saves a new best that is not a save step', async () => {
+    const { t, log } = standIn({ baseSteps: 6, divideStepsByBatch: false, saveEvery: 4, sampleSteps: 0, validation: 'training', validateEvery: 2 }, () => 1);
+    const best = new Map([[2, true], [4, true], [6, false]]);
+    t.validate = () => (log.push(`validate ${t.step}`), Promise.resolve(best.get(t.step) ?? false));
+    await trainingLoop(t, new RunControl());
+    expect(log).toEqual(['step 1', 'step 2', 'metrics 1', 'metrics 2', 'validate 2', 'save 2', 'step 3', 'step 4', 'metrics 3', 'metrics 4', 'validate 4', 'save 4', 'step 5', 'step 6', 'metrics 5', 'metrics 6', 'validate 6', 'save 6']);
+    // Validation off in the plan: never asked for, though the target could.
+    const off = standIn({ baseSteps: 2, divideStepsByBatch: false, saveEvery: 0, sampleSteps: 0 }, () => 1);
+    off.t.validate = () => (off.log.push('validate'), Promise.resolve(true));
+    await trainingLoop(off.t, new RunControl());
+    expect(off.log.filter((l) => l === 'validate')).toEqual([]);
   });
 
   it('ends with NonFiniteLossError naming the step and the last save', async () => {

@@ -5,6 +5,8 @@ import type { RunPlan } from './arithmetic.js';
 import type { TrainConfig } from './config.js';
 import { StepRate } from './rate.js';
 import type { StepResult } from './step.js';
+import type { ImageLoss } from './image-losses.js';
+import type { ValidationPoint } from './validation.js';
 
 /** One finished optimizer step as the page and the CLI show it (sent one step late, so the GPU is never waited on). */
 export interface StepMetrics {
@@ -37,6 +39,10 @@ export interface TrainEvents {
    * called with 0 of the total first, then as each is ready.
    */
   onCompile?(done: number, total: number): void;
+  /** The validation loss (every `plan.validateEvery` steps and at the end), before the save it may cause. */
+  onValidation?(v: ValidationPoint): void;
+  /** The training loss so far of each image the step just reported trained on (mean over the run), before its metrics. */
+  onImageLosses?(losses: ImageLoss[], step: number): void;
 }
 
 /** Training stopped because the loss or gradients became NaN or infinite. */
@@ -105,6 +111,8 @@ export interface LoopTarget {
   learningRates(index: number): { unet: number; te: number };
   save(): Promise<unknown>;
   emitPreview(): Promise<void>;
+  /** The validation loss now (absent or false: none this run); true when it is the best so far, whose LoRA the loop then saves. */
+  validate?(): Promise<boolean>;
   /** Bytes the GPU holds in live buffers now. */
   liveBytes(): number;
 }
@@ -140,13 +148,17 @@ export async function trainingLoop(t: LoopTarget, control: RunControl): Promise<
     pending = cur;
     const saving = due(t.step, t.plan.saveEvery, t.plan.steps);
     const previewing = previews && due(t.step, t.plan.sampleEvery, t.plan.steps);
+    const validating = !!t.validate && t.plan.validateEvery > 0 && due(t.step, t.plan.validateEvery, t.plan.steps);
     // The step's own time is measured up to its result; what follows is not step time.
-    if (saving || previewing) pending = await clock.settle(pending);
-    if (saving) await clock.outside(() => t.save());
+    if (saving || previewing || validating) pending = await clock.settle(pending);
+    // A new best validation loss is saved too, so the best step's LoRA can always be downloaded.
+    const best = validating && (await clock.outside(() => t.validate!()));
+    if (saving || best) await clock.outside(() => t.save());
     if (previewing) await clock.outside(() => t.emitPreview());
   }
   await clock.settle(pending);
   if (t.step === 0) return;
+  if (t.validate && t.plan.validateEvery > 0) await t.validate();
   await t.save();
   if (previews) await t.emitPreview();
 }
@@ -166,10 +178,11 @@ class StepClock {
 
   constructor(private readonly t: LoopTarget) {}
 
-  async outside(f: () => Promise<unknown>): Promise<void> {
+  async outside<T>(f: () => Promise<T>): Promise<T> {
     const a = performance.now();
-    await f();
+    const r = await f();
     this.excluded += performance.now() - a;
+    return r;
   }
 
   restartRate(): void {

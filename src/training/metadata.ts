@@ -3,6 +3,7 @@ import type { TrainConfig } from './config.js';
 import type { RunPlan } from './arithmetic.js';
 import { tagFrequency } from './captions.js';
 import { folderKey, folderSummary } from './dataset-files.js';
+import type { ValidationSummary } from './validation.js';
 
 export interface RunFacts {
   config: TrainConfig;
@@ -21,6 +22,8 @@ export interface RunFacts {
    * file keeps its own); absent: the settings'.
    */
   network?: { dim: number; alpha: number; convDim: number; convAlpha: number };
+  /** The run's validation so far (absent: validation off). */
+  validation?: ValidationSummary;
 }
 
 /** The optimizer as kohya records it: the class path of the PyTorch implementation with the same maths. */
@@ -43,6 +46,20 @@ function tagsByFolder(f: RunFacts): Record<string, Record<string, number>> {
   const by = new Map<string, string[]>();
   for (const i of f.images) by.set(folderKey(i.name), [...(by.get(folderKey(i.name)) ?? []), i.caption]);
   return Object.fromEntries([...by].map(([k, caps]) => [k, tagFrequency(caps)]));
+}
+
+/**
+ * The run's validation in the file (our own keys; kohya has none for the losses): the setup, every loss
+ * so far as JSON [[step, loss], ...], the best step and its loss, and the loss at this file's step.
+ */
+function validationMetadata(v: ValidationSummary, step: number): Record<string, string> {
+  const here = v.history.find(([s]) => s === step);
+  return {
+    lorasmith_validation: JSON.stringify({ mode: v.mode, split: v.mode === 'holdout' ? v.split : undefined, every: v.every, images: v.images, timesteps: v.timesteps }),
+    lorasmith_validation_losses: JSON.stringify(v.history),
+    ...(v.best ? { lorasmith_validation_best_step: String(v.best.step), lorasmith_validation_best_loss: String(v.best.loss) } : {}),
+    ...(here ? { lorasmith_validation_loss: String(here[1]) } : {}),
+  };
 }
 
 /** The safetensors metadata of a LoRA file from this run; all values are strings, as safetensors metadata requires. */
@@ -104,5 +121,6 @@ export function loraMetadata(f: RunFacts): Record<string, string> {
     'modelspec.resolution': res,
     'modelspec.prediction_type': c.prediction === 'epsilon' ? 'epsilon' : 'v',
     'modelspec.trigger_phrase': c.triggerWord,
+    ...(f.validation ? validationMetadata(f.validation, f.step) : {}),
   };
 }

@@ -29,7 +29,7 @@ export function checkSettings(raw: unknown): TrainConfig {
 export type SessionStage = 'caching' | 'compiling';
 
 /** What a session tells its host. */
-export interface SessionEvents extends Pick<TrainEvents, 'onMetrics' | 'onCheckpoint' | 'onPreview'> {
+export interface SessionEvents extends Pick<TrainEvents, 'onMetrics' | 'onCheckpoint' | 'onPreview' | 'onValidation' | 'onImageLosses'> {
   /**
    * A stage begins (no counts yet, for compiling) or counts on: caching gives 0 of the images first,
    * compiling 0 of the pipelines still to build once it has counted them.
@@ -62,7 +62,7 @@ export interface SessionEnd {
 
 /** The trainer's events from the session's. */
 function trainerEvents(e: SessionEvents): TrainEvents {
-  return { onMetrics: e.onMetrics, onCheckpoint: e.onCheckpoint, onPreview: e.onPreview, onCompile: (done, total) => e.onProgress?.('compiling', { done, total }) };
+  return { onMetrics: e.onMetrics, onCheckpoint: e.onCheckpoint, onPreview: e.onPreview, onValidation: e.onValidation, onImageLosses: e.onImageLosses, onCompile: (done, total) => e.onProgress?.('compiling', { done, total }) };
 }
 
 /** One run: `open` it, then `run` it; `control` pauses, unpauses and stops it from outside. */
@@ -110,9 +110,9 @@ export class TrainingSession {
   /** Encode the latents, then train to the end or a Stop (the trainer saves at the end). */
   async run(): Promise<SessionEnd> {
     const t = this.trainer;
-    const total = t.items.length;
-    this.events.onProgress?.('caching', { done: 0, total });
-    const trained = await t.cacheLatents((done) => this.events.onProgress?.('caching', { done, total }), this.control);
+    // Held-out validation images are encoded after the training ones.
+    this.events.onProgress?.('caching', { done: 0, total: t.items.length + (t.validation?.toEncode ?? 0) });
+    const trained = await t.cacheLatents((done, total) => this.events.onProgress?.('caching', { done, total }), this.control);
     if (trained) {
       // The trainer precompiles the steps' pipelines (counted through onProgress), then runs the first step.
       this.events.onProgress?.('compiling');

@@ -69,6 +69,8 @@ export interface StepResult {
   loss: number;
   /** The loss or a gradient was NaN or infinite: the update was skipped, nothing changed. */
   nonFinite: boolean;
+  /** Each micro-batch's per-sample losses (weighted as in the mean), in batch order: the per-image training loss. */
+  sampleLosses?: number[][];
 }
 
 /** A step encoded but not yet read back: read it later (the next step can be encoded meanwhile). */
@@ -136,11 +138,26 @@ export function textContext(m: StepModel, s: StepSettings, captions: readonly st
 }
 
 /**
+ * Each sample's loss [] of a batch of B > 1, without gradient: the batch loss with sample b's weight
+ * times B and the others' 0 is w_b · mean((pred_b − target_b)²), the term sample b adds to the batch mean.
+ */
+function perSampleLosses(s: StepSettings, pred: Tensor, tgt: Tensor, weights: Float32Array): Tensor[] {
+  const B = weights.length;
+  return noGrad(() =>
+    Array.from({ length: B }, (_, b) => {
+      const w = tensor(pred.backend, weights.map((v, i) => (i === b ? v * B : 0)), [B]);
+      return keep(s.loss === 'l2' ? mseLoss(pred, tgt, w) : huberLoss(pred, tgt, s.huberDelta, w));
+    }),
+  );
+}
+
+/**
  * One micro-batch's loss [], with loss/accum backpropagated into the LoRA's gradients (which
  * accumulate: zero them first, `zeroGrads`). `seed`: the dropout masks' base seed (`dropoutSeed`).
- * The caller owns the returned scalar; everything else the step made is freed.
+ * The caller owns the returned scalar; everything else the step made is freed. With `perSample`, a
+ * batch of more than one also pushes each sample's loss there (the caller owns them too).
  */
-export function microStep(m: StepModel, s: StepSettings, b: MicroBatch, accum: number, seed: number): Tensor {
+export function microStep(m: StepModel, s: StepSettings, b: MicroBatch, accum: number, seed: number, perSample?: Tensor[]): Tensor {
   const B = b.timesteps.length;
   const shape = [B, m.unet.config.inChannels, b.height, b.width];
   const { noisy, target, weights } = noisedInputs(s, b);
@@ -152,6 +169,7 @@ export function microStep(m: StepModel, s: StepSettings, b: MicroBatch, accum: n
     const tgt = tensor(backend, target, shape);
     const wt = tensor(backend, weights, [B]);
     const loss = s.loss === 'l2' ? mseLoss(pred, tgt, wt) : huberLoss(pred, tgt, s.huberDelta, wt);
+    if (perSample && B > 1) perSample.push(...perSampleLosses(s, pred, tgt, weights));
     // loss/accum, so the accumulated gradients are those of the mean over micro-batches (no scale for one).
     backward(accum === 1 ? loss : scale(loss, 1 / accum));
     return loss;
@@ -166,10 +184,15 @@ export function zeroGrads(lora: LoraNetwork): void {
 /**
  * The loss and LoRA gradients of one optimizer step without the update: gradients zeroed, then each
  * micro-batch's loss divided by their number and backpropagated. Returns the (unscaled) losses, kept.
+ * With `perSample`, each micro-batch's per-sample losses are added there (empty for a batch of one).
  */
-export function lossAndGradients(m: StepModel, s: StepSettings, micro: readonly MicroBatch[], step: number): Tensor[] {
+export function lossAndGradients(m: StepModel, s: StepSettings, micro: readonly MicroBatch[], step: number, perSample?: Tensor[][]): Tensor[] {
   zeroGrads(m.lora);
-  return micro.map((b, i) => keep(microStep(m, s, b, micro.length, dropoutSeed(step, i))));
+  return micro.map((b, i) => {
+    const mine: Tensor[] = [];
+    perSample?.push(mine);
+    return keep(microStep(m, s, b, micro.length, dropoutSeed(step, i), perSample ? mine : undefined));
+  });
 }
 
 /**
@@ -192,18 +215,21 @@ export function applyUpdate(lora: LoraNetwork, s: Pick<StepSettings, 'maxGradNor
  * once the GPU gets there, so the next one can be encoded meanwhile.
  */
 export function trainStep(m: StepModel, s: StepSettings, optimizer: Optimizer, micro: readonly MicroBatch[], o: UpdateOptions): PendingStep {
-  const losses = lossAndGradients(m, s, micro, o.step);
+  const perSample: Tensor[][] = [];
+  const losses = lossAndGradients(m, s, micro, o.step, perSample);
   const flag = applyUpdate(m.lora, s, optimizer, o);
   m.lora.arenas.unet.backend.flush();
   const dispose = () => {
-    for (const l of losses) l.dispose();
+    for (const l of [...losses, ...perSample.flat()]) l.dispose();
     flag.dispose();
   };
   const read = async (): Promise<StepResult> => {
     const vals = await Promise.all([...losses.map((l) => l.read()), flag.read()]);
+    // A batch of one's sample loss is the micro-batch's loss.
+    const samples = await Promise.all(perSample.map(async (ts, i) => (ts.length ? Promise.all(ts.map(async (t) => (await t.read())[0]!)) : [vals[i]![0]!])));
     dispose();
     const loss = vals.slice(0, -1).reduce((a, v) => a + v[0]!, 0) / losses.length;
-    return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss) };
+    return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss), sampleLosses: samples };
   };
   return { losses, flag, read, dispose };
 }

@@ -18,6 +18,8 @@ import { Rng } from './rng.js';
 import { captureRunState, datasetFingerprint, restoreRunState, runStateWeights, type RunStateContents } from './run-state.js';
 import { makeSchedule } from './schedule.js';
 import { stepSettings, trainStep, type StepResult, type StepSettings } from './step.js';
+import { ImageLosses } from './image-losses.js';
+import { RunValidation, splitValidation } from './validation.js';
 
 export { DeviceLostDuringTrainingError, NonFiniteLossError, RunControl, type StepMetrics, type TrainEvents } from './loop.js';
 export type { TrainItem, TrainingExample } from './data.js';
@@ -25,6 +27,10 @@ export { loraSpecs } from './network.js';
 
 /** One run: the LoRA, the optimizer and learning-rate schedules, the cached latents, and where the run is. */
 export class Trainer {
+  /** The images that train: the dataset less the held-out validation images (validation.ts). */
+  readonly items: TrainItem[];
+  /** The whole dataset as given, held-out images included (the run state's fingerprint). */
+  private readonly dataset: readonly TrainItem[];
   readonly plan: RunPlan;
   readonly lora: LoraNetwork;
   private readonly backend: Backend;
@@ -49,16 +55,26 @@ export class Trainer {
   lastSavedStep = 0;
   private startedAt = Date.now();
   private sessionId = Math.random().toString(36).slice(2); // kohya's ss_session_id
+  /** The validation set, passes and history; null when validation is off. */
+  readonly validation: RunValidation | null;
+  /** Each training image's loss so far. */
+  private readonly imageLosses: ImageLosses;
 
   /**
-   * `init`: weights read with `readLoraFile` from an earlier run's file, to continue training it
-   * (the optimizer starts fresh). `resume`: a run-state file read back, to continue that run exactly
-   * (its weights, optimizer state, step and RNG position; `init` is then ignored).
+   * `items`: the whole dataset (held-out validation images are split off here). `init`: weights read
+   * with `readLoraFile` from an earlier run's file, to continue training it (the optimizer starts
+   * fresh). `resume`: a run-state file read back, to continue that run exactly (its weights, optimizer
+   * state, step and RNG position; `init` is then ignored).
    */
-  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, readonly items: TrainItem[], readonly events: TrainEvents = {}, init?: Map<string, LoraInit>, resume?: RunStateContents) {
+  constructor(readonly pipeline: Pipeline, readonly config: TrainConfig, items: TrainItem[], readonly events: TrainEvents = {}, init?: Map<string, LoraInit>, resume?: RunStateContents) {
     if (!items.length) throw new Error('The dataset is empty: add at least one image');
     this.backend = pipeline.unet.weights.get('conv_in.weight').backend;
-    this.plan = planRun(config, items);
+    const split = splitValidation(items, config);
+    this.items = split.train;
+    this.dataset = items;
+    this.imageLosses = new ImageLosses(this.items.map((i) => i.name));
+    this.plan = planRun(config, this.items);
+    this.validation = config.validation === 'off' ? null : new RunValidation(split, config, this.plan.validateEvery);
     this.rng = new Rng(config.seed);
     this.settings = stepSettings(config);
     this.optimizer = createOptimizer(config);
@@ -78,9 +94,13 @@ export class Trainer {
    */
   async cacheLatents(onProgress?: (done: number, total: number) => void, control?: RunControl): Promise<boolean> {
     this.latentsComplete = false;
-    const latents = await encodeLatents(this.backend, this.pipeline.vae, this.items, this.config, this.rng.fork('latents'), onProgress, control);
+    const total = this.items.length + (this.validation?.toEncode ?? 0);
+    const latents = await encodeLatents(this.backend, this.pipeline.vae, this.items, this.config, this.rng.fork('latents'), (d) => onProgress?.(d, total), control);
     if (!latents) return false;
     this.latents = latents;
+    // Held-out validation images after the training ones, from their own stream, never flipped.
+    const encode = (v: TrainItem[]) => encodeLatents(this.backend, this.pipeline.vae, v, { ...this.config, flipAug: false }, this.rng.fork('validation-latents'), (d) => onProgress?.(latents.length + d, total), control);
+    if (this.validation && !(await this.validation.prepare(encode, latents, this.channels, this.factor))) return false;
     this.contexts = this.config.cacheTextEncoderOutputs ? await encodeTextContexts(this.pipeline, this.items, this.config) : new Map();
     this.latentsComplete = true;
     return true;
@@ -139,11 +159,27 @@ export class Trainer {
     return pending.read();
   }
 
-  /** The loop's step: the next `gradAccumulation` micro-batches of the epoch, one update. */
+  /** The loop's step: the next `gradAccumulation` micro-batches of the epoch, one update (its images' losses reported as it is read). */
   nextStep(): Promise<StepResult> {
     this.examples ??= this.batches();
     const micro = Array.from({ length: this.config.gradAccumulation }, () => this.examples!.next().value as TrainingExample[]);
-    return this.optimizerStep(micro);
+    const step = this.step + 1;
+    const items = micro.map((m) => m.map((e) => e.item));
+    return this.optimizerStep(micro).then((r) => {
+      if (!r.nonFinite && r.sampleLosses) {
+        const losses = this.imageLosses.record(items, r.sampleLosses);
+        this.events.onImageLosses?.(losses, step);
+      }
+      return r;
+    });
+  }
+
+  /** The validation loss now, to `onValidation`; true when it is the best so far (validation.ts; false when off or already taken at this step). */
+  async validate(): Promise<boolean> {
+    const point = await this.validation?.run(this.step, { ...this.pipeline, lora: this.lora, contexts: this.contexts }, this.settings);
+    if (!point) return false;
+    this.events.onValidation?.(point);
+    return point.best;
   }
 
   /** The prompt of the preview images (`previewPrompt`). */
@@ -210,14 +246,14 @@ export class Trainer {
   exportState(): Promise<Uint8Array> {
     const { config, step, epoch, batchInEpoch, sessionId, startedAt } = this;
     const rng = { seed: config.seed, epoch, batchInEpoch };
-    const at = { step, totalSteps: this.plan.steps, rng, config, fingerprint: datasetFingerprint(this.items), modelName: this.pipeline.name, sessionId, startedAt, savedAt: Date.now() };
+    const at = { step, totalSteps: this.plan.steps, rng, config, fingerprint: datasetFingerprint(this.dataset), modelName: this.pipeline.name, sessionId, startedAt, savedAt: Date.now() };
     return captureRunState(this.lora, this.optimizer, at);
   }
 
   /** The LoRA as it is now, a kohya-format `.safetensors` file with the run's metadata. */
   exportLora(): Promise<Uint8Array> {
     const { config, plan, items, step, epoch, sessionId, startedAt } = this;
-    const facts = { config, plan, numImages: items.length, step, epoch, modelName: this.pipeline.name, sessionId, startedAt, images: items };
+    const facts = { config, plan, numImages: items.length, step, epoch, modelName: this.pipeline.name, sessionId, startedAt, images: items, ...(this.validation ? { validation: this.validation.summary() } : {}) };
     return exportNetwork(this.lora, { ...facts, bucketInfo: bucketInfo(this.latents.map((l) => l.bucket)) });
   }
 

@@ -5,11 +5,12 @@ import { folderLine, folderSummary, mergeSkips, REASON, stemPath, type BucketSet
 import { CaptionPanel } from './CaptionPanel.js';
 import { filesFrom, samplePhotos, sortFiles, type Picked } from './dataset.js';
 import { KeptImages } from './RecoveryPanel.js';
+import { ImageStats } from './ImageStats.js';
 import { useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
 
 const asSkip = (x: { name: string; reason: string }): Skip => ({ path: x.name, reason: x.reason });
-const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption, ...(e.repeats !== undefined ? { repeats: e.repeats } : {}) });
+const toFile = (e: DatasetEntry) => ({ name: e.name, bytes: e.bytes.slice(0), caption: e.caption, ...(e.repeats !== undefined ? { repeats: e.repeats } : {}), ...(e.validation ? { validation: true } : {}) });
 const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** "512x512: 3, 576x448: 1" for the images the worker decoded (asked again when `report` changes) under `settings`; '' while the settings make no grid (the form says why). */
@@ -138,6 +139,7 @@ export function DatasetPanel() {
               <textarea aria-label={`caption of ${d.name}`} value={d.caption} rows={Math.max(2, Math.ceil(d.caption.length / 18) + 1)} onChange={(e) => setCaption(i, e.target.value)} />
               <button className="remove" aria-label={`remove ${d.name}`} title="Remove from the dataset" onClick={() => remove((n) => n !== d.name)}>×</button>
               {d.note && <small className="note" data-testid="caption-note">{d.note}</small>}
+              <ImageStats name={d.name} />
             </figcaption>
           </figure>
         ))}

@@ -94,7 +94,7 @@ export function Settings() {
       </div>
       <p className="summary" data-testid="summary">
         {plan
-          ? `Effective batch ${plan.effectiveBatch} · ${plural(plan.steps, 'optimizer step')} · ${plural(plan.epochs, 'epoch')} · U-Net LR ${plan.unetLr.toExponential(2)} · text-encoder LR ${plan.textEncoderLr.toExponential(2)} · warmup ${plural(plan.warmupSteps, 'step')} · saved every ${plural(plan.saveEvery, 'step')}`
+          ? `Effective batch ${plan.effectiveBatch} · ${plural(plan.steps, 'optimizer step')} · ${plural(plan.epochs, 'epoch')} · U-Net LR ${plan.unetLr.toExponential(2)} · text-encoder LR ${plan.textEncoderLr.toExponential(2)} · warmup ${plural(plan.warmupSteps, 'step')} · saved every ${plural(plan.saveEvery, 'step')}${plan.validateEvery ? ` · validation loss every ${plural(plan.validateEvery, 'step')}` : ''}`
           : 'Fix the settings marked in red.'}
         {/* Errors that belong to no field on the form (the worker's own, the image count). */}
         {Object.entries(errors)

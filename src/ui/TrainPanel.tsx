@@ -6,10 +6,11 @@ import { useShallow } from 'zustand/react/shallow';
 import { formatBytes, type RunCallbacks, type RunMetrics, type RunState } from '../protocol/index.js';
 import { Chart } from './Chart.js';
 import { keepLora } from './recovery.js';
-import { keepSave } from './saves.js';
+import { fitSaves, keepSave } from './saves.js';
+import { Saves, ValidationLine, validationSeries } from './SavesPanel.js';
 import { noteRunStart, noteRunState, noteSave } from './recovery-run.js';
 import { RecoveryOffer } from './RecoveryPanel.js';
-import { runActive, runStatus, useApp, type AppState } from './store.js';
+import { NO_VALIDATION, runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
 /** Turn a preview's RGBA bytes into a PNG object URL (replacing the previous one). */
@@ -84,11 +85,19 @@ function runCallbacks(demo: boolean): RunCallbacks {
       if (step <= 0) return; // an untrained LoRA never replaces the one shown
       void noteSave(step, bytes, state); // kept in OPFS, to continue the run after a crash
       const runName = useApp.getState().config.runName;
-      useApp.setState((st) => ({ lora: { bytes, step, runName, demo }, saves: keepSave(st.saves, { step, bytes }, st.savesBudgetMB) }));
+      useApp.setState((st) => ({ lora: { bytes, step, runName, demo }, saves: keepSave(st.saves, { step, bytes }, st.savesBudgetMB, st.validation.best?.step) }));
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
     },
     onPreview: (img, step, prompt) => void showPreview(img, step, prompt),
     onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
+    // A new best arrives before its save; the saves are refitted so an older best may go.
+    onValidation: (v) =>
+      useApp.setState((st) => {
+        const best = v.best ? { step: v.step, loss: v.loss } : st.validation.best;
+        const images = Object.fromEntries(v.images.map((i) => [i.name, i.loss]));
+        return { validation: { points: [...st.validation.points, { step: v.step, loss: v.loss }], best, images }, saves: fitSaves(st.saves, st.savesBudgetMB * 1024 * 1024, best?.step) };
+      }),
+    onImageLosses: (losses) => useApp.setState((st) => ({ imageLosses: { ...st.imageLosses, ...Object.fromEntries(losses.map((l) => [l.name, l])) } })),
     onDone: () => {}, // the 'done' state says it
     onError: () => {}, // the 'failed' state says it
   };
@@ -112,7 +121,7 @@ export async function startRun(continueFrom: File | Uint8Array | null, resumed?:
     const prev = useApp.getState().preview;
     if (prev) URL.revokeObjectURL(prev.url);
     await noteRunStart(v.config, !!resumed);
-    set({ metrics: resumed ?? [], saves: [], preview: null });
+    set({ metrics: resumed ?? [], saves: [], validation: NO_VALIDATION, imageLosses: {}, preview: null });
     const demo = !!useApp.getState().model.demo;
     const from = continueFrom instanceof Uint8Array ? continueFrom : continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined;
     await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), from);
@@ -126,7 +135,7 @@ export async function startRun(continueFrom: File | Uint8Array | null, resumed?:
 export function TrainPanel() {
   // What the panel shows; a metric re-renders it (and the charts), but not the settings form.
   const s = useApp(
-    useShallow((st) => ({ run: st.run, metrics: st.metrics, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config })),
+    useShallow((st) => ({ run: st.run, metrics: st.metrics, validation: st.validation, lora: st.lora, preview: st.preview, memory: st.memory, demo: !!st.model.demo, modelStatus: st.model.status, modelName: st.model.name, images: st.dataset.length, config: st.config })),
   );
   const [logScale, setLog] = useState(false);
   /** An earlier LoRA file to continue training from (not unpausing: that is the Resume button). */
@@ -179,7 +188,8 @@ export function TrainPanel() {
         )}
         {s.metrics.length > 0 && (
           <>
-            <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }]} />
+            <Chart title="Loss" testId="loss-chart" x={x} log={logScale} series={[{ label: 'loss', values: s.metrics.map((m) => m.loss), color: '#9bb' }, { label: 'smoothed', values: s.metrics.map((m) => m.smoothLoss), color: '#c33' }, ...validationSeries(x, s.validation)]} />
+            <ValidationLine />
             <Chart
               title="Learning rate"
               testId="lr-chart"
@@ -233,6 +243,7 @@ function Result() {
       ) : (
         <p>The LoRA appears here after its first save.</p>
       )}
+      <Saves />
     </section>
   );
 }

@@ -65,6 +65,9 @@ export const ADVANCED: Field[] = [
   { key: 'samplePrompt', label: 'Sample prompt', help: 'Prompt of the previews; empty uses the trigger word and the first caption.', kind: 'text' },
   { key: 'sampleGuidance', label: 'Sample guidance', help: 'Classifier-free guidance scale of the previews (7.5).', kind: 'number', step: 0.5 },
   { key: 'savePrecision', label: 'Save precision', help: 'fp16 files are half the size.', kind: 'select', options: CHOICES.savePrecision },
+  { key: 'validation', label: 'Validation', help: 'off; holdout (images ticked "validation" in the dataset, plus the split below, are kept out of training); training (fixed noise on up to 16 training images, kohya style). The loss uses fixed noise and timesteps, so steps compare.', kind: 'select', options: CHOICES.validation },
+  { key: 'validationSplit', label: 'Validation split', help: 'Holdout: fraction of the other images held out, chosen by the seed (0.1; at least one image when above 0).', kind: 'number', step: 0.05 },
+  { key: 'validateEvery', label: 'Validate every', help: 'Steps between validation losses (0 = every tenth of the run); each new best is saved too.', kind: 'number' },
 ];
 
 /** Config fields deliberately not on the form, and why (none now: every setting can be changed on the page). */

@@ -2,7 +2,7 @@
 import { create } from 'zustand';
 import { persist } from 'zustand/middleware';
 import { bucketSideLimits, DEFAULT_CONFIG, TINY_DEMO_PRESET } from '../protocol/index.js';
-import type { ComponentProgress, DatasetReport, MemoryReport, RunMetrics, RunPlan, RunState, TrainConfig } from '../protocol/index.js';
+import type { ComponentProgress, DatasetReport, ImageLoss, MemoryReport, RunMetrics, RunPlan, RunState, TrainConfig } from '../protocol/index.js';
 import { DEFAULT_SAVES_BUDGET_MB, type KeptSave } from './saves.js';
 
 /** An image of the dataset on the page; its path in what was dropped (`train/10_cat/1.png`) is its name and identity. */
@@ -15,7 +15,21 @@ export interface DatasetEntry {
   repeats?: number;
   /** Shown under the image until its caption is edited (e.g. it came without a caption file). */
   note?: string;
+  /** Marked for validation: held out of training when the validation setting is 'holdout'. */
+  validation?: boolean;
 }
+
+/** The run's validation as the page shows it (validation.ts in the worker computes it). */
+export interface ValidationState {
+  /** Every validation loss so far, in step order. */
+  points: { step: number; loss: number }[];
+  /** The lowest so far: its save is kept and downloadable. */
+  best: { step: number; loss: number } | null;
+  /** The images validated on, with each one's loss at the last validation. */
+  images: Record<string, number>;
+}
+
+export const NO_VALIDATION: ValidationState = { points: [], best: null, images: {} };
 
 export interface AppState {
   gpu: { status: 'checking' } | { status: 'ok'; description: string; software?: boolean } | { status: 'missing'; message: string };
@@ -60,6 +74,10 @@ export interface AppState {
   saves: KeptSave[];
   /** The budget for `saves` [MB], a setting that survives a reload. */
   savesBudgetMB: number;
+  /** The run's validation losses and best step (empty when validation is off). */
+  validation: ValidationState;
+  /** Each image's training loss so far this run (mean over its samples), by image name. */
+  imageLosses: Record<string, ImageLoss>;
   /** The latest saved LoRA; `recovered` when it comes from an earlier session's browser storage. */
   lora: { bytes: Uint8Array; step: number; runName: string; recovered?: boolean; demo?: boolean } | null;
   /** The latest preview image the worker rendered with the LoRA so far (a PNG object URL); not a training image. */
@@ -139,6 +157,8 @@ export const useApp = create<AppState>()(
       lora: null,
       saves: [],
       savesBudgetMB: DEFAULT_SAVES_BUDGET_MB,
+      validation: NO_VALIDATION,
+      imageLosses: {},
       preview: null,
       sizeChoices: {},
       set: (p) => set(p),

@@ -6,6 +6,7 @@ import type { Pipeline } from '../model/pipeline.js';
 import { planRun, PlanError } from '../training/arithmetic.js';
 import { validateConfig, type TrainConfig } from '../training/config.js';
 import { checkSettings, SettingsError, TrainingSession } from '../training/session.js';
+import { splitValidation } from '../training/validation.js';
 import type { TrainItem } from '../training/data.js';
 import { decodeImageBrowser } from '../training/decode-browser.js';
 import type { RgbaImage } from '../training/images.js';
@@ -121,6 +122,12 @@ class TrainerWorker implements TrainerApi {
     it.caption = caption;
   }
 
+  async setValidationMark(name: string, validation: boolean) {
+    const it = this.items.find((i) => i.name === name);
+    if (!it) throw new Error(`No image ${name} in the dataset`);
+    it.validation = validation;
+  }
+
   async bucketCounts(settings: BucketSettings) {
     return datasetBuckets(this.items, settings);
   }
@@ -129,7 +136,9 @@ class TrainerWorker implements TrainerApi {
     const r = validateConfig(config);
     if (!r.ok) return r;
     try {
-      return { ...r, plan: planRun(r.config, this.items.length ? this.items : 1), memory: this.memory(r.config) };
+      // The plan counts the images that train: held-out validation images are left out (a split that leaves none is refused by field).
+      const train = this.items.length ? splitValidation(this.items, r.config).train : 1;
+      return { ...r, plan: planRun(r.config, train), memory: this.memory(r.config) };
     } catch (e) {
       if (e instanceof PlanError) return { ok: false as const, errors: { [e.field]: e.message } };
       throw e;
@@ -219,6 +228,8 @@ class TrainerWorker implements TrainerApi {
         },
         onCheckpoint: (f, step, st) => cb.onCheckpoint(Comlink.transfer(f, [f.buffer]), step, st && Comlink.transfer(st, [st.buffer])),
         onPreview: (img, step, prompt) => cb.onPreview(Comlink.transfer(img, [img.data.buffer]), step, prompt),
+        onValidation: (v) => cb.onValidation?.(v),
+        onImageLosses: (losses, step) => cb.onImageLosses?.(losses, step),
         onProgress: (stage, counts) => state().set(stage, counts ?? {}),
       },
     });

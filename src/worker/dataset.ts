@@ -13,7 +13,7 @@ export async function decodeDataset(files: DatasetFile[], decode: (name: string,
     try {
       if (f.bytes.byteLength === 0) throw new Error(REASON.empty);
       const image = await decode(f.name, f.bytes);
-      items.push({ name: f.name, image, caption: f.caption, ...(f.repeats !== undefined ? { repeats: f.repeats } : {}) });
+      items.push({ name: f.name, image, caption: f.caption, ...(f.repeats !== undefined ? { repeats: f.repeats } : {}), ...(f.validation ? { validation: true } : {}) });
       report.images.push({ name: f.name, width: image.width, height: image.height });
     } catch (e) {
       report.skipped.push({ name: f.name, reason: skipReason(f.name, e) });
