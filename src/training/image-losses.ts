@@ -40,6 +40,18 @@ export class ImageLosses {
     return this.names.map((_, i) => this.of(i)).filter((l) => l.count > 0);
   }
 
+  /** What a run state keeps (JSON): per image, its loss sum and count. */
+  snapshot(): { sums: number[]; counts: number[] } {
+    return { sums: [...this.sums], counts: [...this.counts] };
+  }
+
+  /** Put back a `snapshot` of the same images. */
+  restore(s: { sums: number[]; counts: number[] }): void {
+    if (s.sums?.length !== this.names.length || s.counts?.length !== this.names.length) throw new Error(`The run state's per-image losses are for ${s.sums?.length ?? 0} images, not this run's ${this.names.length}`);
+    this.sums.set(s.sums);
+    this.counts.set(s.counts);
+  }
+
   private of(i: number): ImageLoss {
     return { name: this.names[i]!, mean: this.sums[i]! / this.counts[i]!, count: this.counts[i]! };
   }

@@ -3,7 +3,7 @@ import type { TrainConfig } from './config.js';
 import type { DatasetFingerprint, RunStateFacts } from './run-state-file.js';
 
 /** Settings that change nothing the steps compute (when to save or preview, what to call the file): free to change. */
-const FREE: ReadonlySet<string> = new Set(['saveEvery', 'sampleEvery', 'samplePrompt', 'sampleSteps', 'sampleGuidance', 'savePrecision', 'runName']);
+const FREE: ReadonlySet<string> = new Set(['saveEvery', 'sampleEvery', 'samplePrompt', 'sampleSteps', 'sampleGuidance', 'savePrecision', 'runName', 'validateEvery']);
 /** Settings that trade memory for time; the steps compute the same values, possibly not to the last bit: allowed, with a note. */
 const NOTED: ReadonlySet<string> = new Set(['gradientCheckpointing', 'cacheTextEncoderOutputs']);
 

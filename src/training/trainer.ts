@@ -174,6 +174,17 @@ export class Trainer {
     });
   }
 
+  /** What the run state keeps of validation and per-image losses (JSON), for `restoreTracking` after a continue. */
+  trackingSnapshot(): { validation?: ReturnType<RunValidation['history']['snapshot']>; imageLosses: ReturnType<ImageLosses['snapshot']> } {
+    return { ...(this.validation ? { validation: this.validation.history.snapshot() } : {}), imageLosses: this.imageLosses.snapshot() };
+  }
+
+  /** Put back a `trackingSnapshot` (a continued run goes on with its validation history, best step and per-image means). */
+  restoreTracking(t: { validation?: unknown; imageLosses?: { sums: number[]; counts: number[] } }): void {
+    if (t.validation !== undefined) this.validation?.history.restore(t.validation);
+    if (t.imageLosses) this.imageLosses.restore(t.imageLosses);
+  }
+
   /** The validation loss now, to `onValidation`; true when it is the best so far (validation.ts; false when off or already taken at this step). */
   async validate(): Promise<boolean> {
     const point = await this.validation?.run(this.step, { ...this.pipeline, lora: this.lora, contexts: this.contexts }, this.settings);

@@ -13,7 +13,8 @@ import { Rng } from './rng.js';
 import { lossAndGradients, stepSettings, trainStep, type MicroBatch } from './step.js';
 import { sampleItems, tinyPipeline } from './testing.js';
 import { Trainer, type StepMetrics } from './trainer.js';
-import { splitValidation, validationExamples, validationLoss, VALIDATION_TIMESTEPS, type ValidationPoint } from './validation.js';
+import { ImageLosses } from './image-losses.js';
+import { splitValidation, validationExamples, validationLoss, ValidationHistory, VALIDATION_TIMESTEPS, type ValidationPoint } from './validation.js';
 
 const base: TrainConfig = { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, trainTextEncoder: false, gradientCheckpointing: false, networkDropout: 0, flipAug: false, unetLr: 1e-3, networkDim: 4, networkAlpha: 4, sampleSteps: 0 };
 
@@ -54,6 +55,30 @@ describe('the validation split', () => {
     expect(t.validation).toHaveLength(16);
     expect(t.validation.every((v) => t.train.includes(v))).toBe(true);
     expect(splitValidation(items(3, [2]), { ...base, validation: 'off' })).toMatchObject({ validation: [], train: { length: 3 } });
+  });
+});
+
+describe('the validation history and per-image losses', () => {
+  it('mark the lowest loss as best (never a non-finite one) and survive a snapshot as JSON', () => {
+    const h = new ValidationHistory();
+    const r = (loss: number) => ({ loss, images: [] });
+    expect([h.add(2, r(0.5)).best, h.add(4, r(0.4)).best, h.add(6, r(NaN)).best, h.add(8, r(0.45)).best]).toEqual([true, true, false, false]);
+    expect(h.best).toEqual({ step: 4, loss: 0.4 });
+    const again = new ValidationHistory();
+    again.restore(JSON.parse(JSON.stringify(h.snapshot())));
+    expect(again.add(10, r(0.41)).best).toBe(false);
+    expect(again.points.map((p) => p.step)).toEqual([2, 4, 6, 8, 10]);
+    expect(() => again.restore({ points: [{ step: 'x' }], best: null })).toThrow(/validation history is damaged/);
+  });
+  it('average each image over its samples, report the ones a step touched, and refuse a snapshot of other images', () => {
+    const l = new ImageLosses(['a', 'b', 'c']);
+    expect(l.record([[0, 2], [2]], [[0.2, 0.4], [0.6]])).toEqual([{ name: 'a', mean: 0.2, count: 1 }, { name: 'c', mean: 0.5, count: 2 }]);
+    l.record([[0]], [[NaN]]);
+    expect(l.all()).toEqual([{ name: 'a', mean: 0.2, count: 1 }, { name: 'c', mean: 0.5, count: 2 }]);
+    const m = new ImageLosses(['a', 'b', 'c']);
+    m.restore(JSON.parse(JSON.stringify(l.snapshot())));
+    expect(m.all()).toEqual(l.all());
+    expect(() => new ImageLosses(['a']).restore(l.snapshot())).toThrow(/for 3 images, not this run's 1/);
   });
 });
 

@@ -153,6 +153,20 @@ export class ValidationHistory {
     return { step, best, ...r };
   }
 
+  /** What a run state keeps of it (JSON), so a continued run goes on with its history and best. */
+  snapshot(): { points: { step: number; loss: number }[]; best: { step: number; loss: number } | null } {
+    return { points: this.points.map((p) => ({ ...p })), best: this.best && { ...this.best } };
+  }
+
+  /** Put back a `snapshot` (a malformed one is refused by name). */
+  restore(s: unknown): void {
+    const ok = (p: unknown): p is { step: number; loss: number } => !!p && typeof p === 'object' && Number.isInteger((p as { step: unknown }).step) && typeof (p as { loss: unknown }).loss === 'number';
+    const x = s as { points?: unknown; best?: unknown } | null;
+    if (!x || !Array.isArray(x.points) || !x.points.every(ok) || (x.best !== null && !ok(x.best))) throw new Error('The run state\'s validation history is damaged: continue without it by starting from the LoRA file instead');
+    this.points.splice(0, this.points.length, ...x.points.map((p) => ({ step: p.step, loss: p.loss })));
+    this.best = x.best ? { step: x.best.step, loss: x.best.loss } : null;
+  }
+
   /** The last point, if it was taken at `step`. */
   at(step: number): { step: number; loss: number } | undefined {
     const last = this.points.at(-1);
