@@ -160,11 +160,12 @@ export class ValidationHistory {
 
   /** Put back a `snapshot` (a malformed one is refused by name). */
   restore(s: unknown): void {
-    const ok = (p: unknown): p is { step: number; loss: number } => !!p && typeof p === 'object' && Number.isInteger((p as { step: unknown }).step) && typeof (p as { loss: unknown }).loss === 'number';
+    // JSON writes a non-finite loss as null: it comes back as NaN.
+    const ok = (p: unknown): p is { step: number; loss: number | null } => !!p && typeof p === 'object' && Number.isInteger((p as { step: unknown }).step) && (typeof (p as { loss: unknown }).loss === 'number' || (p as { loss: unknown }).loss === null);
     const x = s as { points?: unknown; best?: unknown } | null;
     if (!x || !Array.isArray(x.points) || !x.points.every(ok) || (x.best !== null && !ok(x.best))) throw new Error('The run state\'s validation history is damaged: continue without it by starting from the LoRA file instead');
-    this.points.splice(0, this.points.length, ...x.points.map((p) => ({ step: p.step, loss: p.loss })));
-    this.best = x.best ? { step: x.best.step, loss: x.best.loss } : null;
+    this.points.splice(0, this.points.length, ...x.points.map((p) => ({ step: p.step, loss: p.loss ?? NaN })));
+    this.best = x.best ? { step: x.best.step, loss: x.best.loss ?? NaN } : null;
   }
 
   /** The last point, if it was taken at `step`. */
