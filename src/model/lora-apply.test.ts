@@ -148,6 +148,19 @@ describe('kohya LoRA files for inference (tiny pipeline, Dawn)', () => {
     const h = refConv(xc, Float64Array.from(mc.down), null, g(C, rc, 3));
     const d = refConv(h, Float64Array.from(mc.up), null, g(rc, O, 1));
     assertClose(await yc.read(), baseC.map((v, i) => v + s * (1.5 / rc) * d[i]!), { atol: 1e-4, rtol: 1e-3 }, 'LoCon conv at strength 0.7');
+    // A weight-space network (LoHa, factors made non-zero): y is linear in W, so strength 0.5 lands halfway between base and full.
+    const loha = new LoraNetwork(backend, [{ ...ml.spec, rank: 2, alpha: 2 }], 0, undefined, { type: 'loha' });
+    for (const [k, t] of loha.parameters()) t.write(randomArray(t.shape.reduce((a, b) => a * b, 1), k.length, -0.5, 0.5));
+    const at = async (st: number) => {
+      const out = noGrad(() => scope(() => new Layers(p.unet.weights, atStrength(loha.adapter('unet'), st)).linear(lin, tensor(backend, x, [3, inF]))));
+      const v = await out.read();
+      out.dispose();
+      return v;
+    };
+    const [y0, y1, yh] = [await at(0), await at(1), await at(0.5)];
+    expect(maxRelError(y1, y0)).toBeGreaterThan(0.1);
+    assertClose(yh, y0.map((v, i) => (v + y1[i]!) / 2), { atol: 1e-5, rtol: 1e-4 }, 'LoHa at strength 0.5');
+    loha.dispose();
     y.dispose();
     yc.dispose();
     f.dispose();

@@ -1,5 +1,5 @@
 // A kohya-format LoRA file applied for inference at a strength: any rank per module, LoCon conv modules, absent alphas; the models' Adapter hook.
-import { conv2d, reshape, scale, type Conv2dOptions, type LowRank } from '../engine/index.js';
+import { add, conv2d, reshape, scale, type Conv2dOptions, type LowRank } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { tensor, type Tensor } from '../engine/tensor.js';
 import { clipWeightShapes, type ClipConfig } from './clip.js';
@@ -153,7 +153,8 @@ function fileAdapter(modules: Map<string, FileModule>): Adapter {
 
 /**
  * An adapter at a strength (the multiplier on its delta): null at 0, so strength 0 runs the base
- * model's own code path; the adapter itself at 1; otherwise every low-rank scale and conv delta times `strength`.
+ * model's own code path; the adapter itself at 1; otherwise every low-rank scale and conv delta times
+ * `strength`, and a weight-space adapter's (LoHa, LoKr, DoRA) merged weight M as W + s·(M − W), as ComfyUI and A1111 read it.
  */
 export function atStrength(a: Adapter | null | undefined, strength: number): Adapter | null {
   if (!a || strength === 0) return null;
@@ -167,5 +168,14 @@ export function atStrength(a: Adapter | null | undefined, strength: number): Ada
       const d = a.convDelta(layer, x, opts);
       return d ? scale(d, strength) : null;
     },
+    ...(a.weight
+      ? {
+          weight: (layer: string, w: Tensor) => {
+            const m = a.weight!(layer, w);
+            return m ? add(scale(m, strength), w, 1 - strength) : null;
+          },
+        }
+      : {}),
+    ...(a.frozen ? { frozen: (layer: string) => a.frozen!(layer) } : {}),
   };
 }
