@@ -109,6 +109,7 @@ export class Trainer {
   /** Take the run state's buffers and position: the next update is the run's update `step + 1`. */
   private continueRun(r: RunStateContents): void {
     restoreRunState(r, this.lora, this.optimizer);
+    if (r.facts.tracking !== undefined) this.restoreTracking(r.facts.tracking as Parameters<Trainer['restoreTracking']>[0]);
     this.step = this.lastSavedStep = r.facts.step;
     this.epoch = r.facts.rng.epoch;
     this.batchInEpoch = r.facts.rng.batchInEpoch;
@@ -257,7 +258,7 @@ export class Trainer {
   exportState(): Promise<Uint8Array> {
     const { config, step, epoch, batchInEpoch, sessionId, startedAt } = this;
     const rng = { seed: config.seed, epoch, batchInEpoch };
-    const at = { step, totalSteps: this.plan.steps, rng, config, fingerprint: datasetFingerprint(this.dataset), modelName: this.pipeline.name, sessionId, startedAt, savedAt: Date.now() };
+    const at = { step, totalSteps: this.plan.steps, rng, config, fingerprint: datasetFingerprint(this.dataset), modelName: this.pipeline.name, sessionId, startedAt, savedAt: Date.now(), tracking: this.trackingSnapshot() };
     return captureRunState(this.lora, this.optimizer, at);
   }
 
