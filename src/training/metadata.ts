@@ -62,10 +62,25 @@ function validationMetadata(v: ValidationSummary, step: number): Record<string, 
   };
 }
 
+/** Stability's modelspec keys, which A1111 and ComfyUI show for a LoRA. */
+function modelspecMetadata(f: RunFacts): Record<string, string> {
+  const c = f.config;
+  const res = `${c.resolution}x${c.resolution}`;
+  return {
+    'modelspec.sai_model_spec': '1.0.0',
+    'modelspec.architecture': 'stable-diffusion-v1/lora',
+    'modelspec.implementation': 'https://github.com/Stability-AI/generative-models',
+    'modelspec.title': c.runName,
+    'modelspec.date': new Date(f.startedAt).toISOString(),
+    'modelspec.resolution': res,
+    'modelspec.prediction_type': c.prediction === 'epsilon' ? 'epsilon' : 'v',
+    'modelspec.trigger_phrase': c.triggerWord,
+  };
+}
+
 /** The safetensors metadata of a LoRA file from this run; all values are strings, as safetensors metadata requires. */
 export function loraMetadata(f: RunFacts): Record<string, string> {
   const c = f.config;
-  const res = `${c.resolution}x${c.resolution}`;
   const s = (v: unknown) => String(v);
   const net = f.network ?? { dim: c.networkDim, alpha: c.networkAlpha, convDim: c.convDim, convAlpha: c.convAlpha };
   return {
@@ -113,14 +128,7 @@ export function loraMetadata(f: RunFacts): Record<string, string> {
     ss_training_finished_at: s(Date.now() / 1000),
     ss_session_id: f.sessionId,
     ss_training_comment: 'trained in the browser with LoRASmith',
-    'modelspec.sai_model_spec': '1.0.0',
-    'modelspec.architecture': 'stable-diffusion-v1/lora',
-    'modelspec.implementation': 'https://github.com/Stability-AI/generative-models',
-    'modelspec.title': c.runName,
-    'modelspec.date': new Date(f.startedAt).toISOString(),
-    'modelspec.resolution': res,
-    'modelspec.prediction_type': c.prediction === 'epsilon' ? 'epsilon' : 'v',
-    'modelspec.trigger_phrase': c.triggerWord,
+    ...modelspecMetadata(f),
     ...(f.validation ? validationMetadata(f.validation, f.step) : {}),
   };
 }

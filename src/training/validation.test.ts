@@ -157,27 +157,29 @@ describe('per-sample training losses', () => {
   }, 20 * 60_000);
 });
 
+/** A 6-step run saved every 4 steps, with what it reported: metrics, saves, validation points, their order, per-image counts. */
+const run = async (items: TrainItem[], c: Partial<TrainConfig>) => {
+    const metrics: StepMetrics[] = [];
+    const saves: { step: number; file: Uint8Array }[] = [];
+    const points: ValidationPoint[] = [];
+    const order: string[] = [];
+    const images = new Map<string, number>();
+    const t = new Trainer(pipeline, { ...base, baseSteps: 6, saveEvery: 4, ...c }, items, {
+      onMetrics: (m) => metrics.push(m),
+      onCheckpoint: (file, step) => (saves.push({ step, file }), order.push(`save ${step}`)),
+      onValidation: (p) => (points.push(p), order.push(`validation ${p.step}${p.best ? ' best' : ''}`)),
+      onImageLosses: (l) => l.forEach((x) => images.set(x.name, x.count)),
+    });
+    await t.run();
+    t.dispose();
+    return { metrics, saves, points, order, images };
+  };
+
 describe('a run with validation', () => {
   it("on training images changes nothing in the training, saves each new best, and writes the losses in the file's metadata", async () => {
     const items = sampleItems(2);
-    const run = async (c: Partial<TrainConfig>) => {
-      const metrics: StepMetrics[] = [];
-      const saves: { step: number; file: Uint8Array }[] = [];
-      const points: ValidationPoint[] = [];
-      const order: string[] = [];
-      const images = new Map<string, number>();
-      const t = new Trainer(pipeline, { ...base, baseSteps: 6, saveEvery: 4, ...c }, items, {
-        onMetrics: (m) => metrics.push(m),
-        onCheckpoint: (file, step) => (saves.push({ step, file }), order.push(`save ${step}`)),
-        onValidation: (p) => (points.push(p), order.push(`validation ${p.step}${p.best ? ' best' : ''}`)),
-        onImageLosses: (l) => l.forEach((x) => images.set(x.name, x.count)),
-      });
-      await t.run();
-      t.dispose();
-      return { metrics, saves, points, order, images };
-    };
-    const off = await run({});
-    const on = await run({ validation: 'training', validateEvery: 2 });
+    const off = await run(items, {});
+    const on = await run(items, { validation: 'training', validateEvery: 2 });
     // Validation draws from none of the training's streams and updates nothing.
     expect(on.metrics.map((m) => m.loss)).toEqual(off.metrics.map((m) => m.loss));
     const [fOn, fOff] = await Promise.all([on, off].map((r) => openSafetensors(bytesSource(r.saves.at(-1)!.file))));

@@ -32,6 +32,27 @@ const sample = (name: string) => {
   return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
 };
 
+/** Run callbacks that record the run's states, saves (with their run state) and log lines. */
+function recorder() {
+  const states: RunState[] = [];
+  const saved: number[] = [];
+  const files = new Map<number, { file: Uint8Array; state?: Uint8Array }>();
+  const logs: string[] = [];
+  const callbacks = (ok: (r: { step: number; stopped: boolean }) => void, fail: (e: Error) => void): RunCallbacks => ({
+    onState: (s) => states.push(s),
+    onMetrics: () => {},
+    onCheckpoint: (file, step, state) => {
+      saved.push(step);
+      files.set(step, { file, state });
+    },
+    onPreview: () => {},
+    onLog: (m) => logs.push(m),
+    onDone: ok,
+    onError: (m) => fail(new Error(m)),
+  });
+  return { states, saved, files, logs, callbacks };
+}
+
 describe('TrainerApi (src/worker) on Dawn', () => {
   let server: Server | undefined;
   afterAll(() => server?.close());
@@ -58,22 +79,7 @@ describe('TrainerApi (src/worker) on Dawn', () => {
     expect(await api.bucketCounts({ ...settings, bucketStep: 0 })).toBeNull();
 
     const config = { ...settings, baseSteps: 2, saveEvery: 1, trainTextEncoder: false, sampleSteps: 0, enableBuckets: false };
-    const states: RunState[] = [];
-    const saved: number[] = [];
-    const files = new Map<number, { file: Uint8Array; state?: Uint8Array }>();
-    const logs: string[] = [];
-    const callbacks = (ok: (r: { step: number; stopped: boolean }) => void, fail: (e: Error) => void): RunCallbacks => ({
-      onState: (s) => states.push(s),
-      onMetrics: () => {},
-      onCheckpoint: (file, step, state) => {
-        saved.push(step);
-        files.set(step, { file, state });
-      },
-      onPreview: () => {},
-      onLog: (m) => logs.push(m),
-      onDone: ok,
-      onError: (m) => fail(new Error(m)),
-    });
+    const { states, saved, files, logs, callbacks } = recorder();
     const end = new Promise<{ step: number; stopped: boolean }>((ok, fail) => void api.start(config, callbacks(ok, fail)));
     await api.unpause(); // not paused: nothing happens
     expect(await end).toEqual({ step: 2, stopped: false });
