@@ -173,7 +173,9 @@ class TrainerWorker implements TrainerApi {
   async unpause() {
     // A render of the paused run's LoRA finishes first: the steps would change the LoRA under it.
     await this.renders.idle();
-    this.session?.control.unpause();
+    // Not paused: nothing to do, and no state re-sent (the page would see the same phase twice).
+    if (this.session?.control.state !== 'paused') return;
+    this.session.control.unpause();
     this.reporter?.refresh();
   }
 
