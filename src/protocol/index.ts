@@ -28,7 +28,7 @@ export { TINY_RESOLUTION, TINY_DEMO_PRESET } from '../model/tiny.js';
 export { formatBytes } from '../engine/bytes.js';
 export { HF_ENDPOINT } from '../model/hub-cache.js';
 export { MAX_STRENGTHS, SAMPLE_DEFAULTS, SAMPLERS, sampleRequestErrors } from '../training/sample-settings.js';
-export { infotext, PNG_KEYS, readSettingsPng, settingsPng, type ImageSettings } from '../training/png-settings.js';
+export { infotext, PNG_KEYS, readSettingsPng, settingsPng, type ImageSettings, type RenderFields } from '../training/png-settings.js';
 export { DEFAULT_CHARACTER_THRESHOLD, DEFAULT_TAGGER_REPO, DEFAULT_TAG_THRESHOLD, thresholdProblem } from '../training/tagger.js';
 export { captionsZip, captionPath } from '../training/caption-export.js';
 export { readRunStateSummary, type RunStateSummary, type DatasetFingerprint, type ImageFingerprint } from '../training/run-state-file.js';

@@ -1,17 +1,12 @@
 // A rendered image (the page's Try-it panel, `lorasmith sample`) as a PNG file that carries its settings: AUTOMATIC1111's `parameters` text and the exact settings as JSON.
 import { decode, encode } from 'fast-png';
-import type { SamplerKind } from './sample-settings.js';
+import type { SampleRequest, SamplerKind } from './sample-settings.js';
+
+/** The render fields a request shares with every image it renders. */
+export type RenderFields = Pick<SampleRequest, 'prompt' | 'negativePrompt' | 'seed' | 'steps' | 'guidance' | 'width' | 'height' | 'sampler'>;
 
 /** What produced one rendered image: enough to render it again. */
-export interface ImageSettings {
-  prompt: string;
-  negativePrompt: string;
-  seed: number;
-  steps: number;
-  guidance: number;
-  width: number;
-  height: number;
-  sampler: SamplerKind;
+export interface ImageSettings extends RenderFields {
   /** The LoRA's strength (0: the base model alone). */
   strength: number;
   /** The LoRA in words: the run's name and step, or the dropped file's name; absent for the base model. */

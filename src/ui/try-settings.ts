@@ -1,17 +1,8 @@
 // The Try-it panel's settings: defaults, per-field checks with the fix in words, and what one render or the X/Y grid asks the worker.
-import { SAMPLE_DEFAULTS, sampleRequestErrors, type SamplerKind } from '../protocol/index.js';
+import { SAMPLE_DEFAULTS, sampleRequestErrors, type RenderFields, type SamplerKind } from '../protocol/index.js';
 
-/** The settings a person sets on the panel (persisted with the page's settings). */
-export interface TrySettings {
-  prompt: string;
-  negativePrompt: string;
-  seed: number;
-  steps: number;
-  guidance: number;
-  /** 0: the training resolution. */
-  width: number;
-  height: number;
-  sampler: SamplerKind;
+/** The settings a person sets on the panel (persisted with the page's settings); width and height 0: the training resolution. */
+export interface TrySettings extends RenderFields {
   /** The LoRA's strength beside the base image, 0–1.5. */
   strength: number;
   /** The X/Y grid's rows, as typed: strengths separated by commas. */
