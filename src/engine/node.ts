@@ -5,11 +5,30 @@ import { acquireGpu, type AcquireOptions, type Gpu, type LimitOverrides } from '
 const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
 
 let cached: Promise<Gpu> | null = null;
-let instance: GPU | null = null;
+let instance: Promise<GPU> | null = null;
+/** Devices that were lost, held for the process lifetime: Dawn crashes if a device or its adapter is collected while it may still be referenced. */
+const retired: Gpu[] = [];
 
-/** One shared Dawn device for this process. */
+/**
+ * One shared Dawn device for this process. Once that device is lost (destroyed, a driver reset) the
+ * next call opens a fresh one on the same Dawn instance, so a long-lived process can recover.
+ */
 export function nodeGpu(): Promise<Gpu> {
-  return (cached ??= open());
+  if (cached) return cached;
+  const p = dawn().then((gpu) => acquireGpu(gpu, {}, envOptions()));
+  cached = p;
+  const forget = () => {
+    if (cached === p) cached = null;
+  };
+  p.then(
+    (g) =>
+      void g.lost.then(() => {
+        retired.push(g);
+        forget();
+      }),
+    forget,
+  );
+  return p;
 }
 
 /** Further devices, held for the process lifetime as the shared one is (Dawn crashes if they are collected mid-use). */
@@ -19,11 +38,16 @@ const limited = new Map<string, Promise<Gpu>>();
 export function limitedNodeGpu(limits: LimitOverrides): Promise<Gpu> {
   const key = JSON.stringify(Object.entries(limits).sort());
   let g = limited.get(key);
-  if (!g) limited.set(key, (g = nodeGpu().then(() => acquireGpu(instance!, limits, envOptions()))));
+  if (!g) limited.set(key, (g = dawn().then((gpu) => acquireGpu(gpu, limits, envOptions()))));
   return g;
 }
 
-async function open(): Promise<Gpu> {
+/** The process's Dawn instance, created on first use. */
+function dawn(): Promise<GPU> {
+  return (instance ??= createInstance());
+}
+
+async function createInstance(): Promise<GPU> {
   if (!process.env.VK_ICD_FILENAMES && existsSync(SWIFTSHADER_ICD) && process.env.LORASMITH_SYSTEM_VULKAN !== '1') {
     // Debian's Chromium ships SwiftShader's Vulkan driver; Dawn refuses Debian's lavapipe.
     process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
@@ -32,9 +56,8 @@ async function open(): Promise<Gpu> {
   process.env.NODEVICE_SELECT ??= '1';
   const { create, globals } = await import('webgpu');
   Object.assign(globalThis, globals);
-  // Held for the process lifetime: Dawn crashes if the instance is collected while its devices live.
-  instance = create(['backend=vulkan']);
-  return acquireGpu(instance, {}, envOptions());
+  // Held for the process lifetime (module scope): Dawn crashes if the instance is collected while its devices live.
+  return create(['backend=vulkan']);
 }
 
 /** LORASMITH_NO_F16=1 leaves shader-f16 off (the test command's second lavapipe run). */
