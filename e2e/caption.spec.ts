@@ -63,6 +63,8 @@ test('captions the dataset with a hub tagger, trigger first, edited and exported
     // A threshold out of range is named by the form, and captioning waits for it.
     await page.getByLabel('Tag threshold', { exact: true }).fill('0');
     await expect(page.getByTestId('caption-field-error')).toContainText('The tag threshold must be a number above 0 and at most 1');
+    await page.getByLabel('Tag threshold', { exact: true }).fill('');
+    await expect(page.getByTestId('caption-field-error')).toHaveText('The tag threshold is empty: enter a number above 0 and at most 1 (0.35 is usual)');
     await expect(page.getByRole('button', { name: 'Caption all images' })).toBeDisabled();
 
     await page.getByLabel('Tagger repository').fill('o/tagger');

@@ -168,7 +168,9 @@ export function taggedCaption(found: readonly FoundTag[], triggerWord: string): 
   return withTrigger(found.map((f) => f.tag).join(', '), triggerWord);
 }
 
-/** Why a threshold is not usable, or null. */
+/** Why a threshold is not usable, or null. An emptied field (NaN from the input, null once kept as JSON) is called empty, not "NaN". */
 export function thresholdProblem(v: number, what = 'The tag threshold'): string | null {
-  return Number.isFinite(v) && v > 0 && v <= 1 ? null : `${what} must be a number above 0 and at most 1 (0.35 is usual), not ${v}`;
+  const rule = 'a number above 0 and at most 1 (0.35 is usual)';
+  if (typeof v !== 'number' || Number.isNaN(v)) return `${what} is empty: enter ${rule}`;
+  return Number.isFinite(v) && v > 0 && v <= 1 ? null : `${what} must be ${rule}, not ${v}`;
 }

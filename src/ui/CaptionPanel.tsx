@@ -6,6 +6,9 @@ import { useCaptionSettings } from './caption-settings.js';
 import { useApp } from './store.js';
 import { trainer } from './worker.js';
 
+/** A threshold as its field shows it: an emptied one (NaN, or null after a reload) stays empty. */
+const shown = (v: number) => (typeof v === 'number' && !Number.isNaN(v) ? v : '');
+
 const progressLine = (p: CaptionProgress) => (p.total ? `${p.stage} (${p.done} of ${p.total})` : p.stage);
 
 /** Save bytes as a file through a temporary link. */
@@ -61,8 +64,8 @@ export function CaptionPanel() {
         browser like base models), on the GPU when it can. Rating tags are left out; the trigger word{trigger ? ` "${trigger}"` : ' (Settings)'} comes first. The captions replace the current ones.
       </p>
       <label>Tagger repository <input aria-label="Tagger repository" value={s.repo} onChange={(e) => s.set({ repo: e.target.value })} /></label>{' '}
-      <label>Threshold <input aria-label="Tag threshold" type="number" step={0.05} min={0.05} max={1} value={s.threshold} onChange={(e) => s.set({ threshold: e.target.valueAsNumber })} /></label>{' '}
-      <label>Character threshold <input aria-label="Character tag threshold" type="number" step={0.05} min={0.05} max={1} value={s.characterThreshold} onChange={(e) => s.set({ characterThreshold: e.target.valueAsNumber })} /></label>
+      <label>Threshold <input aria-label="Tag threshold" type="number" step={0.05} min={0.05} max={1} value={shown(s.threshold)} onChange={(e) => s.set({ threshold: e.target.valueAsNumber })} /></label>{' '}
+      <label>Character threshold <input aria-label="Character tag threshold" type="number" step={0.05} min={0.05} max={1} value={shown(s.characterThreshold)} onChange={(e) => s.set({ characterThreshold: e.target.valueAsNumber })} /></label>
       <details>
         <summary>Tagger server</summary>
         <input aria-label="Tagger server" value={s.endpoint} onChange={(e) => s.set({ endpoint: e.target.value })} /> <small>the hub endpoint the tagger is downloaded from (a mirror answering /&lt;repo&gt;/resolve/&lt;revision&gt;/&lt;file&gt; with CORS)</small>

@@ -10,6 +10,7 @@ import { fitSaves, keepSave } from './saves.js';
 import { Saves, ValidationLine, validationSeries } from './SavesPanel.js';
 import { noteRunStart, noteRunState, noteSave } from './recovery-run.js';
 import { RecoveryOffer } from './RecoveryPanel.js';
+import { addLogLine, RunLog } from './RunLog.js';
 import { NO_VALIDATION, runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
@@ -74,7 +75,7 @@ function refuse(message: string, p: Partial<AppState> = {}): void {
 }
 
 /** What the worker's run reports do to the page: run state, metrics, saved LoRAs (kept in browser storage), previews. */
-function runCallbacks(demo: boolean): RunCallbacks {
+export function runCallbacks(demo: boolean): RunCallbacks {
   return {
     onState: (state) => {
       useApp.setState((st) => ({ run: { status: runStatus(state), state, message: st.run.message } }));
@@ -89,7 +90,7 @@ function runCallbacks(demo: boolean): RunCallbacks {
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
     },
     onPreview: (img, step, prompt) => void showPreview(img, step, prompt),
-    onLog: (message) => useApp.setState((st) => ({ run: { ...st.run, message } })),
+    onLog: addLogLine,
     // A new best arrives before its save; the saves are refitted so an older best may go.
     onValidation: (v) =>
       useApp.setState((st) => {
@@ -121,7 +122,7 @@ export async function startRun(continueFrom: File | Uint8Array | null, resumed?:
     const prev = useApp.getState().preview;
     if (prev) URL.revokeObjectURL(prev.url);
     await noteRunStart(v.config, !!resumed);
-    set({ metrics: resumed ?? [], saves: [], validation: NO_VALIDATION, imageLosses: {}, preview: null });
+    set({ metrics: resumed ?? [], log: [], saves: [], validation: NO_VALIDATION, imageLosses: {}, preview: null });
     const demo = !!useApp.getState().model.demo;
     const from = continueFrom instanceof Uint8Array ? continueFrom : continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined;
     await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), from);
@@ -178,6 +179,7 @@ export function TrainPanel() {
         <p data-testid="run-status" data-phase={s.run.starting ? 'starting' : phase} role={failed ? 'alert' : undefined} className={failed ? 'error' : ''}>
           {status}
         </p>
+        <RunLog />
         {last && (
           <div>
             <progress max={last.totalSteps} value={last.step} />

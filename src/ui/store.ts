@@ -70,6 +70,8 @@ export interface AppState {
     message?: string;
   };
   metrics: RunMetrics[];
+  /** The run's log lines from the worker (RunLog.tsx keeps the last RUN_LOG_LINES), oldest first; a new run starts it empty. */
+  log: string[];
   /** Every LoRA this run saved that fits `savesBudgetMB` (saves.ts: the last and the best always stay), in step order; in memory only. */
   saves: KeptSave[];
   /** The budget for `saves` [MB], a setting that survives a reload. */
@@ -154,6 +156,7 @@ export const useApp = create<AppState>()(
       memory: null,
       run: { status: 'idle' },
       metrics: [],
+      log: [],
       lora: null,
       saves: [],
       savesBudgetMB: DEFAULT_SAVES_BUDGET_MB,

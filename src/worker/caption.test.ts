@@ -51,6 +51,8 @@ describe('CaptionService', () => {
     const tagger = { repo: 'o/t', endpoint: hub.endpoint };
     await expect(svc.caption(items, { tagger, threshold: 35, triggerWord: '' }, () => {})).rejects.toThrow(/tag threshold must be a number above 0 and at most 1 \(0\.35 is usual\), not 35/);
     await expect(svc.caption(items, { tagger, threshold: 0.3, characterThreshold: 0, triggerWord: '' }, () => {})).rejects.toThrow(/character threshold must be/);
+    // An emptied field reaches the worker as NaN: it is called empty, not "NaN".
+    await expect(svc.caption(items, { tagger, threshold: NaN, triggerWord: '' }, () => {})).rejects.toThrow(/^The tag threshold is empty: enter a number above 0 and at most 1 \(0\.35 is usual\)$/);
     await expect(svc.caption(items, { tagger: { repo: ' ' }, threshold: 0.3, triggerWord: '' }, () => {})).rejects.toThrow(/Name the tagger repository/);
     await expect(svc.caption([], { tagger, threshold: 0.3, triggerWord: '' }, () => {})).rejects.toThrow(/no images to caption/);
     expect(hub.asked).toEqual([]);
