@@ -295,6 +295,24 @@ function load(c: GemmCode, which: 'a' | 'b' | 'a2' | 'b2', i: string): string {
 }
 
 /**
+ * Stage element e (< T * 16) of one operand's slice into workgroup memory, zero outside the matrix:
+ * row `r` is m (op(A), into As) or n (op(B), into Bs); `kOuter` when k is the slower index of e. Either
+ * way lanes walk the operand's contiguous axis. `ld` sets v from global index (g<r>, gk).
+ */
+function stage(T: number, r: 'm' | 'n', kOuter: boolean, end: string, ld: string): string {
+  const [origin, bound, dest] = r === 'm' ? ['m0', 'u.M', 'As'] : ['n0', 'u.N', 'Bs'];
+  const split = kOuter ? `let k = e / ${T}u; let ${r} = e % ${T}u;` : `let ${r} = e / ${TK}u; let k = e % ${TK}u;`;
+  return `{
+          ${split}
+          let g${r} = ${origin} + ${r};
+          let gk = k0 + k;
+          var v = 0.0;
+          if (g${r} < ${bound} && gk < ${end}) { ${ld} }
+          ${dest}[k * ${T + 1}u + ${r}] = v;
+        }`;
+}
+
+/**
  * One K loop of the tiled GEMM (see the tiling comment) over the term of operands `a`, `b` with
  * transposes `tA`, `tB`, k in [begin, end) and row length `K`: stage, barrier, 16 rank-1 updates.
  */
@@ -303,28 +321,11 @@ function kLoop(c: GemmCode, t: { a: 'a' | 'a2'; b: 'b' | 'b2'; tA: boolean; tB: 
   const TD = T / 4;
   const loads = (T * TK) / (TD * TD);
   const idx = [0, 1, 2, 3];
-  // Staging: element e (< T * 16) of a slice maps to (row, k) so that lanes walk the contiguous axis.
-  const stageA = t.tA ? `let k = e / ${T}u; let m = e % ${T}u;` : `let m = e / ${TK}u; let k = e % ${TK}u;`;
-  const stageB = t.tB ? `let n = e / ${TK}u; let k = e % ${TK}u;` : `let k = e / ${T}u; let n = e % ${T}u;`;
   return `for (var k0 = ${t.begin}; k0 < ${t.end}; k0 += ${TK}u) {
       for (var s = 0u; s < ${loads}u; s++) {
         let e = lid + s * ${TD * TD}u;
-        {
-          ${stageA}
-          let gm = m0 + m;
-          let gk = k0 + k;
-          var v = 0.0;
-          if (gm < u.M && gk < ${t.end}) { ${load(c, t.a, `${t.aOff}${aIndex(t.tA, 'gm', 'gk', t.K)}`)} }
-          As[k * ${T + 1}u + m] = v;
-        }
-        {
-          ${stageB}
-          let gn = n0 + n;
-          let gk = k0 + k;
-          var v = 0.0;
-          if (gn < u.N && gk < ${t.end}) { ${load(c, t.b, `${t.bOff}${bIndex(t.tB, 'gk', 'gn', t.K)}`)} }
-          Bs[k * ${T + 1}u + n] = v;
-        }
+        ${stage(T, 'm', t.tA, t.end, load(c, t.a, `${t.aOff}${aIndex(t.tA, 'gm', 'gk', t.K)}`))}
+        ${stage(T, 'n', !t.tB, t.end, load(c, t.b, `${t.bOff}${bIndex(t.tB, 'gk', 'gn', t.K)}`))}
       }
       workgroupBarrier();
       for (var k = 0u; k < ${TK}u; k++) {
