@@ -1,6 +1,6 @@
 // The GPU engine on a real device: adapter and limits, the pipeline cache and its compile errors, bind group caching, the buffer pool and autograd memory.
 import { describe, expect, it } from 'vitest';
-import { MetaBackend } from './backend.js';
+import { MetaBackend, type GpuBackend } from './backend.js';
 import { noGrad } from './autograd.js';
 import { backward, checkpoint } from './grad.js';
 import { add, mul, silu, sum, mean } from './ops/elementwise.js';
@@ -20,6 +20,16 @@ describe('device', () => {
     expect(adapter.features).toBeInstanceOf(Array);
   });
 });
+
+/** Have the pool destroy its free buffers (a cache limit of 0 over one sync): fewer bind groups must remain, those buffers' groups gone with them. */
+async function destroyFreeBuffers(b: GpuBackend): Promise<void> {
+  await b.sync();
+  const held = b.bindGroupCount;
+  b.setCacheLimit(0);
+  await b.sync();
+  b.setCacheLimit(DEFAULT_CACHE_LIMIT);
+  expect(b.bindGroupCount).toBeLessThan(held);
+}
 
 describe('pipeline cache', () => {
   it('reports WGSL compile errors with line numbers and the source', async () => {
@@ -87,12 +97,7 @@ describe('pipeline cache', () => {
     // a freed buffer the pool destroys takes its groups along
     x.dispose();
     y.dispose();
-    await b.sync();
-    const held = b.bindGroupCount;
-    b.setCacheLimit(0);
-    await b.sync();
-    b.setCacheLimit(DEFAULT_CACHE_LIMIT);
-    expect(b.bindGroupCount).toBeLessThan(held);
+    await destroyFreeBuffers(b);
     b.cacheBindGroups = was;
   });
 
@@ -134,12 +139,7 @@ describe('pipeline cache', () => {
       expect(fresh.bits).not.toEqual(plain.bits);
       expect((await step(true)).bits).toEqual(fresh.bits);
       // The pool destroys its free buffers: their groups go, and a step on new buffers still matches.
-      await b.sync();
-      const held = b.bindGroupCount;
-      b.setCacheLimit(0);
-      await b.sync();
-      b.setCacheLimit(DEFAULT_CACHE_LIMIT);
-      expect(b.bindGroupCount).toBeLessThan(held);
+      await destroyFreeBuffers(b);
       const rebuilt = await step(true);
       expect(rebuilt.made).toBeGreaterThan(0);
       expect(rebuilt.bits).toEqual(fresh.bits);
