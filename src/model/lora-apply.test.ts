@@ -1,4 +1,4 @@
-// A kohya LoRA file applied for inference: its effect on the tiny U-Net's eps equals our own adapter's, strength scales it as a float64 reference says, bad files are refused by name.
+// A kohya LoRA file, and LoHa/LoKr/DoRA files from our exporter, applied for inference: their effect on the tiny U-Net's eps equals the network's that wrote them, strength scales it as a float64 reference says, bad files are refused by name.
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import { clipForward } from './clip.js';
 import { Layers, type Adapter } from './layers.js';
 import { atStrength, loadInferenceLora } from './lora-apply.js';
 import { LoraNetwork, loraTargets, type LoraInit, type LoraModuleSpec } from './lora.js';
+import { networkMetadata, writeLycorisFile, type LycorisWeights } from './lycoris-file.js';
 import { folderRepo } from './node-repo.js';
 import { loadDiffusers, type Pipeline } from './pipeline.js';
 import { writeSafetensors, type TensorToWrite } from './safetensors-write.js';
@@ -108,6 +109,42 @@ describe('kohya LoRA files for inference (tiny pipeline, Dawn)', () => {
     p.dispose();
   }, 10 * 60_000);
 
+  it('LoHa, LoKr and DoRA files from our exporter move eps as the networks that wrote them do (DoRA at 0.5 too); strength 0 is the base bit for bit', async () => {
+    const backend = await testBackend();
+    const p = await loadDiffusers(backend, folderRepo(`${ROOT}/public/tiny`));
+    // Rank 2 factors LoKr's w2 on the linears; conv rank 4 keeps it full on the 3x3 convs (both forms in one file).
+    const specs = loraTargets(p.unet.config, p.clip.config, { rank: 2, alpha: 1, convRank: 4, convAlpha: 3, textEncoder: true });
+    const base = await eps(p, null, null);
+    for (const type of ['loha', 'lokr', 'dora'] as const) {
+      const net = new LoraNetwork(backend, specs, 3, undefined, { type, base: { unet: p.unet.weights, te: p.clip.weights } });
+      // Every tensor non-zero and f16-exact (the file is saved in fp16); DoRA's magnitudes off their starting norms by up to 20%.
+      const modules = new Map<LoraModuleSpec, LycorisWeights>();
+      for (const [name, t, spec] of net.parameters()) {
+        const n = t.shape.reduce((a, b) => a * b, 1);
+        const v = name.endsWith('.dora_scale') ? (await t.read()).map((m, i) => m * (1 + 0.2 * randomArray(n, name.length)[i]!)) : randomArray(n, name.length + n, -0.6, 0.6);
+        t.write(roundF16(v));
+        const m = modules.get(spec) ?? { spec, tensors: new Map<string, Float32Array>() };
+        m.tensors.set(name.slice(name.indexOf('.') + 1), await t.read());
+        modules.set(spec, m);
+      }
+      const bytes = await writeLycorisFile(type, [...modules.values()], networkMetadata(type, { convDim: 4, convAlpha: 3 }, 0), 'fp16');
+      const file = await loadInferenceLora(backend, p, bytes, `${type}.safetensors`);
+      expect([file.modules, file.notes]).toEqual([{ unet: specs.filter((s) => s.part === 'unet').length, te: specs.filter((s) => s.part === 'te').length }, [`${type}.safetensors: a ${{ loha: 'LoHa', lokr: 'LoKr', dora: 'DoRA' }[type]} network (LyCORIS), applied as its merged weights`]]);
+      // W + s·(M − W) is linear in the delta for LoHa and LoKr (pinned at 0.5 for one layer below); DoRA's normalised weight is not, so its file is checked at 0.5 too.
+      for (const s of type === 'dora' ? [1, 0.5] : [1]) {
+        const effect = diff(await eps(p, atStrength(net.adapter('unet'), s), atStrength(net.adapter('te'), s)), base);
+        const err = maxRelError(diff(await eps(p, atStrength(file.unet, s), atStrength(file.te, s)), base), effect);
+        console.log(`${type} file vs network at strength ${s}: eps effect max ${Math.max(...effect.map(Math.abs)).toFixed(4)}, relative difference ${err.toExponential(2)}`);
+        expect(Math.max(...effect.map(Math.abs))).toBeGreaterThan(0.05);
+        expect(err).toBeLessThan(1e-4);
+      }
+      if (type === 'loha') expect(await eps(p, atStrength(file.unet, 0), atStrength(file.te, 0))).toEqual(base);
+      net.dispose();
+      file.dispose();
+    }
+    p.dispose();
+  }, 10 * 60_000);
+
   it('a linear and a LoCon 3x3 conv at strength s add s · alpha/rank · up(down(x)) to the base layer, as float64 says', async () => {
     const backend = await testBackend();
     const p = await loadDiffusers(backend, folderRepo(`${ROOT}/public/tiny`));
@@ -174,7 +211,13 @@ describe('kohya LoRA files for inference (tiny pipeline, Dawn)', () => {
     const load = (ts: TensorToWrite[]) => loadInferenceLora(backend, model, writeSafetensors(ts), 'x.safetensors');
     const q = 'lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q';
     await expect(load([t('lora_te1_text_model_encoder_layers_0_mlp_fc1.lora_down.weight', [4, 8])])).rejects.toThrow(/x\.safetensors is an SDXL LoRA.*load an SD 1\.x LoRA/);
-    await expect(load([t(`${q}.hada_w1_a`, [4, 4])])).rejects.toThrow(/LyCORIS modules.*only LoRA and LoCon/);
+    await expect(load([t(`${q}.lora_down.weight`, [4, 32]), t(`${q}.lora_up.weight`, [32, 4]), t(`${q}.lora_mid.weight`, [4, 4, 1, 1])])).rejects.toThrow(/LyCORIS modules \(.*lora_mid\.weight\).*no Tucker/);
+    await expect(load([t(`${q}.hada_w1_a`, [32, 4])])).rejects.toThrow(/attn1_to_q has no hada_w1_b \(a LoHa module of this layer holds hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b\)/);
+    await expect(load([t(`${q}.lokr_w1_a`, [4, 2]), t(`${q}.lokr_w1_b`, [2, 4]), t(`${q}.lokr_w2`, [8, 8])])).rejects.toThrow(/attn1_to_q\.lokr_w1_a is LoKr with a factored w1 .* that this loader does not apply/);
+    const dora = (m: number[]) => [t(`${q}.lora_down.weight`, [4, 32]), t(`${q}.lora_up.weight`, [32, 4]), t(`${q}.dora_scale`, m)];
+    await expect(load(dora([32, 1]))).rejects.toThrow(/attn1_to_q\.dora_scale has shape \[32,1\] where this model's layer needs \[1,32\] for DoRA at rank 4 \(.*DoRA over the output axis/);
+    const loha = ['hada_w1_a', 'hada_w2_a'].flatMap((a) => [t(`${q}.${a}`, [32, 4]), t(`${q}.${a.replace('_a', '_b')}`, [4, 32])]);
+    await expect(load([t(`${q}.dora_scale`, [1, 32]), ...loha])).rejects.toThrow(/attn1_to_q\.dora_scale is DoRA on LoHa or LoKr that this loader does not apply to LoHa modules/);
     await expect(load([t('unet.down_blocks.0.attn.to_q.lora_A.weight', [4, 4])])).rejects.toThrow(/diffusers\/PEFT layout.*convert it to kohya/);
     await expect(load([t('model.diffusion_model.out.0.weight', [4])])).rejects.toThrow(/has no LoRA modules.*is it a LoRA file/);
     await expect(load([t('lora_unet_nothing.lora_down.weight', [1, 2]), t('lora_unet_nothing.lora_up.weight', [2, 1])])).rejects.toThrow(/none of its 1 LoRA modules is a layer of this model.*another base model/);

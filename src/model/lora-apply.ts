@@ -5,6 +5,8 @@ import { tensor, type Tensor } from '../engine/tensor.js';
 import { clipWeightShapes, type ClipConfig } from './clip.js';
 import { kohyaLoraName } from './keymap.js';
 import type { Adapter } from './layers.js';
+import { detectNetworkType } from './lycoris-file.js';
+import { loadLycorisInference, type AdaptableLayers } from './lycoris-apply.js';
 import { bytesSource, openSafetensors, type SafetensorsFile } from './safetensors.js';
 import { unetWeightShapes, type UNetConfig } from './unet.js';
 
@@ -34,8 +36,8 @@ export interface InferenceLora {
 }
 
 /** The layers a LoRA can adapt in this model, by kohya module name: part, diffusers path, base weight shape. */
-function adaptableLayers(unet: UNetConfig, clip: ClipConfig): Map<string, { part: 'unet' | 'te'; path: string; shape: number[] }> {
-  const out = new Map<string, { part: 'unet' | 'te'; path: string; shape: number[] }>();
+function adaptableLayers(unet: UNetConfig, clip: ClipConfig): AdaptableLayers {
+  const out: AdaptableLayers = new Map();
   const add = (part: 'unet' | 'te', shapes: Map<string, number[]>) => {
     for (const [name, shape] of shapes) {
       if (!name.endsWith('.weight') || (shape.length !== 2 && shape.length !== 4) || name.includes('embedding')) continue;
@@ -53,8 +55,8 @@ function checkLayout(keys: string[], name: string): void {
   const has = (re: RegExp) => keys.find((k) => re.test(k));
   const xl = has(/^lora_te[12]_/);
   if (xl) throw new Error(`${name} is an SDXL LoRA (${xl}); the loaded model is SD 1.x: load an SD 1.x LoRA`);
-  const lyco = has(/\.(hada_w1_a|lokr_w1|lokr_w1_a|lora_mid\.weight|dora_scale|diff)$/);
-  if (lyco) throw new Error(`${name} holds LyCORIS modules (${lyco}) that this loader does not apply: only LoRA and LoCon (lora_down / lora_up) modules are supported here`);
+  const lyco = has(/\.(lora_mid\.weight|diff)$/);
+  if (lyco) throw new Error(`${name} holds LyCORIS modules (${lyco}) that this loader does not apply: LoRA, LoCon, LoHa, LoKr and DoRA modules are supported here (no Tucker or full-diff forms)`);
   const peft = has(/(lora_A|lora_B|\.lora\.(down|up)\.weight)/);
   if (peft && !has(/\.lora_down\.weight$/)) throw new Error(`${name} is in the diffusers/PEFT layout (${peft}); convert it to kohya's layout (lora_unet_… / lora_te_… with lora_down / lora_up)`);
   if (!has(/\.lora_down\.weight$/)) throw new Error(`${name} has no LoRA modules (no "….lora_down.weight" tensors among its ${keys.length} tensors): is it a LoRA file?`);
@@ -84,12 +86,15 @@ async function alphaOf(f: SafetensorsFile, k: string, rank: number, name: string
  * Open a kohya LoRA file for inference on this model: every `<module>.lora_down.weight` /
  * `lora_up.weight` pair whose module the model has is uploaded (its own rank; LoCon's k x k convs
  * too); modules the model lacks are skipped and counted in `notes`; other layouts are refused by name.
+ * A LoHa, LoKr or DoRA file (LyCORIS' keys) is opened by `loadLycorisInference` instead.
  */
 export async function loadInferenceLora(backend: Backend, model: { unet: { config: UNetConfig }; clip: { config: ClipConfig } }, bytes: Uint8Array, name = 'LoRA file'): Promise<InferenceLora> {
   const f = await openSafetensors(bytesSource(bytes, name));
   const keys = [...f.tensors.keys()];
-  checkLayout(keys, name);
   const layers = adaptableLayers(model.unet.config, model.clip.config);
+  const type = detectNetworkType(keys);
+  if (type && type !== 'lora' && !keys.some((k) => /^lora_te[12]_/.test(k))) return loadLycorisInference(backend, f, type, layers, name);
+  checkLayout(keys, name);
   const parts = { unet: new Map<string, FileModule>(), te: new Map<string, FileModule>() };
   const skipped: string[] = [];
   const uploaded: Tensor[] = [];

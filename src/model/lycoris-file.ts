@@ -44,16 +44,16 @@ export function networkMetadata(type: NetworkType, n: { convDim: number; convAlp
   return { ss_network_module: 'lycoris.kohya', ss_network_args: JSON.stringify(args) };
 }
 
-/** Which type a file's keys are (the LyCORIS key each type alone has), or null when none is recognised. */
+/** Which type a file's keys are (the LyCORIS key each type alone has; LoHa and LoKr before DoRA, whose dora_scale they may carry too, whatever the key order), or null when none is recognised. */
 export function detectNetworkType(keys: Iterable<string>): NetworkType | null {
-  let found: NetworkType | null = null;
+  const seen = new Set<NetworkType>();
   for (const k of keys) {
     if (k.includes('.hada_w1_')) return 'loha';
-    if (k.includes('.lokr_w')) return 'lokr';
-    if (k.endsWith('.dora_scale')) return 'dora';
-    if (k.endsWith('.lora_down.weight')) found = 'lora';
+    if (k.includes('.lokr_w')) seen.add('lokr');
+    else if (k.endsWith('.dora_scale')) seen.add('dora');
+    else if (k.endsWith('.lora_down.weight')) seen.add('lora');
   }
-  return found;
+  return (['lokr', 'dora', 'lora'] as const).find((t) => seen.has(t)) ?? null;
 }
 
 /** The rank a module's file tensors were trained at (LoKr with a full w2 has none: the settings' stands). */
