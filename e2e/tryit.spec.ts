@@ -1,5 +1,5 @@
 // The Try-it panel on the tiny demo: a dropped kohya LoRA from another trainer rendered beside the base model from one seed,
-// per-step progress, PNG downloads with their settings in tEXt chunks, an X/Y grid of LoRAs × strengths, bad files refused.
+// per-step progress, a long render cancelled, PNG downloads with their settings in tEXt chunks, an X/Y grid of LoRAs × strengths, bad files refused.
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
 import { decode } from 'fast-png';
@@ -72,6 +72,16 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
   expect(JSON.parse(lora.text.lorasmith!)).toMatchObject({ prompt: 'a photo of sks cat', seed: 7, steps: 2, sampler: 'euler', strength: 1, lora: 'other-a.safetensors' });
   // The LoRA changes the image; the base is the model alone.
   expect(lora.data.equals(base.data)).toBe(false);
+
+  // A long render cancelled: the worker stops after the step it is on and says where; the pair shown stays.
+  await field('Steps').fill('150');
+  await render.click();
+  await expect(page.getByTestId('try-progress')).toContainText(/step [1-9]\d* of 150/, { timeout: 2 * 60_000 });
+  await page.getByTestId('try-cancel').click();
+  await expect(page.getByTestId('try-message')).toHaveText(/^Cancelled at step \d+ of 150, image [12] of 2\.$/, { timeout: 60_000 });
+  await expect(page.getByTestId('try-progress')).toHaveCount(0);
+  expect((await downloadPng(page, 'try-lora-image-download')).data.equals(lora.data)).toBe(true);
+  await field('Steps').fill('2');
 
   // The grid: both files as columns, strengths 0 and 1 as rows; strength 0 renders once (the base, for every column).
   await field('Grid strengths').fill('0, 1');

@@ -35,6 +35,22 @@ export interface SampleOptions {
   rng?: Rng;
   /** Called after each denoising step with the steps done and the total (before the VAE decode). */
   onStep?: (done: number, total: number) => void;
+  /** Looked at after each denoising step (after `onStep`): once aborted, the render stops there with a `RenderCancelled`. */
+  signal?: AbortSignal;
+}
+
+/** A render stopped by its signal between denoising steps: "Cancelled at step k of n". */
+export class RenderCancelled extends Error {
+  constructor(readonly step: number, readonly steps: number) {
+    super(`Cancelled at step ${step} of ${steps}`);
+    this.name = 'RenderCancelled';
+  }
+}
+
+/** After a denoising step: report it, then stop if the render was cancelled meanwhile. */
+function stepDone(o: SampleOptions, done: number, total: number): void {
+  o.onStep?.(done, total);
+  if (o.signal?.aborted) throw new RenderCancelled(done, total);
 }
 
 export interface RgbaImage {
@@ -124,7 +140,7 @@ async function runDdim(o: SampleOptions, predict: Predict): Promise<Float32Array
     const t = ts[i]!;
     const aPrev = i + 1 < ts.length ? o.alphasCumprod[ts[i + 1]!]! : o.alphasCumprod[0]!;
     ddimStep(x, await predict(x, t), o.alphasCumprod[t]!, aPrev, o.prediction);
-    o.onStep?.(i + 1, ts.length);
+    stepDone(o, i + 1, ts.length);
   }
   return x;
 }
@@ -140,7 +156,7 @@ async function runEuler(o: SampleOptions, predict: Predict, ancestral: boolean):
     const out = await predict(x.map((v) => v * cIn), timesteps[i]!);
     const noise = ancestral ? o.rng!.normals(x.length) : undefined;
     eulerStep(x, denoisedFrom(x, out, sigma, o.prediction), sigma, sigmas[i + 1]!, noise);
-    o.onStep?.(i + 1, timesteps.length);
+    stepDone(o, i + 1, timesteps.length);
   }
   return x;
 }

@@ -220,6 +220,8 @@ export interface CaptionResult {
   reused?: boolean;
   /** Set when WebGPU was passed over, with why. */
   note?: string;
+  /** Set when `cancelCaption` stopped it ("Cancelled at image k of n: …"); `captions` holds the images done before. */
+  cancelled?: string;
 }
 
 /** What the worker exposes over Comlink. */
@@ -262,6 +264,10 @@ export interface TrainerApi {
    * loads, while a run's steps go on (pause it first), or while another render runs; bad fields are named.
    */
   sample(request: SampleRequest, onProgress: (p: SampleProgress) => void): Promise<SampleResult>;
+  /** Stop the running render after its current denoising step: `sample` rejects with "Cancelled at step k of n". Nothing when none runs. */
+  cancelSample(): Promise<void>;
   /** Caption the dataset's images with a tagger (downloaded on first use, then from the hub cache); refused during a run. */
   caption(request: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<CaptionResult>;
+  /** Stop captioning before its next image: `caption` resolves with the captions made so far and `cancelled`. Nothing when none runs. */
+  cancelCaption(): Promise<void>;
 }

@@ -3,7 +3,7 @@ import { Rng } from '../engine/rng.js';
 import { atStrength, loadInferenceLora } from '../model/lora-apply.js';
 import type { Adapter } from '../model/layers.js';
 import type { Pipeline } from '../model/pipeline.js';
-import { sampleImage, type RgbaImage } from '../model/sampler.js';
+import { RenderCancelled, sampleImage, type RgbaImage } from '../model/sampler.js';
 import { alphasCumprod, type Prediction } from './noise.js';
 import { checkSampleRequest, type SampleLora, type SampleProgress, type SampleRequest, type StrengthImage } from './sample-settings.js';
 import type { Trainer } from './trainer.js';
@@ -18,7 +18,8 @@ export interface SampleModelSettings {
 /**
  * Render the request once per strength (repeated strengths render once), each from the same starting
  * noise and the same ancestral noise, so the images differ by the LoRA alone. `lora` is the adapters
- * at strength 1 (null: the base model only, strengths must all be 0).
+ * at strength 1 (null: the base model only, strengths must all be 0). An aborted `signal` stops it
+ * after the current denoising step: it rejects with "Cancelled at step k of n" (and which image, of several).
  */
 export async function renderStrengths(
   p: Pipeline,
@@ -26,6 +27,7 @@ export async function renderStrengths(
   lora: { unet: Adapter | null; te: Adapter | null } | null,
   m: SampleModelSettings,
   onProgress?: (p: SampleProgress) => void,
+  signal?: AbortSignal,
 ): Promise<StrengthImage[]> {
   checkSampleRequest(req);
   if (!lora && req.strengths.some((s) => s !== 0)) throw new Error('No LoRA to apply: choose the trained LoRA or a LoRA file, or render at strength 0 (the base model) only');
@@ -39,6 +41,9 @@ export async function renderStrengths(
       rng: seed.fork('sample-ancestral'),
       adapters: { unet: atStrength(lora?.unet, strength), te: atStrength(lora?.te, strength) },
       onStep: (step, steps) => onProgress?.({ image, images: req.strengths.length, strength, step, steps }),
+      signal,
+    }).catch((e: unknown) => {
+      throw e instanceof RenderCancelled && req.strengths.length > 1 ? new Error(`${e.message}, image ${image + 1} of ${req.strengths.length}`) : e;
     }));
     done.set(strength, img);
     out.push({ ...img, data: out.some((o) => o.data === img.data) ? img.data.slice() : img.data, strength });

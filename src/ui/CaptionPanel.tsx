@@ -1,4 +1,4 @@
-// Auto-captioning on the page: a WD14 tagger run in the worker over the dataset, its settings, progress, and the captions as a zip of .txt files.
+// Auto-captioning on the page: a WD14 tagger run in the worker over the dataset, its settings, progress and cancel, and the captions as a zip of .txt files.
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { captionsZip, formatBytes, thresholdProblem, type CaptionProgress } from '../protocol/index.js';
@@ -40,7 +40,9 @@ export function CaptionPanel() {
       const by = new Map(r.captions.map((c) => [c.name, c.caption]));
       useApp.setState((st) => ({ dataset: st.dataset.map((d) => (by.has(d.name) ? { ...d, caption: by.get(d.name)!, note: undefined } : d)) }));
       const files = r.reused ? 'tagger already open' : r.hub.downloadedFiles ? `tagger downloaded (${formatBytes(r.hub.downloadedBytes)}), kept in this browser` : 'tagger from this browser';
-      setResult({ ok: true, text: `Captioned ${r.captions.length} ${r.captions.length === 1 ? 'image' : 'images'} on ${r.provider === 'webgpu' ? 'WebGPU' : 'the CPU (wasm)'} (${files}). Edit any caption below.${r.note ? ` ${r.note}` : ''}` });
+      const where = r.provider === 'webgpu' ? 'WebGPU' : 'the CPU (wasm)';
+      const what = r.cancelled ? `${r.cancelled} (on ${where}, ${files}).` : `Captioned ${r.captions.length} ${r.captions.length === 1 ? 'image' : 'images'} on ${where} (${files}).`;
+      setResult({ ok: true, text: `${what} Edit any caption below.${r.note ? ` ${r.note}` : ''}` });
     } catch (e) {
       setResult({ ok: false, text: `Captioning failed: ${e instanceof Error ? e.message : String(e)}` });
     } finally {
@@ -74,6 +76,7 @@ export function CaptionPanel() {
         <button onClick={caption} disabled={!!busy || running || !dataset.length || !!fieldError} title={running ? 'Captions are read when a run starts: caption before training' : undefined}>Caption all images</button>{' '}
         <button onClick={exportZip} disabled={!dataset.length}>Download captions (.zip)</button>
         {busy && <span role="status" data-testid="caption-progress"> {busy}</span>}
+        {busy && <> <button onClick={() => void trainer().cancelCaption()} data-testid="caption-cancel">Cancel captioning</button></>}
       </p>
       {fieldError && <p role="alert" className="error" data-testid="caption-field-error">{fieldError}</p>}
       {result && <p role={result.ok ? 'status' : 'alert'} className={result.ok ? 'note' : 'error'} data-testid="caption-result">{result.text}</p>}

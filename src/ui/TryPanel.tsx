@@ -3,7 +3,7 @@ import { useState, type DragEvent } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 import { formatBytes } from '../protocol/index.js';
 import { loraFileProblem } from './try-file.js';
-import { chosenLora, gridLoras, renderGrid, renderPair, runLora } from './try-render.js';
+import { cancelRender, chosenLora, gridLoras, renderGrid, renderPair, runLora } from './try-render.js';
 import { MAX_STRENGTH, SAMPLER_LABELS, tryErrors, type TrySettings } from './try-settings.js';
 import { useTry, type TryImage } from './try-store.js';
 import { useApp } from './store.js';
@@ -103,6 +103,7 @@ function Progress() {
     <div data-testid="try-progress">
       <progress max={p.steps || 1} value={p.step} />
       <p>Rendering {p.label}{of} · step {p.step} of {p.steps}{p.steps && p.step === p.steps ? ', decoding with the VAE' : ''}</p>
+      <button type="button" data-testid="try-cancel" onClick={() => void cancelRender()}>Cancel render</button>
     </div>
   );
 }
@@ -143,7 +144,7 @@ export function TryPanel() {
   return (
     <section aria-labelledby="try-h" data-testid="try-drop" className={over ? 'over' : ''} onDragOver={(e) => (e.preventDefault(), setOver(true))} onDragLeave={() => setOver(false)} onDrop={drop}>
       <h2 id="try-h">6. Try it</h2>
-      <p className="note">Render with the base model and with the LoRA from the same seed. Drop any kohya-format LoRA <code>.safetensors</code> here to try it too (also from other trainers).</p>
+      <p className="note">Render with the base model and with the LoRA from the same seed. Drop any kohya-format LoRA <code>.safetensors</code> here to try it too (also from other trainers; LyCORIS LoHa, LoKr and DoRA files too).</p>
       <div className="row">
         <label htmlFor="try-lora">LoRA</label>
         <select id="try-lora" data-testid="try-lora" value={pick && t.files.some((f) => f.name === t.use) ? t.use : 'run'} onChange={(e) => useTry.setState({ use: e.target.value })}>
@@ -173,7 +174,7 @@ export function TryPanel() {
       {!app.ready && <p className="note" data-testid="try-hint">Load a base model (step 1) to render.</p>}
       {app.ready && !pick && <p className="note" data-testid="try-hint">Train a LoRA (step 4) or drop a kohya LoRA file on this panel to render with it.</p>}
       <Progress />
-      {t.message && <p role="alert" className="error" data-testid="try-message">{t.message}</p>}
+      {t.message && <p role={t.message.startsWith('Cancelled') ? 'status' : 'alert'} className={t.message.startsWith('Cancelled') ? 'note' : 'error'} data-testid="try-message">{t.message}</p>}
       {t.notes.length > 0 && <ul className="note" data-testid="try-notes">{t.notes.map((n) => <li key={n}>{n}</li>)}</ul>}
       {t.pair && (
         <div className="row pair">

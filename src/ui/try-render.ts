@@ -1,4 +1,4 @@
-// Try-it renders: which LoRA each image uses, the worker's sample calls with per-step progress, and the PNGs that come back.
+// Try-it renders: which LoRA each image uses, the worker's sample calls with per-step progress and cancel, and the PNGs that come back.
 import * as Comlink from 'comlink';
 import { settingsPng, type ImageSettings, type SampleLora, type SampleProgress } from '../protocol/index.js';
 import { gridPlan, gridStrengths, renderSize, tryErrors, type TrySettings } from './try-settings.js';
@@ -50,8 +50,19 @@ export function notReady(s: TrySettings): string | null {
   return e.length ? `Fix the settings first: ${e[0]}` : null;
 }
 
+/** Set by Cancel until the next render starts: a grid makes one sample call per column, and a cancel between two calls stops it too. */
+let cancelRequested = false;
+
+/** Stop the render now running: the worker stops after its current denoising step, a grid takes no further column. */
+export async function cancelRender(): Promise<void> {
+  if (!useTry.getState().progress) return;
+  cancelRequested = true;
+  await trainer().cancelSample();
+}
+
 /** One sample call: images for each strength with this LoRA, as PNGs carrying their settings; the worker's notes on the LoRA go to the panel. */
 async function render(s: TrySettings, pick: LoraPick, strengths: number[], label: string): Promise<TryImage[]> {
+  if (cancelRequested) throw new Error(`Cancelled before rendering ${label}`);
   const app = useApp.getState();
   const size = renderSize(s, app.config.resolution);
   const request = { prompt: s.prompt, negativePrompt: s.negativePrompt, seed: s.seed, steps: s.steps, guidance: s.guidance, sampler: s.sampler, ...size, lora: pick.lora, strengths };
@@ -71,11 +82,14 @@ async function busy(work: (s: TrySettings) => Promise<void>): Promise<void> {
   if (progress) return;
   const why = notReady(settings);
   if (why) return set({ message: why });
+  cancelRequested = false;
   set({ message: null, notes: [], progress: { label: 'Starting', image: 0, images: 0, step: 0, steps: settings.steps } });
   try {
     await work(settings);
   } catch (e) {
-    set({ message: `Rendering failed: ${e instanceof Error ? e.message : String(e)}` });
+    const text = e instanceof Error ? e.message : String(e);
+    // A cancel is what was asked for, not a failure: the worker's words ("Cancelled at step k of n") as they are.
+    set({ message: /^Cancelled (at|before) /.test(text) ? `${text}.` : `Rendering failed: ${text}` });
   } finally {
     set({ progress: null });
   }

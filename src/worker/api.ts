@@ -199,6 +199,14 @@ class TrainerWorker implements TrainerApi {
     return this.renders.render(this.pipeline, this.session?.trainer ?? null, request, onProgress);
   }
 
+  async cancelSample() {
+    this.renders.cancel();
+  }
+
+  async cancelCaption() {
+    this.captioner.cancel();
+  }
+
   async caption(request: CaptionRequest, onProgress: (p: CaptionProgress) => void) {
     if (this.active) throw new Error(`A training run is ${this.phaseWords()}: captions are read when a run starts, so caption before starting (or after the run ends).`);
     return this.captioner.caption(this.items, request, onProgress);

@@ -1,4 +1,4 @@
-// The worker's captioning: tagger fetched from a hub stand-in once, WebGPU tried first and wasm taken when it fails (ORT's Node build has no WebGPU EP), captions set on the dataset, bad requests refused before any download.
+// The worker's captioning: tagger fetched from a hub stand-in once, WebGPU tried first and wasm taken when it fails (ORT's Node build has no WebGPU EP), captions set on the dataset, cancel between images, bad requests refused before any download.
 import type * as Ort from 'onnxruntime-web';
 import { describe, expect, it } from 'vitest';
 import type { TrainItem } from '../training/data.js';
@@ -41,6 +41,12 @@ describe('CaptionService', () => {
     expect(hub.asked).toEqual([]);
     expect([again.reused, again.hub.downloadedFiles, again.hub.cachedFiles]).toEqual([true, 0, 0]);
     expect(again.captions.map((c) => c.caption)).toEqual(['blue sky, ^_^, hatsune miku', 'red theme, ^_^, hatsune miku', 'green theme, ^_^, hatsune miku']);
+    // Cancelled while the first image is tagged: it stops before the second, keeps the first's new caption and leaves the others as they were.
+    const partial = await svc.caption(items, { tagger, threshold: 0.5, triggerWord: 'x' }, (p) => p.stage === 'Tagging a/blue.png' && svc.cancel());
+    expect(partial.cancelled).toBe('Cancelled at image 2 of 3: 1 captioned, the others keep their captions');
+    expect([partial.captions.map((c) => c.name), items.map((i) => i.caption)]).toEqual([['a/blue.png'], ['x, blue sky, ^_^, hatsune miku', 'red theme, ^_^, hatsune miku', 'green theme, ^_^, hatsune miku']]);
+    svc.cancel(); // nothing runs: the next request is not cancelled by it
+    expect((await svc.caption(items, { tagger, threshold: 0.5, triggerWord: '' }, () => {})).cancelled).toBeUndefined();
     await svc.release();
   });
 

@@ -1,4 +1,4 @@
-// Auto-captioning in the worker: the tagger downloaded on request (hub cache), opened once on WebGPU (wasm if that fails), each image tagged with progress.
+// Auto-captioning in the worker: the tagger downloaded on request (hub cache), opened once on WebGPU (wasm if that fails), each image tagged with progress, cancellable between images.
 import type * as Ort from 'onnxruntime-web';
 import type { HubRepoOptions } from '../model/hub-cache.js';
 import type { TrainItem } from '../training/data.js';
@@ -37,6 +37,8 @@ function requestProblem(r: CaptionRequest): string | null {
 /** One tagger kept open between requests for the same repository. */
 export class CaptionService {
   private open: { key: string; tagger: Tagger; hub: CaptionResult['hub'] } | null = null;
+  /** The running request's: aborted by `cancel`, looked at before each image. */
+  private abort: AbortController | null = null;
 
   constructor(private readonly platform: CaptionPlatform) {}
 
@@ -54,23 +56,44 @@ export class CaptionService {
     return this.open;
   }
 
-  /** Tag `items` (all, or those named) and give each its caption; the items' captions are replaced. */
+  /** Stop the running request before its next image; it resolves with the images captioned so far and `cancelled`. Nothing when none runs. */
+  cancel(): void {
+    this.abort?.abort();
+  }
+
+  /**
+   * Tag `items` (all, or those named) and give each its caption; the items' captions are replaced.
+   * Cancelled, it stops before the next image and returns the captions made so far (also set on the items).
+   */
   async caption(items: TrainItem[], r: CaptionRequest, onProgress: (p: CaptionProgress) => void): Promise<CaptionResult> {
     const problem = requestProblem(r);
     if (problem) throw new Error(problem);
     const wanted = r.names ? new Set(r.names) : null;
     const chosen = items.filter((i) => !wanted || wanted.has(i.name));
     if (!chosen.length) throw new Error('There are no images to caption: drop some images first.');
-    const { tagger, hub, reused } = await this.tagger(r, onProgress);
+    if (this.abort) throw new Error('Captioning is already running: wait for it to finish (or cancel it) before starting again.');
+    const abort = (this.abort = new AbortController());
+    try {
+      const { tagger, hub, reused } = await this.tagger(r, onProgress);
+      const { captions, cancelled } = await this.tagEach(tagger, chosen, r, onProgress, abort.signal);
+      return { captions, provider: tagger.provider, size: tagger.size, hub, ...(reused ? { reused } : {}), ...(cancelled ? { cancelled } : {}), ...(tagger.fallbackNote ? { note: `WebGPU was not used (${tagger.fallbackNote}); the tagger ran on the CPU (wasm).` } : {}) };
+    } finally {
+      this.abort = null;
+    }
+  }
+
+  /** Tag the images one by one with progress, until done or `signal` aborts ("Cancelled at image k of n"). */
+  private async tagEach(tagger: Tagger, chosen: TrainItem[], r: CaptionRequest, onProgress: (p: CaptionProgress) => void, signal: AbortSignal) {
     const captions: CaptionResult['captions'] = [];
     for (const [n, it] of chosen.entries()) {
+      if (signal.aborted) return { captions, cancelled: `Cancelled at image ${n + 1} of ${chosen.length}: ${n} captioned, the others keep their captions` };
       onProgress({ stage: `Tagging ${it.name}`, done: n, total: chosen.length });
       const found = chooseTags(await tagger.score(it.image), tagger.tags, r);
       it.caption = taggedCaption(found, r.triggerWord);
       captions.push({ name: it.name, caption: it.caption, tags: found });
     }
     onProgress({ stage: 'Tagged', done: chosen.length, total: chosen.length });
-    return { captions, provider: tagger.provider, size: tagger.size, hub, ...(reused ? { reused } : {}), ...(tagger.fallbackNote ? { note: `WebGPU was not used (${tagger.fallbackNote}); the tagger ran on the CPU (wasm).` } : {}) };
+    return { captions };
   }
 
   async release(): Promise<void> {

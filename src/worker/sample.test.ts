@@ -1,4 +1,4 @@
-// The worker's Try-it renders on Dawn: request checks at the boundary, one render at a time, its images in their own transferable buffers, the API's refusals.
+// The worker's Try-it renders on Dawn: request checks at the boundary, one render at a time, cancel between denoising steps, its images in their own transferable buffers, the API's refusals.
 import { describe, expect, it } from 'vitest';
 import { nodeGpu } from '../engine/node.js';
 import { testBackend } from '../engine/testing/gpu.js';
@@ -11,9 +11,10 @@ import { SampleRenders } from './sample.js';
 const REQUEST: SampleRequest = { prompt: 'a cat', negativePrompt: '', seed: 1, steps: 1, guidance: 1, width: 64, height: 64, sampler: 'ddim', lora: { source: 'none' }, strengths: [0, 0] };
 
 describe('Try-it renders in the worker', () => {
-  it('checks the request, renders one at a time, and returns each image in its own buffer', async () => {
+  it('checks the request, renders one at a time, cancels between steps, and returns each image in its own buffer', async () => {
     const p = await tinyPipeline(await testBackend());
     const renders = new SampleRenders();
+    renders.cancel(); // nothing runs: nothing to cancel, and the next render is not cancelled by it (it renders its step below)
     await expect(renders.render(p, null, { ...REQUEST, width: 100, steps: 0 }, () => {})).rejects.toThrow(/^Fix the render settings first: Steps must be .*; Width must be a multiple of 64 \(got 100\)$/);
     const steps: number[] = [];
     const first = renders.render(p, null, REQUEST, (e) => steps.push(e.step));
@@ -29,6 +30,14 @@ describe('Try-it renders in the worker', () => {
     expect(r.images[0]!.data.buffer).not.toBe(r.images[1]!.data.buffer);
     await expect(renders.render(p, null, { ...REQUEST, lora: { source: 'trained' } }, () => {})).rejects.toThrow(/No trained LoRA here yet/);
     expect(renders.busy).toBe(false); // a failed render frees the worker for the next
+    // Cancel between denoising steps: asked during step 1's progress, the render stops after it and frees the worker.
+    const seen: number[] = [];
+    const cancelled = renders.render(p, null, { ...REQUEST, steps: 3, strengths: [0] }, (e) => {
+      seen.push(e.step);
+      if (e.step === 1) renders.cancel();
+    });
+    await expect(cancelled).rejects.toThrow(/^Cancelled at step 1 of 3$/);
+    expect([seen, renders.busy]).toEqual([[1], false]);
     p.dispose();
   }, 10 * 60_000);
 
