@@ -1,28 +1,16 @@
 // `lorasmith caption` as a user runs it: a separate process tagging a folder with a tagger folder (the tagger-shaped test model) on ORT's wasm EP; existing captions kept unless --overwrite; missing or wrong tagger files end in one error line.
 // (The default WebGPU EP on Dawn works too, checked by hand: loading ORT's WebGPU build in Node took 195 s on the loaded CI cores, so the
 // WebGPU EP is tested in the page instead, by e2e/caption.spec.ts.)
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { encode as encodePng } from 'fast-png';
 import { describe, expect, it } from 'vitest';
 import { fixtureTaggerModel, fixtureTagsCsv } from '../training/tagger-fixture.js';
+import { cli as lorasmith } from './testing.js';
 
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'caption', ...args], { cwd: ROOT, env: process.env, maxBuffer: 64 << 20 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout + x.stderr };
-  }
-}
+/** `lorasmith caption` with these arguments, run to its end. */
+const cli = (args: string[]) => lorasmith(['caption', ...args]);
 
 const png = (rgb: [number, number, number]) => {
   const data = new Uint8Array(40 * 30 * 3);

@@ -1,42 +1,11 @@
 // The command-line trainer as a user runs it: a separate process on Dawn, real files in and out.
-import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { decode as decodePng } from 'fast-png';
 import { describe, expect, it } from 'vitest';
 import { bytesSource, openSafetensors } from '../model/safetensors.js';
-
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, env: process.env, maxBuffer: 64 << 20 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout + x.stderr };
-  }
-}
-
-/** Run until the output matches `until`, then stop the process (for checks that need no training). */
-function cliUntil(args: string[], until: RegExp): Promise<string> {
-  return new Promise((res, rej) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, env: process.env });
-    let out = '';
-    const on = (d: Buffer) => {
-      out += d.toString();
-      if (until.test(out)) p.kill('SIGKILL');
-    };
-    p.stdout.on('data', on);
-    p.stderr.on('data', on);
-    p.on('error', rej);
-    p.on('close', () => res(out));
-  });
-}
+import { cli, cliUntil, ROOT } from './testing.js';
 
 describe('lorasmith', () => {
   it('inspect lists a checkpoint’s tensors', async () => {

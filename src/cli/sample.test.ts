@@ -1,29 +1,14 @@
 // `lorasmith sample` as a user runs it: a separate process on Dawn, a kohya LoRA file in, one PNG per strength out with its settings; bad settings named.
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { decode as decodePng } from 'fast-png';
 import { describe, expect, it } from 'vitest';
 import { randomArray } from '../engine/testing/allclose.js';
 import { writeLoraFile } from '../model/lora-file.js';
 import { loraTargets } from '../model/lora.js';
 import { TINY_CLIP, TINY_UNET } from '../model/tiny.js';
-
-const ROOT = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const run = promisify(execFile);
-
-async function cli(args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const r = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, env: process.env, maxBuffer: 64 << 20 });
-    return { code: 0, out: r.stdout + r.stderr };
-  } catch (e) {
-    const x = e as { code: number; stdout: string; stderr: string };
-    return { code: x.code, out: x.stdout + x.stderr };
-  }
-}
+import { cli } from './testing.js';
 
 describe('lorasmith sample', () => {
   it('renders the base model and a LoRA file from one seed, PNGs with A1111 parameters and the exact settings', async () => {
