@@ -1,9 +1,10 @@
 // Fused Lion over two arenas against float64: per-arena LRs, decay, clipping, the non-finite guard and dispatch counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
-import { zeros } from '../tensor.js';
-import { assertClose, randomArray } from '../testing/allclose.js';
-import { clipFactor, l2, randomArena, readParams, readStateOf, writeGrads } from '../testing/arenas.js';
+import type { ParamArena } from './arena.js';
+import type { Tensor } from '../tensor.js';
+import { assertClose } from '../testing/allclose.js';
+import { poisonedStep, randomArena, readStateOf, threeSteps } from '../testing/arenas.js';
 import { testBackend } from '../testing/gpu.js';
 import { lion, lionStep, type LionHyper } from './lion.js';
 
@@ -24,24 +25,9 @@ function refLion(r: { p: Float64Array; m: Float64Array }, g: ArrayLike<number>, 
 describe('fused Lion', () => {
   for (const maxGradNorm of [1, undefined]) {
     it(`three steps over two arenas at their own LRs match float64 Lion (weight decay, ${maxGradNorm ? 'clipping by the global norm' : 'no clipping'})`, async () => {
-      const b = await testBackend();
-      const arenas = [randomArena(b, sizesA, 10), randomArena(b, sizesB, 20)];
-      const lrs = [1e-2, 3e-3];
-      const refs = await Promise.all(arenas.map(async (a) => (await readParams(a)).map((p) => ({ p, m: new Float64Array(p.length) }))));
-      const opt = lion(hyper);
-      for (let step = 1; step <= 3; step++) {
-        const gs = [sizesA, sizesB].map((sz, ai) => sz.map((n, i) => randomArray(n, 1000 * step + 100 * ai + i, -2, 2)));
-        arenas.forEach((a, i) => writeGrads(a, gs[i]!));
-        const flag = opt.update(
-          arenas.map((arena, i) => ({ arena, lr: lrs[i]! })),
-          { step, maxGradNorm },
-        );
-        const clip = clipFactor(l2(...gs), maxGradNorm);
-        if (maxGradNorm) expect(clip).toBeLessThan(0.2);
-        refs.forEach((rs, ai) => rs.forEach((r, i) => refLion(r, gs[ai]![i]!, clip, lrs[ai]!, hyper)));
-        expect((await flag.read())[0]).toBe(0);
-        flag.dispose();
-      }
+      const { arenas, refs, clips, flags } = await threeSteps(await testBackend(), lion(hyper), [sizesA, sizesB], [1e-2, 3e-3], maxGradNorm, (p) => ({ p, m: new Float64Array(p.length) }), (r, g, clip, lr) => refLion(r, g, clip, lr, hyper));
+      if (maxGradNorm) for (const clip of clips) expect(clip).toBeLessThan(0.2);
+      expect(flags).toEqual([0, 0, 0]);
       // Updates are ±lr per element: f32 rounding only, absolute 1e-6 on O(1) parameters.
       for (const [ai, a] of arenas.entries())
         for (const [i, name] of a.names.entries()) {
@@ -53,20 +39,9 @@ describe('fused Lion', () => {
   }
 
   it('a NaN gradient leaves parameters and momentum unchanged and raises the flag', async () => {
-    const b = await testBackend();
-    const arena = randomArena(b, sizesA, 30);
-    writeGrads(
-      arena,
-      sizesA.map((n, i) => randomArray(n, 60 + i)),
-    );
-    lionStep(arena, { ...hyper, lr: 1e-2 }).dispose();
-    const before = await Promise.all([...arena.names.map((n) => arena.read(n)), arena.stateBuffer('lion_m').read()]);
-    const gs = sizesA.map((n, i) => randomArray(n, 70 + i));
-    gs[2]![9] = NaN;
-    writeGrads(arena, gs);
-    const flag = zeros(b, [1]);
-    expect(lionStep(arena, { ...hyper, lr: 1e-2, maxGradNorm: 1, nanFlag: flag })).toBe(flag);
-    const after = await Promise.all([...arena.names.map((n) => arena.read(n)), arena.stateBuffer('lion_m').read()]);
+    const step = (a: ParamArena, nanFlag?: Tensor) => lionStep(a, nanFlag ? { ...hyper, lr: 1e-2, maxGradNorm: 1, nanFlag } : { ...hyper, lr: 1e-2 });
+    const { flag, returned, before, after, arena } = await poisonedStep(await testBackend(), sizesA, 'lion_m', step, (gs) => (gs[2]![9] = NaN));
+    expect(returned).toBe(flag);
     expect((await flag.read())[0]).toBe(1);
     after.forEach((a, i) => expect(a).toEqual(before[i]));
     flag.dispose();

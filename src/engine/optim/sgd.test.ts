@@ -1,9 +1,10 @@
 // Fused SGD with momentum against torch.optim.SGD in float64: Nesterov, decay, the non-finite guard and dispatch counts.
 import { describe, expect, it } from 'vitest';
 import { MetaBackend } from '../backend.js';
-import { zeros } from '../tensor.js';
-import { assertClose, randomArray } from '../testing/allclose.js';
-import { clipFactor, l2, randomArena, readParams, readStateOf, writeGrads } from '../testing/arenas.js';
+import type { ParamArena } from './arena.js';
+import { zeros, type Tensor } from '../tensor.js';
+import { assertClose } from '../testing/allclose.js';
+import { poisonedStep, randomArena, readStateOf, threeSteps } from '../testing/arenas.js';
 import { testBackend } from '../testing/gpu.js';
 import { sgd, sgdStep, type SgdHyper } from './sgd.js';
 
@@ -29,24 +30,9 @@ describe('fused SGD with momentum', () => {
   ];
   for (const { h, maxGradNorm } of cases) {
     it(`three steps over two arenas match torch.optim.SGD in float64 (momentum ${h.momentum}${h.nesterov ? ', Nesterov' : ''}, ${maxGradNorm ? 'clipping' : 'no clipping'})`, async () => {
-      const b = await testBackend();
-      const arenas = [randomArena(b, sizesA, 10), randomArena(b, sizesB, 20)];
-      const lrs = [1e-1, 3e-2];
-      const refs = await Promise.all(arenas.map(async (a) => (await readParams(a)).map((p) => ({ p, buf: null as Float64Array | null }))));
-      const opt = sgd(h);
-      for (let step = 1; step <= 3; step++) {
-        const gs = [sizesA, sizesB].map((sz, ai) => sz.map((n, i) => randomArray(n, 1000 * step + 100 * ai + i, -2, 2)));
-        arenas.forEach((a, i) => writeGrads(a, gs[i]!));
-        const flag = opt.update(
-          arenas.map((arena, i) => ({ arena, lr: lrs[i]! })),
-          { step, maxGradNorm },
-        );
-        const clip = clipFactor(l2(...gs), maxGradNorm);
-        if (maxGradNorm) expect(clip).toBeLessThan(0.2);
-        refs.forEach((rs, ai) => rs.forEach((r, i) => refSgd(r, gs[ai]![i]!, clip, lrs[ai]!, h)));
-        expect((await flag.read())[0]).toBe(0);
-        flag.dispose();
-      }
+      const { arenas, refs, clips, flags } = await threeSteps(await testBackend(), sgd(h), [sizesA, sizesB], [1e-1, 3e-2], maxGradNorm, (p) => ({ p, buf: null as Float64Array | null }), (r, g, clip, lr) => refSgd(r, g, clip, lr, h));
+      if (maxGradNorm) for (const clip of clips) expect(clip).toBeLessThan(0.2);
+      expect(flags).toEqual([0, 0, 0]);
       // f32 arithmetic over 3 steps of size up to ~0.5: absolute 2e-6 on O(1) parameters
       for (const [ai, a] of arenas.entries())
         for (const [i, name] of a.names.entries()) {
@@ -58,21 +44,10 @@ describe('fused SGD with momentum', () => {
   }
 
   it('an Inf gradient leaves parameters and momentum unchanged and raises the flag', async () => {
-    const b = await testBackend();
-    const arena = randomArena(b, sizesA, 30);
     const h: SgdHyper = { momentum: 0.9, weightDecay: 0.1 };
-    writeGrads(
-      arena,
-      sizesA.map((n, i) => randomArray(n, 60 + i)),
-    );
-    sgdStep(arena, { ...h, lr: 0.1 }).dispose();
-    const before = await Promise.all([...arena.names.map((n) => arena.read(n)), arena.stateBuffer('sgd_buf').read()]);
-    const gs = sizesA.map((n, i) => randomArray(n, 70 + i));
-    gs[0]![1] = -Infinity;
-    writeGrads(arena, gs);
-    const flag = zeros(b, [1]);
-    expect(sgdStep(arena, { ...h, lr: 0.1, maxGradNorm: 1, nanFlag: flag })).toBe(flag);
-    const after = await Promise.all([...arena.names.map((n) => arena.read(n)), arena.stateBuffer('sgd_buf').read()]);
+    const step = (a: ParamArena, nanFlag?: Tensor) => sgdStep(a, nanFlag ? { ...h, lr: 0.1, maxGradNorm: 1, nanFlag } : { ...h, lr: 0.1 });
+    const { flag, returned, before, after, arena } = await poisonedStep(await testBackend(), sizesA, 'sgd_buf', step, (gs) => (gs[0]![1] = -Infinity));
+    expect(returned).toBe(flag);
     expect((await flag.read())[0]).toBe(1);
     after.forEach((a, i) => expect(a).toEqual(before[i]));
     flag.dispose();
