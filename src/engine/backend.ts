@@ -59,6 +59,13 @@ export interface Backend {
    * a large activation (the VAE's channel slabs) read it.
    */
   readonly maxBindingBytes: number;
+  /**
+   * Storage buffers one dispatch may bind: the device's maxStorageBuffersPerShaderStage (WebGPU's
+   * default is 8), read once when the backend is made. Ops whose fused kernel would bind more take
+   * their fallback (unpaired GEMMs, the attention backward in two dispatches), so the choice is the
+   * same for every dispatch of the backend's life and is made before the first.
+   */
+  readonly maxStorageBuffers: number;
   readonly stats: RunStats;
   resetStats(): void;
 }
@@ -106,6 +113,8 @@ export class MetaBackend implements Backend {
 
   /** Set to a GPU's limit to forecast what runs there. */
   maxBindingBytes = Infinity;
+  /** Set to a GPU's maxStorageBuffersPerShaderStage to run (and count) the fallbacks it takes; unlimited by default. */
+  maxStorageBuffers = Infinity;
   /**
    * When set, `run` records each dispatched kernel's WGSL source (the GPU backend's pipeline key)
    * in `sources`: what a GPU run of the same work would compile. Off by default: sources cost a lookup.
@@ -244,6 +253,9 @@ export class GpuBackend implements Backend {
     return Math.min(this.device.limits.maxBufferSize, this.device.limits.maxStorageBufferBindingSize);
   }
 
+  /** The device's maxStorageBuffersPerShaderStage, read once (see `Backend.maxStorageBuffers`). */
+  readonly maxStorageBuffers: number;
+
   /**
    * Whether kernels may read f16 storage natively (the device has `shader-f16`): read once here,
    * as a device's features never change, instead of a `features.has` per GEMM and conv call.
@@ -252,6 +264,7 @@ export class GpuBackend implements Backend {
 
   constructor(readonly device: GPUDevice) {
     this.nativeF16 = device.features.has('shader-f16');
+    this.maxStorageBuffers = device.limits.maxStorageBuffersPerShaderStage;
     this.pipelines = new PipelineCache(device);
     this.bufs = new BufferPool<GPUBuffer>({
       create: (bytes) => {

@@ -1,5 +1,6 @@
 // Compute pipeline cache keyed by WGSL source, on explicit shared bind group layouts, with async precompilation
 // and compile errors turned into readable reports.
+import { checkKernelLimits } from './kernel-limits.js';
 
 /** A WGSL compile or pipeline validation failure, with the messages, their lines and the source. */
 export class ShaderCompileError extends Error {
@@ -100,6 +101,7 @@ export class PipelineCache {
   get(name: string, source: string): CompiledPipeline {
     const hit = this.pipelines.get(source);
     if (hit) return hit;
+    checkKernelLimits(name, source, this.device.limits);
     const l = this.layoutFor(source);
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code: source, label: name });
@@ -158,6 +160,7 @@ export class PipelineCache {
   }
 
   private async compileAsync({ name, source }: PipelineSource): Promise<void> {
+    checkKernelLimits(name, source, this.device.limits);
     const l = this.layoutFor(source);
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code: source, label: name });

@@ -156,9 +156,22 @@ export class MetaRun {
   }
 }
 
-/** Dispatches (in all and per kernel) and FLOPs of one optimizer step of these settings, counted on the meta device. */
-export function metaStepCounts(models: Models, c: TrainConfig, latent?: readonly [number, number, number]): { dispatches: number; flops: number; byKernel: Map<string, number> } {
+/** What the meta device should take from the GPU a forecast is for: the limits that choose kernels' fallbacks. */
+export interface MetaDeviceLimits {
+  /** The GPU's `Backend.maxStorageBuffers` (default: unlimited, every fused kernel). */
+  maxStorageBuffers?: number;
+}
+
+/** A meta device with these limits. */
+function metaDevice(limits: MetaDeviceLimits): MetaBackend {
   const meta = new MetaBackend();
+  meta.maxStorageBuffers = limits.maxStorageBuffers ?? Infinity;
+  return meta;
+}
+
+/** Dispatches (in all and per kernel) and FLOPs of one optimizer step of these settings, counted on the meta device. */
+export function metaStepCounts(models: Models, c: TrainConfig, latent?: readonly [number, number, number], limits: MetaDeviceLimits = {}): { dispatches: number; flops: number; byKernel: Map<string, number> } {
+  const meta = metaDevice(limits);
   const run = new MetaRun(meta, models, c);
   meta.resetStats();
   run.step(1, latent).dispose();
@@ -177,11 +190,11 @@ export interface KernelSource {
 /**
  * The WGSL sources the training steps of this run dispatch, in first-use order, found by running
  * one optimizer step per latent shape ([batch, height, width] in latent pixels) on the meta device
- * with the Trainer's step code: what a GPU backend can compile before the first step.
- * The VAE encoding and previews are not included.
+ * with the Trainer's step code: what a GPU backend can compile before the first step (pass its
+ * `limits`: they choose the fallbacks it dispatches). The VAE encoding and previews are not included.
  */
-export function stepSources(models: Models, c: TrainConfig, latents: readonly (readonly [number, number, number])[]): KernelSource[] {
-  const meta = new MetaBackend();
+export function stepSources(models: Models, c: TrainConfig, latents: readonly (readonly [number, number, number])[], limits: MetaDeviceLimits = {}): KernelSource[] {
+  const meta = metaDevice(limits);
   const run = new MetaRun(meta, models, c);
   meta.recordSources = true;
   latents.forEach((latent, i) => {

@@ -226,7 +226,9 @@ export class Trainer {
     const b = this.backend as Backend & { pipelines?: PipelineCache };
     if (b.kind !== 'gpu' || !b.pipelines) return;
     const { unet, clip, vae } = this.pipeline;
-    const list = stepSources({ unet: unet.config, clip: clip.config, vae: vae.config }, this.config, stepShapes(this.items, this.latents, this.config, this.factor));
+    const list = stepSources({ unet: unet.config, clip: clip.config, vae: vae.config }, this.config, stepShapes(this.items, this.latents, this.config, this.factor), {
+      maxStorageBuffers: b.maxStorageBuffers,
+    });
     await b.pipelines.compileAll(list, onProgress, undefined, () => control?.state === 'stopping');
   }
 

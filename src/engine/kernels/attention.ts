@@ -329,6 +329,25 @@ function dkvPart(p: AttnSourceParams): string {
 }`;
 }
 
+/**
+ * Which parts of the backward one dispatch runs: both (9 storage bindings: q, k, v, dO, lse, O,
+ * dQ, dK, dV), or, on a device that binds fewer (WebGPU's default is 8), dQ alone (7) and dK, dV
+ * alone (8) as two dispatches of the same part functions, so the gradients are the same bit for bit.
+ */
+export type BwdParts = 'both' | 'dq' | 'dkv';
+
+/** Storage buffers the one-dispatch backward binds; a device with fewer takes the two-dispatch form. */
+export const BWD_BINDINGS = 9;
+
+/** The outputs a backward source of `parts` binds, in binding order after the six inputs. */
+const bwdOutputs = (parts: BwdParts) => (parts === 'both' ? ['dq', 'dk', 'dv'] : parts === 'dq' ? ['dq'] : ['dk', 'dv']);
+
+/** The entry point's call: by workgroup range for both parts, else the one part over the whole grid. */
+const bwdCall = (parts: BwdParts) =>
+  parts === 'both'
+    ? 'if (wid.x < u.qGroups) { dq_part(wid.x, wid.z, wid.y, lid); } else { dkv_part(wid.x - u.qGroups, wid.z, wid.y, lid); }'
+    : `${parts === 'dq' ? 'dq_part' : 'dkv_part'}(wid.x, wid.z, wid.y, lid);`;
+
 /*
  * The whole backward in one dispatch: workgroups [0, qGroups) run the dQ part over blocks of
  * query rows, the rest the dK/dV part over blocks of key rows (the branch is on the workgroup
@@ -337,50 +356,51 @@ function dkvPart(p: AttnSourceParams): string {
  * rows' partial dots; the dK/dV part also Ls and Ds), so the module needs no more workgroup memory
  * than the dK/dV part alone. Neither part reads the other's output: each sums Δ itself, the same
  * sequential fma over the row, so Δ costs no dispatch and no buffer. qGroups is 0 when dQ is not
- * needed, and the grid holds no dK/dV groups when they are not.
+ * needed, and the grid holds no dK/dV groups when they are not. With `parts` 'dq' or 'dkv' the
+ * module holds one part only (`BwdParts`).
  */
-export const attnBackwardSource = memoSource('attn_bwd', (p: AttnSourceParams) => {
+export const attnBackwardSource = memoSource('attn_bwd', (p: AttnSourceParams & { parts?: BwdParts }) => {
   const sp = split(p.D);
   const BQ = bwdBlock(p.D);
+  const parts = p.parts ?? 'both';
+  const outs = bwdOutputs(parts);
   return `${input('q', 0, p.dtypes[0])}
 ${input('k', 1, p.dtypes[1])}
 ${input('v', 2, p.dtypes[2])}
 ${input('dout', 3)}
 ${input('lse', 4)}
 ${input('o', 5)}
-${output('dq', 6)}
-${output('dk', 7)}
-${output('dv', 8)}
-${uniformDecl(9, BWD_FIELDS)}
+${outs.map((o, i) => output(o, 6 + i)).join('\n')}
+${uniformDecl(6 + outs.length, BWD_FIELDS)}
 ${load4('q', p.D, sp.Vp)}
 ${load4('k', p.D, sp.Vp)}
 ${load4('v', p.D, sp.Vp)}
 ${load4('dout', p.D, sp.Vp)}
-${store4('dq', p.D)}
-${store4('dk', p.D)}
-${store4('dv', p.D)}
+${outs.map((o) => store4(o, p.D)).join('\n')}
 var<workgroup> S1: array<vec4<f32>, ${BQ * sp.Vp}>;
 var<workgroup> S2: array<vec4<f32>, ${BQ * sp.Vp}>;
 var<workgroup> Ls: array<f32, ${BQ}>;
 var<workgroup> Ds: array<f32, ${BQ}>;
 ${partialDecl(sp, 2, BQ)}
-${dqPart(p)}
-${dkvPart(p)}
+${parts !== 'dkv' ? dqPart(p) : ''}
+${parts !== 'dq' ? dkvPart(p) : ''}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  if (wid.x < u.qGroups) { dq_part(wid.x, wid.z, wid.y, lid); } else { dkv_part(wid.x - u.qGroups, wid.z, wid.y, lid); }
+  ${bwdCall(parts)}
 }`;
 });
 
 /**
  * The backward dispatch: dQ over `withDq` query blocks and dK, dV over the key blocks when
- * `withDkv` (see `attnBackwardSource`).
+ * `withDkv` (see `attnBackwardSource`), both in one dispatch. With `parts` 'dq' or 'dkv' (a
+ * device that binds fewer than `BWD_BINDINGS`), only that part, binding only its outputs.
  */
-export function attnBackwardKernel(p: AttnParams, withDq: boolean, withDkv: boolean, flops: number, bytes: number): Kernel {
+export function attnBackwardKernel(p: AttnParams, withDq: boolean, withDkv: boolean, flops: number, bytes: number, parts: BwdParts = 'both'): Kernel {
   const rows = split(p.D).rows;
-  const qGroups = withDq ? Math.ceil(p.Nq / rows) : 0;
-  const kGroups = withDkv ? Math.ceil(p.Nk / rows) : 0;
-  return { name: 'attention_backward', source: attnBackwardSource(sourceParams(p)), workgroups: [qGroups + kGroups, p.H, p.B], flops, bytes, uniforms: packUniforms(BWD_FIELDS, [p.H, p.Nq, p.Nk, p.scale, qGroups]) };
+  const qGroups = withDq && parts !== 'dkv' ? Math.ceil(p.Nq / rows) : 0;
+  const kGroups = withDkv && parts !== 'dq' ? Math.ceil(p.Nk / rows) : 0;
+  const source = attnBackwardSource(parts === 'both' ? sourceParams(p) : { ...sourceParams(p), parts });
+  return { name: 'attention_backward', source, workgroups: [qGroups + kGroups, p.H, p.B], flops, bytes, uniforms: packUniforms(BWD_FIELDS, [p.H, p.Nq, p.Nk, p.scale, parts === 'dkv' ? 0 : qGroups]) };
 }
 
 /** Row offset with the sizes baked in, for the naive baseline (benchmark only). */

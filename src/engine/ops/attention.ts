@@ -1,6 +1,6 @@
 // Multi-head scaled-dot-product attention without a sequence-by-sequence matrix, forward and backward.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { attnBackwardKernel, attnForwardSource, attnKernel, attnNaiveKernels, MAX_HEAD_DIM, type AttnParams } from '../kernels/attention.js';
+import { attnBackwardKernel, attnForwardSource, attnKernel, attnNaiveKernels, BWD_BINDINGS, MAX_HEAD_DIM, type AttnParams } from '../kernels/attention.js';
 import { softmaxKernel } from '../kernels/softmax.js';
 import { empty, type Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
@@ -69,19 +69,34 @@ export function attentionNaive(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
 
 // Saved: q, k, v, the output and the per-row log-sum-exp [B, H, Nq]. Backward recomputes the
 // probabilities block by block in one dispatch: dQ by query rows and dK, dV by key rows, each
-// summing Δ = rowsum(dO ∘ O) for the rows it reads (no separate pass, no Δ buffer).
+// summing Δ = rowsum(dO ∘ O) for the rows it reads (no separate pass, no Δ buffer). On a device
+// that binds fewer storage buffers than that dispatch (WebGPU's default 8 < 9), the two parts run
+// as two dispatches of the same code, binding only what each writes: the same gradients.
 const attentionBackward: BackwardRule<'attention'> = ({ q, k, v, o, lse, p }, [g], needs) =>
   noGrad(() => {
     const withDq = needs[0]!;
     const withDkv = needs[1]! || needs[2]!;
     if (!withDq && !withDkv) return [null, null, null];
+    const rowBytes = 4 * p.B * p.H * p.D;
+    const dqFlops = withDq ? 1.5 * fwdFlops(p) : 0;
+    const dkvFlops = withDkv ? 2 * fwdFlops(p) : 0;
+    const deltaFlops = 2 * p.B * p.H * p.Nq * p.D;
+    const dqBytes = withDq ? rowBytes * (4 * p.Nq + 2 * p.Nk) : 0;
+    const dkvBytes = withDkv ? rowBytes * (3 * p.Nq + 4 * p.Nk) : 0;
+    const ins = [q, k, v, g!, lse, o];
+    if (q.backend.maxStorageBuffers < BWD_BINDINGS) {
+      const dq = withDq ? emptyLike(q, q.shape) : null;
+      const [dk, dv] = withDkv ? [emptyLike(k, k.shape), emptyLike(v, v.shape)] : [null, null];
+      if (dq) launch(attnBackwardKernel(p, true, false, dqFlops + deltaFlops, dqBytes, 'dq'), ins, [dq]);
+      if (dk && dv) launch(attnBackwardKernel(p, false, true, dkvFlops + deltaFlops, dkvBytes, 'dkv'), ins, [dk, dv]);
+      if (!needs[1]) dk?.dispose();
+      if (!needs[2]) dv?.dispose();
+      return [dq, needs[1] ? dk : null, needs[2] ? dv : null];
+    }
     // An output the kernel does not write is still bound: a one-element placeholder.
     const dq = withDq ? emptyLike(q, q.shape) : empty(q.backend, [1]);
     const [dk, dv] = withDkv ? [emptyLike(k, k.shape), emptyLike(v, v.shape)] : [empty(q.backend, [1]), empty(q.backend, [1])];
-    const rowBytes = 4 * p.B * p.H * p.D;
-    const flops = (withDq ? 1.5 * fwdFlops(p) : 0) + (withDkv ? 2 * fwdFlops(p) : 0) + 2 * p.B * p.H * p.Nq * p.D;
-    const bytes = (withDq ? rowBytes * (4 * p.Nq + 2 * p.Nk) : 0) + (withDkv ? rowBytes * (3 * p.Nq + 4 * p.Nk) : 0);
-    launch(attnBackwardKernel(p, withDq, withDkv, flops, bytes), [q, k, v, g!, lse, o], [dq, dk, dv]);
+    launch(attnBackwardKernel(p, withDq, withDkv, dqFlops + dkvFlops + deltaFlops, dqBytes + dkvBytes), ins, [dq, dk, dv]);
     const kept = [withDq ? dq : null, needs[1] ? dk : null, needs[2] ? dv : null];
     for (const t of [dq, dk, dv]) if (!kept.includes(t)) t.dispose();
     return kept;

@@ -340,7 +340,8 @@ export interface PairGemm {
 /**
  * Two independent GEMMs in one dispatch (neither reads the other's output): a LoRA layer's
  * backward pairs gH = drop(gY up) with dUp += s·gY^T h, and dX = gY w + s·gH down with dDown += s·gH^T x.
- * Both run on the first's tile, unsplit. Where one is null the other runs alone. Returns the
+ * Both run on the first's tile, unsplit. Where one is null, or the pair would bind more storage
+ * buffers than the device allows (`Backend.maxStorageBuffers`), they run alone. Returns the
  * outputs. Not recorded, like `matmulInto`.
  */
 export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | null, Tensor | null] {
@@ -370,6 +371,8 @@ export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | 
     const out = run(call(g), g.a, g.b, opts(g));
     return g0 ? [out, null] : [null, out];
   }
+  // A device that binds fewer storage buffers than the pair runs the two alone (the same products).
+  if (pairBindings(g0) + pairBindings(g1) > g0.a.backend.maxStorageBuffers) return [matmulPair(g0, null)[0], matmulPair(null, g1)[1]];
   const [p0, p1] = [g0, g1].map((g) => {
     const pr = prepare(call(g), g.a, g.b, opts(g));
     pr.params.f16 = nativeF16(g.a.backend);
@@ -383,7 +386,7 @@ export function matmulPair(g0: PairGemm | null, g1: PairGemm | null): [Tensor | 
 /**
  * Most storage bindings a dispatch of `matmulPairs` takes: what Chrome gives on Apple GPUs (10;
  * WebGPU's default is 8, SwiftShader gives 12, lavapipe 16), and what `lowRankBackward`'s pairs
- * already bind at most (9).
+ * already bind at most (9). A device with fewer runs the pairs that pass its limit alone (`matmulPair`).
  */
 export const MAX_PAIR_BINDINGS = 10;
 
@@ -394,14 +397,15 @@ function pairBindings(g: PairGemm): number {
 
 /**
  * Independent GEMMs (none reads another's output), two per dispatch (`matmulPair`) wherever the
- * pair's bindings fit `MAX_PAIR_BINDINGS`, in order; the outputs in the same order. Each product is
- * computed exactly as alone. Not recorded, like `matmulInto`.
+ * pair's bindings fit `MAX_PAIR_BINDINGS` and the device's limit, in order; the outputs in the
+ * same order. Each product is computed exactly as alone. Not recorded, like `matmulInto`.
  */
 export function matmulPairs(gs: readonly PairGemm[]): Tensor[] {
   const out: Tensor[] = [];
+  const limit = Math.min(MAX_PAIR_BINDINGS, gs[0]?.a.backend.maxStorageBuffers ?? 0);
   for (let i = 0; i < gs.length; ) {
     const [g0, g1] = [gs[i]!, gs[i + 1]];
-    const two = !!g1 && pairBindings(g0) + pairBindings(g1) <= MAX_PAIR_BINDINGS;
+    const two = !!g1 && pairBindings(g0) + pairBindings(g1) <= limit;
     const [y0, y1] = matmulPair(g0, two ? g1 : null);
     out.push(y0!);
     if (two) out.push(y1!);

@@ -1,0 +1,84 @@
+// Every kernel of SD 1.5 training steps (each network type and optimizer) and of the VAE fits WebGPU's default limits once the meta device takes a default device's fallbacks; counts what the fallbacks cost.
+import { describe, expect, it } from 'vitest';
+import { MetaBackend } from '../engine/backend.js';
+import { noGrad } from '../engine/autograd.js';
+import { DEFAULT_KERNEL_LIMITS, kernelLimitProblems, kernelNeeds, WEBGPU_DEFAULT_LIMITS } from '../engine/kernel-limits.js';
+import { empty, scope } from '../engine/tensor.js';
+import { SD15_CLIP } from '../model/clip.js';
+import { Layers } from '../model/layers.js';
+import { SD15_UNET } from '../model/unet.js';
+import { metaWeights } from '../model/pipeline.js';
+import { SD15_VAE, vaeDecode, vaeEncode, vaeWeightShapes } from '../model/vae.js';
+import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
+import { metaStepCounts, stepSources, type KernelSource } from './memory.js';
+
+const SD15 = { unet: SD15_UNET, clip: SD15_CLIP, vae: SD15_VAE };
+const DEFAULT_STORAGE = WEBGPU_DEFAULT_LIMITS.maxStorageBuffersPerShaderStage;
+
+/** Between them, every kind of kernel a run dispatches: each network type, each optimizer, LoCon, both dropouts, the text encoder trained, a batch of 2. */
+const RUNS: [string, Partial<TrainConfig>][] = [
+  ['LoRA + LoCon, AdamW, network dropout, batch 2', { networkType: 'lora', convDim: 4, convAlpha: 4, optimizer: 'adamw', networkDropout: 0.1, batchSize: 2 }],
+  ['LoHa, Lion', { networkType: 'loha', optimizer: 'lion', networkDropout: 0 }],
+  ['LoKr, SGD', { networkType: 'lokr', optimizer: 'sgd', networkDropout: 0 }],
+  ['DoRA, Prodigy', { networkType: 'dora', optimizer: 'prodigy', networkDropout: 0 }],
+];
+
+const base: Partial<TrainConfig> = { resolution: 256, gradientCheckpointing: true, trainTextEncoder: true, batchSize: 1 };
+
+/** The sources of one step of each of `runs` (latents [batch, 32, 32]) on a meta device binding at most `maxStorageBuffers`. */
+function runSources(maxStorageBuffers: number, runs = RUNS): KernelSource[] {
+  const all = new Map<string, string>();
+  for (const [, extra] of runs) {
+    const c = { ...DEFAULT_CONFIG, ...base, ...extra };
+    for (const k of stepSources(SD15, c, [[c.batchSize, 32, 32]], { maxStorageBuffers })) all.set(k.source, k.name);
+  }
+  return [...all].map(([source, name]) => ({ name, source }));
+}
+
+/** The VAE's sources: encoding a 512² image and decoding its latent (forward only: latent caching, previews, Try-it). */
+function vaeSources(): KernelSource[] {
+  const meta = new MetaBackend();
+  meta.maxStorageBuffers = DEFAULT_STORAGE;
+  meta.recordSources = true;
+  const L = new Layers(metaWeights(meta, vaeWeightShapes(SD15_VAE)));
+  noGrad(() => scope(() => void vaeDecode(L, SD15_VAE, vaeEncode(L, SD15_VAE, empty(meta, [1, 3, 512, 512])).mean)));
+  return [...meta.sources].map(([source, name]) => ({ name, source }));
+}
+
+describe('kernel limits on the meta device', () => {
+  it('with a default device\'s 8 storage buffers, no SD 1.5 training or VAE kernel passes any default limit', () => {
+    const sources = [...runSources(DEFAULT_STORAGE), ...vaeSources()];
+    expect(sources.length).toBeGreaterThan(80);
+    const problems = sources.flatMap((k) => kernelLimitProblems(k.name, k.source, DEFAULT_KERNEL_LIMITS));
+    expect(problems).toEqual([]);
+    // Every workgroup array was sized (an unknown type would read as NaN and pass unseen).
+    for (const k of sources) expect(kernelNeeds(k.source).workgroupBytes, k.name).not.toBeNaN();
+  });
+
+  it('the fused kernels a full device runs (9-10 storage buffers) are what the check catches there', () => {
+    const over = runSources(Infinity, RUNS.slice(0, 1)).filter((k) => kernelNeeds(k.source).storageBuffers > DEFAULT_STORAGE);
+    const names = new Set(over.map((k) => k.name));
+    console.log(`full-limit sources past 8 storage buffers: ${over.length} (${[...names].join(', ')}), at most ${Math.max(...over.map((k) => kernelNeeds(k.source).storageBuffers))}`);
+    expect(names).toEqual(new Set(['attention_backward', 'matmul']));
+    expect(Math.max(...over.map((k) => kernelNeeds(k.source).storageBuffers))).toBe(10);
+  });
+
+  it('the fallbacks\' cost at 256² (batch 1, checkpointing, text encoder trained): pipelines and dispatches', () => {
+    const c = { ...DEFAULT_CONFIG, ...base };
+    const measure = (maxStorageBuffers: number) => ({
+      pipelines: stepSources(SD15, c, [[1, 32, 32]], { maxStorageBuffers }).length,
+      counts: metaStepCounts(SD15, c, undefined, { maxStorageBuffers }),
+    });
+    const full = measure(Infinity);
+    const small = measure(DEFAULT_STORAGE);
+    const line = (x: typeof full) => `${x.pipelines} pipelines, ${x.counts.dispatches} dispatches (attention backward ${x.counts.byKernel.get('attention_backward')}, GEMM ${x.counts.byKernel.get('matmul')})`;
+    console.log(`SD 1.5 step at 256², adapter limits: ${line(full)}; 8 storage buffers: ${line(small)}`);
+    // The attention backward runs as two dispatches (dQ; dK and dV) and GEMM pairs past 8 bindings alone: nothing else changes.
+    expect(small.counts.byKernel.get('attention_backward')).toBe(2 * full.counts.byKernel.get('attention_backward')!);
+    expect(small.counts.dispatches - full.counts.dispatches).toBe(small.counts.byKernel.get('attention_backward')! / 2 + small.counts.byKernel.get('matmul')! - full.counts.byKernel.get('matmul')!);
+    expect(small.counts.flops).toBeGreaterThanOrEqual(full.counts.flops);
+    // Today's fallback figures as upper bounds (full: 85 pipelines, 1,985 dispatches).
+    expect(small.pipelines).toBeLessThanOrEqual(88);
+    expect(small.counts.dispatches).toBeLessThanOrEqual(2141);
+  });
+});
