@@ -1,32 +1,24 @@
 // LoHa, LoKr and DoRA train end to end on the tiny pipeline (LoHa with LoCon convs, DoRA with the text encoder): each layer starts as the
 // base model's, the zero-started tensors get gradients, the loss falls, the file has LyCORIS' keys and metadata, and reading it back (or its run state) continues the same network.
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { GpuBackend } from '../engine/backend.js';
-import { testBackend } from '../engine/testing/gpu.js';
+import { describe, expect, it } from 'vitest';
 import { kohyaName } from '../model/lora.js';
 import { readNetworkFile } from '../model/lycoris-file.js';
 import { moduleLayout } from '../model/lycoris.js';
-import type { Pipeline } from '../model/pipeline.js';
 import { bytesSource, openSafetensors } from '../model/safetensors.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
 import { Rng } from './rng.js';
 import { readRunStateFile } from './run-state.js';
 import { readGradients } from './step.js';
-import { sampleItems, tinyPipeline } from './testing.js';
+import { sampleItems, useTinyPipeline } from './testing.js';
 import { loraSpecs, Trainer } from './trainer.js';
 
 const base: TrainConfig = { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, flipAug: false, gradientCheckpointing: false, networkDropout: 0, networkDim: 2, networkAlpha: 1, convDim: 2, convAlpha: 1, unetLr: 3e-3, textEncoderLr: 1e-3, savePrecision: 'fp32', baseSteps: 6, warmup: 0 };
 
-let backend: GpuBackend;
-let pipeline: Pipeline;
-beforeAll(async () => {
-  backend = await testBackend();
-  pipeline = await tinyPipeline(backend);
-}, 10 * 60_000);
+const tiny = useTinyPipeline();
 
 /** Losses of `steps` updates on one fixed example (image 0, one draw), the trainer left for inspection. */
 async function run(config: TrainConfig, steps: number): Promise<{ t: Trainer; losses: number[]; start: number }> {
-  const t = new Trainer(pipeline, config, sampleItems(1));
+  const t = new Trainer(tiny.pipeline, config, sampleItems(1));
   const start = await startsAtBase(t);
   await t.cacheLatents();
   const ex = t.drawExample(0, new Rng(7));
@@ -75,9 +67,9 @@ describe('LyCORIS network types on the tiny pipeline', () => {
       expect(f.metadata.ss_network_module).toBe('lycoris.kohya');
       expect(JSON.parse(f.metadata.ss_network_args!)).toMatchObject({ algo: type === 'dora' ? 'lora' : type, ...(type === 'dora' ? { dora_wd: 'True' } : {}), ...(convDim ? { conv_dim: '2' } : {}) });
 
-      const specs = loraSpecs(pipeline, config);
+      const specs = loraSpecs(tiny.pipeline, config);
       const read = await readNetworkFile(file, specs, type);
-      const again = new Trainer(pipeline, config, sampleItems(1), {}, read.weights);
+      const again = new Trainer(tiny.pipeline, config, sampleItems(1), {}, read.weights);
       const before = await Promise.all([...t.lora.parameters()].map(([, p]) => p.read()));
       const after = await Promise.all([...again.lora.parameters()].map(([, p]) => p.read()));
       after.forEach((a, i) => expect(a).toEqual(before[i]));
@@ -85,7 +77,7 @@ describe('LyCORIS network types on the tiny pipeline', () => {
       // The run state (exact resume) carries every LyCORIS tensor too.
       const state = await readRunStateFile(await t.exportState());
       expect(state).not.toBeNull();
-      const resumed = new Trainer(pipeline, config, sampleItems(1), {}, undefined, state!);
+      const resumed = new Trainer(tiny.pipeline, config, sampleItems(1), {}, undefined, state!);
       const fromState = await Promise.all([...resumed.lora.parameters()].map(([, p]) => p.read()));
       fromState.forEach((a, i) => expect(a).toEqual(before[i]));
       resumed.dispose();

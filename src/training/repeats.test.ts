@@ -1,21 +1,16 @@
 // Per-image repeats (kohya N_ folders) in the trainer's epochs: each image is drawn its own number of times.
-import { beforeAll, describe, expect, it } from 'vitest';
-import { testBackend } from '../engine/testing/gpu.js';
-import type { Pipeline } from '../model/pipeline.js';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG } from './config.js';
-import { sampleItems, tinyPipeline } from './testing.js';
+import { sampleItems, useTinyPipeline } from './testing.js';
 import { Trainer, type TrainingExample } from './trainer.js';
 
-let pipeline: Pipeline;
-beforeAll(async () => {
-  pipeline = await tinyPipeline(await testBackend());
-}, 10 * 60_000);
+const tiny = useTinyPipeline();
 
 describe('per-folder repeats', () => {
   it('draw a 10_-style image its folder’s repeats per epoch and the others the Repeats setting', async () => {
     const [a, b, c] = sampleItems(3);
     const items = [{ ...a!, name: '3_x/a.png', repeats: 3 }, { ...b!, name: 'b.png' }, { ...c!, name: '1_y/c.png', repeats: 1 }];
-    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, flipAug: false, trainTextEncoder: false, repeats: 2, batchSize: 1 }, items);
+    const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, flipAug: false, trainTextEncoder: false, repeats: 2, batchSize: 1 }, items);
     expect(t.plan.imagesPerEpoch).toBe(6); // 3 + 2 + 1
     // The draw reads only each latent's bucket: one bucket stands in for the VAE pass (35 s on SwiftShader), the rest is the trainer's own.
     const inside = t as unknown as { latents: { bucket: { width: number; height: number }; data: Float32Array; flipped: null }[]; batches(): Generator<TrainingExample[]> };

@@ -1,9 +1,6 @@
 // Validation: the held-out split, a validation pass's loss against the training step's own loss of the same sample, per-sample losses, and runs with validation (best-step saves, metadata, nothing in training changed).
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { GpuBackend } from '../engine/backend.js';
-import { testBackend } from '../engine/testing/gpu.js';
+import { describe, expect, it } from 'vitest';
 import { LoraNetwork } from '../model/lora.js';
-import type { Pipeline } from '../model/pipeline.js';
 import { bytesSource, openSafetensors } from '../model/safetensors.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
 import { encodeLatents, type TrainItem } from './data.js';
@@ -11,7 +8,7 @@ import { loraSpecs } from './network.js';
 import { createOptimizer } from './optimizer.js';
 import { Rng } from './rng.js';
 import { lossAndGradients, stepSettings, trainStep, type MicroBatch } from './step.js';
-import { sampleItems, tinyPipeline } from './testing.js';
+import { sampleItems, useTinyPipeline } from './testing.js';
 import { Trainer, type StepMetrics } from './trainer.js';
 import { ImageLosses } from './image-losses.js';
 import { splitValidation, validationExamples, validationLoss, ValidationHistory, VALIDATION_TIMESTEPS, type ValidationPoint } from './validation.js';
@@ -82,21 +79,16 @@ describe('the validation history and per-image losses', () => {
   });
 });
 
-let backend: GpuBackend;
-let pipeline: Pipeline;
-beforeAll(async () => {
-  backend = await testBackend();
-  pipeline = await tinyPipeline(backend);
-}, 10 * 60_000);
+const tiny = useTinyPipeline();
 
 describe('a validation pass on the tiny pipeline', () => {
   it("is the training step's loss of the same sample (forward only, LoRA applied), the same every time, and one per timestep", async () => {
     const config = { ...base, minSnrGamma: 5, noiseOffset: 0.05, triggerWord: 'smth' };
     const items = sampleItems(1);
-    const lora = new LoraNetwork(backend, loraSpecs(pipeline, config), config.seed);
+    const lora = new LoraNetwork(tiny.backend, loraSpecs(tiny.pipeline, config), config.seed);
     const settings = stepSettings(config);
-    const latents = (await encodeLatents(backend, pipeline.vae, items, config, new Rng(3)))!;
-    const model = { ...pipeline, lora };
+    const latents = (await encodeLatents(tiny.backend, tiny.pipeline.vae, items, config, new Rng(3)))!;
+    const model = { ...tiny.pipeline, lora };
     const examples = validationExamples(items, latents, config, 4, 8);
     expect(examples.map((e) => e.timestep)).toEqual(VALIDATION_TIMESTEPS);
     expect(examples[0]!.caption.startsWith('smth')).toBe(true);
@@ -133,19 +125,19 @@ describe('per-sample training losses', () => {
   it('of a batch of 2 are each sample trained alone, and average to the batch loss', async () => {
     const config = { ...base, minSnrGamma: 5 };
     const items = sampleItems(2);
-    const lora = new LoraNetwork(backend, loraSpecs(pipeline, config), config.seed);
+    const lora = new LoraNetwork(tiny.backend, loraSpecs(tiny.pipeline, config), config.seed);
     const settings = stepSettings(config);
-    const latents = (await encodeLatents(backend, pipeline.vae, items, config, new Rng(3)))!;
+    const latents = (await encodeLatents(tiny.backend, tiny.pipeline.vae, items, config, new Rng(3)))!;
     const rng = new Rng(9);
     const noise = [rng.normals(256), rng.normals(256)];
     const one = (i: number): MicroBatch => ({ latents: latents[i]!.data, noise: noise[i]!, timesteps: [150 + 600 * i], captions: [items[i]!.caption], height: 8, width: 8 });
     const both: MicroBatch = { latents: Float32Array.from([...latents[0]!.data, ...latents[1]!.data]), noise: Float32Array.from([...noise[0]!, ...noise[1]!]), timesteps: [150, 750], captions: items.map((i) => i.caption), height: 8, width: 8 };
     const opt = createOptimizer(config);
-    const r = await trainStep({ ...pipeline, lora }, settings, opt, [both], { step: 1, lr: { unet: 0, te: 0 } }).read();
+    const r = await trainStep({ ...tiny.pipeline, lora }, settings, opt, [both], { step: 1, lr: { unet: 0, te: 0 } }).read();
     expect(r.sampleLosses![0]).toHaveLength(2);
     const alone: number[] = [];
     for (const i of [0, 1]) {
-      const [l] = lossAndGradients({ ...pipeline, lora }, settings, [one(i)], 1);
+      const [l] = lossAndGradients({ ...tiny.pipeline, lora }, settings, [one(i)], 1);
       alone.push((await l!.read())[0]!);
       l!.dispose();
     }
@@ -164,7 +156,7 @@ const run = async (items: TrainItem[], c: Partial<TrainConfig>) => {
     const points: ValidationPoint[] = [];
     const order: string[] = [];
     const images = new Map<string, number>();
-    const t = new Trainer(pipeline, { ...base, baseSteps: 6, saveEvery: 4, ...c }, items, {
+    const t = new Trainer(tiny.pipeline, { ...base, baseSteps: 6, saveEvery: 4, ...c }, items, {
       onMetrics: (m) => metrics.push(m),
       onCheckpoint: (file, step) => (saves.push({ step, file }), order.push(`save ${step}`)),
       onValidation: (p) => (points.push(p), order.push(`validation ${p.step}${p.best ? ' best' : ''}`)),
@@ -208,7 +200,7 @@ describe('a run with validation', () => {
     const trained = new Set<string>();
     const points: ValidationPoint[] = [];
     const progress: number[] = [];
-    const t = new Trainer(pipeline, { ...base, baseSteps: 4, validation: 'holdout', validationSplit: 0, validateEvery: 2 }, items, {
+    const t = new Trainer(tiny.pipeline, { ...base, baseSteps: 4, validation: 'holdout', validationSplit: 0, validateEvery: 2 }, items, {
       onImageLosses: (l) => l.forEach((x) => trained.add(x.name)),
       onValidation: (p) => points.push(p),
     });
