@@ -37,14 +37,15 @@ step typecheck npx tsc --noEmit -p .
 step lint npx eslint src workers e2e
 step "unit and kernel tests (Node + Dawn, headless Chromium)" npx vitest run
 
-# A second adapter: Mesa 25's lavapipe (shader-f16, subgroups, WebGPU's default 128 MiB binding limit) from
-# ../shared/tools/lavapipe.sh, running kernel tests twice: with shader-f16 and without (LORASMITH_NO_F16=1).
+# A second adapter: Mesa 25's lavapipe (shader-f16, subgroups of 8, WebGPU's default 128 MiB binding limit) from
+# ../shared/tools/lavapipe.sh, running kernel tests twice: with shader-f16 and subgroups, and with neither
+# (LORASMITH_NO_F16=1 LORASMITH_NO_SUBGROUPS=1: the f32 and workgroup-memory reduction kernels).
 # A chosen subset: lavapipe compiles each kernel at its first dispatch, and its LLVM takes 15-120 s for a GEMM tile
 # or an attention kernel (cold cache: matmul.test 13 min, attention.test 10 min, each with tests past the 120 s
 # timeout): of attention.test only the two D>64 cases run (the split-row kernels that replaced per-thread arrays,
 # the ones lavapipe stalled on: 34 s with a cold shader cache on an idle machine), and of matmul.test and conv.test
 # only the f16 tests run (timings in the commit).
-LAVAPIPE_TESTS=${LAVAPIPE_TESTS:-"src/engine/ops/elementwise.test.ts src/engine/ops/layout.test.ts src/engine/ops/norm.test.ts src/engine/ops/softmax.test.ts src/engine/ops/geglu.test.ts src/engine/ops/dropout.test.ts src/engine/ops/timestep.test.ts src/engine/ops/loss.test.ts src/engine/optim src/engine/engine.test.ts"}
+LAVAPIPE_TESTS=${LAVAPIPE_TESTS:-"src/engine/ops/elementwise.test.ts src/engine/ops/layout.test.ts src/engine/ops/norm.test.ts src/engine/ops/softmax.test.ts src/engine/ops/geglu.test.ts src/engine/ops/dropout.test.ts src/engine/ops/timestep.test.ts src/engine/ops/loss.test.ts src/engine/ops/subgroups.test.ts src/engine/optim src/engine/engine.test.ts"}
 LAVAPIPE_F16_TESTS=${LAVAPIPE_F16_TESTS:-"src/engine/ops/matmul.test.ts src/engine/ops/conv.test.ts"}
 lavapipe_tool=../shared/tools/lavapipe.sh
 lavapipe_dir=${LAVAPIPE_DIR:-/tmp/lavapipe}
@@ -64,13 +65,13 @@ else
 fi
 if [ -n "$lavapipe_vars" ]; then
   # shellcheck disable=SC2086 # the tool prints NAME=value words without spaces
-  step "kernel tests on lavapipe with shader-f16 (Node + Dawn)" env $lavapipe_vars npx vitest run --project node $LAVAPIPE_TESTS
+  step "kernel tests on lavapipe with shader-f16 and subgroups (Node + Dawn)" env $lavapipe_vars npx vitest run --project node $LAVAPIPE_TESTS
   # shellcheck disable=SC2086
   step "GEMM/conv f16 tests on lavapipe with shader-f16 (Node + Dawn)" env $lavapipe_vars npx vitest run --project node $LAVAPIPE_F16_TESTS -t f16
   # shellcheck disable=SC2086
   step "attention at D=80 and D=160 on lavapipe (Node + Dawn)" env $lavapipe_vars npx vitest run --project node src/engine/ops/attention.test.ts -t 'D=80 causal|D=160 \(rows split over 4'
   # shellcheck disable=SC2086
-  step "kernel tests on lavapipe without shader-f16 (Node + Dawn)" env $lavapipe_vars LORASMITH_NO_F16=1 npx vitest run --project node $LAVAPIPE_TESTS
+  step "kernel tests on lavapipe without shader-f16 and subgroups (Node + Dawn)" env $lavapipe_vars LORASMITH_NO_F16=1 LORASMITH_NO_SUBGROUPS=1 npx vitest run --project node $LAVAPIPE_TESTS
 fi
 if [ -d e2e ] && ls e2e/*.spec.ts >/dev/null 2>&1; then
   step build npx vite build

@@ -80,6 +80,13 @@ async function main() {
     console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches; µs/dispatch, bind group cache on / off: whole step's JS ${r.stepUsPerDispatch} / ${r.stepUsPerDispatchNoCache}, in backend.run ${r.runUsPerDispatch} / ${r.runUsPerDispatchNoCache}; cache hits ${(100 * r.bindGroupHitRate).toFixed(1)}%`);
     process.exit(0);
   }
+  if (process.argv.includes('--reductions')) {
+    // Subgroup reductions against the workgroup-memory trees on this device (ratio < 1: subgroups faster).
+    const { benchReduce } = await import('./bench-reduce.js');
+    const reps = Number(process.argv.find((a) => a.startsWith('--reps='))?.slice(7) ?? 5);
+    for (const row of await benchReduce(b, reps)) console.log(JSON.stringify(row));
+    process.exit(0);
+  }
   if (!json) console.log(`adapter: ${adapter.description || adapter.vendor} ${adapter.isFallback ? '(fallback)' : ''}; timestamp queries: ${b.canProfile}`);
   for (const c of cases) {
     const xs = c.inputs.map((sh) => fill(b, sh));

@@ -3,6 +3,7 @@ import { formatBytes } from './bytes.js';
 import { MAX_UNIFORM_WORDS, type Kernel } from './kernel.js';
 import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
 import { PipelineCache, type CompiledPipeline } from './pipelines.js';
+import type { SubgroupSizes } from './subgroups.js';
 
 /** A pooled allocation. `buffer` is a GPUBuffer on the GPU backend and a placeholder on the meta device. */
 export interface Storage {
@@ -115,6 +116,9 @@ export class MetaBackend implements Backend {
   maxBindingBytes = Infinity;
   /** Set to a GPU's maxStorageBuffersPerShaderStage to run (and count) the fallbacks it takes; unlimited by default. */
   maxStorageBuffers = Infinity;
+  /** Set to a GPU's subgroups (and `nativeF16` to its f16 reads) to dispatch the kernels that GPU runs (see `recordSources`). */
+  subgroups: SubgroupSizes | null = null;
+  nativeF16 = false;
   /**
    * When set, `run` records each dispatched kernel's WGSL source (the GPU backend's pipeline key)
    * in `sources`: what a GPU run of the same work would compile. Off by default: sources cost a lookup.
@@ -261,6 +265,12 @@ export class GpuBackend implements Backend {
    * as a device's features never change, instead of a `features.has` per GEMM and conv call.
    */
   readonly nativeF16: boolean;
+
+  /**
+   * Subgroup sizes the reduction kernels may use (`probeSubgroups`, set by `acquireGpu`); null keeps
+   * their workgroup-memory trees, as on a bare backend or a device without the `subgroups` feature.
+   */
+  subgroups: SubgroupSizes | null = null;
 
   constructor(readonly device: GPUDevice) {
     this.nativeF16 = device.features.has('shader-f16');

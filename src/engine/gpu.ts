@@ -1,5 +1,6 @@
 // Device acquisition: ask for the adapter's real limits and report what we got, in a page, a worker or Node.
 import { GpuBackend } from './backend.js';
+import { probeSubgroups } from './subgroups.js';
 
 /** What the user's GPU is, as far as WebGPU says. */
 export interface AdapterReport {
@@ -56,6 +57,8 @@ export type LimitOverrides = Partial<Record<(typeof LIMITS)[number], number>>;
 export interface AcquireOptions {
   /** Leave `shader-f16` off even where the adapter has it (the f32 path on an f16-capable adapter, as tests run it). */
   noF16?: boolean;
+  /** Leave `subgroups` off even where the adapter has it (the kernels' workgroup-memory path, as tests run it). */
+  noSubgroups?: boolean;
 }
 
 /**
@@ -68,7 +71,7 @@ export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gp
   if (!adapter) throw new WebGpuUnavailableError('no GPU adapter was offered (blocklisted driver or disabled GPU)');
   const requiredLimits: Record<string, number> = {};
   for (const k of LIMITS) requiredLimits[k] = Math.min(limits[k] ?? Infinity, adapter.limits[k]);
-  const wanted: GPUFeatureName[] = ['timestamp-query', ...(opts.noF16 ? [] : (['shader-f16'] as const)), 'subgroups'];
+  const wanted: GPUFeatureName[] = ['timestamp-query', ...(opts.noF16 ? [] : (['shader-f16'] as const)), ...(opts.noSubgroups ? [] : (['subgroups'] as const))];
   const requiredFeatures = wanted.filter((f) => adapter.features.has(f));
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const info = adapter.info ?? ({} as GPUAdapterInfo);
@@ -91,5 +94,6 @@ export async function acquireGpu(gpu: GPU | undefined = globalThis.navigator?.gp
   const backend = new GpuBackend(device);
   // The pool hands a repeated step the same buffers (see BufferPool), so its bind groups are found again.
   backend.cacheBindGroups = true;
+  backend.subgroups = await probeSubgroups(device, info);
   return { device, backend, adapter: report, gpuAdapter: adapter, lost: device.lost };
 }

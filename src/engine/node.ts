@@ -60,7 +60,7 @@ async function createInstance(): Promise<GPU> {
   return create(['backend=vulkan']);
 }
 
-/** LORASMITH_NO_F16=1 leaves shader-f16 off (the test command's second lavapipe run). */
+/** LORASMITH_NO_F16=1 leaves shader-f16 off (the test command's second lavapipe run), LORASMITH_NO_SUBGROUPS=1 subgroups. */
 function envOptions(): AcquireOptions {
-  return { noF16: process.env.LORASMITH_NO_F16 === '1' };
+  return { noF16: process.env.LORASMITH_NO_F16 === '1', noSubgroups: process.env.LORASMITH_NO_SUBGROUPS === '1' };
 }

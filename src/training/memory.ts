@@ -1,5 +1,6 @@
 // What a run will ask of the GPU, found by running its training steps on the meta device (shapes only, no data).
 import { MetaBackend } from '../engine/backend.js';
+import type { SubgroupSizes } from '../engine/subgroups.js';
 import { noGrad } from '../engine/autograd.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import { DEFAULT_CACHE_LIMIT } from '../engine/pool.js';
@@ -160,12 +161,17 @@ export class MetaRun {
 export interface MetaDeviceLimits {
   /** The GPU's `Backend.maxStorageBuffers` (default: unlimited, every fused kernel). */
   maxStorageBuffers?: number;
+  /** The GPU's subgroups and f16 reads (`GpuBackend.subgroups`, `nativeF16`): the kernel variants it picks (default: none). */
+  subgroups?: SubgroupSizes | null;
+  nativeF16?: boolean;
 }
 
 /** A meta device with these limits. */
 function metaDevice(limits: MetaDeviceLimits): MetaBackend {
   const meta = new MetaBackend();
   meta.maxStorageBuffers = limits.maxStorageBuffers ?? Infinity;
+  meta.subgroups = limits.subgroups ?? null;
+  meta.nativeF16 = limits.nativeF16 ?? false;
   return meta;
 }
 

@@ -1,5 +1,5 @@
 // A LoRA training run's state: its data (data.ts), its steps (step.ts) and its loop (loop.ts) over one pipeline and one config.
-import { GpuDeviceLostError, type Backend } from '../engine/backend.js';
+import { GpuDeviceLostError, type Backend, type GpuBackend } from '../engine/backend.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import type { PipelineCache } from '../engine/pipelines.js';
 import { LoraNetwork, type LoraInit } from '../model/lora.js';
@@ -228,6 +228,8 @@ export class Trainer {
     const { unet, clip, vae } = this.pipeline;
     const list = stepSources({ unet: unet.config, clip: clip.config, vae: vae.config }, this.config, stepShapes(this.items, this.latents, this.config, this.factor), {
       maxStorageBuffers: b.maxStorageBuffers,
+      subgroups: (b as GpuBackend).subgroups,
+      nativeF16: (b as GpuBackend).nativeF16,
     });
     await b.pipelines.compileAll(list, onProgress, undefined, () => control?.state === 'stopping');
   }

@@ -2,7 +2,9 @@
 // each row normalized by its own mean and variance, each element mapped to an affine channel.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import type { SubgroupSizes } from '../subgroups.js';
 import { ACTIVATIONS } from './elementwise.js';
+import { SUBGROUP_BUILTINS, SUBGROUP_ENABLE, subgroupSlots, subgroupTree } from './subgroup.js';
 import { input, output, packUniforms, uniformDecl, type UniformField } from './wgsl.js';
 
 /** An activation applied to the normalized, affine output inside the kernel (group norm + SiLU in one pass). */
@@ -52,7 +54,9 @@ export interface NormLayout {
   act?: { fn: NormActivation; w: DType | null; b: DType | null };
 }
 
-const WG = 256;
+/** Invocations per workgroup of every norm kernel (the lanes a channel kernel's reduction spans). */
+export const NORM_WG = 256;
+const WG = NORM_WG;
 
 /** Bindings of weight `w` and bias `bb` from index `i` on (as present), and the next free index. */
 function affineInputs(w: DType | null, b: DType | null, i: number): { decls: string[]; next: number } {
@@ -89,10 +93,13 @@ const ROW_FIELDS: UniformField[] = [['rows', 'u32'], ['E', 'u32'], ['G', 'u32'],
 
 const rowUniforms = (p: NormParams) => packUniforms(ROW_FIELDS, [p.rows, p.E, p.group?.G ?? 1, p.group?.cg ?? 1, p.group?.S ?? 1, p.eps]);
 
-/** What a row kernel's source depends on: lane count, kind, dtypes and activation, never sizes. */
-type RowSourceParams = Pick<NormParams, 'w' | 'b' | 'act'> & { L: number; grouped: boolean };
+/**
+ * What a row kernel's source depends on: lane count, kind, dtypes, activation and the subgroup sizes
+ * its reductions start with (absent: workgroup-memory trees only), never sizes.
+ */
+type RowSourceParams = Pick<NormParams, 'w' | 'b' | 'act'> & { L: number; grouped: boolean; sg?: SubgroupSizes };
 
-const rowSourceParams = (p: NormParams): RowSourceParams => ({ L: lanesPerRow(p.E), grouped: !!p.group, w: p.w, b: p.b, ...(p.act ? { act: p.act } : {}) });
+const rowSourceParams = (p: NormParams, sg: SubgroupSizes | null): RowSourceParams => ({ L: lanesPerRow(p.E), grouped: !!p.group, w: p.w, b: p.b, ...(p.act ? { act: p.act } : {}), ...(sg ? { sg } : {}) });
 
 /** WGSL expression of element e's affine channel in row r. */
 const chanExpr = (p: RowSourceParams) => (p.grouped ? '(r % u.G) * u.cg + e / u.S' : 'e');
@@ -104,9 +111,12 @@ function rowTiling(p: NormParams): { L: number; perWg: number; groups: number } 
   return { L, perWg, groups: Math.ceil(p.rows / perWg) };
 }
 
-/** Entry point of a row kernel: defines lane, head (first slot of this row), r0 (maybe past the end), r and base. */
-const rowMain = (L: number) => `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+/**
+ * Entry point of a row kernel: defines lane, head (first lane of this row), r0 (maybe past the end), r
+ * and base; with subgroups also sg and sid.
+ */
+const rowMain = (L: number, sg?: SubgroupSizes) => `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sg ? `, ${SUBGROUP_BUILTINS}` : ''}) {
   let lane = lid % ${L}u;
   let head = lid - lane;
   let r0 = (wid.x + wid.y * nwg.x) * ${WG / L}u + lid / ${L}u;
@@ -121,6 +131,49 @@ const laneTree = (L: number, combine: string) => `
     workgroupBarrier();
   }`;
 
+/** Workgroup slots a row kernel's reduction uses: one per lane, or one per subgroup. */
+const slots = (sg?: SubgroupSizes) => (sg ? subgroupSlots(WG, sg) : WG);
+
+/** The slot holding a row's total after the reduction. */
+const total = (sg?: SubgroupSizes) => (sg ? 'head / sg' : 'head');
+
+/**
+ * Sum each lane's `vars` over its row into the workgroup arrays `arrays` (one each), ending on a
+ * barrier with the totals at slot `total(sg)`: by subgroupAdd then a tree over the subgroups'
+ * partials, or by a tree over all L lanes.
+ */
+function rowSums(L: number, sg: SubgroupSizes | undefined, vars: string[], arrays: string[]): string {
+  if (!sg) return `${arrays.map((a, i) => `${a}[lid] = ${vars[i]};`).join(' ')}
+  ${laneTree(L, arrays.map((a) => `${a}[lid] += ${a}[lid + s];`).join(' '))}`;
+  return `${vars.map((v, i) => `let t${i} = subgroupAdd(${v});`).join(' ')}
+  if (sid == 0u) { ${arrays.map((a, i) => `${a}[lid / sg] = t${i};`).join(' ')} }
+  ${subgroupTree(L, sg, (a, b) => arrays.map((x) => `${x}[${a}] += ${x}[${b}];`).join(' '))}`;
+}
+
+/** Chan's merge of the Welford triple in slot b into slot a (workgroup arrays sn, sm, sq). */
+const chan = (a: string, b: string) => `let nb = sn[${b}];
+      let nt = sn[${a}] + nb;
+      let d = sm[${b}] - sm[${a}];
+      let fb = select(0.0, nb / nt, nt > 0.0);
+      sq[${a}] += sq[${b}] + d * d * sn[${a}] * fb;
+      sm[${a}] += d * fb;
+      sn[${a}] = nt;`;
+
+/**
+ * Merge each lane's Welford (n, m, q) over its row into sn/sm/sq, totals at slot `total(sg)`. In a
+ * subgroup: the count and the count-weighted mean by subgroupAdd, then q plus each lane's n·(m − mean)²
+ * about that mean (the exact merge, no large-mean cancellation); the subgroups' triples by Chan's tree.
+ */
+function rowWelford(L: number, sg: SubgroupSizes | undefined): string {
+  if (!sg) return `sn[lid] = n; sm[lid] = m; sq[lid] = q;
+  ${laneTree(L, chan('lid', 'lid + s'))}`;
+  return `let tn = subgroupAdd(n);
+  let tm = select(0.0, subgroupAdd(n * m) / tn, tn > 0.0);
+  let tq = subgroupAdd(q + n * (m - tm) * (m - tm));
+  if (sid == 0u) { sn[lid / sg] = tn; sm[lid / sg] = tm; sq[lid / sg] = tq; }
+  ${subgroupTree(L, sg, chan)}`;
+}
+
 /*
  * Forward tiling: a 256-thread workgroup handles 256/L rows with L lanes each (L from lanesPerRow:
  * 256 lanes for group norm's long rows, fewer for layer norm's short ones, so no lane idles). Each
@@ -133,12 +186,13 @@ export const normForwardSource = memoSource('norm_fwd', (p: RowSourceParams) => 
   const { L } = p;
   const aff = affineInputs(p.w, p.b, 1);
   const decls = [input('x', 0), ...aff.decls, output('y', aff.next), output('stats', aff.next + 1), uniformDecl(aff.next + 2, ROW_FIELDS)];
-  return `${decls.join('\n')}
+  return `${p.sg ? SUBGROUP_ENABLE : ''}
+${decls.join('\n')}
 ${p.act ? ACTIVATIONS : ''}
-var<workgroup> sn: array<f32, ${WG}>;
-var<workgroup> sm: array<f32, ${WG}>;
-var<workgroup> sq: array<f32, ${WG}>;
-${rowMain(L)}
+var<workgroup> sn: array<f32, ${slots(p.sg)}>;
+var<workgroup> sm: array<f32, ${slots(p.sg)}>;
+var<workgroup> sq: array<f32, ${slots(p.sg)}>;
+${rowMain(L, p.sg)}
   var n = 0.0;
   var m = 0.0;
   var q = 0.0;
@@ -149,16 +203,9 @@ ${rowMain(L)}
     m += d / n;
     q += d * (v - m);
   }
-  sn[lid] = n; sm[lid] = m; sq[lid] = q;
-  ${laneTree(L, `let nb = sn[lid + s];
-      let nt = sn[lid] + nb;
-      let d = sm[lid + s] - sm[lid];
-      let fb = select(0.0, nb / nt, nt > 0.0);
-      sq[lid] += sq[lid + s] + d * d * sn[lid] * fb;
-      sm[lid] += d * fb;
-      sn[lid] = nt;`)}
-  let mean = sm[head];
-  let rstd = inverseSqrt(sq[head] / f32(u.E) + u.eps);
+  ${rowWelford(L, p.sg)}
+  let mean = sm[${total(p.sg)}];
+  let rstd = inverseSqrt(sq[${total(p.sg)}] / f32(u.E) + u.eps);
   if (r0 >= u.rows) { return; }
   for (var e = lane; e < u.E; e += ${L}u) {
     let c = ${chanExpr(p)};
@@ -173,10 +220,13 @@ ${rowMain(L)}
 
 const paramBytes = (p: NormParams, C: number) => (p.w ? (p.w === 'f16' ? 2 : 4) * C : 0) + (p.b ? (p.b === 'f16' ? 2 : 4) * C : 0);
 
-/** y = act((x − mean)·rstd·w + b) per row (act: identity unless p.act); also writes stats [rows, 2] = (mean, rstd). C: channel count (for bytes). */
-export function normForwardKernel(name: string, p: NormParams, C: number): Kernel {
+/**
+ * y = act((x − mean)·rstd·w + b) per row (act: identity unless p.act); also writes stats [rows, 2] =
+ * (mean, rstd). C: channel count (for bytes); sg: subgroup sizes to reduce with (see `subgroupsFor`).
+ */
+export function normForwardKernel(name: string, p: NormParams, C: number, sg: SubgroupSizes | null = null): Kernel {
   const n = p.rows * p.E;
-  return { name, source: normForwardSource(rowSourceParams(p)), workgroups: grid(rowTiling(p).groups), flops: (p.act ? 14 : 10) * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows, uniforms: rowUniforms(p) };
+  return { name, source: normForwardSource(rowSourceParams(p, sg)), workgroups: grid(rowTiling(p).groups), flops: (p.act ? 14 : 10) * n, bytes: 8 * n + paramBytes(p, C) + 8 * p.rows, uniforms: rowUniforms(p) };
 }
 
 /*
@@ -193,7 +243,8 @@ export const normDxSource = memoSource('norm_dx', (p: RowSourceParams & { prior?
   const out = aff.next + (p.prior ? 1 : 0);
   const gz = preActGrad(act, 'base + e', 'mean', 'rstd');
   const dh = `gz${p.w ? ' * ld_w(c)' : ''}`;
-  return `${input('x', 0)}
+  return `${p.sg ? SUBGROUP_ENABLE : ''}
+${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
 ${aff.decls.join('\n')}
@@ -201,9 +252,9 @@ ${p.prior ? input('prior', aff.next) : ''}
 ${output('dx', out)}
 ${uniformDecl(out + 1, ROW_FIELDS)}
 ${act ? ACTIVATIONS : ''}
-var<workgroup> s1: array<f32, ${WG}>;
-var<workgroup> s2: array<f32, ${WG}>;
-${rowMain(L)}
+var<workgroup> s1: array<f32, ${slots(p.sg)}>;
+var<workgroup> s2: array<f32, ${slots(p.sg)}>;
+${rowMain(L, p.sg)}
   let mean = ld_stats(2u * r);
   let rstd = ld_stats(2u * r + 1u);
   var a1 = 0.0;
@@ -215,10 +266,9 @@ ${rowMain(L)}
     a1 += dh;
     a2 += dh * (ld_x(base + e) - mean);
   }
-  s1[lid] = a1; s2[lid] = a2;
-  ${laneTree(L, 's1[lid] += s1[lid + s]; s2[lid] += s2[lid + s];')}
-  let m1 = s1[head] / f32(u.E);
-  let m2 = s2[head] * rstd / f32(u.E);
+  ${rowSums(L, p.sg, ['a1', 'a2'], ['s1', 's2'])}
+  let m1 = s1[${total(p.sg)}] / f32(u.E);
+  let m2 = s2[${total(p.sg)}] * rstd / f32(u.E);
   if (r0 >= u.rows) { return; }
   for (var e = lane; e < u.E; e += ${L}u) {
     let c = ${chanExpr(p)};
@@ -234,20 +284,20 @@ ${rowMain(L)}
  * dx of a norm (through its activation, if any), plus `prior` (bound after the affine inputs) when
  * set: x's gradient from its other uses. C: channel count (for bytes).
  */
-export function normDxKernel(p: NormParams, C: number, prior = false): Kernel {
+export function normDxKernel(p: NormParams, C: number, prior = false, sg: SubgroupSizes | null = null): Kernel {
   const n = p.rows * p.E;
   const act = p.act ? 2 * 8 * n : 0; // recompute z and act'(z) in both passes
-  const source = normDxSource({ ...rowSourceParams(p), ...(prior ? { prior } : {}) });
+  const source = normDxSource({ ...rowSourceParams(p, sg), ...(prior ? { prior } : {}) });
   return { name: 'norm_dx', source, workgroups: grid(rowTiling(p).groups), flops: (prior ? 12 : 11) * n + act, bytes: (prior ? 16 : 12) * n + paramBytes({ ...p, b: p.act ? p.b : null }, C) + 8 * p.rows, uniforms: rowUniforms(p) };
 }
 
 /** The sizes the parameter-gradient kernels read from uniforms. */
 const DW_FIELDS: UniformField[] = [['outer', 'u32'], ['C', 'u32'], ['S', 'u32'], ['G', 'u32'], ['cg', 'u32'], ['chunks', 'u32'], ['perChunk', 'u32']];
 
-/** What a parameter-gradient source depends on: layer or group norm and the activation recompute. */
-type DwSourceParams = Pick<NormLayout, 'act'> & { grouped: boolean };
+/** What a parameter-gradient source depends on: layer or group norm, the activation recompute, subgroups (channel kernel). */
+type DwSourceParams = Pick<NormLayout, 'act'> & { grouped: boolean; sg?: SubgroupSizes };
 
-const dwSourceParams = (p: NormLayout): DwSourceParams => ({ grouped: !!p.group, ...(p.act ? { act: p.act } : {}) });
+const dwSourceParams = (p: NormLayout, sg: SubgroupSizes | null = null): DwSourceParams => ({ grouped: !!p.group, ...(p.act ? { act: p.act } : {}), ...(sg ? { sg } : {}) });
 
 /** WGSL expression of the statistics row of channel c in slice o. */
 const rowExpr = (p: DwSourceParams) => (p.grouped ? 'o * u.G + c / u.cg' : 'o');
@@ -263,11 +313,23 @@ export const CHANNEL_MAJOR_MIN_S = 32;
 /*
  * dweight/dbias with long channel runs (S >= 32, group norm over images): one workgroup per channel,
  * 256 threads striding over that channel's outer·S elements (contiguous runs of S), accumulating
- * dy·x̂ and dy, merged by a tree (2 KiB). Writes dw[c] and db[c] directly.
+ * dy·x̂ and dy, merged by a tree (2 KiB; with subgroups, subgroupAdd first and a tree over their
+ * partials). Writes dw[c] and db[c] directly.
  */
 export const normDwChannelSource = memoSource('norm_dw_channel', (p: DwSourceParams) => {
   const aff = affineInputs(p.act?.w ?? null, p.act?.b ?? null, 3);
-  return `${input('x', 0)}
+  const fold = p.sg
+    ? `let lane = lid;
+  let head = 0u;
+  ${rowSums(WG, p.sg, ['a1', 'a2'], ['s1', 's2'])}`
+    : `s1[lid] = a1; s2[lid] = a2;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { s1[lid] += s1[lid + s]; s2[lid] += s2[lid + s]; }
+    workgroupBarrier();
+  }`;
+  return `${p.sg ? SUBGROUP_ENABLE : ''}
+${input('x', 0)}
 ${input('g', 1)}
 ${input('stats', 2)}
 ${aff.decls.join('\n')}
@@ -275,10 +337,10 @@ ${output('dw', aff.next)}
 ${output('db', aff.next + 1)}
 ${uniformDecl(aff.next + 2, DW_FIELDS)}
 ${p.act ? ACTIVATIONS : ''}
-var<workgroup> s1: array<f32, ${WG}>;
-var<workgroup> s2: array<f32, ${WG}>;
+var<workgroup> s1: array<f32, ${slots(p.sg)}>;
+var<workgroup> s2: array<f32, ${slots(p.sg)}>;
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${p.sg ? `, ${SUBGROUP_BUILTINS}` : ''}) {
   let c = min(wid.x + wid.y * nwg.x, u.C - 1u);
   var a1 = 0.0;
   var a2 = 0.0;
@@ -288,12 +350,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let row = ${rowExpr(p)};
     ${dwTerms(p)}
   }
-  s1[lid] = a1; s2[lid] = a2;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { s1[lid] += s1[lid + s]; s2[lid] += s2[lid + s]; }
-    workgroupBarrier();
-  }
+  ${fold}
   if (lid == 0u && wid.x + wid.y * nwg.x < u.C) { dw[c] = s1[0]; db[c] = s2[0]; }
 }`;
 });
@@ -310,10 +367,11 @@ function dwTerms(p: DwSourceParams): string {
 /** Extra FLOPs and parameter bytes of the gradient kernels' activation recompute. */
 const actCost = (p: NormLayout, n: number) => (p.act ? { flops: 8 * n, bytes: paramBytes({ rows: 0, E: 0, eps: 0, group: null, w: p.act.w, b: p.act.b }, p.C) } : { flops: 0, bytes: 0 });
 
-export function normDwChannelKernel(p: NormLayout): Kernel {
+/** dweight/dbias, one workgroup per channel; sg: subgroup sizes to reduce with (see `subgroupsFor`, 256 lanes). */
+export function normDwChannelKernel(p: NormLayout, sg: SubgroupSizes | null = null): Kernel {
   const n = p.outer * p.C * p.S;
   const a = actCost(p, n);
-  return { name: 'norm_dw', source: normDwChannelSource(dwSourceParams(p)), workgroups: grid(p.C), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * p.C + a.bytes, uniforms: dwUniforms(p) };
+  return { name: 'norm_dw', source: normDwChannelSource(dwSourceParams(p, sg)), workgroups: grid(p.C), flops: 5 * n + a.flops, bytes: 8 * n + 8 * p.rows + 8 * p.C + a.bytes, uniforms: dwUniforms(p) };
 }
 
 const COLS = 64;

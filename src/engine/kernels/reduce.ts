@@ -1,6 +1,8 @@
 // Sum reductions over any set of axes: one workgroup per output element, a tree in shared memory.
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import type { SubgroupSizes } from '../subgroups.js';
+import { SUBGROUP_BUILTINS, SUBGROUP_ENABLE, subgroupSlots, subgroupTree } from './subgroup.js';
 import { input, output, packUniforms, strides, uniformDecl, type UniformField } from './wgsl.js';
 
 export interface ReduceParams {
@@ -14,7 +16,9 @@ export interface ReduceParams {
   square?: boolean;
 }
 
-const WG = 64;
+/** Invocations per workgroup, the lanes one output's reduction spans. */
+export const REDUCE_WG = 64;
+const WG = REDUCE_WG;
 
 /** A reduction collapsed to alternating runs of kept and reduced dims (adjacent same-kind dims merged, size 1 dropped). */
 interface Collapsed {
@@ -36,11 +40,30 @@ function collapse(p: ReduceParams): Collapsed {
   return { dims };
 }
 
-/** What the source depends on: the kept/reduced pattern, dtype and squaring; sizes, strides and scale are uniforms. */
+/**
+ * What the source depends on: the kept/reduced pattern, dtype, squaring and the subgroup sizes the
+ * sum starts with (absent: a workgroup-memory tree only); sizes, strides and scale are uniforms.
+ */
 interface ReduceSourceParams {
   pattern: boolean[];
   dtype: DType;
   square: boolean;
+  sg?: SubgroupSizes;
+}
+
+/** Fold the lanes' `acc` into part[0]: subgroupAdd, then a tree over the subgroups' partials; or a tree over all lanes. */
+function fold(sg: SubgroupSizes | undefined): string {
+  if (!sg) return `part[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (lid < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }`;
+  return `let lane = lid;
+  let head = 0u;
+  let t = subgroupAdd(acc);
+  if (sid == 0u) { part[lid / sg] = t; }
+  ${subgroupTree(WG, sg, (a, b) => `part[${a}] += part[${b}];`)}`;
 }
 
 function reduceFields(pattern: readonly boolean[]): UniformField[] {
@@ -66,12 +89,13 @@ function peel(pattern: readonly boolean[], reduced: boolean, idx: string, acc: s
  * "reduce, keep, reduce" at every size), then fold their partial sums in workgroup memory.
  * Reduced extents of any size work; the number of outputs is bounded only by the 2-D grid.
  */
-const reduceSource = memoSource('reduce', (p: ReduceSourceParams) => `${input('x', 0, p.dtype)}
+const reduceSource = memoSource('reduce', (p: ReduceSourceParams) => `${p.sg ? SUBGROUP_ENABLE : ''}
+${input('x', 0, p.dtype)}
 ${output('out', 1)}
 ${uniformDecl(2, reduceFields(p.pattern))}
-var<workgroup> part: array<f32, ${WG}>;
+var<workgroup> part: array<f32, ${p.sg ? subgroupSlots(WG, p.sg) : WG}>;
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${p.sg ? `, ${SUBGROUP_BUILTINS}` : ''}) {
   let o = wid.x + wid.y * nwg.x;
   var base = 0u;
   ${peel(p.pattern, false, 'o', 'base')}
@@ -82,20 +106,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let v = ld_x(off);
     acc += ${p.square ? 'v * v' : 'v'};
   }
-  part[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { part[lid] += part[lid + s]; }
-    workgroupBarrier();
-  }
+  ${fold(p.sg)}
   if (lid == 0u && o < u.nOut) { out[o] = part[0] * u.scale; }
 }`);
 
-export function reduceKernel(p: ReduceParams): Kernel {
+/** Sum (times scale) over `p.axes`; sg: subgroup sizes to start the sum with (see `subgroupsFor`, REDUCE_WG lanes). */
+export function reduceKernel(p: ReduceParams, sg: SubgroupSizes | null = null): Kernel {
   const n = p.inShape.reduce((a, b) => a * b, 1);
   const nOut = p.inShape.reduce((a, d, i) => (p.axes.includes(i) ? a : a * d), 1);
   const c = collapse(p);
   const nRed = n / nOut;
   const uniforms = packUniforms(reduceFields(c.dims.map((d) => d.reduced)), [nOut, nRed, p.scale, ...c.dims.flatMap((d) => [d.size, d.stride])]);
-  return { name: 'reduce', source: reduceSource({ pattern: c.dims.map((d) => d.reduced), dtype: p.dtype, square: p.square ?? false }), workgroups: grid(nOut), flops: n, bytes: n * 4 + nOut * 4, uniforms };
+  return { name: 'reduce', source: reduceSource({ pattern: c.dims.map((d) => d.reduced), dtype: p.dtype, square: p.square ?? false, ...(sg ? { sg } : {}) }), workgroups: grid(nOut), flops: n, bytes: n * 4 + nOut * 4, uniforms };
 }

@@ -1,6 +1,8 @@
 // Softmax kernels along one axis: forward with a single-exp online max/sum, backward as y * (g - Σ g·y).
 import type { DType } from '../dtype.js';
 import { grid, memoSource, type Kernel } from '../kernel.js';
+import type { SubgroupSizes } from '../subgroups.js';
+import { SUBGROUP_BUILTINS, SUBGROUP_ENABLE, subgroupSlots, subgroupTree } from './subgroup.js';
 import { input, output } from './wgsl.js';
 
 /** A tensor seen as [outer, n, inner], normalized along n. */
@@ -11,10 +13,12 @@ export interface SoftmaxParams {
   /** Product of the dims after the axis (1 for the last axis: contiguous rows). */
   inner: number;
   dtype: DType;
+  /** Subgroup sizes the row's max and sum start with (see `softmaxLanes`); absent: workgroup-memory trees only. */
+  sg?: SubgroupSizes;
 }
 
 /** Threads per row: enough to cover a row in a few strides, never more than the row needs. */
-function threads(n: number): number {
+export function softmaxLanes(n: number): number {
   return n >= 2048 ? 256 : n >= 256 ? 128 : 64;
 }
 
@@ -32,6 +36,43 @@ const tree = (wg: number, combine: string) => `
     workgroupBarrier();
   }`;
 
+/** Workgroup slots for `wg` partials: one per thread, or one per subgroup. */
+const slots = (wg: number, sg?: SubgroupSizes) => (sg ? subgroupSlots(wg, sg) : wg);
+
+/** Entry point of a row kernel with `wg` threads (and the subgroup builtins where used). */
+const rowMain = (wg: number, sg?: SubgroupSizes) => `@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32${sg ? `, ${SUBGROUP_BUILTINS}` : ''}) {`;
+
+/** Fold slot b's (max, sum) pair into slot a's, rescaling both sums to the larger max. */
+const maxSum = (a: string, b: string) => `let ma = rm[${a}]; let mb = rm[${b}]; let mx = max(ma, mb);
+      rl[${a}] = rl[${a}] * exp(ma - mx) + rl[${b}] * exp(mb - mx); rm[${a}] = mx;`;
+
+/** Merge the threads' running (m, l) into rm[0], rl[0]: subgroupMax/subgroupAdd, then the subgroups' pairs. */
+function mergeMaxSum(wg: number, sg?: SubgroupSizes): string {
+  if (!sg) return `rm[lid] = m;
+  rl[lid] = l;
+  workgroupBarrier();
+  ${tree(wg, maxSum('lid', 'lid + s'))}`;
+  return `let lane = lid;
+  let head = 0u;
+  let gm = subgroupMax(m);
+  let gl = subgroupAdd(l * exp(m - gm));
+  if (sid == 0u) { rm[lid / sg] = gm; rl[lid / sg] = gl; }
+  ${subgroupTree(wg, sg, maxSum)}`;
+}
+
+/** Sum the threads' `acc` into red[0]: subgroupAdd, then the subgroups' partials; or a tree over all threads. */
+function mergeSum(wg: number, sg?: SubgroupSizes): string {
+  if (!sg) return `red[lid] = acc;
+  workgroupBarrier();
+  ${tree(wg, 'red[lid] += red[lid + s];')}`;
+  return `let lane = lid;
+  let head = 0u;
+  let t = subgroupAdd(acc);
+  if (sid == 0u) { red[lid / sg] = t; }
+  ${subgroupTree(wg, sg, (a, b) => `red[${a}] += red[${b}];`)}`;
+}
+
 /*
  * Forward tiling: one workgroup per row (2-D grid, so any number of rows). Each thread strides over
  * the row keeping a running (max, sum) pair, updated with one exp per element: the smaller of the
@@ -40,14 +81,14 @@ const tree = (wg: number, combine: string) => `
  * axis are read contiguously by consecutive threads; other axes are read `inner` apart.
  */
 const softmaxSource = memoSource('softmax_fwd', (p: SoftmaxParams) => {
-  const wg = threads(p.n);
+  const wg = softmaxLanes(p.n);
   const at = `base + e * ${p.inner}u`;
-  return `${input('x', 0, p.dtype)}
+  return `${p.sg ? SUBGROUP_ENABLE : ''}
+${input('x', 0, p.dtype)}
 ${output('y', 1)}
-var<workgroup> rm: array<f32, ${wg}>;
-var<workgroup> rl: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+var<workgroup> rm: array<f32, ${slots(wg, p.sg)}>;
+var<workgroup> rl: array<f32, ${slots(wg, p.sg)}>;
+${rowMain(wg, p.sg)}
   let r = wid.x + wid.y * nwg.x;
   ${rowBase(p)}
   var m = -3.0e38;
@@ -57,11 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let d = exp(-abs(x - m));
     if (x > m) { l = l * d + 1.0; m = x; } else { l += d; }
   }
-  rm[lid] = m;
-  rl[lid] = l;
-  workgroupBarrier();
-  ${tree(wg, `let ma = rm[lid]; let mb = rm[lid + s]; let mx = max(ma, mb);
-      rl[lid] = rl[lid] * exp(ma - mx) + rl[lid + s] * exp(mb - mx); rm[lid] = mx;`)}
+  ${mergeMaxSum(wg, p.sg)}
   let mx = rm[0];
   let inv = 1.0 / rl[0];
   if (r >= ${rows(p)}u) { return; }
@@ -75,21 +112,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * writes dx = y (g - Σ g·y).
  */
 const softmaxBackwardSource = memoSource('softmax_bwd', (p: SoftmaxParams) => {
-  const wg = threads(p.n);
+  const wg = softmaxLanes(p.n);
   const at = `base + e * ${p.inner}u`;
-  return `${input('y', 0)}
+  return `${p.sg ? SUBGROUP_ENABLE : ''}
+${input('y', 0)}
 ${input('g', 1)}
 ${output('dx', 2)}
-var<workgroup> red: array<f32, ${wg}>;
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+var<workgroup> red: array<f32, ${slots(wg, p.sg)}>;
+${rowMain(wg, p.sg)}
   let r = wid.x + wid.y * nwg.x;
   ${rowBase(p)}
   var acc = 0.0;
   for (var e = lid; e < ${p.n}u; e += ${wg}u) { acc = fma(ld_g(${at}), ld_y(${at}), acc); }
-  red[lid] = acc;
-  workgroupBarrier();
-  ${tree(wg, 'red[lid] += red[lid + s];')}
+  ${mergeSum(wg, p.sg)}
   let dot = red[0];
   if (r >= ${rows(p)}u) { return; }
   for (var e = lid; e < ${p.n}u; e += ${wg}u) { dx[${at}] = ld_y(${at}) * (ld_g(${at}) - dot); }

@@ -14,7 +14,7 @@ import {
   type ConvGeometry,
   type ConvPass,
 } from '../kernels/conv2d.js';
-import { reduceKernel } from '../kernels/reduce.js';
+import { reduceOn } from './reduce.js';
 import { empty, type Tensor } from '../tensor.js';
 import { nativeF16 } from './matmul.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
@@ -166,7 +166,7 @@ const conv2dBackward: BackwardRule<'conv2d'> = ({ x, w, geo }, [gy], needs) => {
   let db: Tensor | null = null;
   if (needs[2]) {
     db = emptyLike(g, [geo.O]);
-    launch(reduceKernel({ inShape: [geo.N, geo.O, geo.OH * geo.OW], axes: [0, 2], dtype: g.dtype, scale: 1 }), [g], [db]);
+    launch(reduceOn(g.backend, { inShape: [geo.N, geo.O, geo.OH * geo.OW], axes: [0, 2], dtype: g.dtype, scale: 1 }), [g], [db]);
   }
   return [dx, dw, db, needs[3] ? g : null];
 };

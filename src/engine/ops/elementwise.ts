@@ -1,7 +1,7 @@
 // Broadcasting arithmetic, activations and sum/mean reductions, each with its backward beside it.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
 import { ACTIVATIONS, mapKernel } from '../kernels/elementwise.js';
-import { reduceKernel } from '../kernels/reduce.js';
+import { reduceOn } from './reduce.js';
 import type { Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, emptyLike, launch, sameShape } from './util.js';
 
@@ -98,7 +98,7 @@ export function sum(x: Tensor, axes?: readonly number[], keepDims = false, scale
   const ax = (axes ?? x.shape.map((_, i) => i)).map((a) => (a < 0 ? a + x.rank : a));
   const kept = x.shape.map((d, i) => (ax.includes(i) ? 1 : d));
   const out = emptyLike(x, keepDims ? kept : x.shape.filter((_, i) => !ax.includes(i)));
-  launch(reduceKernel({ inShape: [...x.shape], axes: ax, dtype: x.dtype, scale: scale_ }), [x], [out]);
+  launch(reduceOn(x.backend, { inShape: [...x.shape], axes: ax, dtype: x.dtype, scale: scale_ }), [x], [out]);
   record('sum', [x], [out], { inShape: x.shape, axes: ax, scale: scale_ });
   return out;
 }
@@ -125,7 +125,7 @@ export function reduceTo(g: Tensor, shape: readonly number[], s = 1): Tensor {
   const lead = g.rank - shape.length;
   const axes = g.shape.map((_, i) => i).filter((i) => i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1));
   const out = emptyLike(g, shape);
-  launch(reduceKernel({ inShape: [...g.shape], axes, dtype: g.dtype, scale: s }), [g], [out]);
+  launch(reduceOn(g.backend, { inShape: [...g.shape], axes, dtype: g.dtype, scale: s }), [g], [out]);
   return out;
 }
 

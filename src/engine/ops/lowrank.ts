@@ -1,6 +1,6 @@
 // A linear layer with a low-rank adapter as one op: base GEMM, down and up projections, no separate adds.
 import { needsGrad, noGrad, record, replayed, replayedAll, withPrior, type BackwardRule } from '../autograd.js';
-import { reduceKernel } from '../kernels/reduce.js';
+import { reduceOn } from './reduce.js';
 import { ARENA_ALIGN } from '../optim/arena.js';
 import { numel, Tensor, zeros } from '../tensor.js';
 import { checkLinear, linear, linearPlus, matmul, matmulPair, matmulPairs, recordLinear, type FoldedDropout, type PairGemm, type PlusTerm } from './matmul.js';
@@ -219,7 +219,7 @@ const lowRankBackward: BackwardRule<'lowrank'> = (s, [gy], needs, prior) => {
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g, [outF]);
-    launch(reduceKernel({ inShape: [...g.shape], axes: [yT ? 1 : 0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
+    launch(reduceOn(g.backend, { inShape: [...g.shape], axes: [yT ? 1 : 0], dtype: g.dtype, scale: 1 }), [g], [dBias]);
   }
   const dX = dx?.reshape(s.xShape) ?? null;
   return [dX && pr ? withPrior(dX) : dX, dW, dBias, down?.fresh ?? null, up?.fresh ?? null, needs[5] ? gy! : null];
@@ -350,7 +350,7 @@ const lowRankGroupBackward: BackwardRule<'lowrankGroup'> = (s, gOut, needs) => {
     let db: Tensor | null = null;
     if (needs[i + 1] && g) {
       db = emptyLike(g, [g.shape[1]!]);
-      launch(reduceKernel({ inShape: [...g.shape], axes: [0], dtype: g.dtype, scale: 1 }), [g], [db]);
+      launch(reduceOn(g.backend, { inShape: [...g.shape], axes: [0], dtype: g.dtype, scale: 1 }), [g], [db]);
     }
     grads.push(db, needs[i + 2] && downs?.fresh ? slab(downs.fresh, z, [rank, inF]) : null, ups[z]?.fresh ?? null);
   }

@@ -3,8 +3,8 @@ import { activeTape, needsGrad, record, type BackwardRule } from '../autograd.js
 import { splitSumKernel } from '../kernels/conv2d.js';
 import { dropScale, keepThreshold } from '../kernels/dropout.js';
 import { gemmKernel, gemmPairKernel, gemmTiling, matmulNaiveKernel, type GemmDrop, type GemmParams, type GemmTerm } from '../kernels/matmul.js';
-import { reduceKernel } from '../kernels/reduce.js';
-import type { Backend, GpuBackend } from '../backend.js';
+import { reduceOn } from './reduce.js';
+import type { Backend, GpuBackend, MetaBackend } from '../backend.js';
 import { empty, numel, type Tensor } from '../tensor.js';
 import { broadcastShapes, broadcastStrides, check, emptyLike, launch, sameShape } from './util.js';
 
@@ -186,9 +186,12 @@ function gemmDrop(d: FoldedDropout): GemmDrop {
   return { on: d.on, seed: d.seed >>> 0, threshold: keepThreshold(d.p), scale: dropScale(d.p), offset: d.offset ?? 0 };
 }
 
-/** Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16 (checked once per backend). */
+/**
+ * Whether kernels on `b` may read f16 storage natively: a GPU device with shader-f16 (checked once
+ * per backend), or a meta device standing for one (so precompiling records the f16 kernels).
+ */
 export function nativeF16(b: Backend): boolean {
-  return b.kind === 'gpu' && (b as GpuBackend).nativeF16;
+  return (b as GpuBackend | MetaBackend).nativeF16;
 }
 
 /** Refuse an in-place add the tape could see: it would change a tensor some backward may read. */
@@ -440,7 +443,7 @@ const linearBackward: BackwardRule<'linear'> = ({ x, w, xShape, wShape, scale },
   let dBias: Tensor | null = null;
   if (needs[2]) {
     dBias = emptyLike(g!, [outF]);
-    launch(reduceKernel({ inShape: [rows, outF], axes: [0], dtype: g!.dtype, scale: 1 }), [g!], [dBias]);
+    launch(reduceOn(g!.backend, { inShape: [rows, outF], axes: [0], dtype: g!.dtype, scale: 1 }), [g!], [dBias]);
   }
   return [dX, dW, dBias, needs[3] ? g! : null];
 };

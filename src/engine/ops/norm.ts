@@ -3,6 +3,8 @@ import { noGrad, record, withPrior, type BackwardRule } from '../autograd.js';
 import {
   CHANNEL_MAJOR_MIN_S,
   columnChunks,
+  lanesPerRow,
+  NORM_WG,
   normDwChannelKernel,
   normDwColumnKernel,
   normDxKernel,
@@ -11,7 +13,8 @@ import {
   type NormLayout,
   type NormParams,
 } from '../kernels/norm.js';
-import { reduceKernel } from '../kernels/reduce.js';
+import { reduceOn } from './reduce.js';
+import { subgroupsFor } from '../subgroups.js';
 import { empty, type Tensor } from '../tensor.js';
 import { check, emptyLike, launch, sameShape } from './util.js';
 
@@ -34,7 +37,7 @@ function normOp(name: string, x: Tensor, w: Affine, b: Affine, p: NormParams, la
   }
   const y = emptyLike(x);
   const stats = empty(x.backend, [p.rows, 2]);
-  launch(normForwardKernel(name, p, layout.C), [x, ...(w ? [w] : []), ...(b ? [b] : [])], [y, stats]);
+  launch(normForwardKernel(name, p, layout.C, subgroupsFor(x.backend, lanesPerRow(p.E))), [x, ...(w ? [w] : []), ...(b ? [b] : [])], [y, stats]);
   const bSaved = p.act ? (b ?? null) : null;
   const held = [x, w, bSaved, stats].filter((t): t is Tensor => !!t);
   record('norm', [x, w ?? null, b ?? null], [y], { x, w: w ?? null, b: bSaved, stats, p, layout }, held);
@@ -89,7 +92,7 @@ const normBackward: BackwardRule<'norm'> = ({ x, w, b, stats, p, layout }, [g], 
       const pr = prior?.[0];
       const fold = !!pr && pr.dtype === 'f32' && sameShape(pr.shape, x.shape);
       dx = emptyLike(x);
-      launch(normDxKernel(p, layout.C, fold), [x, g!, stats, ...affine, ...(fold ? [pr] : [])], [dx]);
+      launch(normDxKernel(p, layout.C, fold, subgroupsFor(x.backend, lanesPerRow(p.E))), [x, g!, stats, ...affine, ...(fold ? [pr] : [])], [dx]);
       if (fold) withPrior(dx);
     }
     const [dw, db] = needs[1] || needs[2] ? paramGrads(x, g!, stats, layout, p.act ? affine : [], needs[1]!, needs[2]!) : [null, null];
@@ -102,7 +105,7 @@ function paramGrads(x: Tensor, g: Tensor, stats: Tensor, L: NormLayout, affine: 
   if (L.S >= CHANNEL_MAJOR_MIN_S) {
     const dw = empty(x.backend, [C]);
     const db = empty(x.backend, [C]);
-    launch(normDwChannelKernel(L), [x, g, stats, ...affine], [dw, db]);
+    launch(normDwChannelKernel(L, subgroupsFor(x.backend, NORM_WG)), [x, g, stats, ...affine], [dw, db]);
     return [wantW ? dw : null, wantB ? db : null];
   }
   const { chunks } = columnChunks(L);
@@ -112,7 +115,7 @@ function paramGrads(x: Tensor, g: Tensor, stats: Tensor, L: NormLayout, affine: 
   const finish = (part: Tensor): Tensor => {
     if (chunks === 1 && S === 1) return part.reshape([C]);
     const out = empty(x.backend, [C]);
-    launch(reduceKernel({ inShape: [chunks, C, S], axes: [0, 2], dtype: 'f32', scale: 1 }), [part], [out]);
+    launch(reduceOn(x.backend, { inShape: [chunks, C, S], axes: [0, 2], dtype: 'f32', scale: 1 }), [part], [out]);
     return out;
   };
   return [wantW ? finish(pw) : null, wantB ? finish(pb) : null];

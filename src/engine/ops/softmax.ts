@@ -1,6 +1,7 @@
 // Softmax along one axis, forward and backward side by side.
 import { noGrad, record, type BackwardRule } from '../autograd.js';
-import { softmaxBackwardKernel, softmaxKernel, type SoftmaxParams } from '../kernels/softmax.js';
+import { softmaxBackwardKernel, softmaxKernel, softmaxLanes, type SoftmaxParams } from '../kernels/softmax.js';
+import { subgroupsFor } from '../subgroups.js';
 import type { Tensor } from '../tensor.js';
 import { check, emptyLike, launch } from './util.js';
 
@@ -15,7 +16,9 @@ function params(x: Tensor, axis: number): SoftmaxParams {
   check(Number.isInteger(ax) && ax >= 0 && ax < x.rank, () => `softmax: axis ${axis} out of range for [${x.shape}]`);
   const outer = x.shape.slice(0, ax).reduce((a, b) => a * b, 1);
   const inner = x.shape.slice(ax + 1).reduce((a, b) => a * b, 1);
-  return { outer, n: x.shape[ax]!, inner, dtype: x.dtype };
+  const n = x.shape[ax]!;
+  const sg = subgroupsFor(x.backend, softmaxLanes(n));
+  return { outer, n, inner, dtype: x.dtype, ...(sg ? { sg } : {}) };
 }
 
 /** exp(x - max) / Σ exp(x - max) along `axis` (the last by default); same shape as x, f32. */
