@@ -1,4 +1,4 @@
-// Recovery after a crash: a run reloaded mid-way (the leave-page prompt asked first) is offered again, goes on with the images kept in OPFS, and ends with the LoRA of a run never interrupted.
+// Recovery after a crash: a run reloaded mid-way (the leave-page prompt asked first) is offered again, goes on with the images kept in OPFS, and ends with the LoRA of a run never interrupted; its saves list survives the reload, and a second tab cannot train meanwhile.
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
 import { dropFiles } from './helpers.js';
@@ -14,8 +14,8 @@ function tensors(bytes: Buffer): Map<string, { dtype: string; shape: number[]; d
   return out;
 }
 
-async function download(page: Page): Promise<Buffer> {
-  const [d] = await Promise.all([page.waitForEvent('download'), page.getByTestId('download').click()]);
+async function download(page: Page, testId = 'download'): Promise<Buffer> {
+  const [d] = await Promise.all([page.waitForEvent('download'), page.getByTestId(testId).click()]);
   return readFileSync(await d.path());
 }
 
@@ -49,6 +49,17 @@ test('a run reloaded mid-way continues from its save and ends with the LoRA of a
   await page.getByRole('button', { name: 'Pause' }).click();
   await expect(status).toHaveAttribute('data-phase', 'paused', { timeout: 5 * 60_000 });
   await expect(page.getByTestId('recovery-kept')).toContainText(/step [24]/);
+  const save2 = await download(page, 'save-2');
+
+  // A second tab of the page can neither start nor continue a run while this one's is active (paused counts).
+  const other = await page.context().newPage();
+  await other.goto('/');
+  await expect(other.getByTestId('other-tab')).toContainText('A run is already training in another tab of this page (“recovered-lora”, saved at step');
+  await expect(other.getByTestId('recovery')).toHaveCount(0);
+  await other.getByRole('button', { name: 'Start training' }).click();
+  await expect(other.getByTestId('run-status')).toContainText('A run is already training in another tab of this page: this tab can start one once it ends there');
+  await other.close();
+
   const prompts: string[] = [];
   page.on('dialog', (d) => (prompts.push(d.type()), void d.accept()));
   await page.reload();
@@ -62,6 +73,9 @@ test('a run reloaded mid-way continues from its save and ends with the LoRA of a
   await expect(offer).toContainText('as if it had never stopped');
   await expect(page.getByTestId('kept-images')).toContainText('Delete the kept images');
   const step = Number(/from step (\d)/.exec((await offer.getByRole('button').first().textContent())!)![1]);
+  // The saves list came back from OPFS: the same bytes to download.
+  await expect(page.getByTestId('saves-line')).toContainText(`step ${step}`);
+  expect((await download(page, 'save-2')).equals(save2), 'the save of step 2 after the reload').toBe(true);
 
   // One click: model, images and settings come back, and the run goes on from the kept step to the end.
   await offer.getByRole('button', { name: `Continue the run from step ${step}` }).click();
@@ -73,6 +87,8 @@ test('a run reloaded mid-way continues from its save and ends with the LoRA of a
   await expect(page.getByTestId('step-counter')).toContainText('step 6 / 6');
   // The chart holds the steps before the reload (kept with the save) and those after: one point each.
   await expect(page.getByTestId('loss-chart')).toHaveAttribute('data-points', '6');
+  // The saves from before the reload stay in the list beside the later ones.
+  await expect(page.getByTestId('saves-line')).toContainText('3 saves kept');
   const continued = tensors(await download(page));
   // A finished run leaves nothing to continue, and its kept images are deleted.
   await expect(page.getByTestId('recovery')).toHaveCount(0);

@@ -64,4 +64,7 @@ test('hold out an image, chart its validation loss and download the best step', 
   await page.getByLabel('Saves budget (MB)').fill('64');
   await page.reload();
   await expect.poll(() => page.evaluate(() => JSON.parse(localStorage.getItem('lorasmith-settings')!).state.savesBudgetMB)).toBe(64);
+  // The saves list came back from OPFS with the validation's best: Result offers the same best save again.
+  await expect(page.getByTestId('download-best')).toContainText(`val-lora-step${bestStep}.safetensors`);
+  await expect(page.getByLabel('Saves budget (MB)')).toHaveValue('64');
 });

@@ -3,6 +3,7 @@ import { useEffect } from 'react';
 import { DatasetPanel } from './DatasetPanel.js';
 import { ModelPanel } from './ModelPanel.js';
 import { recoverLora } from './recovery.js';
+import { restoreSavesList } from './saves-sync.js';
 import { Settings } from './Settings.js';
 import { useApp } from './store.js';
 import { TrainPanel } from './TrainPanel.js';
@@ -24,6 +25,7 @@ export function App() {
   }, []);
   useEffect(() => {
     void recoverLora().then((l) => l && !useApp.getState().lora && useApp.setState({ lora: { bytes: l.bytes, step: l.step, runName: l.runName, recovered: true, demo: l.demo } }));
+    void restoreSavesList(); // the last run's saves list, validation curve and per-image losses (OPFS)
   }, []);
   useEffect(() => {
     if (runStatus !== 'running' && runStatus !== 'paused') return;

@@ -3,6 +3,7 @@ import { useEffect } from 'react';
 import { formatBytes, type RunMetrics } from '../protocol/index.js';
 import { loadModelSource } from './ModelPanel.js';
 import { continueKept, discardKept, refreshRecovery, unfinished, useRecovery } from './recovery-run.js';
+import { OTHER_TAB, watchRunLock } from './run-lock.js';
 import { runActive, useApp } from './store.js';
 
 const when = (t: number) => new Date(t).toLocaleString();
@@ -16,9 +17,18 @@ function savedWhat(kind: 'state' | 'lora'): string {
 
 /** The offer to continue a kept run that did not finish (after a reload, a closed tab, a lost GPU or a Stop). */
 export function RecoveryOffer({ start }: { start: (from: Uint8Array, metrics: RunMetrics[]) => Promise<void> }) {
-  const { run, busy, message, images } = useRecovery();
+  const { run, busy, message, images, otherTab } = useRecovery();
   const active = runActive(useApp((s) => s.run));
-  useEffect(() => void refreshRecovery(), []);
+  useEffect(() => {
+    void refreshRecovery();
+    return watchRunLock(() => void refreshRecovery(), () => useRecovery.getState().otherTab);
+  }, []);
+  if (otherTab && !active)
+    return (
+      <p className="summary warn" role="status" data-testid="other-tab">
+        {OTHER_TAB}{run ? ` (“${run.runName}”, saved at step ${run.step} of ${run.totalSteps})` : ''}: this tab cannot start, continue or discard a run until it ends there, since the tabs share one kept run in this browser.
+      </p>
+    );
   if (active && run)
     return (
       <p className="note" data-testid="recovery-kept">
@@ -51,12 +61,13 @@ export function RecoveryOffer({ start }: { start: (from: Uint8Array, metrics: Ru
 export function KeptImages() {
   const images = useRecovery((s) => s.images);
   const run = useRecovery((s) => s.run);
+  const otherTab = useRecovery((s) => s.otherTab);
   const active = runActive(useApp((s) => s.run));
   if (!images.images) return null;
   return (
     <p className="note" data-testid="kept-images">
       {images.images} {images.images === 1 ? 'image' : 'images'} of the last run ({formatBytes(images.bytes)}) {images.images === 1 ? 'is' : 'are'} kept in this browser's private storage on this machine, never uploaded, so that the run can go on after a reload, a closed tab or a lost GPU; they are deleted when the run finishes.
-      <button className="link" disabled={active} onClick={() => void discardKept()}>
+      <button className="link" disabled={active || otherTab} onClick={() => void discardKept()}>
         Delete the kept images{run && unfinished(run) ? ' (the unfinished run can then not be continued)' : ''}
       </button>
     </p>

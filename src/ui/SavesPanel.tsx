@@ -2,6 +2,9 @@
 import { useState } from 'react';
 import { useShallow } from 'zustand/react/shallow';
 import { DEFAULT_SAVES_BUDGET_MB, fitSaves, SAVES_BUDGET_RANGE, savesLine } from './saves.js';
+import { forgetSavesList, keepSavesList } from './saves-sync.js';
+import { useRecovery } from './recovery-run.js';
+import { runActive } from './store.js';
 import { useApp, type ValidationState } from './store.js';
 
 /** Save bytes as a file download. */
@@ -39,6 +42,9 @@ export function Saves() {
   const { saves, best, budget, runName } = useApp(useShallow((st) => ({ saves: st.saves, best: st.validation.best, budget: st.savesBudgetMB, runName: st.lora?.runName ?? st.config.runName })));
   const [draft, setDraft] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const active = runActive(useApp((st) => st.run));
+  const otherTab = useRecovery((r) => r.otherTab);
+  const locked = active || otherTab;
   if (!saves.length) return null;
   const bestSave = best ? saves.find((s) => s.step === best.step) : undefined;
   const name = (step: number) => `${runName}-step${step}.safetensors`;
@@ -51,6 +57,7 @@ export function Saves() {
     }
     setError(null);
     useApp.setState((st) => ({ savesBudgetMB: mb, saves: fitSaves(st.saves, mb * 1024 * 1024, st.validation.best?.step) }));
+    void keepSavesList();
   };
   return (
     <div data-testid="saves">
@@ -68,8 +75,11 @@ export function Saves() {
         ))}
       </p>
       <label>
-        Keep this run's saves up to <input type="number" aria-label="Saves budget (MB)" min={SAVES_BUDGET_RANGE.min} max={SAVES_BUDGET_RANGE.max} value={draft ?? String(budget)} onChange={(e) => setBudget(e.target.value)} /> MB in this tab (the last and the best always stay)
+        Keep this run's saves up to <input type="number" aria-label="Saves budget (MB)" min={SAVES_BUDGET_RANGE.min} max={SAVES_BUDGET_RANGE.max} value={draft ?? String(budget)} onChange={(e) => setBudget(e.target.value)} /> MB in this browser (the last and the best always stay; a reload keeps them, the next run replaces them)
       </label>
+      <button className="link" data-testid="forget-saves" disabled={locked} onClick={() => void forgetSavesList()}>
+        Delete the kept saves
+      </button>
       {error && <span className="error" role="alert"> {error}</span>}
     </div>
   );

@@ -11,6 +11,8 @@ import { Saves, ValidationLine, validationSeries } from './SavesPanel.js';
 import { noteRunStart, noteRunState, noteSave } from './recovery-run.js';
 import { RecoveryOffer } from './RecoveryPanel.js';
 import { addLogLine, RunLog } from './RunLog.js';
+import { dropRunLock, OTHER_TAB, takeRunLock } from './run-lock.js';
+import { keepSavesList } from './saves-sync.js';
 import { NO_VALIDATION, runActive, runStatus, useApp, type AppState } from './store.js';
 import { trainer } from './worker.js';
 
@@ -69,8 +71,9 @@ function speed(m: RunMetrics): string {
 /** A click's guard for the time before React re-renders (a double click lands in one task). */
 let starting = false;
 
-/** A start that did not happen, with why (and e.g. the field errors that stopped it). */
+/** A start that did not happen, with why (and e.g. the field errors that stopped it); the other tabs may start again. */
 function refuse(message: string, p: Partial<AppState> = {}): void {
+  dropRunLock();
   useApp.getState().set({ ...p, run: { ...useApp.getState().run, starting: false, message } });
 }
 
@@ -87,18 +90,24 @@ export function runCallbacks(demo: boolean): RunCallbacks {
       void noteSave(step, bytes, state); // kept in OPFS, to continue the run after a crash
       const runName = useApp.getState().config.runName;
       useApp.setState((st) => ({ lora: { bytes, step, runName, demo }, saves: keepSave(st.saves, { step, bytes }, st.savesBudgetMB, st.validation.best?.step) }));
+      void keepSavesList(); // the list too, within the budget, so that a reload keeps the earlier saves and the best
       void keepLora({ bytes, step, runName, savedAt: Date.now(), demo }).then((warn) => warn && useApp.setState((st) => ({ run: { ...st.run, message: warn } })));
     },
     onPreview: (img, step, prompt) => void showPreview(img, step, prompt),
     onLog: addLogLine,
     // A new best arrives before its save; the saves are refitted so an older best may go.
-    onValidation: (v) =>
+    onValidation: (v) => {
       useApp.setState((st) => {
         const best = v.best ? { step: v.step, loss: v.loss } : st.validation.best;
         const images = Object.fromEntries(v.images.map((i) => [i.name, i.loss]));
         return { validation: { points: [...st.validation.points, { step: v.step, loss: v.loss }], best, images }, saves: fitSaves(st.saves, st.savesBudgetMB * 1024 * 1024, best?.step) };
-      }),
-    onImageLosses: (losses) => useApp.setState((st) => ({ imageLosses: { ...st.imageLosses, ...Object.fromEntries(losses.map((l) => [l.name, l])) } })),
+      });
+      void keepSavesList();
+    },
+    onImageLosses: (losses) => {
+      useApp.setState((st) => ({ imageLosses: { ...st.imageLosses, ...Object.fromEntries(losses.map((l) => [l.name, l])) } }));
+      void keepSavesList();
+    },
     onDone: () => {}, // the 'done' state says it
     onError: () => {}, // the 'failed' state says it
   };
@@ -115,6 +124,8 @@ export async function startRun(continueFrom: File | Uint8Array | null, resumed?:
   // Off at once, before any await: a second click cannot start a second run.
   flushSync(() => set({ run: { ...useApp.getState().run, starting: true, message: undefined } }));
   try {
+    // One run at a time per site: the tabs share the kept run (run-lock.ts).
+    if (!(await takeRunLock())) return refuse(`${OTHER_TAB}: this tab can start one once it ends there (the tabs share one kept run in this browser).`);
     const v = await trainer().validateConfig(useApp.getState().config);
     if (!v.ok) return refuse('Fix the highlighted settings first.', { errors: v.errors });
     if (useApp.getState().model.status !== 'ready') return refuse('Load a base model first.');
@@ -122,7 +133,9 @@ export async function startRun(continueFrom: File | Uint8Array | null, resumed?:
     const prev = useApp.getState().preview;
     if (prev) URL.revokeObjectURL(prev.url);
     await noteRunStart(v.config, !!resumed);
-    set({ metrics: resumed ?? [], log: [], saves: [], validation: NO_VALIDATION, imageLosses: {}, preview: null });
+    // A continued kept run keeps its saves, validation curve and per-image losses (continueKept put them back); a new run starts without.
+    set({ metrics: resumed ?? [], log: [], preview: null, ...(resumed ? {} : { saves: [], validation: NO_VALIDATION, imageLosses: {} }) });
+    void keepSavesList();
     const demo = !!useApp.getState().model.demo;
     const from = continueFrom instanceof Uint8Array ? continueFrom : continueFrom ? new Uint8Array(await continueFrom.arrayBuffer()) : undefined;
     await trainer().start(v.config, Comlink.proxy(runCallbacks(demo)), from);

@@ -1,4 +1,4 @@
-// In Chromium's real OPFS: the kept images and run saves read back as written, a save replaces the last, a finished run leaves nothing, and the offer names the step.
+// In Chromium's real OPFS and Web Locks: the kept images and run saves read back as written, a save replaces the last, a finished run leaves nothing, the offer names the step; the saves list (validation curve, per-image losses) survives a reload; another tab's run lock stops start, continue and discard.
 import { act } from 'react';
 import { createRoot } from 'react-dom/client';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -6,9 +6,12 @@ import { DEFAULT_CONFIG, type RunMetrics } from '../protocol/index.js';
 import { folder, listFiles, writeFile } from './opfs.js';
 import { deleteKeptImages, keepImages, keptImages, keptImagesSize } from './opfs-images.js';
 import { forgetRun, keepSave, keptRun, keptSave, type RunIdentity } from './opfs-run.js';
-import { noteModelLoaded, noteRunStart, noteRunState, noteSave, refreshRecovery } from './recovery-run.js';
+import { forgetSaves, readSaves, writeSaves } from './opfs-saves.js';
+import { continueKept, discardKept, noteModelLoaded, noteRunStart, noteRunState, noteSave, refreshRecovery, useRecovery } from './recovery-run.js';
 import { KeptImages, RecoveryOffer } from './RecoveryPanel.js';
-import { useApp } from './store.js';
+import { dropRunLock, OTHER_TAB, RUN_LOCK, runLockedElsewhere, takeRunLock } from './run-lock.js';
+import { forgetSavesList, keepSavesList, restoreSavesList } from './saves-sync.js';
+import { NO_VALIDATION, useApp } from './store.js';
 
 (globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
@@ -19,7 +22,9 @@ const metric = (step: number): RunMetrics => ({ step, totalSteps: 8, epoch: 1, l
 const plain = (b: ArrayBuffer | Uint8Array) => Array.from(new Uint8Array(b));
 
 beforeEach(async () => {
+  dropRunLock();
   await forgetRun(true);
+  await forgetSaves();
 });
 
 describe('the kept images', () => {
@@ -114,6 +119,87 @@ describe('a run through its life on the page', () => {
     expect(el.textContent).not.toContain('Continue the run');
     expect(el.querySelector('[data-testid=kept-images]')).toBeNull();
     expect(await keptImages()).toBeNull();
+    act(() => root.unmount());
+  });
+});
+
+const loss = (name: string, mean: number) => ({ name, mean, count: 3 });
+const saveFiles = async () => [...(await listFiles((await folder(['saves']))!)).keys()].sort();
+
+describe('the kept saves list', () => {
+  it('reads back as written (a non-finite loss as NaN), drops the files of saves that left the list, and skips a save whose file is gone', async () => {
+    const validation = { points: [{ step: 2, loss: 0.3 }, { step: 4, loss: NaN }], best: { step: 2, loss: 0.3 }, images: { 'a.png': 0.25 } };
+    await writeSaves({ runName: 'cat-lora', validation, imageLosses: { 'a.png': loss('a.png', 0.2) } }, [{ step: 2, bytes: new Uint8Array([2, 2]) }, { step: 4, bytes: new Uint8Array([4]) }]);
+    const back = (await readSaves())!;
+    expect(back.saves.map((x) => [x.step, plain(x.bytes)])).toEqual([[2, [2, 2]], [4, [4]]]);
+    expect([back.record.runName, back.record.validation, back.record.imageLosses]).toEqual(['cat-lora', validation, { 'a.png': loss('a.png', 0.2) }]);
+    await writeSaves({ runName: 'cat-lora', validation, imageLosses: {} }, [{ step: 4, bytes: new Uint8Array([4]) }, { step: 6, bytes: new Uint8Array([6]) }]);
+    expect(await saveFiles()).toEqual(['save-4.safetensors', 'save-6.safetensors', 'saves.json']);
+    await (await folder(['saves']))!.removeEntry('save-4.safetensors');
+    expect((await readSaves())!.saves.map((x) => x.step)).toEqual([6]);
+  });
+
+  it("survives a reload with the page's validation curve and per-image losses; a continue takes them up to its step, the best among them", async () => {
+    const saves = [2, 4, 6].map((step) => ({ step, bytes: new Uint8Array([step, step]) }));
+    const validation = { points: [{ step: 2, loss: 0.5 }, { step: 4, loss: 0.6 }, { step: 5, loss: 0.55 }, { step: 6, loss: 0.3 }], best: { step: 6, loss: 0.3 }, images: { 'a.png': 0.4 } };
+    const imageLosses = { 'a.png': loss('a.png', 0.2), 'b.png': loss('b.png', 0.9) };
+    useApp.setState({ saves, validation, imageLosses, run: { status: 'done' }, lora: { bytes: new Uint8Array([6, 6]), step: 6, runName: 'cat-lora' } });
+    await keepSavesList();
+    // The reload: nothing in memory.
+    useApp.setState({ saves: [], validation: NO_VALIDATION, imageLosses: {}, run: { status: 'idle' } });
+    expect(await restoreSavesList()).toBe(true);
+    const st = useApp.getState();
+    expect([st.saves.map((x) => [x.step, plain(x.bytes)]), st.validation, st.imageLosses]).toEqual([saves.map((x) => [x.step, plain(x.bytes)]), validation, imageLosses]);
+    // Continued from the save at step 4: the later saves and validations are made again by the run.
+    expect(await restoreSavesList(4)).toBe(true);
+    const c = useApp.getState();
+    expect([c.saves.map((x) => x.step), c.validation.points.map((p) => p.step), c.validation.best]).toEqual([[2, 4], [2, 4], { step: 2, loss: 0.5 }]);
+    // A new run's empty list empties what is kept.
+    useApp.setState({ saves: [] });
+    await keepSavesList();
+    expect(await saveFiles()).toEqual(['saves.json']);
+    expect((await readSaves())!.saves).toEqual([]);
+  });
+});
+
+describe('another tab training (it holds the run lock)', () => {
+  /** The lock held as another tab of the page would hold it, until `free()`. */
+  async function otherTab(): Promise<() => void> {
+    let free = () => {};
+    await new Promise<void>((held) => void navigator.locks.request(RUN_LOCK, () => (held(), new Promise<void>((r) => (free = r)))));
+    return () => free();
+  }
+
+  it('stops this tab starting, continuing or discarding, and from writing over its saves', async () => {
+    await keepSave(id, { step: 2, totalSteps: 8, bytes: new Uint8Array([8]), kind: 'state', metrics: [] });
+    await writeSaves({ runName: 'cat-lora', validation: NO_VALIDATION, imageLosses: {} }, [{ step: 2, bytes: new Uint8Array([7]) }]);
+    useApp.setState({ run: { status: 'idle' }, saves: [], validation: NO_VALIDATION, imageLosses: {} });
+    const free = await otherTab();
+    expect([await takeRunLock(), await runLockedElsewhere()]).toEqual([false, true]);
+    const el = document.body.appendChild(document.createElement('div'));
+    const root = createRoot(el);
+    await act(async () => root.render(<RecoveryOffer start={async () => {}} />));
+    await act(async () => refreshRecovery());
+    expect(el.querySelector('[data-testid=other-tab]')!.textContent).toContain(`${OTHER_TAB} (“cat-lora”, saved at step 2 of 8)`);
+    expect(el.textContent).not.toContain('Continue the run');
+    let started = false;
+    await act(async () => continueKept(async () => {}, async () => void (started = true)));
+    expect([started, useRecovery.getState().message]).toEqual([false, expect.stringContaining(OTHER_TAB)]);
+    await discardKept();
+    await keepSavesList(); // this tab's empty list
+    await forgetSavesList();
+    expect([(await keptRun())?.step, (await readSaves())?.saves.map((x) => x.step)]).toEqual([2, [2]]);
+    // Once that tab's run has ended, this tab takes the lock, and holds it until it drops it.
+    free();
+    await act(async () => refreshRecovery());
+    expect(el.querySelector('[data-testid=other-tab]')).toBeNull();
+    expect(await takeRunLock()).toBe(true);
+    expect(await navigator.locks.request(RUN_LOCK, { ifAvailable: true }, (l) => l !== null)).toBe(false);
+    // Dropped, it is free again: this tab takes it at once (not refused as another tab's), and so could another tab.
+    dropRunLock();
+    expect(await takeRunLock()).toBe(true);
+    dropRunLock();
+    expect(await navigator.locks.request(RUN_LOCK, (l) => l !== null)).toBe(true);
     act(() => root.unmount());
   });
 });

@@ -4,6 +4,8 @@ import type { DatasetReport, ModelSource, RunMetrics, RunState, TrainConfig } fr
 import { why } from './opfs.js';
 import { keepImages, keptImages, keptImagesSize, type KeptImage } from './opfs-images.js';
 import { forgetRun, keepSave, keptRun, keptSave, serial, unfinished, type KeptRun, type ModelRef, type RunIdentity } from './opfs-run.js';
+import { dropRunLock, OTHER_TAB, runLockedElsewhere, takeRunLock } from './run-lock.js';
+import { restoreSavesList } from './saves-sync.js';
 import { runActive, useApp, type DatasetEntry } from './store.js';
 import { trainer } from './worker.js';
 
@@ -15,11 +17,13 @@ export interface RecoveryState {
   loaded: { ref: ModelRef; source: ModelSource; name: string } | null;
   /** Continue was pressed and the run has not started yet. */
   busy: boolean;
+  /** Another tab of the page holds the run lock: its run is active, so this tab may not start, continue or discard one. */
+  otherTab: boolean;
   /** Why something could not be kept or continued, in words. */
   message?: string;
 }
 
-export const useRecovery = create<RecoveryState>()(() => ({ run: null, images: { images: 0, bytes: 0 }, loaded: null, busy: false }));
+export const useRecovery = create<RecoveryState>()(() => ({ run: null, images: { images: 0, bytes: 0 }, loaded: null, busy: false, otherTab: false }));
 
 /** The run whose saves are being kept (set when it starts). */
 let current: RunIdentity | null = null;
@@ -27,8 +31,8 @@ let current: RunIdentity | null = null;
 /** Read what OPFS holds into the page (after the writes already asked for). */
 export function refreshRecovery(): Promise<void> {
   return serial(async () => {
-    const [run, images] = await Promise.all([keptRun().catch(() => null), keptImagesSize().catch(() => ({ images: 0, bytes: 0 }))]);
-    useRecovery.setState({ run, images });
+    const [run, images, otherTab] = await Promise.all([keptRun().catch(() => null), keptImagesSize().catch(() => ({ images: 0, bytes: 0 })), runLockedElsewhere()]);
+    useRecovery.setState({ run, images, otherTab });
   });
 }
 
@@ -82,9 +86,10 @@ export async function noteSave(step: number, lora: Uint8Array, state: Uint8Array
   await refreshRecovery();
 }
 
-/** The run reported a state: once it has finished every step, nothing is left to continue (its images go too). */
+/** The run reported a state: once it ended the other tabs may run again; once it has finished every step, nothing is left to continue (its images go too). */
 export async function noteRunState(s: RunState): Promise<void> {
   if (s.phase !== 'done' && s.phase !== 'failed') return;
+  dropRunLock();
   if (s.phase === 'done' && !s.stopped && current) {
     current = null;
     await forgetRun(true).catch(() => {});
@@ -94,6 +99,7 @@ export async function noteRunState(s: RunState): Promise<void> {
 
 /** Forget the kept run and its images (the person's choice). */
 export async function discardKept(): Promise<void> {
+  if (await runLockedElsewhere()) return warn(`${OTHER_TAB}: what it keeps can be discarded there, not from this tab.`);
   await forgetRun(true).catch((e: unknown) => warn(`Could not delete what is kept: ${why(e)}`));
   await refreshRecovery();
 }
@@ -139,6 +145,8 @@ export async function continueKept(load: (s: ModelSource) => Promise<void>, star
   if (runActive(useApp.getState().run) || useRecovery.getState().busy) return;
   useRecovery.setState({ busy: true, message: undefined });
   try {
+    // Held from here, so that no other tab starts between this tab's checks and its start.
+    if (!(await takeRunLock())) throw new Error(`${OTHER_TAB}, on what is kept here: continue it there, or once it ends`);
     const r = await keptRun();
     if (!r) throw new Error('no run is kept in this browser any more');
     const images = await keptImages();
@@ -146,10 +154,13 @@ export async function continueKept(load: (s: ModelSource) => Promise<void>, star
     const bytes = await keptSave(r);
     await ensureModel(r, load);
     await restoreDataset(images);
+    await restoreSavesList(r.step);
     useApp.getState().set({ config: r.config });
     await start(bytes, r.metrics);
   } catch (e) {
+    if (!runActive(useApp.getState().run)) dropRunLock();
     warn(`The run could not be continued: ${why(e)}`);
+    await refreshRecovery();
   } finally {
     useRecovery.setState({ busy: false });
   }

@@ -72,7 +72,7 @@ export interface AppState {
   metrics: RunMetrics[];
   /** The run's log lines from the worker (RunLog.tsx keeps the last RUN_LOG_LINES), oldest first; a new run starts it empty. */
   log: string[];
-  /** Every LoRA this run saved that fits `savesBudgetMB` (saves.ts: the last and the best always stay), in step order; in memory only. */
+  /** Every LoRA this run saved that fits `savesBudgetMB` (saves.ts: the last and the best always stay), in step order; kept in OPFS with the validation and per-image losses (saves-sync.ts). */
   saves: KeptSave[];
   /** The budget for `saves` [MB], a setting that survives a reload. */
   savesBudgetMB: number;
