@@ -1,10 +1,10 @@
-// The Try-it panel on the tiny demo: a dropped kohya LoRA from another trainer rendered beside the base model from one seed,
+// The Try-it panel on the tiny demo: a dropped kohya LoRA from another trainer rendered beside the base model from one seed, a LyCORIS LoHa in the grid,
 // per-step progress, a long render cancelled, PNG downloads with their settings in tEXt chunks, an X/Y grid of LoRAs × strengths, bad files refused.
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
 import { decode } from 'fast-png';
 import { dropFiles } from './helpers.js';
-import { kohyaLora } from './kohya-lora.js';
+import { kohyaLora, lohaLora } from './kohya-lora.js';
 
 const unet = 'public/tiny/unet/diffusion_pytorch_model.safetensors';
 
@@ -32,10 +32,10 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
   await expect(page.getByTestId('try-message')).toContainText('xl.safetensors is an SDXL LoRA');
   await expect(page.getByTestId('try-message')).toContainText('notes.ckpt: only .safetensors');
 
-  // Two files of another trainer at rank 3 (ours trains at the network dim): the side-by-side uses the last dropped.
+  // Two files of another trainer at rank 3 (ours trains at the network dim), a kohya LoRA and a LyCORIS LoHa: the side-by-side uses the last dropped.
   await dropFiles(page, 'try-drop', [
     { name: 'other-a.safetensors', bytes: kohyaLora(unet, 3, 0.5, 7) },
-    { name: 'other-b.safetensors', bytes: kohyaLora(unet, 3, 0.5, 8) },
+    { name: 'other-b.safetensors', bytes: lohaLora(unet, 3, 0.5, 8) },
   ]);
   await expect(page.getByTestId('try-message')).toHaveCount(0);
   await expect(page.getByTestId('try-hint')).toHaveCount(0);
@@ -95,6 +95,8 @@ test('try a dropped kohya LoRA beside the base model, download the PNGs, render 
   expect(b1.data.equals(base.data)).toBe(true);
   expect(a1.data.equals(lora.data)).toBe(true);
   expect(bb1.data.equals(a1.data)).toBe(false);
+  expect(bb1.data.equals(b0.data)).toBe(false); // the LoHa applies (not refused, not a no-op)
+  await expect(page.getByTestId('try-notes')).toContainText('other-b.safetensors: a LoHa network (LyCORIS), applied as its merged weights');
   await panel.screenshot({ path: 'docs/tryit.png' });
 
   // A dropped file can be taken out again: the grid has one column fewer.
