@@ -1,4 +1,4 @@
-// The tiny U-Net's LoRA gradients on the GPU: the same with and without gradient checkpointing (network dropout on), and for one image (proj_in/out layouts folded) as in a batch.
+// The tiny U-Net's LoRA gradients on the GPU: the same with and without gradient checkpointing (network dropout on), with the feed-forwards in row chunks (a small binding limit) as whole, and for one image (proj_in/out layouts folded) as in a batch.
 import { describe, expect, it } from 'vitest';
 import type { Backend } from '../engine/backend.js';
 import { noGrad } from '../engine/autograd.js';
@@ -59,6 +59,35 @@ describe('tiny U-Net LoRA gradients', () => {
     expect(checkpointed.loss).toBe(plain.loss);
     assertClose(checkpointed.g, plain.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, checkpointed vs not');
     for (const t of [x, ctx, target, wt]) t!.dispose();
+    lora.dispose();
+    w.dispose();
+  }, 600_000);
+
+  it('are the same with the feed-forwards run in row chunks (binding limit 32 KiB) as whole', async () => {
+    const b = await testBackend();
+    const w = weights(b);
+    const lora = new LoraNetwork(b, loraTargets(TINY_UNET, null, { rank: 4, alpha: 4 }), 0);
+    lora.arenas.unet.flatParams.write(values(lora.arenas.unet.numel, 79, 0.2));
+    const [x, ctx, target] = ([[2, 4, 8, 8], [2, 77, 32], [2, 4, 8, 8]] as const).map((s, k) => tensor(b, values(s.reduce((p, q) => p * q, 1), 920 + k, 1), [...s]));
+    const run = async (maxBindingBytes?: number) => {
+      lora.arenas.unet.zeroGrad();
+      b.resetStats();
+      const loss = scope(() => mseLoss(unetForward(new Layers(w, lora.adapter('unet')), TINY_UNET, x!, [500, 20], ctx!, { maxBindingBytes }), target!));
+      backward(loss);
+      const [l, g] = await Promise.all([loss.read(), lora.arenas.unet.flatGrads.read()]);
+      loss.dispose();
+      return { loss: l[0]!, g, splits: b.stats.byKernel.get('split')?.dispatches ?? 0 };
+    };
+    const whole = await run();
+    // The largest hidden activation, [128 tokens, 256] f32 (128 KiB), runs as 4 chunks; the next level's as 2.
+    const chunked = await run(32 * 1024);
+    // Each chunked feed-forward splits its input (and its backward scatters the output's gradient): more split dispatches.
+    expect(chunked.splits).toBeGreaterThan(whole.splits);
+    expect(Math.hypot(...whole.g)).toBeGreaterThan(1e-4);
+    // Per token the same arithmetic: only the weight gradients' sums over tokens are split into chunk partials.
+    expect(chunked.loss).toBeCloseTo(whole.loss, 6);
+    assertClose(chunked.g, whole.g, { atol: 1e-6, rtol: 1e-4 }, 'LoRA gradients, chunked feed-forwards vs whole');
+    for (const t of [x, ctx, target]) t!.dispose();
     lora.dispose();
     w.dispose();
   }, 600_000);

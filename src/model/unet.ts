@@ -1,7 +1,8 @@
 // The SD 1.x U-Net (diffusers UNet2DConditionModel layout), config-driven so a tiny model shares the code.
-import { add, attention, checkpoint, concat, geglu, permute, reshape, scope, silu, timestepEmbedding, upsampleNearest2x } from '../engine/index.js';
+import { add, attention, checkpoint, concat, geglu, permute, reshape, scope, silu, split, timestepEmbedding, upsampleNearest2x } from '../engine/index.js';
 import type { Tensor } from '../engine/tensor.js';
-import { addConv, addLinear, addNorm, type Layers, type WeightShapes } from './layers.js';
+import { sizeClass } from '../engine/pool.js';
+import { addConv, addLinear, addNorm, Layers, type Adapter, type WeightShapes } from './layers.js';
 
 /** The architecture knobs of an SD 1.x-shaped U-Net. */
 export interface UNetConfig {
@@ -170,6 +171,11 @@ export function unetTransformerNames(c: UNetConfig): string[] {
 export interface UNetOptions {
   /** Recompute each ResBlock and transformer in backward instead of keeping its activations. */
   gradientCheckpointing?: boolean;
+  /**
+   * The most bytes one buffer may hold and a kernel bind (default: the input's backend's
+   * `maxBindingBytes`): a feed-forward whose hidden activation would pass it runs in row chunks.
+   */
+  maxBindingBytes?: number;
 }
 
 /**
@@ -200,7 +206,8 @@ export function unetForward(L: Layers, c: UNetConfig, x: Tensor, timesteps: read
     // the checkpointed part and are not recomputed in backward.
     return resnetTail(L, r, a, segment((y, tp) => resnetHead(L, c, r, y!, tp!), [a, t]));
   };
-  const attend = (name: string, a: Tensor) => segment((y, ...kv) => transformer(L, c, name, y!, kv), [a, ...crossKv(name)]);
+  const maxBinding = opts.maxBindingBytes ?? x.backend.maxBindingBytes;
+  const attend = (name: string, a: Tensor) => segment((y, ...kv) => transformer(L, c, name, y!, kv, maxBinding), [a, ...crossKv(name)]);
 
   let h = L.conv('conv_in', x, { padding: 1 });
   const skips: Tensor[] = [h];
@@ -276,7 +283,7 @@ function tailFrozen(L: Layers, r: ResSpec): boolean {
  * Transformer2DModel: GN → proj_in → per block self-attn, cross-attn, GEGLU FF (pre-LN, residual)
  * → proj_out → + x. kv: each block's cross-attention keys and values (`crossAttentionKv`), flat.
  */
-function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: readonly Tensor[]): Tensor {
+function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: readonly Tensor[], maxBinding = Infinity): Tensor {
   const [B, C, H, W] = x.shape as [number, number, number, number];
   const n = L.groupNorm(`${name}.norm`, x, c.groups, ATTN_GN_EPS);
   // One image: proj_in reads the NCHW norm output as [C, H·W] and proj_out writes NCHW (its skip x
@@ -288,12 +295,48 @@ function transformer(L: Layers, c: UNetConfig, name: string, x: Tensor, kv: read
     // Each residual add runs in the epilogue of the GEMM that ends its branch.
     h = attentionLayer(L, `${t}.attn1`, L.layerNorm(`${t}.norm1`, h), null, c.heads, false, h);
     h = attentionLayer(L, `${t}.attn2`, L.layerNorm(`${t}.norm2`, h), null, c.heads, false, h, [kv[2 * d]!, kv[2 * d + 1]!]);
-    h = L.linear(`${t}.ff.net.2`, geglu(L.linear(`${t}.ff.net.0.proj`, L.layerNorm(`${t}.norm3`, h))), h);
+    h = feedForward(L, t, h, maxBinding);
   }
   if (one) return reshape(L.pointwise(`${name}.proj_out`, reshape(h, [H * W, C]), reshape(x, [C, H * W]), { yT: true }), [1, C, H, W]);
   h = L.pointwise(`${name}.proj_out`, h);
   // Back to NCHW with the skip x added in the same pass.
   return permute(reshape(h, [B, H, W, C]), [0, 3, 1, 2], x);
+}
+
+/**
+ * A transformer block's GEGLU feed-forward plus its input, h [B, N, C]. Its hidden activation
+ * [B·N, 2·ff] is the U-Net's largest tensor (SD 1.5: 160 MiB at 512² batch 4 or 1024² batch 1,
+ * past WebGPU's default 128 MiB binding limit): where it would pass `maxBinding`, the tokens,
+ * independent in a feed-forward, run in the fewest row chunks that fit, each chunk's network
+ * dropout under its own seed. The same values; weight gradients are summed over the chunks.
+ */
+function feedForward(L: Layers, t: string, h: Tensor, maxBinding: number): Tensor {
+  const ff = (l: Layers, x: Tensor) => l.linear(`${t}.ff.net.2`, geglu(l.linear(`${t}.ff.net.0.proj`, l.layerNorm(`${t}.norm3`, x))), x);
+  const hidden = L.weights.get(`${t}.ff.net.0.proj.weight`).shape[0]!;
+  const [B, N, C] = h.shape as [number, number, number];
+  const rows = B * N;
+  let chunks = 1;
+  while (chunks < rows && sizeClass(Math.ceil(rows / chunks) * hidden * 4) > maxBinding) chunks++;
+  if (chunks === 1) return ff(L, h);
+  const per = Math.ceil(rows / chunks);
+  const sizes = Array.from({ length: Math.ceil(rows / per) }, (_, i) => Math.min(per, rows - i * per));
+  const outs = split(reshape(h, [rows, C]), sizes, 0).map((x, i) => ff(i === 0 ? L : new Layers(L.weights, chunkAdapter(L.adapter, i)), x));
+  return reshape(concat(outs, 0), [B, N, C]);
+}
+
+/** The adapter for row chunk `i` of a layer: the same, with its network dropout's seed moved so chunks draw independent masks. */
+function chunkAdapter(a: Adapter | null, i: number): Adapter | null {
+  if (!a) return null;
+  const lowRank = (n: string) => {
+    const r = a.lowRank(n);
+    return r?.dropout ? { ...r, dropout: { ...r.dropout, seed: (r.dropout.seed ^ Math.imul(i, 0x9e3779b1)) >>> 0 } } : r;
+  };
+  return {
+    lowRank,
+    convDelta: (n, x, o) => a.convDelta(n, x, o),
+    ...(a.weight ? { weight: (n: string, w: Tensor) => a.weight!(n, w) } : {}),
+    ...(a.frozen ? { frozen: (n: string) => a.frozen!(n) } : {}),
+  };
 }
 
 /** Cross-attention's keys and values from the text context [B, T, ctx]. */

@@ -10,7 +10,8 @@ import { SD15_UNET } from '../model/unet.js';
 import { metaWeights } from '../model/pipeline.js';
 import { SD15_VAE, vaeDecode, vaeEncode, vaeWeightShapes } from '../model/vae.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
-import { metaStepCounts, stepSources, type KernelSource } from './memory.js';
+import { latentMoments } from './data.js';
+import { MetaRun, metaStepCounts, stepSources, type KernelSource } from './memory.js';
 
 const SD15 = { unet: SD15_UNET, clip: SD15_CLIP, vae: SD15_VAE };
 const DEFAULT_STORAGE = WEBGPU_DEFAULT_LIMITS.maxStorageBuffersPerShaderStage;
@@ -45,7 +46,39 @@ function vaeSources(): KernelSource[] {
   return [...meta.sources].map(([source, name]) => ({ name, source }));
 }
 
+/**
+ * The largest buffer (after the pool's size-class rounding: what a GPU pool allocates and would
+ * refuse past the limit) of encoding one image and one training step of `c`, on a meta device
+ * whose binding limit is `limit` (the VAE's slabs and the U-Net's feed-forward chunks follow it).
+ */
+function largestBuffer(c: TrainConfig, limit: number): number {
+  const meta = new MetaBackend();
+  meta.maxBindingBytes = limit;
+  const run = new MetaRun(meta, SD15, c);
+  const r = c.resolution;
+  const { mean, logvar } = latentMoments({ config: SD15_VAE, weights: run.vae }, () => empty(meta, [1, 3, r, r]));
+  mean.dispose();
+  logvar.dispose();
+  meta.complete();
+  run.step(1).dispose();
+  run.dispose();
+  return meta.pool().largestBuffer;
+}
+
 describe('kernel limits on the meta device', () => {
+  it('every buffer of SD 1.5 training fits a 128 MiB binding limit at 512² batch 8 and 1024² batch 2', () => {
+    const MiB = 2 ** 20;
+    const limit = WEBGPU_DEFAULT_LIMITS.maxStorageBufferBindingSize;
+    const sizes = ([[512, 8], [1024, 2]] as const).map(([resolution, batchSize]) => {
+      const c = { ...DEFAULT_CONFIG, ...base, resolution, batchSize };
+      return { resolution, batchSize, limited: largestBuffer(c, limit), free: largestBuffer(c, Infinity) };
+    });
+    console.log(`largest buffer with a 128 MiB limit: ${sizes.map((x) => `${x.resolution}² batch ${x.batchSize} ${x.limited / MiB} MiB (unlimited: ${x.free / MiB})`).join(', ')}`);
+    for (const x of sizes) expect(x.limited, `${x.resolution}² batch ${x.batchSize}`).toBeLessThanOrEqual(limit);
+    // Without the limit each of them makes a larger buffer (the VAE unsplit, the feed-forward whole): the split is what fits them.
+    for (const x of sizes) expect(x.free).toBeGreaterThan(limit);
+  });
+
   it('with a default device\'s 8 storage buffers, no SD 1.5 training or VAE kernel passes any default limit', () => {
     const sources = [...runSources(DEFAULT_STORAGE), ...vaeSources()];
     expect(sources.length).toBeGreaterThan(80);
