@@ -66,5 +66,6 @@ test('hold out an image, chart its validation loss and download the best step', 
   await expect.poll(() => page.evaluate(() => JSON.parse(localStorage.getItem('lorasmith-settings')!).state.savesBudgetMB)).toBe(64);
   // The saves list came back from OPFS with the validation's best: Result offers the same best save again.
   await expect(page.getByTestId('download-best')).toContainText(`val-lora-step${bestStep}.safetensors`);
+  await expect(page.getByTestId('validation-line')).toContainText(`at step 4 · best`);
   await expect(page.getByLabel('Saves budget (MB)')).toHaveValue('64');
 });

@@ -217,6 +217,8 @@ export function TrainPanel() {
             />
           </>
         )}
+        {/* After a reload the kept validation losses are told without a chart (the steps' metrics come back with a continue). */}
+        {!s.metrics.length && <ValidationLine />}
         {s.preview && (
           <figure className="preview" data-testid="sample">
             <img src={s.preview.url} alt={`preview at step ${s.preview.step}`} />
