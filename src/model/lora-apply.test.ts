@@ -204,6 +204,43 @@ describe('kohya LoRA files for inference (tiny pipeline, Dawn)', () => {
     p.dispose();
   }, 10 * 60_000);
 
+  it("DoRA with its magnitude per output row (LyCORIS' wd_on_out, dora_scale [out, 1]) gives W + s·(W'·m/(‖W'‖ + eps) − W), the norm per row, as float64 says", async () => {
+    const backend = await testBackend();
+    const p = await loadDiffusers(backend, folderRepo(`${ROOT}/public/tiny`));
+    const path = 'down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj'; // [256, 32]: rows and columns differ
+    const [out, inp] = p.unet.weights.get(`${path}.weight`).shape as [number, number];
+    const [W, bias] = [Float64Array.from(await p.unet.weights.get(`${path}.weight`).read()), await p.unet.weights.get(`${path}.bias`).read()];
+    const [r, alpha] = [2, 1];
+    const [down, up, m] = [randomArray(r * inp, 1, -0.5, 0.5), randomArray(out * r, 2, -0.5, 0.5), randomArray(out, 3, 0.5, 1.5)];
+    const k = kohya('unet', path);
+    const f32 = (name: string, shape: number[], data: ArrayLike<number>): TensorToWrite => ({ name: `${k}.${name}`, dtype: 'F32', shape, data: Float32Array.from(data) });
+    const bytes = writeSafetensors([f32('lora_down.weight', [r, inp], down), f32('lora_up.weight', [out, r], up), f32('dora_scale', [out, 1], m), f32('alpha', [], [alpha])]);
+    const f = await loadInferenceLora(backend, p, bytes, 'wd-on-out.safetensors');
+    // float64 from the f32 values the file holds: W' = W + alpha/r · up·down, each row scaled to m[o] / (‖W'[o]‖ + eps).
+    const [d32, u32, m32] = [Float32Array.from(down), Float32Array.from(up), Float32Array.from(m)];
+    const wd = new Float64Array(out * inp);
+    for (let o = 0; o < out; o++) {
+      const row = Array.from({ length: inp }, (_, i) => W[o * inp + i]! + (alpha / r) * Array.from({ length: r }, (_, j) => u32[o * r + j]! * d32[j * inp + i]!).reduce((a, b) => a + b, 0));
+      const norm = Math.sqrt(row.reduce((a, v) => a + v * v, 0));
+      row.forEach((v, i) => (wd[o * inp + i] = (v * m32[o]!) / (norm + 1.1920928955078125e-7)));
+    }
+    const x = randomArray(3 * inp, 4);
+    for (const s of [1, 0.6]) {
+      const y = noGrad(() => scope(() => new Layers(p.unet.weights, atStrength(f.unet, s)).linear(path, tensor(backend, x, [3, inp]))));
+      const want = new Float64Array(3 * out);
+      for (let n = 0; n < 3; n++)
+        for (let o = 0; o < out; o++) {
+          let acc = bias[o]!;
+          for (let i = 0; i < inp; i++) acc += x[n * inp + i]! * (W[o * inp + i]! + s * (wd[o * inp + i]! - W[o * inp + i]!));
+          want[n * out + o] = acc;
+        }
+      assertClose(await y.read(), want, { atol: 1e-4, rtol: 1e-3 }, `DoRA over the output axis at strength ${s}`);
+      y.dispose();
+    }
+    f.dispose();
+    p.dispose();
+  }, 10 * 60_000);
+
   it('refuses other layouts and damaged modules by name, saying what to do', async () => {
     const backend = await testBackend();
     const model = { unet: { config: TINY_UNET }, clip: { config: TINY_CLIP } };
@@ -215,7 +252,7 @@ describe('kohya LoRA files for inference (tiny pipeline, Dawn)', () => {
     await expect(load([t(`${q}.hada_w1_a`, [32, 4])])).rejects.toThrow(/attn1_to_q has no hada_w1_b \(a LoHa module of this layer holds hada_w1_a, hada_w1_b, hada_w2_a, hada_w2_b\)/);
     await expect(load([t(`${q}.lokr_w1_a`, [4, 2]), t(`${q}.lokr_w1_b`, [2, 4]), t(`${q}.lokr_w2`, [8, 8])])).rejects.toThrow(/attn1_to_q\.lokr_w1_a is LoKr with a factored w1 .* that this loader does not apply/);
     const dora = (m: number[]) => [t(`${q}.lora_down.weight`, [4, 32]), t(`${q}.lora_up.weight`, [32, 4]), t(`${q}.dora_scale`, m)];
-    await expect(load(dora([32, 1]))).rejects.toThrow(/attn1_to_q\.dora_scale has shape \[32,1\] where this model's layer needs \[1,32\] for DoRA at rank 4 \(.*DoRA over the output axis/);
+    await expect(load(dora([1, 31]))).rejects.toThrow(/attn1_to_q\.dora_scale has shape \[1,31\] where this model's layer needs \[1,32\] for DoRA at rank 4 \(a file for another base model\?\)/);
     const loha = ['hada_w1_a', 'hada_w2_a'].flatMap((a) => [t(`${q}.${a}`, [32, 4]), t(`${q}.${a.replace('_a', '_b')}`, [4, 32])]);
     await expect(load([t(`${q}.dora_scale`, [1, 32]), ...loha])).rejects.toThrow(/attn1_to_q\.dora_scale is DoRA on LoHa or LoKr that this loader does not apply to LoHa modules/);
     await expect(load([t('unet.down_blocks.0.attn.to_q.lora_A.weight', [4, 4])])).rejects.toThrow(/diffusers\/PEFT layout.*convert it to kohya/);

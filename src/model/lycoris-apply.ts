@@ -1,10 +1,11 @@
 // A LoHa, LoKr or DoRA file (LyCORIS' layout) applied for inference at a strength: each module's tensors checked against its layer, merged into the weight as training does.
+import { add, mul, powScalar, reshape, sum } from '../engine/index.js';
 import type { Backend } from '../engine/backend.js';
 import { tensor, type Tensor } from '../engine/tensor.js';
 import type { Adapter } from './layers.js';
 import type { InferenceLora } from './lora-apply.js';
 import type { LoraModuleSpec } from './lora.js';
-import { mergedWeight, moduleLayout, type ModuleLayout, type NetworkType } from './lycoris.js';
+import { DORA_EPS, mergedWeight, moduleDelta, moduleLayout, type ModuleLayout, type NetworkType } from './lycoris.js';
 import type { SafetensorsFile } from './safetensors.js';
 
 /** A layer the file may adapt: its part, diffusers path and base weight shape, by kohya module name. */
@@ -30,6 +31,26 @@ interface LoadedModule {
   spec: LoraModuleSpec;
   layout: ModuleLayout;
   tensors: Map<string, Tensor>;
+  /** DoRA with its magnitude per output row (LyCORIS' wd_on_out: dora_scale [out, 1(, 1, 1)]) instead of per input channel. */
+  outputAxis: boolean;
+}
+
+/**
+ * The layout with DoRA's magnitude per output row where the file has it so: dora_scale [out, 1] for
+ * linears, [out, 1, 1, 1] for convs (ComfyUI tells the axis by the first dimension, as here).
+ */
+function doraAxis(layout: ModuleLayout, got: number[] | undefined, base: number[]): { layout: ModuleLayout; outputAxis: boolean } {
+  const rows = base.length === 4 ? [base[0]!, 1, 1, 1] : [base[0]!, 1];
+  const outputAxis = !!got && base[0] !== 1 && got.length === rows.length && got.every((d, i) => d === rows[i]);
+  if (!outputAxis) return { layout, outputAxis };
+  return { layout: { ...layout, params: layout.params.map((p) => (p.key === 'dora_scale' ? { ...p, shape: rows, fileShape: rows } : p)) }, outputAxis };
+}
+
+/** DoRA over the output axis: W_d = W'·m / (‖W'‖ + eps), the norm per output row (over inputs and taps), W' = W + dW. */
+function outputAxisDora(m: LoadedModule, w: Tensor): Tensor {
+  const merged = add(reshape(moduleDelta('dora', m.spec, (key) => m.tensors.get(key)!, m.layout.scale), w.shape), w);
+  const norm = powScalar(sum(mul(merged, merged), w.shape.map((_, i) => i).slice(1), true), 0.5);
+  return mul(merged, mul(reshape(m.tensors.get('dora_scale')!, norm.shape), powScalar(norm, -1, DORA_EPS)));
 }
 
 /** The spec our own network would have for this layer, with the file's rank and alpha. */
@@ -59,7 +80,7 @@ function checkModule(type: LycorisType, k: string, suffixes: string[], shape: (s
     const got = shape(p.key);
     if (!got) throw new Error(`${name}: ${k} has no ${p.key} (a ${TYPE_NAME[type]} module of this layer holds ${layout.params.map((q) => q.key).join(', ')}): a damaged file, or another split of LoKr's factors than LyCORIS' default (factor -1)?`);
     if (got.join() !== p.fileShape.join() && got.join() !== p.shape.join())
-      throw new Error(`${name}: ${k}.${p.key} has shape [${got}] where this model's layer needs [${p.fileShape}] for ${TYPE_NAME[type]} at rank ${rank} (a file for another base model, or DoRA over the output axis, which is not applied here?)`);
+      throw new Error(`${name}: ${k}.${p.key} has shape [${got}] where this model's layer needs [${p.fileShape}] for ${TYPE_NAME[type]} at rank ${rank} (a file for another base model?)`);
   }
 }
 
@@ -72,7 +93,7 @@ async function loadModule(backend: Backend, f: SafetensorsFile, type: LycorisTyp
   const alpha = noAlpha ? rank : (await f.readTensor(`${k}.alpha`))[0]!;
   if (!(alpha > 0) || !Number.isFinite(alpha)) throw new Error(`${name}: ${k}.alpha is ${alpha}; it must be above 0 (the scale is alpha / rank)`);
   const spec = layerSpec(layer, rank, alpha);
-  const layout = moduleLayout(type, spec);
+  const { layout, outputAxis } = type === 'dora' ? doraAxis(moduleLayout(type, spec), shape('dora_scale'), layer.shape) : { layout: moduleLayout(type, spec), outputAxis: false };
   checkModule(type, k, suffixes, shape, layout, rank, name);
   const tensors = new Map<string, Tensor>();
   try {
@@ -81,7 +102,7 @@ async function loadModule(backend: Backend, f: SafetensorsFile, type: LycorisTyp
     for (const t of tensors.values()) t.dispose();
     throw e;
   }
-  return { spec, layout, tensors, noAlpha };
+  return { spec, layout, tensors, outputAxis, noAlpha };
 }
 
 /** The Adapter over one part's modules: each adapted layer's weight merged as `mergedWeight` builds it. */
@@ -91,7 +112,8 @@ function weightAdapter(type: LycorisType, modules: Map<string, LoadedModule>): A
     convDelta: () => null,
     weight: (layer, w) => {
       const m = modules.get(layer);
-      return m ? mergedWeight(type, m.spec, (key) => m.tensors.get(key)!, m.layout.scale, w) : null;
+      if (!m) return null;
+      return m.outputAxis ? outputAxisDora(m, w) : mergedWeight(type, m.spec, (key) => m.tensors.get(key)!, m.layout.scale, w);
     },
     frozen: (layer) => !modules.has(layer),
   };
@@ -100,8 +122,9 @@ function weightAdapter(type: LycorisType, modules: Map<string, LoadedModule>): A
 /**
  * Open a LoHa, LoKr or DoRA file for inference: every module whose layer the model has is checked
  * (keys and shapes as LyCORIS writes them, the rank from the shapes, alpha absent = rank) and uploaded;
- * modules the model lacks are left out with a note; forms not built here (Tucker, a factored LoKr w1,
- * DoRA over the output axis or on LoHa/LoKr) are refused by name.
+ * modules the model lacks are left out with a note; DoRA's magnitude may be per input channel (ours,
+ * A1111's) or per output row (LyCORIS' wd_on_out, which ComfyUI reads); forms not built here (Tucker,
+ * a factored LoKr w1, DoRA on LoHa/LoKr) are refused by name.
  */
 export async function loadLycorisInference(backend: Backend, f: SafetensorsFile, type: LycorisType, layers: AdaptableLayers, name: string): Promise<InferenceLora> {
   const names = [...new Set([...f.tensors.keys()].filter((x) => MARKER[type].test(x)).map((x) => x.replace(MARKER[type], '')))];
