@@ -84,9 +84,48 @@ async function timeConv(b: GpuBackend, xs: number[], O: number, tile: ConvTile):
   return { ms, splits: split.splits };
 }
 
+/**
+ * f32 tiles against f16 tiles in workgroup memory (f32 math; f16 products), f16 weight read natively as
+ * training runs it; the three alternated A B C per repetition, after one untimed run each. Also the
+ * largest difference of each f16 variant from the f32 tiles' output, relative to the output's largest entry.
+ */
+async function benchF16Tiles(b: GpuBackend, M: number, N: number, K: number, label: string): Promise<void> {
+  const { tile } = gemmTiling(M, N, K);
+  const none = { shape: [], a: [], b: [] };
+  const base: GemmParams = { M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: 'f16', bias: null, batch: none, sum: none, tile, splits: 1, f16: true };
+  const variants: GemmParams[] = [base, { ...base, f16Tiles: 'store' }, { ...base, f16Tiles: 'mul' }];
+  const [x, w] = [noise(b, [M, K]), noise(b, [N, K], 'f16')];
+  const outs = variants.map(() => empty(b, [M, N]));
+  const once = async (i: number) => {
+    b.run(gemmKernel(variants[i]!), [x, w, outs[i]!].map((t) => t.binding()));
+    await b.sync();
+  };
+  for (let i = 0; i < variants.length; i++) await once(i);
+  const ms: number[][] = variants.map(() => []);
+  for (let r = 0; r < REPS; r++) {
+    for (let i = 0; i < variants.length; i++) {
+      const t0 = performance.now();
+      await once(i);
+      ms[i]!.push(performance.now() - t0);
+    }
+  }
+  const med = (a: number[]) => a.sort((p, q) => p - q)[Math.floor(a.length / 2)]!;
+  const vals = await Promise.all(outs.map((o) => o.read()));
+  const scale = vals[0]!.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+  const err = (v: Float32Array) => v.reduce((a, y, i) => Math.max(a, Math.abs(y - vals[0]![i]!)), 0) / scale;
+  const [f32, store, mul] = ms.map(med) as [number, number, number];
+  console.log(JSON.stringify({ name: label, M, N, K, tile, f32_tiles_ms: +f32.toFixed(2), f16_store_ms: +store.toFixed(2), f16_mul_ms: +mul.toFixed(2), store_ratio: +(store / f32).toFixed(3), mul_ratio: +(mul / f32).toFixed(3), store_err: +err(vals[1]!).toExponential(2), mul_err: +err(vals[2]!).toExponential(2) }));
+  for (const t of [x, w, ...outs]) t.dispose();
+}
+
 async function main() {
   const { backend: b, adapter } = await nodeGpu();
   console.log(`adapter: ${adapter.description || adapter.vendor}; median of ${REPS}`);
+  if (process.argv.includes('--f16-tiles')) {
+    if (!b.nativeF16) throw new Error('--f16-tiles needs an adapter with shader-f16 (lavapipe: ../shared/tools/lavapipe.sh)');
+    for (const [label, M, N, K] of SHAPES.filter(([, M, N]) => M * N >= 65536)) await benchF16Tiles(b, M, N, K, label);
+    process.exit(0);
+  }
   if (process.argv.includes('--f16')) {
     if (!b.device.features.has('shader-f16')) throw new Error('--f16 needs an adapter with shader-f16 (lavapipe: ../shared/tools/lavapipe.sh)');
     for (const [label, M, N, K] of SHAPES.filter(([, M, N]) => M * N >= 16384)) {

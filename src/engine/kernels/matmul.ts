@@ -46,6 +46,8 @@ export interface GemmParams {
   splits?: number;
   /** The device has shader-f16: f16-stored operands are read as `array<f16>` (see `operand`). */
   f16?: boolean;
+  /** EXPERIMENT: stage A and B tiles in workgroup memory as f16 ('store': f32 math; 'mul': f16 products, f32 sums). */
+  f16Tiles?: 'store' | 'mul';
   /** Dropout folded in: A, B or A2 masked as loaded, or the product masked before the epilogue's other terms. */
   drop?: GemmDrop;
   /** A second product summed into the same accumulators (`GemmTerm`); no batch dims, no split. */
@@ -215,6 +217,7 @@ interface GemmCode {
   /** Whether the staging loads of A and B pass the mask gate (else only A2's and the product's do). */
   gates: boolean;
   second: TermCode | null;
+  f16Tiles?: 'store' | 'mul';
 }
 
 /** Batch dims with size-1 dims dropped and contiguous neighbours merged (rank 0 when none is left). */
@@ -299,7 +302,7 @@ function load(c: GemmCode, which: 'a' | 'b' | 'a2' | 'b2', i: string): string {
  * row `r` is m (op(A), into As) or n (op(B), into Bs); `kOuter` when k is the slower index of e. Either
  * way lanes walk the operand's contiguous axis. `ld` sets v from global index (g<r>, gk).
  */
-function stage(T: number, r: 'm' | 'n', kOuter: boolean, end: string, ld: string): string {
+function stage(T: number, r: 'm' | 'n', kOuter: boolean, end: string, ld: string, h = false): string {
   const [origin, bound, dest] = r === 'm' ? ['m0', 'u.M', 'As'] : ['n0', 'u.N', 'Bs'];
   const split = kOuter ? `let k = e / ${T}u; let ${r} = e % ${T}u;` : `let ${r} = e / ${TK}u; let k = e % ${TK}u;`;
   return `{
@@ -308,7 +311,7 @@ function stage(T: number, r: 'm' | 'n', kOuter: boolean, end: string, ld: string
           let gk = k0 + k;
           var v = 0.0;
           if (g${r} < ${bound} && gk < ${end}) { ${ld} }
-          ${dest}[k * ${T + 1}u + ${r}] = v;
+          ${dest}[k * ${T + 1}u + ${r}] = ${h ? 'f16(v)' : 'v'};
         }`;
 }
 
@@ -324,18 +327,28 @@ function kLoop(c: GemmCode, t: { a: 'a' | 'a2'; b: 'b' | 'b2'; tA: boolean; tB: 
   return `for (var k0 = ${t.begin}; k0 < ${t.end}; k0 += ${TK}u) {
       for (var s = 0u; s < ${loads}u; s++) {
         let e = lid + s * ${TD * TD}u;
-        ${stage(T, 'm', t.tA, t.end, load(c, t.a, `${t.aOff}${aIndex(t.tA, 'gm', 'gk', t.K)}`))}
-        ${stage(T, 'n', !t.tB, t.end, load(c, t.b, `${t.bOff}${bIndex(t.tB, 'gk', 'gn', t.K)}`))}
+        ${stage(T, 'm', t.tA, t.end, load(c, t.a, `${t.aOff}${aIndex(t.tA, 'gm', 'gk', t.K)}`), !!c.f16Tiles)}
+        ${stage(T, 'n', !t.tB, t.end, load(c, t.b, `${t.bOff}${bIndex(t.tB, 'gk', 'gn', t.K)}`), !!c.f16Tiles)}
       }
       workgroupBarrier();
       for (var k = 0u; k < ${TK}u; k++) {
         let ar = k * ${T + 1}u + ty;
         let br = k * ${T + 1}u + tx;
-        let bv = vec4<f32>(${idx.map((j) => `Bs[br + ${TD * j}u]`).join(', ')});
-${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
+${inner(c, idx, TD)}
       }
       workgroupBarrier();
     }`;
+}
+
+/** The 4x4 block's rank-1 update at k from As/Bs (f32 tiles, or the f16-tile experiment's two forms). */
+function inner(c: GemmCode, idx: number[], TD: number): string {
+  const bs = idx.map((j) => `Bs[br + ${TD * j}u]`).join(', ');
+  if (c.f16Tiles === 'mul') return `        let bv = vec4<f16>(${bs});
+${idx.map((i) => `        acc${i} += vec4<f32>(As[ar + ${TD * i}u] * bv);`).join('\n')}`;
+  if (c.f16Tiles === 'store') return `        let bv = vec4<f32>(vec4<f16>(${bs}));
+${idx.map((i) => `        acc${i} += f32(As[ar + ${TD * i}u]) * bv;`).join('\n')}`;
+  return `        let bv = vec4<f32>(${bs});
+${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}`;
 }
 
 /*
@@ -362,11 +375,13 @@ ${idx.map((i) => `        acc${i} += As[ar + ${TD * i}u] * bv;`).join('\n')}
  */
 const gemmSource = memoSource('gemm', (c: GemmCode) => {
   const T = c.tile;
-  return `${bindings(c)}
+  const b = bindings(c);
+  const tt = c.f16Tiles ? 'f16' : 'f32';
+  return `${c.f16Tiles && !b.startsWith('enable f16;') ? 'enable f16;\n' : ''}${b}
 ${uniformDecl(bindingCount(c), gemmFields(c))}
 ${c.mask ? DROP_FN : ''}
-var<workgroup> As: array<f32, ${TK * (T + 1)}>;
-var<workgroup> Bs: array<f32, ${TK * (T + 1)}>;
+var<workgroup> As: array<${tt}, ${TK * (T + 1)}>;
+var<workgroup> Bs: array<${tt}, ${TK * (T + 1)}>;
 @compute @workgroup_size(${T / 4}, ${T / 4})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -571,6 +586,7 @@ function gemmSetup(p: GemmParams): { code: GemmCode; values: number[]; groups: n
     mask: maskable(p) || !!t,
     gates: gated(p),
     second: t ? { transA: t.transA, transB: t.transB, dtypeA: t.dtypeA, dtypeB: t.dtypeB } : null,
+    ...(p.f16Tiles ? { f16Tiles: p.f16Tiles } : {}),
   };
   const tilesN = Math.ceil(p.N / tile);
   const tilesM = Math.ceil(p.M / tile);

@@ -253,6 +253,31 @@ describe('matmul', () => {
     for (const t of [a, b]) t.dispose();
   });
 
+  it('with shader-f16, the f16-tile experiment (bench-tiles --f16-tiles) equals float64 of the f16-rounded operands', async () => {
+    const backend = await testBackend();
+    const none = { shape: [], a: [], b: [] };
+    const [M, N, K] = [40, 37, 70];
+    const p: GemmParams = { M, N, K, transA: false, transB: true, dtypeA: 'f32', dtypeB: 'f16', bias: null, batch: none, sum: none, tile: 32, f16: true };
+    expect(gemmKernel({ ...p, f16Tiles: 'store' }).source()).toMatch(/var<workgroup> As: array<f16, [^]*f32\(As\[/);
+    if (!nativeF16(backend)) return;
+    const [x, w] = [randomArray(M * K, 95), roundF16(randomArray(N * K, 96))];
+    const xh = roundF16(x);
+    // Products of f16 values are exact in f32 ('store'); 'mul' rounds each product to f16 (2^-11 relative).
+    const ref = Float64Array.from({ length: M * N }, (_, i) => {
+      let acc = 0;
+      for (let k = 0; k < K; k++) acc += xh[Math.floor(i / N) * K + k]! * w[(i % N) * K + k]!;
+      return acc;
+    });
+    const [a, b] = [tensor(backend, x, [M, K]), tensor(backend, w, [N, K], 'f16')];
+    for (const [f16Tiles, tol] of [['store', { atol: 1e-5, rtol: 1e-5 }], ['mul', { atol: 3e-3, rtol: 3e-3 }]] as const) {
+      const out = empty(backend, [M, N]);
+      backend.run(gemmKernel({ ...p, f16Tiles }), [a, b, out].map((t) => t.binding()));
+      assertClose(await out.read(), ref, tol, `f16 tiles (${f16Tiles})`);
+      out.dispose();
+    }
+    for (const t of [a, b]) t.dispose();
+  });
+
   it('rejects mismatched inner dims', async () => {
     const meta = new MetaBackend();
     expect(() => matmul(empty(meta, [3, 4]), empty(meta, [5, 6]))).toThrow(/inner dims differ/);
