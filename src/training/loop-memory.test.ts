@@ -1,11 +1,8 @@
 // A 100-step training run on the tiny pipeline leaves the GPU's live buffer count and bytes flat, and dispose frees it all.
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { GpuBackend } from '../engine/backend.js';
+import { describe, expect, it } from 'vitest';
 import type { PoolStats } from '../engine/pool.js';
-import { testBackend } from '../engine/testing/gpu.js';
-import type { Pipeline } from '../model/pipeline.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
-import { sampleItems, tinyPipeline } from './testing.js';
+import { sampleItems, useTinyPipeline } from './testing.js';
 import { Trainer } from './trainer.js';
 
 /**
@@ -17,21 +14,16 @@ import { Trainer } from './trainer.js';
 const config: TrainConfig = { ...DEFAULT_CONFIG, resolution: 64, enableBuckets: false, batchSize: 1, baseSteps: 100, unetLr: 1e-3 };
 const STEPS = 100;
 
-let backend: GpuBackend;
-let pipeline: Pipeline;
-beforeAll(async () => {
-  backend = await testBackend();
-  pipeline = await tinyPipeline(backend);
-}, 10 * 60_000);
+const tiny = useTinyPipeline();
 
 describe('training loop memory', () => {
   it(`${STEPS} steps keep live buffers and bytes flat; dispose returns to the pipeline alone`, async () => {
-    await backend.sync();
-    const before = backend.pool();
+    await tiny.backend.sync();
+    const before = tiny.backend.pool();
     // Pool counters as each step's metrics arrive (one step late, the next step already encoded, except
     // at saves and the end, where nothing is in flight: those steps are compared among themselves).
     const seen = new Map<number, PoolStats>();
-    const t = new Trainer(pipeline, config, sampleItems(2), { onMetrics: (m) => seen.set(m.step, backend.pool()) });
+    const t = new Trainer(tiny.pipeline, config, sampleItems(2), { onMetrics: (m) => seen.set(m.step, tiny.backend.pool()) });
     expect(t.plan.steps).toBe(STEPS);
     await t.run();
     expect([...seen.keys()]).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
@@ -46,7 +38,7 @@ describe('training loop memory', () => {
       }
     }
     t.dispose();
-    const after = backend.pool();
+    const after = tiny.backend.pool();
     expect({ buffers: after.liveBuffers, bytes: after.liveBytes }).toEqual({ buffers: before.liveBuffers, bytes: before.liveBytes });
   }, 20 * 60_000);
 });
