@@ -3,6 +3,7 @@ import { formatBytes } from './bytes.js';
 import { MAX_UNIFORM_WORDS, type Kernel } from './kernel.js';
 import { BufferPool, DEFAULT_CACHE_LIMIT, STORAGE_USAGE, type PoolStats } from './pool.js';
 import { PipelineCache, type CompiledPipeline } from './pipelines.js';
+import { planInvalid, uploadBytes, StepRecording, type PlanCommand, type StepPlan, type StepValues } from './replay.js';
 import type { SubgroupSizes } from './subgroups.js';
 
 /** A pooled allocation. `buffer` is a GPUBuffer on the GPU backend and a placeholder on the meta device. */
@@ -230,6 +231,8 @@ export class GpuBackend implements Backend {
   private readonly bufferIds = new Map<GPUBuffer, number>();
   private nextBufferId = 1;
   private profileOut: Promise<ProfileSample[]>[] = [];
+  /** While set, every command is also recorded there (see replay.ts). */
+  private recording: StepRecording | null = null;
 
   /** Dispatches encoded before an automatic submit: keeps command buffers bounded. */
   get maxDispatchesPerSubmit(): number {
@@ -330,6 +333,7 @@ export class GpuBackend implements Backend {
 
   run(k: Kernel, bindings: Binding[]): void {
     count(this.stats, k);
+    this.recording?.count(k);
     const w = k.workgroups;
     const x = w[0], y = w[1], z = w[2];
     if (x === 0 || y === 0 || z === 0) return;
@@ -339,6 +343,7 @@ export class GpuBackend implements Backend {
     if (p.uniformBinding >= 0 && !k.uniforms) throw new Error(`kernel ${k.name} declares a uniform block but passes no uniforms`);
     // The slot first: a full arena submits, which ends the pass.
     if (p.uniformBinding >= 0) this.dynamicOffset[0] = this.uniformSlot(k);
+    this.recording?.dispatch(k, p.pipeline, bindGroup, bindings);
     if (this.profiling) {
       this.endPass();
       const pr = this.profiling;
@@ -411,6 +416,10 @@ export class GpuBackend implements Backend {
   private uniformSlot(k: Kernel): number {
     const u = k.uniforms!;
     if (u.length > MAX_UNIFORM_WORDS) throw new Error(`kernel ${k.name} passes ${u.length} uniform words (at most ${MAX_UNIFORM_WORDS})`);
+    return this.uniformWords(u);
+  }
+
+  private uniformWords(u: Uint32Array): number {
     const capacity = this.uniformData.length / (UNIFORM_SLOT / 4);
     if (this.uniformSlots >= capacity) this.flush();
     const slot = this.uniformSlots++;
@@ -419,41 +428,53 @@ export class GpuBackend implements Backend {
   }
 
   write(s: Storage, offset: number, data: ArrayBufferView): void {
+    this.recording?.write(s.buffer as GPUBuffer, offset, data);
+    this.writeBuffer(s.buffer as GPUBuffer, offset, data);
+  }
+
+  private writeBuffer(buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
     const n = data.byteLength;
     // Buffer copies move whole words; anything else (and a write with nothing encoded) goes through the queue.
     if (this.encoder && n > 0 && n % 4 === 0 && offset % 4 === 0 && n <= UPLOAD_ARENA / 4) {
       if (this.uploadBytes + n > UPLOAD_ARENA) this.flush();
-      else return this.stageUpload(s, offset, data);
+      else return this.stageUpload(buf, offset, data);
     }
     this.flush();
-    this.device.queue.writeBuffer(s.buffer as GPUBuffer, offset, data.buffer, data.byteOffset, data.byteLength);
+    this.device.queue.writeBuffer(buf, offset, data.buffer, data.byteOffset, data.byteLength);
   }
 
-  /** Copy `data` into the upload arena and encode its copy to `s`; the bytes reach the GPU at `flush`. */
-  private stageUpload(s: Storage, offset: number, data: ArrayBufferView): void {
+  /** Copy `data` into the upload arena and encode its copy to `buf`; the bytes reach the GPU at `flush`. */
+  private stageUpload(buf: GPUBuffer, offset: number, data: ArrayBufferView): void {
     const n = data.byteLength;
     this.uploadData.set(new Uint8Array(data.buffer, data.byteOffset, n), this.uploadBytes);
     this.uploadBuf ??= this.device.createBuffer({ size: UPLOAD_ARENA, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.endPass();
-    this.enc().copyBufferToBuffer(this.uploadBuf, this.uploadBytes, s.buffer as GPUBuffer, offset, n);
+    this.enc().copyBufferToBuffer(this.uploadBuf, this.uploadBytes, buf, offset, n);
     this.uploadBytes += n;
   }
 
   clear(s: Storage, offset: number, bytes: number): void {
+    this.recording?.clear(s.buffer as GPUBuffer, offset, bytes);
     this.endPass();
     this.enc().clearBuffer(s.buffer as GPUBuffer, offset, bytes);
   }
 
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
+    this.recording?.copy(src.buffer as GPUBuffer, srcOffset, dst.buffer as GPUBuffer, dstOffset, bytes);
     this.endPass();
     this.enc().copyBufferToBuffer(src.buffer as GPUBuffer, srcOffset, dst.buffer as GPUBuffer, dstOffset, bytes);
   }
 
-  async read(s: Storage, offset: number, bytes: number): Promise<ArrayBuffer> {
+  read(s: Storage, offset: number, bytes: number): Promise<ArrayBuffer> {
+    this.recording?.read(s.buffer as GPUBuffer, offset, bytes);
+    return this.readBuffer(s.buffer as GPUBuffer, offset, bytes);
+  }
+
+  private async readBuffer(buf: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.endPass();
-    this.enc().copyBufferToBuffer(s.buffer as GPUBuffer, offset, staging, 0, size);
+    this.enc().copyBufferToBuffer(buf, offset, staging, 0, size);
     this.flush();
     const mark = this.bufs.mark();
     try {
@@ -530,6 +551,81 @@ export class GpuBackend implements Backend {
   }
   resetStats(): void {
     Object.assign(this.stats, emptyStats());
+  }
+
+  /**
+   * Record every command from now until `stopRecording`, with the values the caller declares for
+   * this piece of work (replay.ts): two recordings of a repeated step make a `StepPlan`.
+   */
+  startRecording(values: StepValues): void {
+    if (this.recording) throw new Error('startRecording: a recording is already running');
+    this.recording = new StepRecording(values, this.uniformBuf, this.bufs);
+  }
+
+  /** End the recording (classifying its buffers) and return it. */
+  stopRecording(): StepRecording {
+    const r = this.recording;
+    if (!r) throw new Error('stopRecording: nothing is being recorded');
+    this.recording = null;
+    r.finish();
+    return r;
+  }
+
+  /** Why `plan` cannot replay now, or null (see `planInvalid`; per-dispatch timing and a running recording also refuse). */
+  replayRefusal(plan: StepPlan, values: StepValues): string | null {
+    if (this.profiling) return 'per-dispatch timing is on';
+    if (this.recording) return 'a recording is running';
+    return planInvalid(plan, values, this.bufs, this.uniformBuf);
+  }
+
+  /**
+   * Encode a recorded plan again with this step's values, without the code that made it: the same
+   * pipelines, bind groups and workgroups, the uniform words (declared ones patched), uploads and
+   * readbacks. Check `replayRefusal` first. Returns the plan's readbacks, in order.
+   */
+  replay(plan: StepPlan, values: StepValues): Promise<ArrayBuffer>[] {
+    const reads: Promise<ArrayBuffer>[] = [];
+    for (const c of plan.commands) {
+      if (c.op === 'dispatch') this.replayDispatch(c, values);
+      else if (c.op === 'write') this.writeBuffer(c.buffer, c.offset, uploadBytes(c, values));
+      else if (c.op === 'read') reads.push(this.readBuffer(c.buffer, c.offset, c.bytes));
+      else {
+        this.endPass();
+        if (c.op === 'clear') this.enc().clearBuffer(c.buffer, c.offset, c.bytes);
+        else this.enc().copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+      }
+    }
+    for (const [name, e] of plan.kernels) {
+      const s = this.stats.byKernel.get(name);
+      if (s) {
+        s.dispatches += e.dispatches;
+        s.flops += e.flops;
+        s.bytes += e.bytes;
+      } else this.stats.byKernel.set(name, { ...e });
+      this.stats.dispatches += e.dispatches;
+      this.stats.flops += e.flops;
+      this.stats.bytes += e.bytes;
+    }
+    // As if the plan's scratch buffers had been acquired and released again: the pool destroys none before this work is done.
+    this.bufs.touch(plan.scratch);
+    return reads;
+  }
+
+  private replayDispatch(c: Extract<PlanCommand, { op: 'dispatch' }>, values: StepValues): void {
+    let offset = -1;
+    if (c.uniforms) {
+      offset = this.uniformWords(c.uniforms);
+      const base = offset / 4;
+      for (const [w, name] of c.terms) this.uniformData[base + w] = values.words.get(name)! >>> 0;
+    }
+    const pass = (this.pass ??= this.enc().beginComputePass());
+    if (this.passPipeline !== c.pipeline) pass.setPipeline((this.passPipeline = c.pipeline));
+    if (offset >= 0) {
+      this.dynamicOffset[0] = offset;
+      pass.setBindGroup(0, c.group, this.dynamicOffset, 0, 1);
+    } else pass.setBindGroup(0, c.group);
+    pass.dispatchWorkgroups(c.x, c.y, c.z);
+    if (++this.encoded >= this.maxDispatches) this.flush();
   }
 
   /** Whether per-dispatch timing is possible on this device. */

@@ -220,6 +220,32 @@ export class BufferPool<B> {
     }
   }
 
+  /** Whether `buf` is owned by a caller now. */
+  isLive(buf: B): boolean {
+    return this.live.has(buf);
+  }
+
+  /** Whether `buf` is in the pool, free (neither owned nor destroyed). */
+  isFree(buf: B): boolean {
+    return this.order.has(buf);
+  }
+
+  /** Live buffers now. */
+  liveBuffers(): number {
+    return this.live.size;
+  }
+
+  /**
+   * Count free buffers as released again now (a replayed plan used them without acquiring them): like
+   * a release, this keeps them from being destroyed before the work submitted from now on is done.
+   */
+  touch(bufs: readonly B[]): void {
+    for (const b of bufs) {
+      if (!this.order.delete(b)) continue;
+      this.order.set(b, this.seq++);
+    }
+  }
+
   /** Start measuring new peaks from what is live and held now. */
   resetPeak(): void {
     this.peakLive = this.liveBytes;

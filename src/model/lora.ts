@@ -168,6 +168,11 @@ export class LoraNetwork {
     });
   }
 
+  /** Every module's dropout-mask seed under a micro-step's base seed (what a training adapter of `seed` draws), by module index. */
+  dropoutSeeds(seed: number): number[] {
+    return this.specs.map((_, i) => maskSeed(seed, i));
+  }
+
   /** DoRA: the magnitude starts at the base weight's norm per input channel, so the first forward is the base model's. */
   private startMagnitude(m: LiveModule, base: LoraNetworkOptions['base']): void {
     const store = m.spec.part === 'unet' ? base?.unet : base?.te;

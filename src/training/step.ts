@@ -224,14 +224,26 @@ export function trainStep(m: StepModel, s: StepSettings, optimizer: Optimizer, m
     flag.dispose();
   };
   const read = async (): Promise<StepResult> => {
-    const vals = await Promise.all([...losses.map((l) => l.read()), flag.read()]);
-    // A batch of one's sample loss is the micro-batch's loss.
-    const samples = await Promise.all(perSample.map(async (ts, i) => (ts.length ? Promise.all(ts.map(async (t) => (await t.read())[0]!)) : [vals[i]![0]!])));
+    // Every readback is encoded now, so the tensors can go back to the pool at once (a step then
+    // leaves the pool as it found it, which a recorded step plan needs: replay.ts).
+    const reads = [...losses, flag, ...perSample.flat()].map((t) => t.read());
     dispose();
-    const loss = vals.slice(0, -1).reduce((a, v) => a + v[0]!, 0) / losses.length;
-    return { loss, nonFinite: vals[vals.length - 1]![0] !== 0 || !Number.isFinite(loss), sampleLosses: samples };
+    return stepResult(await Promise.all(reads), perSample.map((ts) => ts.length));
   };
   return { losses, flag, read, dispose };
+}
+
+/**
+ * A step's result from its readbacks in `trainStep`'s order: each micro-batch's loss, the flag, then
+ * each micro-batch's per-sample losses (`perSample[i]` of them; none for a batch of one, whose
+ * sample loss is the micro-batch's loss).
+ */
+export function stepResult(vals: readonly Float32Array[], perSample: readonly number[]): StepResult {
+  const n = perSample.length;
+  let at = n + 1;
+  const sampleLosses = perSample.map((k, i) => (k ? vals.slice(at, (at += k)).map((v) => v[0]!) : [vals[i]![0]!]));
+  const loss = vals.slice(0, n).reduce((a, v) => a + v[0]!, 0) / n;
+  return { loss, nonFinite: vals[n]![0] !== 0 || !Number.isFinite(loss), sampleLosses };
 }
 
 /** Every LoRA gradient by kohya tensor name, read back (after `lossAndGradients` or a step). */

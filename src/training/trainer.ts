@@ -1,5 +1,5 @@
 // A LoRA training run's state: its data (data.ts), its steps (step.ts) and its loop (loop.ts) over one pipeline and one config.
-import { GpuDeviceLostError, type Backend, type GpuBackend } from '../engine/backend.js';
+import { GpuBackend, GpuDeviceLostError, type Backend } from '../engine/backend.js';
 import type { Optimizer } from '../engine/optim/optimizer.js';
 import type { PipelineCache } from '../engine/pipelines.js';
 import { LoraNetwork, type LoraInit } from '../model/lora.js';
@@ -17,6 +17,7 @@ import { previewPrompt, renderPreview } from './preview.js';
 import { Rng } from './rng.js';
 import { captureRunState, datasetFingerprint, restoreRunState, runStateWeights, type RunStateContents } from './run-state.js';
 import { makeSchedule } from './schedule.js';
+import { StepReplayer, stepKey, stepValues } from './replay-step.js';
 import { stepSettings, trainStep, type StepResult, type StepSettings } from './step.js';
 import { ImageLosses } from './image-losses.js';
 import { RunValidation, splitValidation } from './validation.js';
@@ -59,6 +60,13 @@ export class Trainer {
   readonly validation: RunValidation | null;
   /** Each training image's loss so far. */
   private readonly imageLosses: ImageLosses;
+  /**
+   * Replay recorded step plans (replay-step.ts) on a GPU backend: a repeated step's commands are
+   * encoded again without running the ops' code; results are bit for bit those of running it.
+   */
+  replay = true;
+  /** The recorded plans and their counters (null on the meta device). */
+  readonly replayer: StepReplayer | null;
 
   /**
    * `items`: the whole dataset (held-out validation images are split off here). `init`: weights read
@@ -85,6 +93,7 @@ export class Trainer {
     this.schedule = { unet: makeSchedule(spec(this.plan.unetLr)), te: makeSchedule(spec(this.plan.textEncoderLr)) };
     this.factor = latentFactor(pipeline.vae.config);
     this.channels = pipeline.vae.config.latentChannels;
+    this.replayer = this.backend instanceof GpuBackend ? new StepReplayer(this.backend) : null;
   }
 
   /**
@@ -155,9 +164,12 @@ export class Trainer {
   optimizerStep(micro: TrainingExample[][]): Promise<StepResult> {
     const model = { ...this.pipeline, lora: this.lora, contexts: this.contexts };
     const batches = micro.map((m) => microBatch(m, this.latents, this.factor));
-    const pending = trainStep(model, this.settings, this.optimizer, batches, { step: this.step + 1, lr: this.learningRates(this.step) });
+    const o = { step: this.step + 1, lr: this.learningRates(this.step) };
+    const run = () => trainStep(model, this.settings, this.optimizer, batches, o).read();
+    const perSample = batches.map((b) => (b.timesteps.length > 1 ? b.timesteps.length : 0));
+    const r = this.replay && this.replayer ? this.replayer.step(stepKey(model, batches), stepValues(model, this.settings, this.optimizer, batches, o), perSample, run) : run();
     this.step++;
-    return pending.read();
+    return r;
   }
 
   /** The loop's step: the next `gradAccumulation` micro-batches of the epoch, one update (its images' losses reported as it is read). */

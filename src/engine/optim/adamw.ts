@@ -30,14 +30,18 @@ export interface AdamWOptions extends AdamWHyper, GuardOptions {
  * fresh zero-initialized one the caller disposes. Read it a step later, never inside this one.
  */
 export function adamwStep(arena: ParamArena, o: AdamWOptions): Tensor {
+  return fusedStep(arena, adamwKernel(arena.numel / 4), adamwHyper(o), ['adam_m', 'adam_v'], o);
+}
+
+/** The hyperparameter words of one AdamW step (`ADAMW_HP`): bias corrections from the step, LR, clipping. */
+function adamwHyper(o: AdamWHyper & { lr: number; step: number; maxGradNorm?: number }): number[] {
   if (!(o.step >= 1 && Number.isInteger(o.step))) throw new Error(`adamwStep: step must be a 1-based integer, got ${o.step}`);
   const bc1 = 1 - o.beta1 ** o.step;
   const bc2 = 1 - o.beta2 ** o.step;
-  const hp = hpWords(ADAMW_HP, { decay: 1 - o.lr * o.weightDecay, stepSize: o.lr / bc1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, invBc2: 1 / bc2, maxNorm: o.maxGradNorm ?? 0 });
-  return fusedStep(arena, adamwKernel(arena.numel / 4), hp, ['adam_m', 'adam_v'], o);
+  return hpWords(ADAMW_HP, { decay: 1 - o.lr * o.weightDecay, stepSize: o.lr / bc1, beta1: o.beta1, beta2: o.beta2, eps: o.eps, invBc2: 1 / bc2, maxNorm: o.maxGradNorm ?? 0 });
 }
 
 /** AdamW as an `Optimizer`: one `adamwStep` per arena, sharing the norm and the flag. */
 export function adamw(h: AdamWHyper): Optimizer {
-  return perArenaOptimizer('adamw', (arena, lr, ctx) => adamwStep(arena, { ...h, ...ctx, lr }));
+  return perArenaOptimizer('adamw', (arena, lr, ctx) => adamwStep(arena, { ...h, ...ctx, lr }), (lr, ctx) => adamwHyper({ ...h, ...ctx, lr }));
 }

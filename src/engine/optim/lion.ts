@@ -24,11 +24,15 @@ export interface LionOptions extends LionHyper, GuardOptions {
  * and raises the flag; returns the flag as `adamwStep` does.
  */
 export function lionStep(arena: ParamArena, o: LionOptions): Tensor {
-  const hp = hpWords(LION_HP, { decay: 1 - o.lr * o.weightDecay, lr: o.lr, beta1: o.beta1, beta2: o.beta2, maxNorm: o.maxGradNorm ?? 0 });
-  return fusedStep(arena, lionKernel(arena.numel / 4), hp, ['lion_m'], o);
+  return fusedStep(arena, lionKernel(arena.numel / 4), lionHyper(o), ['lion_m'], o);
+}
+
+/** The hyperparameter words of one Lion step (`LION_HP`). */
+function lionHyper(o: LionHyper & { lr: number; maxGradNorm?: number }): number[] {
+  return hpWords(LION_HP, { decay: 1 - o.lr * o.weightDecay, lr: o.lr, beta1: o.beta1, beta2: o.beta2, maxNorm: o.maxGradNorm ?? 0 });
 }
 
 /** Lion as an `Optimizer`: one `lionStep` per arena, sharing the norm and the flag. */
 export function lion(h: LionHyper): Optimizer {
-  return perArenaOptimizer('lion', (arena, lr, ctx) => lionStep(arena, { ...h, ...ctx, lr }));
+  return perArenaOptimizer('lion', (arena, lr, ctx) => lionStep(arena, { ...h, ...ctx, lr }), (lr, ctx) => lionHyper({ ...h, ...ctx, lr }));
 }

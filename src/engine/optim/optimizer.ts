@@ -100,14 +100,21 @@ export interface Optimizer {
    * else a fresh zero-initialized one the caller disposes. Read it a step later, never inside this one.
    */
   update(groups: readonly ArenaGroup[], ctx: StepContext): Tensor;
+  /**
+   * The hyperparameter words `update` uploads for each group, in order (f32, as uploaded), when
+   * they are a function of the groups' LRs and the step alone: a recorded step plan replays the
+   * update with them (engine/replay.ts). Absent: the update cannot be replayed.
+   */
+  hyperparameters?(groups: readonly ArenaGroup[], ctx: StepContext): Float32Array[];
   /** Release what the optimizer holds outside the arenas. */
   dispose(): void;
 }
 
 /** An optimizer whose update is independent per arena, given a shared norm and flag. */
-export function perArenaOptimizer(name: string, step: (arena: ParamArena, lr: number, ctx: Required<Omit<StepContext, 'maxGradNorm'>> & GuardOptions) => void): Optimizer {
+export function perArenaOptimizer(name: string, step: (arena: ParamArena, lr: number, ctx: Required<Omit<StepContext, 'maxGradNorm'>> & GuardOptions) => void, hyper?: (lr: number, ctx: StepContext) => number[]): Optimizer {
   return {
     name,
+    ...(hyper ? { hyperparameters: (groups, ctx) => groups.map((g) => Float32Array.from(hyper(g.lr, ctx))) } : {}),
     update(groups, ctx) {
       if (groups.length === 0) throw new Error(`${name}: no arenas to update`);
       const { norm, flag, release } = guardTensors(

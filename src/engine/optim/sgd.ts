@@ -33,12 +33,16 @@ function checkHyper(h: SgdHyper): void {
  */
 export function sgdStep(arena: ParamArena, o: SgdOptions): Tensor {
   checkHyper(o);
-  const hp = hpWords(SGD_HP, { lr: o.lr, weightDecay: o.weightDecay, momentum: o.momentum, nesterov: o.nesterov ? 1 : 0, maxNorm: o.maxGradNorm ?? 0 });
-  return fusedStep(arena, sgdKernel(arena.numel / 4), hp, ['sgd_buf'], o);
+  return fusedStep(arena, sgdKernel(arena.numel / 4), sgdHyper(o), ['sgd_buf'], o);
+}
+
+/** The hyperparameter words of one SGD step (`SGD_HP`). */
+function sgdHyper(o: SgdHyper & { lr: number; maxGradNorm?: number }): number[] {
+  return hpWords(SGD_HP, { lr: o.lr, weightDecay: o.weightDecay, momentum: o.momentum, nesterov: o.nesterov ? 1 : 0, maxNorm: o.maxGradNorm ?? 0 });
 }
 
 /** SGD as an `Optimizer`: one `sgdStep` per arena, sharing the norm and the flag. */
 export function sgd(h: SgdHyper): Optimizer {
   checkHyper(h);
-  return perArenaOptimizer('sgd', (arena, lr, ctx) => sgdStep(arena, { ...h, ...ctx, lr }));
+  return perArenaOptimizer('sgd', (arena, lr, ctx) => sgdStep(arena, { ...h, ...ctx, lr }), (lr, ctx) => sgdHyper({ ...h, ...ctx, lr }));
 }
