@@ -21,6 +21,13 @@ export interface EncodeFigures {
   /** Time inside `GpuBackend.run` (pipeline lookup, bind group, uniforms, pass commands, submits), per dispatch. */
   runUsPerDispatch: number;
   runUsPerDispatchNoCache: number;
+  /**
+   * The same step replayed from its recorded plan (training/replay-step.ts; bind group cache on):
+   * the whole step's JS (its declared values included) less its submits, per dispatch.
+   */
+  replayUsPerDispatch: number;
+  /** Steps of the replay rows that replayed (the rest were recorded). */
+  replayed: number;
   /** JS time of the step's submits (`flush`: uniform upload, finish, submit), per dispatch. */
   submitUsPerDispatch: number;
   /** Submits per timed step: one for the dispatches, plus one per upload the step makes (a write submits first). */
@@ -63,9 +70,14 @@ export async function benchEncode(b: GpuBackend, steps = 5, input?: EncodeInput)
   const cacheWas = b.cacheBindGroups;
   b.maxDispatchesPerSubmit = 1 << 16;
   b.cacheBindGroups = true;
+  t.replay = false;
   for (let i = 0; i < 2; i++) await t.optimizerStep(micro);
-  // Steps alternate between the bind group cache on and off (A B A B), so load changes hit both alike.
-  const ms = { on: { step: 0, run: 0, flush: 0, n: 0 }, off: { step: 0, run: 0, flush: 0, n: 0 } };
+  // Two recorded steps make the plan the replay rows use.
+  t.replay = true;
+  for (let i = 0; i < 2; i++) await t.optimizerStep(micro);
+  const replayed0 = t.replayer?.counters.replayed ?? 0;
+  // Steps take turns: bind group cache on, off, then replayed (A B C A B C), so load changes hit all alike.
+  const ms = { on: { step: 0, run: 0, flush: 0, n: 0 }, off: { step: 0, run: 0, flush: 0, n: 0 }, replay: { step: 0, run: 0, flush: 0, n: 0 } };
   let cur = ms.on;
   const run = b.run.bind(b);
   b.run = (k: Kernel, bindings: Binding[]) => {
@@ -83,9 +95,10 @@ export async function benchEncode(b: GpuBackend, steps = 5, input?: EncodeInput)
   let hits = 0;
   let submits = 0;
   try {
-    for (let i = 0; i < 2 * steps; i++) {
-      cur = i % 2 ? ms.off : ms.on;
-      b.cacheBindGroups = cur === ms.on;
+    for (let i = 0; i < 3 * steps; i++) {
+      cur = [ms.on, ms.off, ms.replay][i % 3]!;
+      b.cacheBindGroups = cur !== ms.off;
+      t.replay = cur === ms.replay;
       const d0 = b.stats.dispatches;
       const g0 = b.bindGroupCount;
       flushMs = 0;
@@ -115,8 +128,10 @@ export async function benchEncode(b: GpuBackend, steps = 5, input?: EncodeInput)
     stepUsPerDispatchNoCache: us(ms.off.step, ms.off.n),
     runUsPerDispatch: us(ms.on.run, ms.on.n),
     runUsPerDispatchNoCache: us(ms.off.run, ms.off.n),
+    replayUsPerDispatch: us(ms.replay.step, ms.replay.n),
+    replayed: (t.replayer?.counters.replayed ?? 0) - replayed0,
     submitUsPerDispatch: us(ms.on.flush + ms.off.flush, ms.on.n + ms.off.n),
-    submitsPerStep: submits / (2 * steps),
+    submitsPerStep: submits / (3 * steps),
     bindGroupHitRate: +(hits / ms.on.n).toFixed(3),
     bindGroups: b.bindGroupCount,
     steps,

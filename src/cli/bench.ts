@@ -77,7 +77,7 @@ async function main() {
     // CPU time to record a training step, apart from the kernel cases (minutes of compiling first on a software GPU).
     const { benchEncode } = await import('./bench-encode.js');
     const r = await benchEncode(b);
-    console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches; µs/dispatch, bind group cache on / off: whole step's JS ${r.stepUsPerDispatch} / ${r.stepUsPerDispatchNoCache}, in backend.run ${r.runUsPerDispatch} / ${r.runUsPerDispatchNoCache}; cache hits ${(100 * r.bindGroupHitRate).toFixed(1)}%`);
+    console.log(json ? JSON.stringify(r) : `${r.name}: ${r.dispatchesPerStep} dispatches; µs/dispatch, bind group cache on / off: whole step's JS ${r.stepUsPerDispatch} / ${r.stepUsPerDispatchNoCache}, in backend.run ${r.runUsPerDispatch} / ${r.runUsPerDispatchNoCache}; cache hits ${(100 * r.bindGroupHitRate).toFixed(1)}%; replayed from the recorded plan (${r.replayed} of ${r.steps} steps): whole step's JS ${r.replayUsPerDispatch}`);
     process.exit(0);
   }
   if (process.argv.includes('--reductions')) {

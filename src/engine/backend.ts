@@ -567,7 +567,7 @@ export class GpuBackend implements Backend {
     const r = this.recording;
     if (!r) throw new Error('stopRecording: nothing is being recorded');
     this.recording = null;
-    r.finish();
+    r.finish(this.uniformBuf);
     return r;
   }
 

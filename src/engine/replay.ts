@@ -61,7 +61,10 @@ export class StepRecording {
   private nextId = 1;
   private readonly liveAtStart: number;
 
-  constructor(readonly values: StepValues, readonly uniformArena: GPUBuffer | null, private readonly pool: PoolView) {
+  /** The backend's uniform arena, which every bind group with uniforms binds (set at `finish`). */
+  uniformArena: GPUBuffer | null = null;
+
+  constructor(readonly values: StepValues, private readonly arenaAtStart: GPUBuffer | null, private readonly pool: PoolView) {
     this.liveAtStart = pool.liveBuffers();
   }
 
@@ -120,7 +123,9 @@ export class StepRecording {
   }
 
   /** Close the recording: classify its buffers and note anything that keeps it from becoming a plan. */
-  finish(): void {
+  finish(uniformArena: GPUBuffer | null): void {
+    this.uniformArena = uniformArena;
+    if (this.arenaAtStart && this.arenaAtStart !== uniformArena) this.problem ??= 'the uniform arena was replaced during the work';
     for (const [name, list] of this.values.inputs) {
       const used = this.matched.get(name) ?? 0;
       if (used !== list.length) this.problem ??= `declared input ${name} was uploaded ${used} of ${list.length} times as declared`;

@@ -81,18 +81,23 @@ export class Prodigy implements Optimizer {
     if (!(p.growthRate >= 1)) throw new Error(`prodigy: growthRate must be at least 1, got ${p.growthRate}`);
   }
 
+  /** The control words `update` uploads (its hyperparameters, then each group's LR): one upload for all groups. */
+  hyperparameters(groups: readonly ArenaGroup[], ctx: StepContext): Float32Array[] {
+    const h = this.hyper;
+    const hp = [h.beta1, h.beta2, h.beta3, h.eps, h.weightDecay, h.d0, h.dCoef, Number.isFinite(h.growthRate) ? h.growthRate : 0, ctx.maxGradNorm ?? 0, h.biasCorrection ? 1 : 0, h.safeguardWarmup ? 1 : 0];
+    const words = new Float32Array(C.lr - C.beta1 + groups.length);
+    words.set(hp);
+    words.set(groups.map((g) => g.lr), C.lr - C.beta1);
+    return [words];
+  }
+
   update(groups: readonly ArenaGroup[], ctx: StepContext): Tensor {
     const arenas = groups.map((g) => g.arena);
     const lrs = groups.map((g) => g.lr);
     if (lrs.some((lr) => !(lr >= 0))) throw new Error(`prodigy: learning rates must be 0 or more, got ${lrs.join(', ')}`);
     const ctl = this.control(arenas);
     const b = ctl.backend;
-    const h = this.hyper;
-    const hp = [h.beta1, h.beta2, h.beta3, h.eps, h.weightDecay, h.d0, h.dCoef, Number.isFinite(h.growthRate) ? h.growthRate : 0, ctx.maxGradNorm ?? 0, h.biasCorrection ? 1 : 0, h.safeguardWarmup ? 1 : 0];
-    const words = new Float32Array(C.lr - C.beta1 + lrs.length);
-    words.set(hp);
-    words.set(lrs, C.lr - C.beta1);
-    if (b.kind === 'gpu') b.write(ctl.storage, ctl.offset + 4 * C.beta1, words);
+    if (b.kind === 'gpu') b.write(ctl.storage, ctl.offset + 4 * C.beta1, this.hyperparameters(groups, ctx)[0]!);
     const { norm, flag, release } = guardTensors(arenas, ctx);
     b.copy(norm.storage, norm.offset, ctl.storage, ctl.offset + 4 * C.norm, 4);
 
