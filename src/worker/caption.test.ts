@@ -46,7 +46,10 @@ describe('CaptionService', () => {
     expect(partial.cancelled).toBe('Cancelled at image 2 of 3: 1 captioned, the others keep their captions');
     expect([partial.captions.map((c) => c.name), items.map((i) => i.caption)]).toEqual([['a/blue.png'], ['x, blue sky, ^_^, hatsune miku', 'red theme, ^_^, hatsune miku', 'green theme, ^_^, hatsune miku']]);
     svc.cancel(); // nothing runs: the next request is not cancelled by it
-    expect((await svc.caption(items, { tagger, threshold: 0.5, triggerWord: '' }, () => {})).cancelled).toBeUndefined();
+    const whole = svc.caption(items, { tagger, threshold: 0.5, triggerWord: '' }, () => {});
+    // One request at a time: a second one while the first runs is refused (the first goes on).
+    await expect(svc.caption(items, { tagger, threshold: 0.5, triggerWord: '' }, () => {})).rejects.toThrow(/Captioning is already running: wait for it to finish \(or cancel it\)/);
+    expect((await whole).cancelled).toBeUndefined();
     await svc.release();
   });
 
