@@ -4,32 +4,24 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
-import type { GpuBackend } from '../engine/backend.js';
-import { testBackend } from '../engine/testing/gpu.js';
+import { describe, expect, it } from 'vitest';
 import { assertClose } from '../engine/testing/allclose.js';
-import type { Pipeline } from '../model/pipeline.js';
 import { bytesSource, openSafetensors } from '../model/safetensors.js';
 import { DEFAULT_CONFIG, type TrainConfig } from './config.js';
 import { Rng } from './rng.js';
-import { ROOT, sampleItems, tinyPipeline } from './testing.js';
+import { ROOT, sampleItems, useTinyPipeline } from './testing.js';
 import { RunControl, Trainer, type StepMetrics } from './trainer.js';
 
 const base: Partial<TrainConfig> = { resolution: 64, enableBuckets: false, trainTextEncoder: false, gradientCheckpointing: false, networkDropout: 0, flipAug: false, unetLr: 1e-3 };
 
-let backend: GpuBackend;
-let pipeline: Pipeline;
-beforeAll(async () => {
-  backend = await testBackend();
-  pipeline = await tinyPipeline(backend);
-}, 10 * 60_000);
+const tiny = useTinyPipeline();
 
 describe('micro-batch gradient accumulation', () => {
   it('batch 4 x 1, 2 x 2 and 1 x 4 give the same gradients and update', async () => {
     const items = sampleItems(4);
     const results: { grads: Float32Array; params: Float32Array }[] = [];
     for (const [bs, acc] of [[4, 1], [2, 2], [1, 4]] as const) {
-      const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: bs, gradAccumulation: acc, baseSteps: 40 }, items);
+      const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: bs, gradAccumulation: acc, baseSteps: 40 }, items);
       await t.cacheLatents();
       const examples = [0, 1, 2, 3].map((i) => t.drawExample(i, new Rng(100 + i)));
       const micro = Array.from({ length: acc }, (_, k) => examples.slice(k * bs, (k + 1) * bs));
@@ -51,7 +43,7 @@ describe('cached text-encoder outputs', () => {
     const items = sampleItems(3);
     const results: Float32Array[] = [];
     for (const cache of [false, true]) {
-      const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: 3, baseSteps: 10, shuffleCaptions: false, triggerWord: 'smth', cacheTextEncoderOutputs: cache }, items);
+      const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, batchSize: 3, baseSteps: 10, shuffleCaptions: false, triggerWord: 'smth', cacheTextEncoderOutputs: cache }, items);
       await t.cacheLatents();
       expect(t.cachedContexts).toBe(cache ? new Set(items.map((i) => i.caption)).size : 0);
       const examples = [0, 1, 2].map((i) => t.drawExample(i, new Rng(7 + i)));
@@ -70,7 +62,7 @@ describe('a 200-step run on the tiny pipeline', () => {
     const metrics: StepMetrics[] = [];
     const saves: number[] = [];
     let last: Uint8Array | null = null;
-    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, baseSteps: 200, triggerWord: 'smth', runName: 'tiny-test' }, sampleItems(6), {
+    const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, baseSteps: 200, triggerWord: 'smth', runName: 'tiny-test' }, sampleItems(6), {
       onMetrics: (m) => metrics.push(m),
       onCheckpoint: (f, step) => {
         saves.push(step);
@@ -115,7 +107,7 @@ describe('a run that diverges', () => {
   it('stops with a NaN error naming the step, keeps the last saved LoRA and advises a lower LR', async () => {
     const saved: number[] = [];
     // An absurd learning rate (the form would refuse it) makes the LoRA blow up within a few steps.
-    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, baseSteps: 6, saveEvery: 1, unetLr: 1e25, maxGradNorm: 0, warmup: 0 }, sampleItems(2), { onCheckpoint: (_f, step) => saved.push(step) });
+    const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, baseSteps: 6, saveEvery: 1, unetLr: 1e25, maxGradNorm: 0, warmup: 0 }, sampleItems(2), { onCheckpoint: (_f, step) => saved.push(step) });
     const err = await t.run().then(() => null, (e: unknown) => e as Error);
     expect(err?.name).toBe('NonFiniteLossError');
     expect(err?.message).toMatch(/NaN or infinite at step \d+/);
@@ -132,7 +124,7 @@ describe('a run that diverges', () => {
 describe('Stop before the first step', () => {
   it('ends latent encoding at the next image and saves no LoRA', async () => {
     const saves: number[] = [];
-    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 4 }, sampleItems(5), { onCheckpoint: (_f, step) => saves.push(step) });
+    const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 4 }, sampleItems(5), { onCheckpoint: (_f, step) => saves.push(step) });
     const control = new RunControl();
     const progress: number[] = [];
     const complete = await t.cacheLatents((done) => {
@@ -152,7 +144,7 @@ describe('steps per second', () => {
   it('leave out the time outside steps (saves here; previews are timed the same way)', async () => {
     const metrics: { m: StepMetrics; at: number }[] = [];
     const busyMs = 300;
-    const t = new Trainer(pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 3, saveEvery: 1 }, sampleItems(2), {
+    const t = new Trainer(tiny.pipeline, { ...DEFAULT_CONFIG, ...base, sampleSteps: 0, baseSteps: 3, saveEvery: 1 }, sampleItems(2), {
       onMetrics: (m) => metrics.push({ m, at: performance.now() }),
       // A slow consumer of each save: its time is the save's, not the steps'.
       onCheckpoint: () => {
