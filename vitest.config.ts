@@ -10,6 +10,16 @@ if (!process.env.VK_ICD_FILENAMES && existsSync(icd)) process.env.VK_ICD_FILENAM
 // Mesa's implicit device-select Vulkan layer crashes Dawn under SwiftShader.
 process.env.NODEVICE_SELECT ??= '1';
 
+/** Headless Chromium with WebGPU on (SwiftShader here): the browser tests' and the browser benchmark's (vitest.bench.config.ts) provider. */
+export function chromiumProvider() {
+  return playwright({
+    launchOptions: {
+      executablePath: chromium,
+      args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    },
+  });
+}
+
 export default defineConfig({
   test: {
     testTimeout: 120_000,
@@ -39,12 +49,7 @@ export default defineConfig({
           browser: {
             enabled: true,
             headless: true,
-            provider: playwright({
-              launchOptions: {
-                executablePath: chromium,
-                args: ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--no-sandbox', '--disable-gpu-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-              },
-            }),
+            provider: chromiumProvider(),
             instances: [{ browser: 'chromium' }],
           },
         },
